@@ -1,0 +1,167 @@
+"""Image decoding and Detectron2's test-time resize, as the `preprocess` model runs them.
+
+Two things matter here and both are checked by tests against Detectron2 itself:
+
+* Decoding must give the same pixels Detectron2's ``read_image(path, format="BGR")`` gives.
+  OpenCV's ``IMREAD_COLOR`` does for JPEG and 8-bit PNG, including EXIF orientation, grey
+  images (expanded to 3 channels) and alpha (dropped).  16-bit PNGs are scaled to 8 bits by
+  OpenCV where PIL would clip them; scaling is the useful behaviour, so we keep it.
+* Resizing must be Detectron2's ``ResizeShortestEdge`` at test time: the same output-size
+  arithmetic and PIL's bilinear filter on uint8 data (``ResizeTransform.apply_image``), which
+  is *not* what ``cv2.resize`` computes.
+
+Untrusted bytes are checked before any pixel is decoded: size in bytes, a known format, and
+the dimensions declared in the header (so a 50000x50000 "decompression bomb" is refused
+without allocating it).
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from d2_triton.errors import InvalidRequestError
+
+JPEG_SIGNATURE = b"\xff\xd8\xff"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+JPEG_END_OF_IMAGE = b"\xff\xd9"
+
+SUPPORTED_FORMATS = ("jpeg", "png")
+CHANNEL_ORDERS = ("BGR", "RGB")
+
+
+class InvalidImageError(InvalidRequestError):
+    """The request's bytes are not an image this server accepts; the message says why."""
+
+
+@dataclass(frozen=True)
+class DecodeLimits:
+    """Limits applied to every request before decoding.
+
+    The defaults admit any ordinary photo (a 8K x 6K frame is 48 MP) while keeping one
+    request's decoded image under ~200 MB of memory.
+    """
+
+    max_bytes: int = 32 * 1024 * 1024
+    max_pixels: int = 64_000_000
+
+    def __post_init__(self) -> None:
+        if self.max_bytes <= 0 or self.max_pixels <= 0:
+            raise ValueError(f"decode limits must be positive, got {self}")
+
+
+def sniff_format(data: bytes) -> str:
+    """Name the container format from its signature; refuse anything else early."""
+    if data.startswith(JPEG_SIGNATURE):
+        return "jpeg"
+    if data.startswith(PNG_SIGNATURE):
+        return "png"
+    preview = data[:8].hex(" ")
+    raise InvalidImageError(
+        f"unsupported or unrecognised image format (first bytes: {preview}); "
+        "send the raw bytes of a JPEG or PNG file"
+    )
+
+
+def declared_size(data: bytes, image_format: str) -> tuple[int, int]:
+    """Return (width, height) as declared in the header, without decoding pixels.
+
+    PIL parses only the header here.  Its own decompression-bomb guard is silenced because
+    the caller applies the configured pixel limit with a clearer message.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data), formats=[image_format.upper()]) as header:
+                width, height = header.size
+    except Image.DecompressionBombError as error:
+        raise InvalidImageError(f"image declares too many pixels: {error}") from None
+    except Exception as error:  # PIL raises many types for malformed headers
+        raise InvalidImageError(
+            f"invalid {image_format.upper()} header: {error or type(error).__name__}"
+        ) from None
+    if width <= 0 or height <= 0:
+        raise InvalidImageError(f"image header declares an empty image ({width}x{height})")
+    return width, height
+
+
+def decode_image(data: bytes, limits: DecodeLimits | None = None) -> np.ndarray:
+    """Decode JPEG/PNG bytes to an HxWx3 uint8 BGR array with EXIF orientation applied.
+
+    Raises InvalidImageError with a user-facing message for anything that is not a
+    decodable image within ``limits``.
+    """
+    limits = limits or DecodeLimits()
+    if len(data) == 0:
+        raise InvalidImageError("empty request: expected the raw bytes of a JPEG or PNG image")
+    if len(data) > limits.max_bytes:
+        raise InvalidImageError(
+            f"image is {len(data)} bytes, over the limit of {limits.max_bytes} bytes "
+            "(model parameter max_image_bytes)"
+        )
+    image_format = sniff_format(data)
+    width, height = declared_size(data, image_format)
+    if width * height > limits.max_pixels:
+        raise InvalidImageError(
+            f"image declares {width}x{height} = {width * height} pixels, over the limit of "
+            f"{limits.max_pixels} pixels (model parameter max_image_pixels)"
+        )
+    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise InvalidImageError(_decode_failure_message(data, image_format))
+    return image
+
+
+def _decode_failure_message(data: bytes, image_format: str) -> str:
+    if image_format == "jpeg" and JPEG_END_OF_IMAGE not in data[-64:]:
+        return "could not decode the JPEG: it is truncated (no end-of-image marker)"
+    return f"could not decode the {image_format.upper()}: the data is corrupt or truncated"
+
+
+def shortest_edge_resized_shape(
+    height: int, width: int, short_edge: int, max_size: int
+) -> tuple[int, int]:
+    """Detectron2's ``ResizeShortestEdge.get_output_shape``: (new_height, new_width).
+
+    The float arithmetic and the final ``int(x + 0.5)`` rounding are kept as Detectron2 has
+    them, because a one-pixel difference in the resized size changes every box.  A
+    ``short_edge`` of 0 means "do not resize", as in Detectron2.
+    """
+    if short_edge == 0:
+        return height, width
+    size = short_edge * 1.0
+    scale = size / min(height, width)
+    if height < width:
+        new_height, new_width = size, scale * width
+    else:
+        new_height, new_width = scale * height, size
+    if max(new_height, new_width) > max_size:
+        scale = max_size * 1.0 / max(new_height, new_width)
+        new_height = new_height * scale
+        new_width = new_width * scale
+    return int(new_height + 0.5), int(new_width + 0.5)
+
+
+def resize_shortest_edge(image: np.ndarray, short_edge: int, max_size: int) -> np.ndarray:
+    """Resize an HxWxC uint8 image the way Detectron2's test-time augmentation does."""
+    height, width = image.shape[:2]
+    new_height, new_width = shortest_edge_resized_shape(height, width, short_edge, max_size)
+    if (new_height, new_width) == (height, width):
+        return image  # PIL would return an identical copy
+    resized = Image.fromarray(image).resize((new_width, new_height), Image.Resampling.BILINEAR)
+    return np.asarray(resized)
+
+
+def to_model_layout(image_bgr: np.ndarray, channel_order: str) -> np.ndarray:
+    """HxWx3 BGR -> contiguous 3xHxW in the model's channel order (cfg.INPUT.FORMAT)."""
+    if channel_order not in CHANNEL_ORDERS:
+        raise ValueError(f"channel order must be one of {CHANNEL_ORDERS}, got {channel_order!r}")
+    chw = image_bgr.transpose(2, 0, 1)
+    if channel_order == "RGB":
+        chw = chw[::-1]
+    return np.ascontiguousarray(chw)
