@@ -1,0 +1,108 @@
+"""Install Detectron2's real Python code into this environment, for export and parity tests.
+
+    python -m export_tools.install_detectron2
+
+If ``import detectron2`` already works (e.g. you installed it from GitHub, the standard way:
+``pip install 'git+https://github.com/facebookresearch/detectron2.git@v0.6'``), this does
+nothing.  Otherwise it fetches Detectron2 v0.6's sources from PyPI (``pb1-detectron2==0.6``,
+hash-pinned in export_tools/detectron2-source.txt), unpacks them under the cache folder and
+adds them to this environment's path with a ``.pth`` file.  ``pip install`` of that sdist
+cannot work: it lacks the C++ sources its setup.py compiles.  What it lacks is covered by
+``export_tools.detectron2_env`` (see there); nothing of Detectron2 is re-implemented.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import subprocess
+import sys
+import sysconfig
+import tarfile
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SOURCE_REQUIREMENT = HERE / "detectron2-source.txt"
+SDIST_NAME = "pb1-detectron2-0.6"
+PTH_NAME = "detectron2-v0.6-sources.pth"
+
+
+def default_cache() -> Path:
+    return Path(os.environ.get("D2T_CACHE", HERE.parent / ".cache"))
+
+
+def detectron2_importable() -> bool:
+    return importlib.util.find_spec("detectron2") is not None
+
+
+def download_sdist(directory: Path) -> Path:
+    """pip download with --require-hashes; --no-build-isolation so its setup.py finds torch."""
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-binary",
+            ":all:",
+            "--require-hashes",
+            "-r",
+            str(SOURCE_REQUIREMENT),
+            "--dest",
+            str(directory),
+        ],
+        check=True,
+    )
+    return directory / f"{SDIST_NAME}.tar.gz"
+
+
+def unpack(sdist: Path, destination: Path) -> Path:
+    """Extract the sdist; returns the folder that holds the ``detectron2`` package."""
+    destination = destination.resolve()
+    with tarfile.open(sdist) as archive:
+        members = archive.getmembers()
+        for member in members:  # tarfile's "data" filter is missing from some 3.11 builds
+            target = (destination / member.name).resolve()
+            if not (member.isfile() or member.isdir()) or destination not in target.parents:
+                raise RuntimeError(f"refusing suspicious archive member {member.name!r}")
+        archive.extractall(destination, members=members)
+    root = destination / SDIST_NAME
+    if not (root / "detectron2" / "__init__.py").is_file():
+        raise RuntimeError(f"{sdist} does not contain detectron2/__init__.py")
+    return root
+
+
+def link_into_environment(source_root: Path) -> Path:
+    pth = Path(sysconfig.get_paths()["purelib"]) / PTH_NAME
+    pth.write_text(f"{source_root}\n", encoding="utf-8")
+    return pth
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m export_tools.install_detectron2", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--cache", type=Path, default=default_cache())
+    parser.add_argument("--force", action="store_true", help="reinstall even if importable")
+    args = parser.parse_args(argv)
+    if detectron2_importable() and not args.force:
+        spec = importlib.util.find_spec("detectron2")
+        print(f"detectron2 already importable from {spec.origin}; nothing to do")
+        return 0
+    source_dir = args.cache.absolute() / "detectron2-sources"
+    root = source_dir / SDIST_NAME
+    if not (root / "detectron2" / "__init__.py").is_file():
+        source_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory() as download_dir:
+            root = unpack(download_sdist(Path(download_dir)), source_dir)
+    pth = link_into_environment(root)
+    print(f"Detectron2 v0.6 Python sources in {root}, on this environment's path via {pth}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
