@@ -241,11 +241,16 @@ class TritonServer:
         self.stop()
 
 
-def free_port() -> int:
-    """A TCP port that was free a moment ago (for tests that run several servers)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+def free_ports(count: int) -> list[int]:
+    """TCP ports that were free a moment ago (tests run servers side by side)."""
+    probes = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
+    try:
+        for probe in probes:
+            probe.bind(("127.0.0.1", 0))
+        return [probe.getsockname()[1] for probe in probes]
+    finally:
+        for probe in probes:
+            probe.close()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,6 +23,7 @@ with the image as uint8 CHW, on the CPU, so the file carries no device.  The fin
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import logging
@@ -46,6 +47,9 @@ TEMPLATE_REPOSITORY = Path(__file__).resolve().parent.parent / "models"
 TORCHSCRIPT_FILE = "model.pt"
 LABEL_MAP_FILE = "labels.json"
 EXPORT_INFO_FILE = "export_info.json"
+
+# Spread of mask logits of the random model (see build_random_model).
+RANDOM_MASK_LOGIT_STD = 4.0
 
 # Instances fields exported, in this order, when the model produces them.
 EXPORTED_FIELDS = ("pred_boxes", "scores", "pred_classes", "pred_masks", "pred_keypoints")
@@ -179,21 +183,66 @@ def build_model(cfg, weights: str | None, seed: int, fallback_random: bool):
     from detectron2.checkpoint import DetectionCheckpointer
     from detectron2.modeling import build_model as build_detectron2_model
 
-    torch.manual_seed(seed)
-    model = build_detectron2_model(cfg).eval()
     if weights is None:
         announce_random_weights(seed, reason="--weights random")
-        return model, WeightsInfo(source="random", seed=seed)
+        return build_random_model(cfg, seed), WeightsInfo(source="random", seed=seed)
+    model = build_detectron2_model(cfg).eval()
     try:
         DetectionCheckpointer(model).load(weights)
     except Exception as error:
         if not fallback_random:
             raise SystemExit(f"could not load weights {weights}: {error}") from error
-        torch.manual_seed(seed)
-        model = build_detectron2_model(cfg).eval()
         announce_random_weights(seed, reason=f"loading {weights} failed: {error}")
-        return model, WeightsInfo(source="random", location=weights, seed=seed)
+        return build_random_model(cfg, seed), WeightsInfo("random", location=weights, seed=seed)
     return model, WeightsInfo(source="checkpoint", location=weights)
+
+
+def build_random_model(cfg, seed: int):
+    """Detectron2's own initialisation under ``seed``, made to behave like a trained model.
+
+    Two adjustments, both measured on a fixed synthetic image, so the result is
+    deterministic for a given seed:
+
+    * Frozen BatchNorm statistics are set from the activations each layer sees (what trained
+      statistics do).  Detectron2 initialises them to mean 0 / variance 1, i.e. no
+      normalisation; through a 50-layer random ResNet activations then reach ~1e9, every
+      score saturates at exactly 1.0 and keypoint decoding meets non-finite values.
+    * The mask predictor is scaled so mask logits have a standard deviation of
+      ``RANDOM_MASK_LOGIT_STD``.  Detectron2 initialises it with std 0.001, which leaves every
+      mask probability at 0.5 +- 0.01: each pixel a coin toss at the 0.5 threshold, unlike
+      the confident masks of a trained model.
+    """
+    from detectron2.layers import FrozenBatchNorm2d
+    from detectron2.modeling import build_model as build_detectron2_model
+
+    torch.manual_seed(seed)
+    model = build_detectron2_model(cfg).eval()
+    image = model_input(cfg, synthetic_sample_image())
+
+    def set_statistics(module, inputs):
+        activations = inputs[0]
+        module.running_mean.copy_(activations.mean(dim=(0, 2, 3)))
+        module.running_var.copy_(activations.var(dim=(0, 2, 3)))
+
+    frozen_norms = [m for m in model.modules() if isinstance(m, FrozenBatchNorm2d)]
+    hooks = [module.register_forward_pre_hook(set_statistics) for module in frozen_norms]
+    with torch.no_grad():
+        model.backbone(model.preprocess_image([{"image": image}]).tensor)
+    for hook in hooks:
+        hook.remove()
+
+    mask_predictor = getattr(getattr(model, "roi_heads", None), "mask_head", None)
+    if mask_predictor is not None:
+        mask_predictor = mask_predictor.predictor
+        logits = []
+        hook = mask_predictor.register_forward_hook(lambda _m, _i, out: logits.append(out))
+        with torch.no_grad():
+            raw_instances(model, image)
+        hook.remove()
+        if logits and logits[0].numel() > 1:
+            with torch.no_grad():
+                mask_predictor.weight.mul_(RANDOM_MASK_LOGIT_STD / logits[0].std())
+    return model
 
 
 def announce_random_weights(seed: int, reason: str) -> None:
@@ -265,6 +314,27 @@ def describe_outputs(model, image: torch.Tensor) -> tuple[list[str], triton_conf
     return fields, outputs
 
 
+@contextlib.contextmanager
+def nms_dispatched_at_run_time():
+    """Trace with torchvision's ``batched_nms`` scripted, so it keeps eager mode's choice.
+
+    Eager ``batched_nms`` picks its algorithm by size and device (a per-class loop above
+    4000 box coordinates on CPU, one NMS over class-offset boxes below).  Under tracing it
+    always takes the offset trick, whose large offsets round box coordinates in float32 and
+    so flip IoUs that sit on the threshold: the traced model then keeps or drops different
+    boxes than Detectron2 does.  Scripted, torchvision's own function is recorded with its
+    branch intact and decides at run time, exactly as eager Detectron2 does.
+    """
+    import torchvision.ops.boxes as box_ops
+
+    original = box_ops.batched_nms
+    box_ops.batched_nms = torch.jit.script(original)
+    try:
+        yield
+    finally:
+        box_ops.batched_nms = original
+
+
 def trace(model, image: torch.Tensor, fields: list[str]) -> torch.jit.ScriptModule:
     """TracingAdapter + torch.jit.trace; outputs are the ``fields`` tensors, in order."""
     from detectron2.export.flatten import TracingAdapter
@@ -274,7 +344,7 @@ def trace(model, image: torch.Tensor, fields: list[str]) -> torch.jit.ScriptModu
         return tuple(_field_tensor(instances, field) for field in fields)
 
     adapter = TracingAdapter(model, [{"image": image}], inference)
-    with torch.no_grad():
+    with torch.no_grad(), nms_dispatched_at_run_time():
         return torch.jit.trace(adapter, (image,), check_trace=False)
 
 

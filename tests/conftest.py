@@ -1,0 +1,51 @@
+"""Fixtures shared by the unit and integration tests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from helpers.exports import ARCHITECTURES, REPO_ROOT, exported_repository
+from helpers.parity import ParityFigures
+from helpers.photos import write_photos
+from helpers.servers import ServerPool
+
+REPORT_DIR = REPO_ROOT / ".cache" / "reports"
+# Figures the parity tests measured, printed at the end of the run and kept as JSON.
+PARITY_FIGURES: dict[str, ParityFigures] = {}
+
+
+@pytest.fixture(scope="session")
+def photos(tmp_path_factory) -> dict[str, Path]:
+    return write_photos(tmp_path_factory.mktemp("photos"))
+
+
+@pytest.fixture(scope="session")
+def server_pool(tmp_path_factory):
+    pool = ServerPool(tmp_path_factory.mktemp("server-logs"))
+    yield pool
+    pool.stop()
+
+
+@pytest.fixture(scope="session")
+def mask_rcnn_repository() -> Path:
+    return exported_repository(ARCHITECTURES["mask_rcnn"])
+
+
+@pytest.fixture
+def mask_rcnn_server(server_pool, mask_rcnn_repository):
+    """The default model (Mask R-CNN R50-FPN) served by a real tritonserver."""
+    return server_pool.get(mask_rcnn_repository, "mask_rcnn")
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if not PARITY_FIGURES:
+        return
+    summaries = {key: figures.summary() for key, figures in sorted(PARITY_FIGURES.items())}
+    REPORT_DIR.mkdir(parents=True, exist_ok=True)
+    (REPORT_DIR / "parity.json").write_text(json.dumps(summaries, indent=2) + "\n")
+    terminalreporter.section("parity with Detectron2 (served over HTTP vs DefaultPredictor)")
+    for key, summary in summaries.items():
+        terminalreporter.write_line(f"{key}: {json.dumps(summary)}")

@@ -1,0 +1,1 @@
+"""Test helpers: real photos, cached exports, Triton servers, Detectron2 references."""

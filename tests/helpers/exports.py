@@ -1,0 +1,109 @@
+"""Exported model repositories for tests, built with the real export CLI and cached.
+
+Weights: the exporter's fixed-seed random initialisation (Detectron2's own init with
+calibrated frozen BatchNorms, see ``export_tools.export.build_random_model``) saved as a
+checkpoint file, so the exporter loads it through its real "local .pth" path and the
+Detectron2 reference loads the very same file.  A repository is rebuilt whenever the
+exporter, the model templates, the shared package or the arguments change (their hash
+names the cache entry).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CACHE = Path(os.environ.get("D2T_CACHE", REPO_ROOT / ".cache")) / "test-exports"
+SEED = 0
+# Low enough that Detectron2's random initialisation still yields detections on photos.
+SCORE_THRESH_TEST = 0.01
+
+
+@dataclass(frozen=True)
+class Architecture:
+    key: str
+    config: str
+    has_masks: bool = False
+    has_keypoints: bool = False
+
+
+ARCHITECTURES = {
+    arch.key: arch
+    for arch in (
+        Architecture("mask_rcnn", "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml", True),
+        Architecture("faster_rcnn", "COCO-Detection/faster_rcnn_R_50_FPN_3x.yaml"),
+        Architecture("retinanet", "COCO-Detection/retinanet_R_50_FPN_3x.yaml"),
+        Architecture(
+            "keypoint_rcnn", "COCO-Keypoints/keypoint_rcnn_R_50_FPN_3x.yaml", has_keypoints=True
+        ),
+    )
+}
+
+
+def _sources_fingerprint(*extra: str) -> str:
+    digest = hashlib.sha256()
+    for folder in ("export_tools", "models", "d2_triton"):
+        for path in sorted((REPO_ROOT / folder).rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                digest.update(str(path.relative_to(REPO_ROOT)).encode())
+                digest.update(path.read_bytes())
+    for item in extra:
+        digest.update(item.encode())
+    return digest.hexdigest()[:16]
+
+
+def seeded_checkpoint(arch: Architecture, seed: int = SEED) -> Path:
+    """The exporter's random initialisation under ``seed``, saved like a trained checkpoint."""
+    init_code = hashlib.sha256((REPO_ROOT / "export_tools" / "export.py").read_bytes())
+    path = CACHE / "weights" / f"{arch.key}-seed{seed}-{init_code.hexdigest()[:12]}.pth"
+    if path.is_file():
+        return path
+    import torch
+
+    from export_tools.detectron2_env import import_detectron2
+
+    import_detectron2()
+    from export_tools.export import build_random_model, load_config
+
+    model = build_random_model(load_config(arch.config, [], None), seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    torch.save({"model": model.state_dict()}, partial)
+    partial.rename(path)
+    return path
+
+
+def export_args(arch: Architecture, weights: Path, repository: Path, *extra: str) -> list[str]:
+    return [
+        "--config", arch.config,
+        "--weights", str(weights),
+        "--repository", str(repository),
+        "--score-thresh-test", str(SCORE_THRESH_TEST),
+        *extra,
+    ]  # fmt: skip
+
+
+def exported_repository(arch: Architecture, *extra: str) -> Path:
+    """A model repository for ``arch``, exported by the real CLI (cached by content)."""
+    weights = seeded_checkpoint(arch)
+    key = _sources_fingerprint(arch.config, str(SEED), str(SCORE_THRESH_TEST), *extra)
+    repository = CACHE / f"{arch.key}-{key}"
+    if (repository / "export_info.json").is_file():
+        return repository
+    for stale in CACHE.glob(f"{arch.key}-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    partial = repository.with_name(repository.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    subprocess.run(
+        [sys.executable, "-m", "export_tools.export", *export_args(arch, weights, partial, *extra)],
+        cwd=REPO_ROOT,
+        check=True,
+    )
+    partial.rename(repository)
+    return repository

@@ -1,0 +1,63 @@
+"""What Detectron2 itself predicts: ``DefaultPredictor`` on ``read_image``'s pixels.
+
+This is the parity baseline: Detectron2's eager model with the same checkpoint file and
+config the exporter used, fed the image exactly as Detectron2 reads a file (PIL decode with
+EXIF orientation, BGR).  It imports Detectron2, so it runs in the test process, never in
+the server.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from export_tools.detectron2_env import import_detectron2
+from helpers.exports import SCORE_THRESH_TEST, Architecture
+
+
+@dataclass
+class Prediction:
+    boxes: np.ndarray
+    scores: np.ndarray
+    classes: np.ndarray
+    masks: np.ndarray | None = None  # bool [N, H, W]
+    keypoints: np.ndarray | None = None  # [N, K, 3]
+    image_size: tuple[int, int] = (0, 0)
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+
+@lru_cache(maxsize=1)
+def _predictor(config: str, weights: str):
+    from detectron2 import model_zoo
+    from detectron2.config import get_cfg
+    from detectron2.engine import DefaultPredictor
+
+    cfg = get_cfg()
+    cfg.merge_from_file(model_zoo.get_config_file(config))
+    cfg.MODEL.DEVICE = "cpu"
+    cfg.MODEL.WEIGHTS = weights
+    cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = SCORE_THRESH_TEST
+    cfg.MODEL.RETINANET.SCORE_THRESH_TEST = SCORE_THRESH_TEST
+    return DefaultPredictor(cfg)
+
+
+def detectron2_prediction(arch: Architecture, weights: Path, image_path: Path) -> Prediction:
+    import_detectron2()
+    from detectron2.data.detection_utils import read_image
+
+    predictor = _predictor(arch.config, str(weights))
+    image = read_image(str(image_path), format="BGR")
+    instances = predictor(image)["instances"]
+    return Prediction(
+        boxes=instances.pred_boxes.tensor.numpy(),
+        scores=instances.scores.numpy(),
+        classes=instances.pred_classes.numpy(),
+        masks=instances.pred_masks.numpy() if instances.has("pred_masks") else None,
+        keypoints=instances.pred_keypoints.numpy() if instances.has("pred_keypoints") else None,
+        image_size=tuple(image.shape[:2]),
+    )
