@@ -1,0 +1,125 @@
+"""The environments the project relies on: Detectron2 shims, the server env, the stub."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from d2_triton.server import ServerEnvironment, ServerEnvironmentError, ServerOptions
+from export_tools import detectron2_env
+from helpers import pb_utils_stub
+from helpers.servers import SERVER_ENV
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_detectron2_imports_with_only_the_documented_shims():
+    detectron2_env.import_detectron2()
+    from detectron2.export.flatten import TracingAdapter  # noqa: F401
+    from detectron2.modeling import build_model  # noqa: F401
+
+    shims = detectron2_env.shims_in_use()
+    assert all(s.startswith(("detectron2._C placeholder", "detectron2.export")) for s in shims)
+    if "detectron2._C" in sys.modules and isinstance(
+        sys.modules["detectron2._C"], detectron2_env._MissingCppExtension
+    ):
+        with pytest.raises(detectron2_env.MissingCppExtensionError, match="C\\+\\+ extension"):
+            sys.modules["detectron2._C"].deform_conv_forward  # noqa: B018
+        with pytest.raises(AttributeError):
+            sys.modules["detectron2._C"].__file__  # noqa: B018
+
+
+def test_server_environment_has_numpy_below_2_and_a_stub():
+    environment = ServerEnvironment.inspect(SERVER_ENV)
+    assert int(environment.numpy_version.split(".")[0]) < 2
+    assert environment.tritonserver.is_file()
+    stub = environment.pytriton_dir / "tritonserver" / "python_backend_stubs"
+    assert (stub / environment.python_version / "triton_python_backend_stub").is_file()
+
+
+def test_numpy_2_server_environments_are_refused():
+    environment = ServerEnvironment(Path("/nowhere"), "3.11", "2.1.3", Path("/nowhere"))
+    with pytest.raises(ServerEnvironmentError, match="empty output tensors"):
+        environment.check_numpy()
+
+
+def test_requirements_pin_numpy_below_2():
+    pins = {}
+    for line in (REPO_ROOT / "requirements.txt").read_text().splitlines():
+        match = re.match(r"^([A-Za-z0-9_.\-\[\],]+)==([^\s#]+)", line)
+        if match:
+            pins[match.group(1).split("[")[0].lower()] = match.group(2)
+    assert int(pins["numpy"].split(".")[0]) < 2
+    for package in ("nvidia-pytriton", "tritonclient", "torch", "torchvision", "pycocotools"):
+        assert package in pins, f"{package} is not pinned"
+
+
+def test_server_command_line():
+    options = ServerOptions(Path("repo"), http_port=1, grpc_port=2, metrics_port=3)
+    environment = ServerEnvironment(Path("/env"), "3.11", "1.26.4", Path("/site/pytriton"))
+    command = options.command(environment, Path("/backends"))
+    assert command[0] == "/site/pytriton/tritonserver/bin/tritonserver"
+    for flag in (
+        "--http-port=1",
+        "--grpc-port=2",
+        "--metrics-port=3",
+        "--backend-directory=/backends",
+    ):
+        assert flag in command
+    env = environment.process_environment()
+    assert env["PATH"].startswith("/env/bin")
+    assert env["LD_LIBRARY_PATH"].startswith("/site/nvidia_pytriton.libs")
+
+
+def test_pb_utils_stub_mirrors_the_real_modules_type_table():
+    real = ServerEnvironment.inspect(SERVER_ENV).pytriton_dir / "tritonserver" / "backends"
+    source = (real / "python" / "triton_python_backend_utils.py").read_text()
+    table = next(
+        node.value
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Assign)
+        and any(getattr(t, "id", "") == "TRITON_STRING_TO_NUMPY" for t in node.targets)
+    )
+    real_names = {
+        key.value: ast.unparse(value) for key, value in zip(table.keys, table.values, strict=True)
+    }
+    assert set(real_names) == set(pb_utils_stub.TRITON_STRING_TO_NUMPY)
+    for name, expression in real_names.items():
+        expected = getattr(np, expression[3:]) if expression.startswith("np.") else bool
+        assert pb_utils_stub.triton_string_to_numpy(name) is expected
+
+
+def test_server_code_does_not_import_detectron2():
+    """The server runs with torch/torchvision only: no model.py or d2_triton import of it."""
+    sources = list((REPO_ROOT / "models").rglob("model.py")) + list(
+        (REPO_ROOT / "d2_triton").rglob("*.py")
+    )
+    for path in sources:
+        tree = ast.parse(path.read_text())
+        imported = [
+            alias.name
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Import)
+            for alias in node.names
+        ] + [node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)]
+        assert not [name for name in imported if name.startswith("detectron2")], path
+
+
+def test_detectron2_is_not_installed_in_the_server_environment():
+    import subprocess
+
+    probe = "import importlib.util as u; print(u.find_spec('detectron2') is None)"
+    result = subprocess.run(
+        [str(SERVER_ENV / "bin" / "python"), "-c", probe],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert result.stdout.strip() == "True"
+    assert importlib.util.find_spec("detectron2") is not None  # but the test env has it

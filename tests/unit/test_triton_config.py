@@ -1,0 +1,81 @@
+"""Generated configs are valid Triton configs and the ensemble is wired consistently."""
+
+from __future__ import annotations
+
+import pytest
+
+from d2_triton import schema
+from export_tools import triton_config as tc
+
+VARIANTS = {
+    "mask": tc.ModelOutputs(has_masks=True),
+    "boxes-only": tc.ModelOutputs(has_masks=False),
+    "keypoints": tc.ModelOutputs(has_masks=False, num_keypoints=17),
+}
+
+
+def all_configs(outputs: tc.ModelOutputs) -> dict:
+    instances = tc.InstanceSettings()
+    return {
+        "preprocess": tc.preprocess_config(
+            min_size_test=800, max_size_test=1333, input_format="BGR",
+            max_image_bytes=1000, max_image_pixels=1000,
+        ),
+        "detector": tc.detector_config(
+            outputs=outputs, output_fields=["pred_boxes"], torchscript_file="model.pt",
+            weights_source="checkpoint", instances=instances,
+        ),
+        "postprocess": tc.postprocess_config(
+            outputs=outputs, label_map_file="labels.json", default_score_threshold=0.0,
+            default_mask_format="rle",
+        ),
+        "ensemble": tc.ensemble_config(outputs),
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_configs_round_trip_through_text_format(variant):
+    for config in all_configs(VARIANTS[variant]).values():
+        assert tc.parse_pbtxt(tc.to_pbtxt(config)) == config
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_ensemble_steps_connect(variant):
+    configs = all_configs(VARIANTS[variant])
+    ensemble = configs["ensemble"]
+    available = {tensor.name: tensor for tensor in ensemble.input}
+    for step in ensemble.ensemble_scheduling.step:
+        model = configs[step.model_name]
+        declared_inputs = {tensor.name: tensor for tensor in model.input}
+        assert set(step.input_map) == set(declared_inputs), step.model_name
+        for model_input, ensemble_tensor in step.input_map.items():
+            assert ensemble_tensor in available, f"{step.model_name}.{model_input} unfed"
+            source = available[ensemble_tensor]
+            assert source.data_type == declared_inputs[model_input].data_type
+            assert list(source.dims) == list(declared_inputs[model_input].dims)
+        outputs = {tensor.name: tensor for tensor in model.output}
+        for model_output, ensemble_tensor in step.output_map.items():
+            available[ensemble_tensor] = outputs[model_output]
+    for output in ensemble.output:
+        assert output.name in available
+        assert available[output.name].data_type == output.data_type
+
+
+def test_outputs_follow_the_model():
+    names = {o.name for o in all_configs(VARIANTS["keypoints"])["ensemble"].output}
+    assert schema.KEYPOINTS in names and schema.MASKS_RLE not in names
+    names = {o.name for o in all_configs(VARIANTS["mask"])["ensemble"].output}
+    assert {schema.MASKS_RLE, schema.MASKS} <= names and schema.KEYPOINTS not in names
+    postprocess = all_configs(VARIANTS["boxes-only"])["postprocess"]
+    assert postprocess.parameters["default_mask_format"].string_value == "none"
+
+
+def test_gpu_instances():
+    config = tc.detector_config(
+        outputs=VARIANTS["mask"], output_fields=[], torchscript_file="model.pt",
+        weights_source="checkpoint",
+        instances=tc.InstanceSettings(detector_kind="gpu", detector_count=2, detector_threads=4),
+    )  # fmt: skip
+    group = config.instance_group[0]
+    assert group.kind == group.KIND_GPU and group.count == 2
+    assert config.parameters["intra_op_threads"].string_value == "4"
