@@ -17,6 +17,7 @@ original place) are added with ``LD_LIBRARY_PATH``.
 from __future__ import annotations
 
 import argparse
+import filecmp
 import json
 import os
 import shutil
@@ -102,10 +103,9 @@ class ServerEnvironment:
             raise ServerEnvironmentError(f"no Python-backend stub for Python {self.python_version}")
         target = directory / "python"
         target.mkdir(parents=True, exist_ok=True)
-        for item in source.iterdir():
+        for item in [*source.iterdir(), stub]:
             if item.is_file():
-                shutil.copy2(item, target / item.name)
-        shutil.copy2(stub, target / stub.name)
+                _install_file(item, target / item.name)
         return directory
 
     def process_environment(self) -> dict[str, str]:
@@ -117,6 +117,15 @@ class ServerEnvironment:
         env["LD_LIBRARY_PATH"] = os.pathsep.join(libraries)
         env.pop("PYTHONHOME", None)
         return env
+
+
+def _install_file(source: Path, target: Path) -> None:
+    """Copy unless identical; replace atomically, as a running server may be using it."""
+    if target.is_file() and filecmp.cmp(source, target, shallow=False):
+        return
+    partial = target.with_name(f".{target.name}.{os.getpid()}")
+    shutil.copy2(source, partial)
+    os.replace(partial, target)
 
 
 @dataclass
