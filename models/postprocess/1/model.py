@@ -12,13 +12,8 @@ from pathlib import Path
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from d2_triton import backend, schema
-from d2_triton.detections import (
-    Detections,
-    encode_masks_rle,
-    paste_masks_dense,
-    rescale_to_original,
-)
+from d2_triton import backend, pipeline
+from d2_triton.detections import Detections
 from d2_triton.labels import LabelMap
 from d2_triton.options import PostprocessOptions
 
@@ -35,45 +30,39 @@ class TritonPythonModel:
             mask_format=parameters["default_mask_format"],
         )
         self.dtypes = backend.output_dtypes(config)
-        self.has_masks = "mask_probs" in backend.input_names(config)
-        self.has_keypoints = "keypoints" in backend.input_names(config)
+        inputs = backend.input_names(config)
+        self.has_masks = "mask_probs" in inputs
+        self.has_keypoints = "keypoints" in inputs
 
     def execute(self, requests):
         return backend.respond_each(requests, self._postprocess, self.model_name)
 
     def _postprocess(self, request):
         options = self.defaults.updated_from(backend.request_parameters(request), self.labels)
-        original_hw = tuple(int(v) for v in backend.required_input(request, "original_size"))
-        resized_hw = tuple(int(v) for v in backend.required_input(request, "resized_size"))
         raw = Detections(
             boxes=backend.required_input(request, "boxes"),
             scores=backend.required_input(request, "scores"),
             classes=backend.required_input(request, "classes"),
             mask_probs=self._mask_probs(request),
-            keypoints=backend.optional_input(request, "keypoints") if self.has_keypoints else None,
+            keypoints=backend.required_input(request, "keypoints") if self.has_keypoints else None,
         )
-        detections = options.apply(rescale_to_original(raw, resized_hw, original_hw))
-        outputs = [
-            self._tensor(schema.BOXES, detections.boxes),
-            self._tensor(schema.SCORES, detections.scores),
-            self._tensor(schema.CLASSES, detections.classes),
-            self._tensor(schema.LABELS, self.labels.names_for(detections.classes)),
-            self._tensor(schema.IMAGE_SIZE, np.array(original_hw)),
-        ]
-        if self.has_keypoints:
-            outputs.append(self._tensor(schema.KEYPOINTS, detections.keypoints))
-        if self.has_masks and options.mask_format == "rle":
-            rle = encode_masks_rle(detections, original_hw)
-            outputs.append(self._tensor(schema.MASKS_RLE, np.array(rle, dtype=np.object_)))
-        elif self.has_masks and options.mask_format == "dense":
-            outputs.append(self._tensor(schema.MASKS, paste_masks_dense(detections, original_hw)))
-        return outputs
+        outputs = pipeline.postprocess(
+            raw,
+            resized_hw=self._size(request, "resized_size"),
+            original_hw=self._size(request, "original_size"),
+            options=options,
+            labels=self.labels,
+        )
+        return [self._tensor(name, array) for name, array in outputs.items()]
 
     def _mask_probs(self, request):
         if not self.has_masks:
             return None
-        probs = backend.required_input(request, "mask_probs")
-        return probs[:, 0]  # [N, 1, M, M] -> [N, M, M]
+        return backend.required_input(request, "mask_probs")[:, 0]  # [N, 1, M, M] -> [N, M, M]
+
+    @staticmethod
+    def _size(request, name):
+        return tuple(int(v) for v in backend.required_input(request, name))
 
     def _tensor(self, name, array):
         dtype = self.dtypes[name]

@@ -11,8 +11,8 @@ import json
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from d2_triton import backend
-from d2_triton.imaging import DecodeLimits, decode_image, resize_shortest_edge, to_model_layout
+from d2_triton import backend, pipeline
+from d2_triton.imaging import DecodeLimits
 
 
 class TritonPythonModel:
@@ -21,13 +21,15 @@ class TritonPythonModel:
         config = json.loads(args["model_config"])
         parameters = backend.model_parameters(config)
         self.model_name = args["model_name"]
-        self.limits = DecodeLimits(
-            max_bytes=int(parameters["max_image_bytes"]),
-            max_pixels=int(parameters["max_image_pixels"]),
+        self.settings = pipeline.PreprocessSettings(
+            min_size_test=int(parameters["min_size_test"]),
+            max_size_test=int(parameters["max_size_test"]),
+            input_format=parameters["input_format"],
+            limits=DecodeLimits(
+                max_bytes=int(parameters["max_image_bytes"]),
+                max_pixels=int(parameters["max_image_pixels"]),
+            ),
         )
-        self.short_edge = int(parameters["min_size_test"])
-        self.max_size = int(parameters["max_size_test"])
-        self.channel_order = parameters["input_format"]
         self.dtypes = backend.output_dtypes(config)
 
     def execute(self, requests):
@@ -35,14 +37,12 @@ class TritonPythonModel:
 
     def _preprocess(self, request):
         encoded = backend.required_input(request, "image_bytes")
-        image = decode_image(encoded.tobytes(), self.limits)
-        resized = resize_shortest_edge(image, self.short_edge, self.max_size)
+        model_input = pipeline.preprocess(encoded.tobytes(), self.settings)
         return [
-            pb_utils.Tensor("image", to_model_layout(resized, self.channel_order)),
-            pb_utils.Tensor(
-                "original_size", np.array(image.shape[:2], self.dtypes["original_size"])
-            ),
-            pb_utils.Tensor(
-                "resized_size", np.array(resized.shape[:2], self.dtypes["resized_size"])
-            ),
+            pb_utils.Tensor("image", model_input.image.astype(self.dtypes["image"], copy=False)),
+            self._size("original_size", model_input.original_hw),
+            self._size("resized_size", model_input.resized_hw),
         ]
+
+    def _size(self, name, height_width):
+        return pb_utils.Tensor(name, np.array(height_width, dtype=self.dtypes[name]))

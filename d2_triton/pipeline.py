@@ -1,0 +1,78 @@
+"""The preprocess and postprocess steps as plain functions.
+
+The Triton models (``models/*/1/model.py``) only move tensors in and out of these; the
+benchmarks time the very same functions in-process, so "pre/post cost" means the same
+code in both places.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from d2_triton import schema
+from d2_triton.detections import (
+    Detections,
+    encode_masks_rle,
+    paste_masks_dense,
+    rescale_to_original,
+)
+from d2_triton.imaging import DecodeLimits, decode_image, resize_shortest_edge, to_model_layout
+from d2_triton.labels import LabelMap
+from d2_triton.options import PostprocessOptions
+
+
+@dataclass(frozen=True)
+class PreprocessSettings:
+    """Detectron2's test-time input settings (cfg.INPUT.*) plus the decode limits."""
+
+    min_size_test: int
+    max_size_test: int
+    input_format: str
+    limits: DecodeLimits = field(default_factory=DecodeLimits)
+
+
+@dataclass
+class ModelInput:
+    image: np.ndarray  # uint8 [3, H', W'] in the model's channel order
+    original_hw: tuple[int, int]
+    resized_hw: tuple[int, int]
+
+
+def preprocess(data: bytes, settings: PreprocessSettings) -> ModelInput:
+    """Encoded image bytes -> the detector's input (raises InvalidRequestError)."""
+    image = decode_image(data, settings.limits)
+    resized = resize_shortest_edge(image, settings.min_size_test, settings.max_size_test)
+    return ModelInput(
+        image=to_model_layout(resized, settings.input_format),
+        original_hw=(image.shape[0], image.shape[1]),
+        resized_hw=(resized.shape[0], resized.shape[1]),
+    )
+
+
+def postprocess(
+    raw: Detections,
+    resized_hw: tuple[int, int],
+    original_hw: tuple[int, int],
+    options: PostprocessOptions,
+    labels: LabelMap,
+) -> dict[str, np.ndarray]:
+    """Detector outputs -> the ensemble's outputs, by name (BYTES as object arrays)."""
+    detections = options.apply(rescale_to_original(raw, resized_hw, original_hw))
+    outputs = {
+        schema.BOXES: detections.boxes,
+        schema.SCORES: detections.scores,
+        schema.CLASSES: detections.classes,
+        schema.LABELS: labels.names_for(detections.classes),
+        schema.IMAGE_SIZE: np.array(original_hw),
+    }
+    if detections.keypoints is not None:
+        outputs[schema.KEYPOINTS] = detections.keypoints
+    if detections.mask_probs is not None and options.mask_format == "rle":
+        outputs[schema.MASKS_RLE] = np.array(
+            encode_masks_rle(detections, original_hw), dtype=np.object_
+        )
+    elif detections.mask_probs is not None and options.mask_format == "dense":
+        outputs[schema.MASKS] = paste_masks_dense(detections, original_hw)
+    return outputs
