@@ -1,0 +1,159 @@
+"""In-process baselines, run in the *server* environment (torch + d2_triton, no Triton):
+
+* the bare TorchScript model on already-preprocessed images, with the detector config's
+  thread setting: the speed the ensemble is judged against;
+* preprocess alone and postprocess alone (``d2_triton.pipeline``, the code the models run),
+  wall and CPU time.
+
+It also writes perf_analyzer input files for each composing model, built from the real
+intermediate tensors of the same photos.
+
+    python -m benchmarks.components --repository R --photos DIR --out DIR --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torchvision  # noqa: F401  (registers the ops the traced graph calls)
+
+from benchmarks.inputs import write_input_data
+from d2_triton import pipeline
+from d2_triton.detections import Detections
+from d2_triton.imaging import DecodeLimits
+from d2_triton.labels import LabelMap
+from d2_triton.options import PostprocessOptions
+from export_tools.triton_config import parse_pbtxt
+
+
+def config_parameters(repository: Path, model: str) -> dict[str, str]:
+    config = parse_pbtxt((repository / model / "config.pbtxt").read_text())
+    return {key: value.string_value for key, value in config.parameters.items()}
+
+
+class Repository:
+    """The settings the three models read from their configs, read the same way."""
+
+    def __init__(self, path: Path):
+        pre = config_parameters(path, "preprocess")
+        det = config_parameters(path, "detector")
+        post = config_parameters(path, "postprocess")
+        self.preprocess = pipeline.PreprocessSettings(
+            min_size_test=int(pre["min_size_test"]),
+            max_size_test=int(pre["max_size_test"]),
+            input_format=pre["input_format"],
+            limits=DecodeLimits(int(pre["max_image_bytes"]), int(pre["max_image_pixels"])),
+        )
+        self.threads = int(det["intra_op_threads"])
+        self.fields = json.loads(det["output_fields"])
+        self.model_file = path / "detector" / "1" / det["torchscript_file"]
+        self.labels = LabelMap.from_file(path / "postprocess" / post["label_map"])
+        self.options = PostprocessOptions(
+            score_threshold=float(post["default_score_threshold"]),
+            mask_format=post["default_mask_format"],
+        )
+
+
+def timed(function, *args):
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = function(*args)
+    return result, time.perf_counter() - wall, time.process_time() - cpu
+
+
+def raw_detections(fields: list[str], outputs) -> Detections:
+    named = {field: tensor.numpy() for field, tensor in zip(fields, outputs, strict=True)}
+    masks = named.get("pred_masks")
+    return Detections(
+        boxes=named["pred_boxes"],
+        scores=named["scores"],
+        classes=named["pred_classes"],
+        mask_probs=None if masks is None else masks[:, 0],
+        keypoints=named.get("pred_keypoints"),
+    )
+
+
+def postprocess_inputs(model_input: pipeline.ModelInput, fields, outputs) -> dict[str, np.ndarray]:
+    names = {"pred_boxes": "boxes", "scores": "scores", "pred_classes": "classes",
+             "pred_masks": "mask_probs", "pred_keypoints": "keypoints"}  # fmt: skip
+    tensors = {names[f]: t.numpy() for f, t in zip(fields, outputs, strict=True) if f in names}
+    tensors["original_size"] = np.array(model_input.original_hw, np.int32)
+    tensors["resized_size"] = np.array(model_input.resized_hw, np.int32)
+    return tensors
+
+
+def measure_size(repo: Repository, model, photos: list[Path], repeats: int, out: Path) -> dict:
+    """Times per stage for one image size; writes that size's perf_analyzer inputs."""
+    stages = {name: {"wall": [], "cpu": []} for name in ("preprocess", "model", "postprocess")}
+    detections = []
+    detector_requests, postprocess_requests = [], []
+    for photo in photos:
+        payload = photo.read_bytes()
+        model_input = pipeline.preprocess(payload, repo.preprocess)
+        image = torch.from_numpy(model_input.image)
+        with torch.inference_mode():
+            model(image)  # each new shape: the TorchScript executor profiles, then optimises
+            model(image)
+        for _ in range(repeats):
+            model_input, wall, cpu = timed(pipeline.preprocess, payload, repo.preprocess)
+            stages["preprocess"]["wall"].append(wall)
+            stages["preprocess"]["cpu"].append(cpu)
+            with torch.inference_mode():
+                outputs, wall, cpu = timed(model, image)
+            stages["model"]["wall"].append(wall)
+            stages["model"]["cpu"].append(cpu)
+            raw = raw_detections(repo.fields, outputs)
+            result, wall, cpu = timed(
+                pipeline.postprocess, raw, model_input.resized_hw, model_input.original_hw,
+                repo.options, repo.labels,
+            )  # fmt: skip
+            stages["postprocess"]["wall"].append(wall)
+            stages["postprocess"]["cpu"].append(cpu)
+        detections.append(len(result["scores"]))
+        detector_requests.append({"image": model_input.image})
+        postprocess_requests.append(postprocess_inputs(model_input, repo.fields, outputs))
+    out.mkdir(parents=True, exist_ok=True)
+    write_input_data(out / "detector.json", detector_requests)
+    write_input_data(out / "postprocess.json", postprocess_requests)
+    summary = {
+        stage: {
+            "wall_ms": 1000 * statistics.mean(times["wall"]),
+            "cpu_ms": 1000 * statistics.mean(times["cpu"]),
+        }
+        for stage, times in stages.items()
+    }
+    summary["model"]["throughput"] = 1.0 / statistics.mean(stages["model"]["wall"])
+    summary["detections_per_image"] = statistics.mean(detections)
+    summary["resized_hw"] = list(model_input.resized_hw)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repository", type=Path, required=True)
+    parser.add_argument("--photos", type=Path, required=True, help="one folder per size")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args(argv)
+    repo = Repository(args.repository)
+    if repo.threads > 0:
+        torch.set_num_threads(repo.threads)
+    model = torch.jit.load(str(repo.model_file), map_location="cpu").eval()
+    results = {"threads": torch.get_num_threads(), "sizes": {}}
+    for folder in sorted(p for p in args.photos.iterdir() if p.is_dir()):
+        photos = sorted(folder.glob("*.jpg"))
+        results["sizes"][folder.name] = measure_size(
+            repo, model, photos, args.repeats, args.out / folder.name
+        )
+        print(f"{folder.name}: {json.dumps(results['sizes'][folder.name])}", flush=True)
+    (args.out / "components.json").write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

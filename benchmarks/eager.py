@@ -1,0 +1,78 @@
+"""What a Detectron2 user does without this project: ``DefaultPredictor`` in a loop.
+
+Runs in the dev environment (it needs Detectron2).  Same photos, same weights as the
+exported repository (rebuilt from its export_info.json: the checkpoint file, or the same
+seeded random initialisation), end to end per image: decode (Detectron2's ``read_image``),
+resize, eager model, ``detector_postprocess`` with pasted masks.
+
+    python -m benchmarks.eager --repository R --photos DIR --out DIR --repeats 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from export_tools.detectron2_env import import_detectron2
+
+
+def predictor_for(repository: Path, threads: int):
+    import_detectron2()
+    from detectron2.checkpoint import DetectionCheckpointer
+    from detectron2.engine import DefaultPredictor
+
+    from export_tools.export import build_random_model, load_config
+
+    info = json.loads((repository / "export_info.json").read_text())
+    cfg = load_config(info["config"], info["config_options"], info["score_thresh_test"])
+    if threads > 0:
+        torch.set_num_threads(threads)
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.MODEL.WEIGHTS = ""
+    predictor = DefaultPredictor(cfg)
+    if info["weights"]["source"] == "random":
+        predictor.model = build_random_model(cfg, info["weights"]["seed"])
+    else:
+        DetectionCheckpointer(predictor.model).load(info["weights"]["location"])
+    return predictor
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repository", type=Path, required=True)
+    parser.add_argument("--photos", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=0)
+    args = parser.parse_args(argv)
+    predictor = predictor_for(args.repository, args.threads)
+    from detectron2.data.detection_utils import read_image
+
+    results = {"threads": torch.get_num_threads(), "sizes": {}}
+    for folder in sorted(p for p in args.photos.iterdir() if p.is_dir()):
+        photos = sorted(folder.glob("*.jpg"))
+        predictor(read_image(str(photos[0]), format="BGR"))  # warm-up
+        times = []
+        for _ in range(args.repeats):
+            for photo in photos:
+                started = time.perf_counter()
+                predictor(read_image(str(photo), format="BGR"))
+                times.append(time.perf_counter() - started)
+        results["sizes"][folder.name] = {
+            "wall_ms": 1000 * statistics.mean(times),
+            "throughput": 1.0 / statistics.mean(times),
+        }
+        print(f"{folder.name}: {json.dumps(results['sizes'][folder.name])}", flush=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "eager.json").write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,241 @@
+"""Run Triton's perf_analyzer, read Triton's per-model statistics, sample server memory.
+
+perf_analyzer is the binary shipped in the ``tritonclient==2.51.0`` wheel (newer wheels lack
+it).  It needs ``libb64.so.0d`` (Debian package libb64-0d) and ``libcudart.so.12`` (PyPI
+``nvidia-cuda-runtime-cu12``) even on CPU; ``perf_analyzer_command`` finds both.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# perf_analyzer's CSV splits the average latency into these parts (microseconds).
+AVERAGE_LATENCY_PARTS = (
+    "Client Send", "Network+Server Send/Recv", "Server Queue", "Server Compute Input",
+    "Server Compute Infer", "Server Compute Output", "Client Recv",
+)  # fmt: skip
+MS_PER_NS = 1e-6
+MS_PER_US = 1e-3
+
+
+def cudart_directory() -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec("nvidia.cuda_runtime")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(
+            "perf_analyzer needs libcudart.so.12: pip install nvidia-cuda-runtime-cu12"
+        )
+    for location in spec.submodule_search_locations:
+        if (Path(location) / "lib" / "libcudart.so.12").exists():
+            return Path(location) / "lib"
+    raise RuntimeError("nvidia-cuda-runtime-cu12 is installed but has no lib/libcudart.so.12")
+
+
+def perf_analyzer_environment() -> dict[str, str]:
+    env = dict(os.environ)
+    env["LD_LIBRARY_PATH"] = os.pathsep.join(
+        [str(cudart_directory()), *filter(None, [env.get("LD_LIBRARY_PATH")])]
+    )
+    return env
+
+
+@dataclass
+class PerfRow:
+    """One concurrency level of one perf_analyzer run (latencies in ms)."""
+
+    model: str
+    size: str
+    concurrency: int
+    throughput: float
+    p50_ms: float
+    p90_ms: float
+    p95_ms: float
+    p99_ms: float
+    avg_ms: float
+    variant: str = ""
+    server_breakdown: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+def run_perf_analyzer(
+    binary: Path,
+    url: str,
+    model: str,
+    input_data: Path,
+    concurrency: int,
+    csv_path: Path,
+    request_count: int,
+    max_trials: int,
+    stability: int,
+    request_parameters: dict[str, str] | None = None,
+    log_path: Path | None = None,
+) -> dict[str, str]:
+    """One perf_analyzer measurement at one concurrency level; returns its CSV row."""
+    command = [
+        str(binary), "-m", model, "-u", url, "-i", "http",
+        "--input-data", str(input_data),
+        "--concurrency-range", f"{concurrency}:{concurrency}",
+        "--measurement-mode", "count_windows",
+        "--measurement-request-count", str(max(request_count, concurrency * 2)),
+        "--max-trials", str(max_trials),
+        "--stability-percentage", str(stability),
+        "-f", str(csv_path),
+    ]  # fmt: skip
+    for name, value in (request_parameters or {}).items():
+        command += ["--request-parameter", f"{name}:{value}:string"]
+    result = subprocess.run(
+        command, env=perf_analyzer_environment(), capture_output=True, text=True
+    )
+    if log_path:
+        with open(log_path, "a") as log:
+            log.write(" ".join(command) + "\n" + result.stdout + result.stderr + "\n")
+    if result.returncode != 0 or not csv_path.exists():
+        raise RuntimeError(
+            f"perf_analyzer failed for {model} at concurrency {concurrency}:\n"
+            f"{result.stdout[-3000:]}{result.stderr[-3000:]}"
+        )
+    with open(csv_path) as handle:
+        return next(csv.DictReader(handle))
+
+
+def to_perf_row(row: dict[str, str], model: str, size: str, variant: str) -> PerfRow:
+    return PerfRow(
+        model=model,
+        size=size,
+        concurrency=int(row["Concurrency"]),
+        throughput=float(row["Inferences/Second"]),
+        p50_ms=float(row["p50 latency"]) * MS_PER_US,
+        p90_ms=float(row["p90 latency"]) * MS_PER_US,
+        p95_ms=float(row["p95 latency"]) * MS_PER_US,
+        p99_ms=float(row["p99 latency"]) * MS_PER_US,
+        avg_ms=sum(float(row[column]) for column in AVERAGE_LATENCY_PARTS) * MS_PER_US,
+        variant=variant,
+    )
+
+
+def model_statistics(http_url: str) -> dict[str, dict[str, int]]:
+    """Cumulative per-model counters from Triton's statistics endpoint."""
+    with urllib.request.urlopen(f"http://{http_url}/v2/models/stats", timeout=30) as response:
+        document = json.load(response)
+    statistics = {}
+    for model in document["model_stats"]:
+        inference = model["inference_stats"]
+        statistics[model["name"]] = {
+            "count": inference["success"]["count"],
+            **{key: inference[key]["ns"] for key in
+               ("success", "queue", "compute_input", "compute_infer", "compute_output")},
+        }  # fmt: skip
+    return statistics
+
+
+def breakdown(before: dict, after: dict) -> dict[str, dict[str, float]]:
+    """Average ms per request, per model, between two statistics snapshots."""
+    result = {}
+    for name, counters in after.items():
+        count = counters["count"] - before.get(name, {}).get("count", 0)
+        if count <= 0:
+            continue
+        result[name] = {
+            "requests": count,
+            **{
+                f"{key}_ms": (counters[key] - before[name][key]) * MS_PER_NS / count
+                for key in ("success", "queue", "compute_input", "compute_infer", "compute_output")
+            },
+        }
+    return result
+
+
+def process_tree_rss(root_pid: int) -> dict[int, tuple[str, int]]:
+    """pid -> (command name, RSS bytes) for a process and all its descendants."""
+    children: dict[int, list[int]] = {}
+    names: dict[int, str] = {}
+    rss: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            status = (entry / "status").read_text()
+        except OSError:
+            continue
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        pid = int(entry.name)
+        children.setdefault(int(fields["PPid"].strip()), []).append(pid)
+        names[pid] = _process_name(entry, fields["Name"].strip())
+        rss[pid] = int(fields.get("VmRSS", "0 kB").split()[0]) * 1024
+    tree, pending = {}, [root_pid]
+    while pending:
+        pid = pending.pop()
+        if pid in names:
+            tree[pid] = (names[pid], rss[pid])
+        pending += children.get(pid, [])
+    return tree
+
+
+def _process_name(proc_entry: Path, name: str) -> str:
+    """Python-backend stubs are named after their model (their argv[1] is its model.py)."""
+    try:
+        arguments = (proc_entry / "cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return name
+    if len(arguments) > 1 and arguments[1].endswith(b"/model.py"):
+        return f"stub:{Path(arguments[1].decode()).parents[1].name}"
+    return name
+
+
+class MemorySampler:
+    """Samples the server's process-tree RSS in the background (tritonserver + stubs)."""
+
+    def __init__(self, root_pid: int, interval: float = 0.5):
+        self.root_pid = root_pid
+        self.interval = interval
+        self.samples: list[tuple[float, int, dict[str, int]]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def snapshot(self) -> tuple[int, dict[str, int]]:
+        by_name: dict[str, int] = {}
+        for name, rss in process_tree_rss(self.root_pid).values():
+            by_name[name] = by_name.get(name, 0) + rss
+        return sum(by_name.values()), by_name
+
+    def _run(self) -> None:
+        started = time.monotonic()
+        while not self._stop.is_set():
+            total, by_name = self.snapshot()
+            self.samples.append((time.monotonic() - started, total, by_name))
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> MemorySampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def response_size(http_url: str, payload: bytes, mask_format: str) -> int:
+    """Bytes of the HTTP response body for one image (binary tensor protocol)."""
+    header = json.dumps({
+        "inputs": [{"name": "image_bytes", "shape": [len(payload)], "datatype": "UINT8",
+                    "parameters": {"binary_data_size": len(payload)}}],
+        "parameters": {"mask_format": mask_format, "binary_data_output": True},
+    }).encode()  # fmt: skip
+    request = urllib.request.Request(
+        f"http://{http_url}/v2/models/ensemble/infer",
+        data=header + payload,
+        headers={
+            "Inference-Header-Content-Length": str(len(header)),
+            "Content-Type": "application/octet-stream",
+        },
+    )
+    with urllib.request.urlopen(request, timeout=300) as response:
+        return len(response.read())
