@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -27,11 +28,11 @@ def size_label(size: tuple[int, int]) -> str:
     return f"{size[0]}x{size[1]}"
 
 
-def photo_jpegs(size: tuple[int, int]) -> list[bytes]:
+def photo_jpegs(size: tuple[int, int], count: int = len(SAMPLES)) -> list[bytes]:
     from skimage import data
 
     jpegs = []
-    for name in SAMPLES:
+    for name in SAMPLES[:count]:
         image = Image.fromarray(getattr(data, name)()).convert("RGB").resize(size, Image.BICUBIC)
         buffer = io.BytesIO()
         image.save(buffer, "JPEG", quality=90)
@@ -39,15 +40,18 @@ def photo_jpegs(size: tuple[int, int]) -> list[bytes]:
     return jpegs
 
 
-def write_photos(directory: Path, sizes: list[tuple[int, int]]) -> dict[str, list[Path]]:
-    """size label -> JPEG files, written under ``directory``."""
+def write_photos(
+    directory: Path, sizes: list[tuple[int, int]], count: int = len(SAMPLES)
+) -> dict[str, list[Path]]:
+    """size label -> ``count`` JPEG files per size, written under ``directory``."""
+    shutil.rmtree(directory, ignore_errors=True)
     written = {}
     for size in sizes:
         label = size_label(size)
         folder = directory / label
         folder.mkdir(parents=True, exist_ok=True)
         paths = []
-        for index, payload in enumerate(photo_jpegs(size)):
+        for index, payload in enumerate(photo_jpegs(size, count)):
             path = folder / f"{SAMPLES[index]}.jpg"
             path.write_bytes(payload)
             paths.append(path)

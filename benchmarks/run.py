@@ -77,6 +77,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--stability", type=int, default=15, help="percent")
     parser.add_argument("--repeats", type=int, default=3, help="in-process repetitions per photo")
+    parser.add_argument("--photos-per-size", type=int, default=len(inputs.SAMPLES))
     parser.add_argument("--no-eager", action="store_true", help="skip the Detectron2 eager loop")
     parser.add_argument("--variant", default="shipped", help="a name for these settings")
     parser.add_argument("--detector-instances", type=int)
@@ -173,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     source = (args.repository or default_repository()).absolute()
     repository = variant_repository(source, work / "repository", args)
     sizes = [inputs.parse_size(text) for text in args.sizes.split(",")]
-    photos = inputs.write_photos(work / "photos", sizes)
+    photos = inputs.write_photos(work / "photos", sizes, args.photos_per_size)
     info = json.loads((repository / "export_info.json").read_text())
 
     print("== in-process baselines (server environment)", flush=True)

@@ -1,0 +1,37 @@
+"""A tiny run of the benchmark command, so it keeps working (the real runs are opt-in)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+from helpers.exports import ARCHITECTURES, REPO_ROOT, exported_repository
+
+
+def test_benchmark_command_produces_a_report(tmp_path, server_pool):
+    server_pool.stop()  # the benchmark starts its own server; keep the 2 cores for it
+    repository = exported_repository(ARCHITECTURES["mask_rcnn"])
+    out = tmp_path / "report"
+    subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", "--repository", str(repository),
+         "--out", str(out), "--variant", "smoke", "--sizes", "640x480",
+         "--photos-per-size", "1", "--concurrency", "1", "--composing-concurrency", "1",
+         "--request-count", "1", "--max-trials", "3", "--stability", "1000", "--repeats", "1"],
+        cwd=REPO_ROOT, check=True,
+    )  # fmt: skip
+    for name in ("report.md", "results.csv", "summary.json", "plot.png"):
+        assert (out / name).stat().st_size > 0, name
+    rows = list(csv.DictReader((out / "results.csv").read_text().splitlines()))
+    assert {row["model"] for row in rows} == {"ensemble", "preprocess", "detector", "postprocess"}
+    assert all(float(row["throughput"]) > 0 for row in rows)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["components"]["sizes"]["640x480"]["model"]["throughput"] > 0
+    assert summary["eager"]["sizes"]["640x480"]["throughput"] > 0
+    sizes = summary["response_bytes"]["640x480"]
+    assert sizes["none"] < sizes["rle"] < sizes["dense"]
+    assert summary["memory"]["rest_total"] > 0
+    report = (out / "report.md").read_text()
+    assert "ensemble / bare" in report and "Detectron2 eager" in report
+    assert (out / "plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
