@@ -5,28 +5,34 @@
 If ``import detectron2`` already works (e.g. you installed it from GitHub, the standard way:
 ``pip install 'git+https://github.com/facebookresearch/detectron2.git@v0.6'``), this does
 nothing.  Otherwise it fetches Detectron2 v0.6's sources from PyPI (``pb1-detectron2==0.6``,
-hash-pinned in export_tools/detectron2-source.txt), unpacks them under the cache folder and
-adds them to this environment's path with a ``.pth`` file.  ``pip install`` of that sdist
-cannot work: it lacks the C++ sources its setup.py compiles.  What it lacks is covered by
-``export_tools.detectron2_env`` (see there); nothing of Detectron2 is re-implemented.
+hash-pinned in export_tools/detectron2-source.txt), checks the hash, unpacks them under the
+cache folder and adds them to this environment's path with a ``.pth`` file.  ``pip install``
+of that sdist cannot work: it lacks the C++ sources its setup.py compiles.  What it lacks is
+covered by ``export_tools.detectron2_env`` (see there); nothing of Detectron2 is
+re-implemented.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import html
 import importlib.util
 import os
-import subprocess
+import re
 import sys
 import sysconfig
 import tarfile
 import tempfile
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SOURCE_REQUIREMENT = HERE / "detectron2-source.txt"
 SDIST_NAME = "pb1-detectron2-0.6"
 PTH_NAME = "detectron2-v0.6-sources.pth"
+DEFAULT_INDEX = "https://pypi.org/simple"
 
 
 def default_cache() -> Path:
@@ -37,27 +43,49 @@ def detectron2_importable() -> bool:
     return importlib.util.find_spec("detectron2") is not None
 
 
+def pinned_source() -> tuple[str, str, str]:
+    """(name, version, sha256) from export_tools/detectron2-source.txt."""
+    for line in SOURCE_REQUIREMENT.read_text().splitlines():
+        match = re.match(r"^\s*([A-Za-z0-9_.\-]+)==(\S+)\s+--hash=sha256:([0-9a-f]{64})", line)
+        if match:
+            return match.group(1), match.group(2), match.group(3)
+    raise RuntimeError(f"no 'name==version --hash=sha256:...' line in {SOURCE_REQUIREMENT}")
+
+
+def sdist_url(name: str, filename: str, index: str) -> str:
+    """The file's address on a PEP 503 simple index (pip's own index by default)."""
+    page_url = f"{index.rstrip('/')}/{name}/"
+    with urllib.request.urlopen(page_url, timeout=60) as response:
+        page = response.read().decode("utf-8", errors="replace")
+    for href in re.findall(r'href="([^"]+)"', page):
+        if href.split("#", 1)[0].rsplit("/", 1)[-1] == filename:
+            return urllib.parse.urljoin(page_url, html.unescape(href).split("#", 1)[0])
+    raise RuntimeError(f"{filename} is not listed on {page_url}")
+
+
 def download_sdist(directory: Path) -> Path:
-    """pip download with --require-hashes; --no-build-isolation so its setup.py finds torch."""
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "--no-build-isolation",
-            "--no-binary",
-            ":all:",
-            "--require-hashes",
-            "-r",
-            str(SOURCE_REQUIREMENT),
-            "--dest",
-            str(directory),
-        ],
-        check=True,
-    )
-    return directory / f"{SDIST_NAME}.tar.gz"
+    """Fetch the pinned sdist from the package index and check its sha256.
+
+    Not ``pip download``: pip prepares an sdist's metadata even with ``--no-deps``, and recent
+    pip refuses this one because its ``[all]`` extra names a GitHub URL.  We only need the
+    file, byte-for-byte the one the hash pins.
+    """
+    name, version, expected = pinned_source()
+    filename = f"{name}-{version}.tar.gz"
+    index = os.environ.get("PIP_INDEX_URL", DEFAULT_INDEX)
+    url = sdist_url(name, filename, index)
+    print(f"downloading {url}", flush=True)
+    target = directory / filename
+    digest = hashlib.sha256()
+    with urllib.request.urlopen(url, timeout=300) as response, open(target, "wb") as handle:
+        for block in iter(lambda: response.read(1 << 20), b""):
+            digest.update(block)
+            handle.write(block)
+    if digest.hexdigest() != expected:
+        raise RuntimeError(
+            f"{filename}: sha256 {digest.hexdigest()} does not match the pinned {expected}"
+        )
+    return target
 
 
 def unpack(sdist: Path, destination: Path) -> Path:
