@@ -21,12 +21,15 @@ DEV_ENV="$D2T_CACHE/venv-dev"
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 
-have_libpython() { ldconfig -p 2>/dev/null | grep -q 'libpython3\.11\.so\.1\.0'; }
+# Not grep -q: it would stop reading early and, under pipefail, fail on ldconfig's SIGPIPE.
+have_library() { ldconfig -p 2>/dev/null | grep "$1" >/dev/null; }
 
 ensure_system_packages() {
     local missing=()
     [ -x /usr/bin/python3.11 ] || command -v python3.11 >/dev/null || missing+=(python3.11)
-    have_libpython || missing+=(libpython3.11)
+    have_library 'libpython3\.11\.so\.1\.0' || missing+=(libpython3.11)
+    # perf_analyzer (benchmarks) links libb64; Debian ships it as libb64-0d.
+    have_library 'libb64\.so\.0d' || missing+=(libb64-0d)
     python_for_venv -c 'import ensurepip' 2>/dev/null || missing+=(python3.11-venv)
     [ ${#missing[@]} -eq 0 ] && return
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
