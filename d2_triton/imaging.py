@@ -4,8 +4,9 @@ Two things matter here and both are checked by tests against Detectron2 itself:
 
 * Decoding must give the same pixels Detectron2's ``read_image(path, format="BGR")`` gives.
   OpenCV's ``IMREAD_COLOR`` does for JPEG and 8-bit PNG, including EXIF orientation, grey
-  images (expanded to 3 channels) and alpha (dropped).  16-bit PNGs are scaled to 8 bits by
-  OpenCV where PIL would clip them; scaling is the useful behaviour, so we keep it.
+  images (expanded to 3 channels) and alpha (dropped); CMYK JPEGs go through PIL, whose
+  conversion OpenCV does not match exactly.  16-bit PNGs are scaled to 8 bits by OpenCV where
+  PIL would clip them; scaling is the useful behaviour, so we keep it.
 * Resizing must be Detectron2's ``ResizeShortestEdge`` at test time: the same output-size
   arithmetic and PIL's bilinear filter on uint8 data (``ResizeTransform.apply_image``), which
   is *not* what ``cv2.resize`` computes.
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from d2_triton.errors import InvalidRequestError
 
@@ -32,6 +33,9 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 JPEG_END_OF_IMAGE = b"\xff\xd9"
 
 SUPPORTED_FORMATS = ("jpeg", "png")
+# Detectron2's resize turns very elongated images into empty ones (4000x1 -> 1333x0), which
+# it then fails on; anything of at least one pixel runs (the model pads to its stride).
+MIN_RESIZED_SIDE = 1
 CHANNEL_ORDERS = ("BGR", "RGB")
 
 
@@ -68,8 +72,15 @@ def sniff_format(data: bytes) -> str:
     )
 
 
-def declared_size(data: bytes, image_format: str) -> tuple[int, int]:
-    """Return (width, height) as declared in the header, without decoding pixels.
+@dataclass(frozen=True)
+class Header:
+    width: int
+    height: int
+    mode: str  # PIL's name for the pixel format: "RGB", "L", "CMYK", "I;16", ...
+
+
+def read_header(data: bytes, image_format: str) -> Header:
+    """Size and pixel format as declared in the header, without decoding pixels.
 
     PIL parses only the header here.  Its own decompression-bomb guard is silenced because
     the caller applies the configured pixel limit with a clearer message.
@@ -78,7 +89,7 @@ def declared_size(data: bytes, image_format: str) -> tuple[int, int]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data), formats=[image_format.upper()]) as header:
-                width, height = header.size
+                (width, height), mode = header.size, header.mode
     except Image.DecompressionBombError as error:
         raise InvalidImageError(f"image declares too many pixels: {error}") from None
     except Exception as error:  # PIL raises many types for malformed headers
@@ -87,7 +98,7 @@ def declared_size(data: bytes, image_format: str) -> tuple[int, int]:
         ) from None
     if width <= 0 or height <= 0:
         raise InvalidImageError(f"image header declares an empty image ({width}x{height})")
-    return width, height
+    return Header(width, height, mode)
 
 
 def decode_image(data: bytes, limits: DecodeLimits | None = None) -> np.ndarray:
@@ -105,16 +116,30 @@ def decode_image(data: bytes, limits: DecodeLimits | None = None) -> np.ndarray:
             "(model parameter max_image_bytes)"
         )
     image_format = sniff_format(data)
-    width, height = declared_size(data, image_format)
+    header = read_header(data, image_format)
+    width, height = header.width, header.height
     if width * height > limits.max_pixels:
         raise InvalidImageError(
             f"image declares {width}x{height} = {width * height} pixels, over the limit of "
             f"{limits.max_pixels} pixels (model parameter max_image_pixels)"
         )
+    if header.mode == "CMYK":
+        return _decode_cmyk(data)
     image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
     if image is None:
         raise InvalidImageError(_decode_failure_message(data, image_format))
     return image
+
+
+def _decode_cmyk(data: bytes) -> np.ndarray:
+    """CMYK JPEGs through PIL, as Detectron2 reads them: OpenCV's CMYK conversion rounds
+    differently (off by one level here and there), and a detector can notice."""
+    try:
+        with Image.open(io.BytesIO(data), formats=["JPEG"]) as image:
+            rgb = np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
+    except Exception as error:
+        raise InvalidImageError(f"could not decode the JPEG: {error}") from None
+    return np.ascontiguousarray(rgb[..., ::-1])
 
 
 def _decode_failure_message(data: bytes, image_format: str) -> str:
@@ -151,6 +176,12 @@ def resize_shortest_edge(image: np.ndarray, short_edge: int, max_size: int) -> n
     """Resize an HxWxC uint8 image the way Detectron2's test-time augmentation does."""
     height, width = image.shape[:2]
     new_height, new_width = shortest_edge_resized_shape(height, width, short_edge, max_size)
+    if min(new_height, new_width) < MIN_RESIZED_SIDE:
+        raise InvalidImageError(
+            f"image is too elongated: {width}x{height} would be resized to "
+            f"{new_width}x{new_height} (short edge {short_edge}, max size {max_size}), an "
+            "empty image"
+        )
     if (new_height, new_width) == (height, width):
         return image  # PIL would return an identical copy
     resized = Image.fromarray(image).resize((new_width, new_height), Image.Resampling.BILINEAR)

@@ -7,7 +7,6 @@ orientation tag, so the decoder must turn it upright.
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
@@ -15,26 +14,15 @@ from PIL import Image
 from skimage import data
 from skimage.data import _fetchers
 
-EXIF_ORIENTATION = 0x0112
+from benchmarks.corpus import encode, exif_rotated_jpeg
 
 
-def _jpeg(rgb: np.ndarray, quality: int = 90, exif: Image.Exif | None = None) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(rgb).save(buffer, "JPEG", quality=quality, exif=exif or Image.Exif())
-    return buffer.getvalue()
+def _jpeg(rgb: np.ndarray) -> bytes:
+    return encode(Image.fromarray(rgb), "JPEG", quality=90)
 
 
 def _sample_file(name: str) -> bytes:
     return Path(_fetchers._fetch(name)).read_bytes()
-
-
-def exif_rotated_jpeg(rgb: np.ndarray) -> bytes:
-    """Pixels stored rotated 90° clockwise; EXIF orientation 8 tells viewers to turn them back
-    90° counter-clockwise, so a correct decoder returns the upright image."""
-    exif = Image.Exif()
-    exif[EXIF_ORIENTATION] = 8
-    stored = np.ascontiguousarray(np.rot90(rgb, k=-1))
-    return _jpeg(stored, exif=exif)
 
 
 def photo_bytes() -> dict[str, bytes]:

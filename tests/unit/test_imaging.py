@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from benchmarks.corpus import encode, gradient_rgb, png_declaring
 from d2_triton.imaging import (
     DecodeLimits,
     InvalidImageError,
@@ -17,7 +18,6 @@ from d2_triton.imaging import (
     to_model_layout,
 )
 from export_tools.detectron2_env import import_detectron2
-from helpers.images import encode, gradient_rgb, png_declaring
 from helpers.photos import photo_bytes
 
 import_detectron2()
@@ -49,12 +49,14 @@ def test_other_pixel_formats_decode_like_detectron2(mode, image_format, tmp_path
     np.testing.assert_array_equal(decoded, _detectron2_read(payload, tmp_path))
 
 
-def test_cmyk_jpeg_decodes_to_the_right_colours():
+def test_cmyk_jpeg_decodes_like_detectron2(tmp_path):
     rgb = gradient_rgb()
     payload = encode(Image.fromarray(rgb).convert("CMYK"), "JPEG", quality=95)
     decoded = decode_image(payload)
-    assert decoded.shape == rgb.shape
+    np.testing.assert_array_equal(decoded, _detectron2_read(payload, tmp_path))
     assert np.abs(decoded[..., ::-1].astype(int) - rgb).mean() < 4
+    with pytest.raises(InvalidImageError, match="could not decode the JPEG"):
+        decode_image(payload[: len(payload) // 2])
 
 
 def test_sixteen_bit_png_is_scaled_to_eight_bits():
@@ -160,3 +162,10 @@ def test_declared_size_is_checked_before_decoding():
         decode_image(png_declaring(10_000, 10_000))  # 300 MB if decoded
     with pytest.raises(InvalidImageError, match="too many pixels"):
         decode_image(png_declaring(50_000, 50_000), DecodeLimits(max_pixels=10**10))
+
+
+def test_images_resized_to_nothing_are_refused():
+    expected = r"too elongated: 4000x1 would be resized to 1333x0"
+    with pytest.raises(InvalidImageError, match=expected):
+        resize_shortest_edge(np.zeros((1, 4000, 3), np.uint8), 800, 1333)
+    assert resize_shortest_edge(np.zeros((2, 4000, 3), np.uint8), 800, 1333).shape == (1, 1333, 3)
