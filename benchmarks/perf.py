@@ -17,6 +17,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from d2_triton.processes import rss_by_process
+
 # perf_analyzer's CSV splits the average latency into these parts (microseconds).
 AVERAGE_LATENCY_PARTS = (
     "Client Send", "Network+Server Send/Recv", "Server Queue", "Server Compute Input",
@@ -153,43 +155,6 @@ def breakdown(before: dict, after: dict) -> dict[str, dict[str, float]]:
     return result
 
 
-def process_tree_rss(root_pid: int) -> dict[int, tuple[str, int]]:
-    """pid -> (command name, RSS bytes) for a process and all its descendants."""
-    children: dict[int, list[int]] = {}
-    names: dict[int, str] = {}
-    rss: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            status = (entry / "status").read_text()
-        except OSError:
-            continue
-        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-        pid = int(entry.name)
-        children.setdefault(int(fields["PPid"].strip()), []).append(pid)
-        names[pid] = _process_name(entry, fields["Name"].strip())
-        rss[pid] = int(fields.get("VmRSS", "0 kB").split()[0]) * 1024
-    tree, pending = {}, [root_pid]
-    while pending:
-        pid = pending.pop()
-        if pid in names:
-            tree[pid] = (names[pid], rss[pid])
-        pending += children.get(pid, [])
-    return tree
-
-
-def _process_name(proc_entry: Path, name: str) -> str:
-    """Python-backend stubs are named after their model (their argv[1] is its model.py)."""
-    try:
-        arguments = (proc_entry / "cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return name
-    if len(arguments) > 1 and arguments[1].endswith(b"/model.py"):
-        return f"stub:{Path(arguments[1].decode()).parents[1].name}"
-    return name
-
-
 class MemorySampler:
     """Samples the server's process-tree RSS in the background (tritonserver + stubs)."""
 
@@ -201,9 +166,7 @@ class MemorySampler:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def snapshot(self) -> tuple[int, dict[str, int]]:
-        by_name: dict[str, int] = {}
-        for name, rss in process_tree_rss(self.root_pid).values():
-            by_name[name] = by_name.get(name, 0) + rss
+        by_name = rss_by_process(self.root_pid)
         return sum(by_name.values()), by_name
 
     def _run(self) -> None:

@@ -23,7 +23,6 @@ import json
 import os
 import platform
 import shlex
-import shutil
 import statistics
 import subprocess
 import sys
@@ -43,6 +42,7 @@ from benchmarks.perf import (
     to_perf_row,
 )
 from d2_triton.server import ServerEnvironment, ServerOptions, TritonServer, free_ports
+from export_tools import repository as repository_tools
 from export_tools import triton_config
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -105,33 +105,17 @@ def default_repository() -> Path:
 
 
 def variant_repository(source: Path, target: Path, args: argparse.Namespace) -> Path:
-    """A copy of ``source`` (model.pt hard-linked) with the variant's instance settings."""
-    shutil.rmtree(target, ignore_errors=True)
-    shutil.copytree(source, target, copy_function=_link_or_copy)
-    overrides = {
-        "detector": (args.detector_instances, args.detector_threads),
-        "preprocess": (args.preprocess_instances, None),
-        "postprocess": (args.postprocess_instances, None),
-    }
-    for model, (count, threads) in overrides.items():
-        path = target / model / "config.pbtxt"
-        config = triton_config.parse_pbtxt(path.read_text())
-        if count is not None:
-            config.instance_group[0].count = count
-        if threads is not None:
-            config.parameters["intra_op_threads"].string_value = str(threads)
-        path.write_text(triton_config.to_pbtxt(config))
-    return target
-
-
-def _link_or_copy(source: str, target: str) -> None:
-    if source.endswith(".pt"):
-        try:
-            os.link(source, target)
-            return
-        except OSError:
-            pass
-    shutil.copy2(source, target)
+    """A copy of ``source`` with this variant's instance and thread settings."""
+    return repository_tools.derive(
+        source,
+        target,
+        repository_tools.Overrides(
+            detector_instances=args.detector_instances,
+            detector_threads=args.detector_threads,
+            preprocess_instances=args.preprocess_instances,
+            postprocess_instances=args.postprocess_instances,
+        ),
+    )
 
 
 def settings_of(repository: Path, args: argparse.Namespace) -> dict:
@@ -234,10 +218,12 @@ def main(argv: list[str] | None = None) -> int:
                 # written by benchmarks.components from the same photos.
                 for model, file in (("preprocess", "ensemble.json"), ("detector", "detector.json"),
                                     ("postprocess", "postprocess.json")):  # fmt: skip
+                    # pre/post take milliseconds: count more requests per window to be stable
+                    count = args.request_count if model == "detector" else 16 * args.request_count
                     for level in levels(args.composing_concurrency):
                         raw = run_perf_analyzer(
                             perf_analyzer, server.http_url, model, data / file, level,
-                            work / f"{model}-{label}-c{level}.csv", args.request_count,
+                            work / f"{model}-{label}-c{level}.csv", count,
                             args.max_trials, args.stability, log_path=log,
                         )  # fmt: skip
                         rows.append(to_perf_row(raw, model, label, args.variant))

@@ -1,0 +1,78 @@
+"""The tritonserver process tree: which Python-backend stub serves which model, and its RSS.
+
+Used by the benchmarks and the soak script to sample memory per process, and by the tests
+to check that no stub was restarted (or to kill one on purpose).  Linux /proc only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+PROC = Path("/proc")
+
+
+@dataclass(frozen=True)
+class ServerProcess:
+    pid: int
+    name: str  # "tritonserver", or "stub:<model>" for a Python-backend stub
+    rss_bytes: int
+
+
+def _read_status(entry: Path) -> dict[str, str] | None:
+    try:
+        lines = (entry / "status").read_text().splitlines()
+    except OSError:
+        return None
+    return dict(line.split(":\t", 1) for line in lines if ":\t" in line)
+
+
+def _name(entry: Path, command: str) -> str:
+    """A stub's argv[1] is its model's ``<repository>/<model>/1/model.py``."""
+    try:
+        arguments = (entry / "cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return command
+    if len(arguments) > 1 and arguments[1].endswith(b"/model.py"):
+        return f"stub:{Path(arguments[1].decode()).parents[1].name}"
+    return command
+
+
+def process_tree(root_pid: int) -> list[ServerProcess]:
+    """``root_pid`` and all its descendants (processes that exit meanwhile are skipped)."""
+    children: dict[int, list[int]] = {}
+    found: dict[int, ServerProcess] = {}
+    for entry in PROC.iterdir():
+        if not entry.name.isdigit():
+            continue
+        status = _read_status(entry)
+        if status is None:
+            continue
+        pid = int(entry.name)
+        children.setdefault(int(status["PPid"]), []).append(pid)
+        rss = int(status.get("VmRSS", "0 kB").split()[0]) * 1024
+        found[pid] = ServerProcess(pid, _name(entry, status["Name"].strip()), rss)
+    tree, pending = [], [root_pid]
+    while pending:
+        pid = pending.pop()
+        if pid in found:
+            tree.append(found[pid])
+        pending += children.get(pid, [])
+    return tree
+
+
+def stub_pids(root_pid: int) -> dict[str, int]:
+    """model name -> pid of its stub (one instance per model is assumed)."""
+    return {
+        process.name.removeprefix("stub:"): process.pid
+        for process in process_tree(root_pid)
+        if process.name.startswith("stub:")
+    }
+
+
+def rss_by_process(root_pid: int) -> dict[str, int]:
+    """process name -> RSS bytes (summed over same-named processes)."""
+    totals: dict[str, int] = {}
+    for process in process_tree(root_pid):
+        totals[process.name] = totals.get(process.name, 0) + process.rss_bytes
+    return totals

@@ -1,0 +1,72 @@
+"""Derive a model repository from an exported one, changing only config settings.
+
+Tuning runs (instance counts, threads), load tests (a smaller input resolution) and
+deployments with other limits need the same exported model under different settings;
+re-exporting would re-trace it.  The TorchScript file is hard-linked, not copied.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from export_tools import triton_config
+
+
+@dataclass(frozen=True)
+class Overrides:
+    detector_instances: int | None = None
+    detector_threads: int | None = None
+    preprocess_instances: int | None = None
+    postprocess_instances: int | None = None
+    min_size_test: int | None = None
+    max_size_test: int | None = None
+    max_image_bytes: int | None = None
+    max_image_pixels: int | None = None
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    if source.endswith(".pt"):
+        try:
+            os.link(source, target)
+            return
+        except OSError:
+            pass
+    shutil.copy2(source, target)
+
+
+def _edit(path: Path, count: int | None, parameters: dict[str, int | None]) -> None:
+    config = triton_config.parse_pbtxt(path.read_text())
+    if count is not None:
+        config.instance_group[0].count = count
+    for key, value in parameters.items():
+        if value is not None:
+            config.parameters[key].string_value = str(value)
+    path.write_text(triton_config.to_pbtxt(config))
+
+
+def derive(source: Path, target: Path, overrides: Overrides) -> Path:
+    """A copy of ``source`` at ``target`` (replaced if present) with ``overrides`` applied."""
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(
+        source, target, copy_function=_link_or_copy, ignore=shutil.ignore_patterns("__pycache__")
+    )
+    _edit(
+        target / "preprocess" / "config.pbtxt",
+        overrides.preprocess_instances,
+        {
+            "min_size_test": overrides.min_size_test,
+            "max_size_test": overrides.max_size_test,
+            "max_image_bytes": overrides.max_image_bytes,
+            "max_image_pixels": overrides.max_image_pixels,
+        },
+    )
+    _edit(
+        target / "detector" / "config.pbtxt",
+        overrides.detector_instances,
+        {"intra_op_threads": overrides.detector_threads},
+    )
+    _edit(target / "postprocess" / "config.pbtxt", overrides.postprocess_instances, {})
+    return target
