@@ -34,7 +34,7 @@ def mask_rcnn_repository() -> Path:
     return exported_repository(ARCHITECTURES["mask_rcnn"])
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def mask_rcnn_server(server_pool, mask_rcnn_repository):
     """The default model (Mask R-CNN R50-FPN) served by a real tritonserver."""
     return server_pool.get(mask_rcnn_repository, "mask_rcnn")

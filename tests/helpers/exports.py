@@ -93,10 +93,11 @@ def exported_repository(arch: Architecture, *extra: str) -> Path:
     """A model repository for ``arch``, exported by the real CLI (cached by content)."""
     weights = seeded_checkpoint(arch)
     key = _sources_fingerprint(arch.config, str(SEED), str(SCORE_THRESH_TEST), *extra)
-    repository = CACHE / f"{arch.key}-{key}"
+    variant = "".join(f"{arg.strip('-')}-" for arg in extra)
+    repository = CACHE / f"{arch.key}-{variant}{key}"
     if (repository / "export_info.json").is_file():
         return repository
-    for stale in CACHE.glob(f"{arch.key}-*"):
+    for stale in CACHE.glob(f"{arch.key}-{variant}" + "?" * len(key)):
         shutil.rmtree(stale, ignore_errors=True)
     partial = repository.with_name(repository.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)

@@ -25,9 +25,9 @@ MIN_INSTANCES_PER_ARCHITECTURE = 8  # a parity run that compares nothing proves 
 
 @pytest.fixture(scope="module", params=sorted(ARCHITECTURES))
 def served(request, server_pool):
+    """(architecture, its running server); the pool keeps one server per repository."""
     arch = ARCHITECTURES[request.param]
-    server = server_pool.get(exported_repository(arch), arch.key)
-    return arch, server
+    return arch, server_pool.get(exported_repository(arch), arch.key)
 
 
 @pytest.mark.parametrize("photo", PHOTOS)

@@ -1,0 +1,196 @@
+"""Soak: sustained mixed load for a bounded time, memory of every server process sampled.
+
+    .cache/venv-dev/bin/python -m benchmarks.soak --duration 600 --clients 16 --out DIR
+
+Runs the real tritonserver on the repository (by default the test repository for Mask R-CNN
+at a reduced input size, so each image costs ~0.4 s on 2 cores and the soak sends many),
+records a reference answer per good image, then keeps ``--clients`` connections busy with a
+mix of good images and bad payloads until ``--duration`` seconds have passed.  RSS of
+tritonserver and of each Python-backend stub is sampled every second.  Writes
+``memory.csv``, ``memory.png`` and ``soak.json`` (load figures, memory at start/end, growth
+of the RSS floor per minute after warm-up).  Exits non-zero if a good request failed, an
+answer was wrong, or a bad input was not refused properly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.corpus import bad_inputs, odd_valid_images
+from benchmarks.load import Case, reference_answers, run_load
+from d2_triton.processes import rss_by_process
+from d2_triton.server import ServerEnvironment, ServerOptions, TritonServer, free_ports
+from export_tools import repository as repository_tools
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CACHE = Path(os.environ.get("D2T_CACHE", REPO_ROOT / ".cache"))
+MIB = 1024 * 1024
+
+
+def load_repository(source: Path, work: Path, min_size: int, max_size: int) -> Path:
+    """``source`` at a reduced test-time resolution (the traced model takes any size)."""
+    return repository_tools.derive(
+        source, work, repository_tools.Overrides(min_size_test=min_size, max_size_test=max_size)
+    )
+
+
+def default_source() -> Path:
+    sys.path.insert(0, str(REPO_ROOT / "tests"))
+    from helpers.exports import ARCHITECTURES, exported_repository
+
+    return exported_repository(ARCHITECTURES["mask_rcnn"])
+
+
+def soak_cases() -> list[Case]:
+    from PIL import Image
+
+    from benchmarks.corpus import encode, photo
+
+    photos = [
+        Case(f"photo-{name}", encode(Image.fromarray(photo(name)), "JPEG", quality=90))
+        for name in ("astronaut", "chelsea", "coffee", "rocket")
+    ]
+    return photos + odd_valid_images() + bad_inputs()
+
+
+def floors(samples: list[tuple[float, int]], window_s: float) -> list[tuple[float, float]]:
+    """(window centre, lowest total RSS in MiB) per ``window_s`` of samples.
+
+    Under load RSS is a sawtooth: each request's tensors come and go, adding spikes of a
+    few hundred MiB.  What a leak raises is the floor between spikes, so that is what the
+    growth estimate follows.
+    """
+    windows: dict[int, list[tuple[float, int]]] = {}
+    for t, rss in samples:
+        windows.setdefault(int(t // window_s), []).append((t, rss))
+    return [
+        (float(np.mean([t for t, _ in items])), min(rss for _, rss in items) / MIB)
+        for _, items in sorted(windows.items())
+    ]
+
+
+def growth_per_minute(floor_points: list[tuple[float, float]]) -> float:
+    """Least-squares slope of the RSS floor, in MiB per minute."""
+    if len(floor_points) < 3:
+        return 0.0
+    times, values = zip(*floor_points, strict=True)
+    return float(np.polyfit(times, values, 1)[0] * 60.0)
+
+
+def plot(samples: list[tuple[float, dict[str, int]]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = sorted({name for _, by_name in samples for name in by_name})
+    figure, axis = plt.subplots(figsize=(9, 4.5))
+    times = [t for t, _ in samples]
+    for name in names:
+        axis.plot(times, [by_name.get(name, 0) / MIB for _, by_name in samples], label=name)
+    axis.plot(times, [sum(by_name.values()) / MIB for _, by_name in samples], "k--", label="total")
+    axis.set(xlabel="seconds under load", ylabel="RSS (MiB)", title="server memory during soak")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.soak",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--repository", type=Path, help="default: the test Mask R-CNN export")
+    parser.add_argument("--duration", type=float, default=600.0, help="seconds of load")
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--min-size-test", type=int, default=320)
+    parser.add_argument("--max-size-test", type=int, default=533)
+    parser.add_argument(
+        "--warmup-fraction",
+        type=float,
+        default=0.25,
+        help="share of the run excluded from the growth estimate",
+    )
+    parser.add_argument(
+        "--floor-window",
+        type=float,
+        default=10.0,
+        help="seconds per window whose lowest RSS is the floor the growth estimate follows",
+    )
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "soak")
+    args = parser.parse_args(argv)
+
+    out = args.out.absolute()
+    out.mkdir(parents=True, exist_ok=True)
+    source = (args.repository or default_source()).absolute()
+    repository = load_repository(
+        source, CACHE / "soak-work" / "repository", args.min_size_test, args.max_size_test
+    )
+    cases = soak_cases()
+    http, grpc, metrics = free_ports(3)
+    options = ServerOptions(repository, http, grpc, metrics, host="127.0.0.1")
+    environment = ServerEnvironment.inspect(CACHE / "venv")
+    with TritonServer(options, environment, log_path=out / "tritonserver.log") as server:
+        references = reference_answers(server.http_url, cases)
+        samples: list[tuple[float, dict[str, int]]] = []
+        stop = threading.Event()
+        started = time.monotonic()
+
+        def sample() -> None:
+            while not stop.is_set():
+                samples.append((time.monotonic() - started, rss_by_process(server.process.pid)))
+                stop.wait(1.0)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        report = run_load(server.http_url, cases, references, args.clients,
+                          deadline=started + args.duration)  # fmt: skip
+        stop.set()
+        sampler.join()
+        ready = server.is_ready()
+
+    with open(out / "memory.csv", "w", newline="") as handle:
+        names = sorted({name for _, by_name in samples for name in by_name})
+        writer = csv.writer(handle)
+        writer.writerow(["seconds", *names, "total"])
+        for t, by_name in samples:
+            writer.writerow(
+                [f"{t:.1f}", *(by_name.get(n, 0) for n in names), sum(by_name.values())]
+            )
+    plot(samples, out / "memory.png")
+    totals = [(t, sum(by_name.values())) for t, by_name in samples]
+    warm = [(t, rss) for t, rss in totals if t >= args.warmup_fraction * totals[-1][0]]
+    warm_floors = floors(warm, args.floor_window)
+    result = {
+        "duration_s": args.duration,
+        "clients": args.clients,
+        "load": report.summary(),
+        "server_ready_after": ready,
+        "rss_mib_start": totals[0][1] / MIB,
+        "rss_mib_end": totals[-1][1] / MIB,
+        "rss_mib_peak": max(total for _, total in totals) / MIB,
+        "rss_floor_mib_after_warmup": warm_floors[0][1],
+        "rss_floor_mib_end": warm_floors[-1][1],
+        "rss_floors_mib": [(round(t, 1), round(v, 1)) for t, v in warm_floors],
+        "growth_mib_per_minute_after_warmup": growth_per_minute(warm_floors),
+        "rss_mib_end_by_process": {k: v / MIB for k, v in samples[-1][1].items()},
+    }
+    (out / "soak.json").write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+    return 0 if report.clean and ready else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

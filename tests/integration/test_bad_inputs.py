@@ -1,0 +1,95 @@
+"""Every bad input gets a clear 400, every odd-but-valid image a correct answer, and the
+server, its models and its stub processes are unharmed afterwards."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import tritonclient.http as httpclient
+from PIL import Image
+from tritonclient.utils import InferenceServerException
+
+from benchmarks.corpus import bad_inputs, encode, odd_valid_images
+from d2_triton import schema
+from d2_triton.client import DetectionClient
+from d2_triton.imaging import DecodeLimits
+from d2_triton.processes import stub_pids
+from helpers.exports import ARCHITECTURES, seeded_checkpoint
+from helpers.parity import compare
+from helpers.reference import detectron2_prediction
+
+BAD = bad_inputs(max_image_bytes=DecodeLimits().max_bytes)
+ODD = odd_valid_images()
+ERROR_DEADLINE_S = 10.0
+
+
+@pytest.fixture(scope="module")
+def stubs_before(mask_rcnn_server):
+    return stub_pids(mask_rcnn_server.process.pid)
+
+
+@pytest.mark.parametrize("case", BAD, ids=[case.name for case in BAD])
+def test_bad_input_gets_a_400_that_says_what_is_wrong(mask_rcnn_server, stubs_before, case):
+    started = time.monotonic()
+    with (
+        DetectionClient(mask_rcnn_server.http_url, timeout=60) as client,
+        pytest.raises(InferenceServerException) as error,
+    ):
+        client.detect(case.payload)
+    assert error.value.status() == "400"
+    assert case.expected_error in error.value.message()
+    assert "preprocess: " in error.value.message()  # says which step refused it
+    assert time.monotonic() - started < ERROR_DEADLINE_S
+
+
+def test_wrong_dtype_and_shape_are_refused_by_triton(mask_rcnn_server, stubs_before):
+    client = httpclient.InferenceServerClient(mask_rcnn_server.http_url)
+    as_float = httpclient.InferInput(schema.IMAGE_BYTES, [16], "FP32")
+    as_float.set_data_from_numpy(np.zeros(16, np.float32))
+    with pytest.raises(InferenceServerException, match="data-type is 'FP32'") as error:
+        client.infer(schema.ENSEMBLE_MODEL, [as_float])
+    assert error.value.status() == "400"
+    two_d = httpclient.InferInput(schema.IMAGE_BYTES, [4, 4], "UINT8")
+    two_d.set_data_from_numpy(np.zeros((4, 4), np.uint8))
+    with pytest.raises(InferenceServerException, match="unexpected shape") as error:
+        client.infer(schema.ENSEMBLE_MODEL, [two_d])
+    assert error.value.status() == "400"
+    with pytest.raises(InferenceServerException, match="input") as error:
+        client.infer(schema.ENSEMBLE_MODEL, [])
+    assert error.value.status() == "400"
+
+
+@pytest.mark.parametrize("case", ODD, ids=[case.name for case in ODD])
+def test_odd_but_valid_images_get_detectron2s_answer(
+    mask_rcnn_server, stubs_before, case, tmp_path
+):
+    """Answered as Detectron2 answers the same file; 16-bit PNGs as their 8-bit values."""
+    with DetectionClient(mask_rcnn_server.http_url) as client:
+        result = client.detect(case.payload)
+        if case.name == "sixteen-bit-png":
+            eight_bit = np.asarray(Image.open(_write(tmp_path, case.payload))) // 257
+            expected = client.detect(encode(Image.fromarray(eight_bit.astype(np.uint8)), "PNG"))
+            np.testing.assert_array_equal(result.boxes, expected.boxes)
+            np.testing.assert_array_equal(result.scores, expected.scores)
+            assert result.masks_rle == expected.masks_rle
+            return
+    arch = ARCHITECTURES["mask_rcnn"]
+    reference = detectron2_prediction(arch, seeded_checkpoint(arch), _write(tmp_path, case.payload))
+    figures = compare(result, reference)
+    assert not figures.problems, "; ".join(figures.problems)
+
+
+def test_server_models_and_stubs_are_unharmed(mask_rcnn_server, stubs_before):
+    client = httpclient.InferenceServerClient(mask_rcnn_server.http_url)
+    assert client.is_server_live() and client.is_server_ready()
+    for name in ("preprocess", "detector", "postprocess", "ensemble"):
+        assert client.is_model_ready(name), name
+    assert stub_pids(mask_rcnn_server.process.pid) == stubs_before  # none died or restarted
+
+
+def _write(directory, payload: bytes):
+    path = directory / "image"
+    path.write_bytes(payload)
+    return path
