@@ -120,6 +120,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="image to trace with (default: a synthetic 480x640 image)",
     )
     parser.add_argument(
+        "--freeze",
+        action="store_true",
+        help="freeze the TorchScript (BatchNorms folded into convolutions): ~1.2x faster on "
+        "CPU, but results then differ from Detectron2's by float32 rounding (see README)",
+    )
+    parser.add_argument(
         "--device",
         choices=("cpu", "gpu"),
         default="cpu",
@@ -368,6 +374,40 @@ def verify_trace(model, traced, image: torch.Tensor, fields: list[str]) -> int:
     return len(eager)
 
 
+def freeze(traced: torch.jit.ScriptModule) -> torch.jit.ScriptModule:
+    """Inline the weights as constants so TorchScript folds each frozen BatchNorm into its
+    convolution and drops the per-call attribute lookups: ~1.2x faster on CPU (see
+    benchmarks/README.md).  The folded weights round differently: boxes move by thousandths
+    of a pixel (``verify_frozen`` bounds it on the sample), but mask pixels and keypoint
+    argmaxes that sit on a decision boundary can flip, so it is opt-in."""
+    return torch.jit.freeze(traced.eval())
+
+
+def verify_frozen(traced, frozen, image: torch.Tensor, fields: list[str]) -> None:
+    """Same instances (paired by class and closest box) within 0.01 px and 1e-4 score."""
+    with torch.no_grad():
+        before = dict(zip(fields, traced(image), strict=True))
+        after = dict(zip(fields, frozen(image), strict=True))
+    if before["pred_boxes"].shape != after["pred_boxes"].shape:
+        raise SystemExit("freezing changed the number of detections on the sample")
+    unmatched = set(range(len(after["scores"])))
+    for index in range(len(before["scores"])):
+        candidates = [
+            j for j in unmatched if after["pred_classes"][j] == before["pred_classes"][index]
+        ]
+        errors = [
+            (after["pred_boxes"][j] - before["pred_boxes"][index]).abs().max() for j in candidates
+        ]
+        best = candidates[int(torch.stack(errors).argmin())] if candidates else None
+        if (
+            best is None
+            or min(errors) > 0.01
+            or (abs(after["scores"][best] - before["scores"][index]) > 1e-4)
+        ):
+            raise SystemExit(f"freezing changed detection {index} on the sample; drop --freeze")
+        unmatched.discard(best)
+
+
 def label_map_from_metadata(cfg) -> LabelMap:
     from detectron2.data import MetadataCatalog
 
@@ -472,6 +512,10 @@ def main(argv: list[str] | None = None) -> int:
     fields, outputs = describe_outputs(model, image)
     traced = trace(model, image, fields)
     sample_detections = verify_trace(model, traced, image, fields)
+    if args.freeze:
+        frozen = freeze(traced)
+        verify_frozen(traced, frozen, image, fields)
+        traced = frozen
     labels = LabelMap.from_file(args.label_map) if args.label_map else label_map_from_metadata(cfg)
     info = {
         "config": args.config,
@@ -482,6 +526,7 @@ def main(argv: list[str] | None = None) -> int:
         "max_size_test": cfg.INPUT.MAX_SIZE_TEST,
         "score_thresh_test": _score_thresh(cfg),
         "output_fields": fields,
+        "frozen": args.freeze,
         "num_classes": len(labels),
         "detectron2_version": detectron2.__version__,
         "detectron2_shims": shims_in_use(),
