@@ -89,14 +89,22 @@ def download_sdist(directory: Path) -> Path:
 
 
 def unpack(sdist: Path, destination: Path) -> Path:
-    """Extract the sdist; returns the folder that holds the ``detectron2`` package."""
+    """Extract the sdist; returns the folder that holds the ``detectron2`` package.
+
+    What tarfile's "data" filter does (it is missing from some 3.11 builds): only plain files
+    and folders inside ``destination``, owned by whoever extracts, readable by everyone.  The
+    archive's own modes (0770, uid 10077) would hide the code from a non-root user, such as
+    the one the docker image runs as.
+    """
     destination = destination.resolve()
     with tarfile.open(sdist) as archive:
         members = archive.getmembers()
-        for member in members:  # tarfile's "data" filter is missing from some 3.11 builds
+        for member in members:
             target = (destination / member.name).resolve()
             if not (member.isfile() or member.isdir()) or destination not in target.parents:
                 raise RuntimeError(f"refusing suspicious archive member {member.name!r}")
+            member.uid, member.gid, member.uname, member.gname = os.getuid(), os.getgid(), "", ""
+            member.mode = 0o755 if member.isdir() else 0o644
         archive.extractall(destination, members=members)
     root = destination / SDIST_NAME
     if not (root / "detectron2" / "__init__.py").is_file():

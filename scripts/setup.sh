@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # Set up everything d2-triton needs, idempotently; a second run takes seconds.
 #
+#   scripts/setup.sh                 server + export + test environments (development, CI)
+#   scripts/setup.sh --export-only   server + export environments (the docker image)
+#
 #   .cache/venv       server environment (requirements.txt): what Triton's Python-backend
-#                     stubs import (torch, numpy<2, opencv, ...) plus tritonserver itself
-#   .cache/venv-dev   export + test environment (requirements-dev.txt + Detectron2), layered
-#                     on the server environment with a .pth file so torch is installed once
+#                     stubs import (torch, numpy<2, opencv, ...), tritonserver itself and
+#                     the clients (requirements-client.txt)
+#   .cache/venv-dev   export environment (requirements-export.txt + Detectron2) and, unless
+#                     --export-only, the test tools (requirements-dev.txt); layered on the
+#                     server environment with a .pth file so torch is installed once
 #   .cache/pip        pip's download cache (torch's CUDA wheels are ~5.5 GB)
 #
 # D2T_CACHE moves .cache elsewhere (e.g. a CI cache volume).  Requires Python 3.11 with venv
@@ -18,6 +23,13 @@ export PIP_CACHE_DIR="${PIP_CACHE_DIR:-$D2T_CACHE/pip}"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 SERVER_ENV="$D2T_CACHE/venv"
 DEV_ENV="$D2T_CACHE/venv-dev"
+DEV_REQUIREMENTS="$ROOT/requirements-dev.txt"
+EXPORT_ONLY=0
+case "${1:-}" in
+    "") ;;
+    --export-only) DEV_REQUIREMENTS="$ROOT/requirements-export.txt"; EXPORT_ONLY=1 ;;
+    *) echo "usage: $0 [--export-only]" >&2; exit 2 ;;
+esac
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 
@@ -29,7 +41,7 @@ ensure_system_packages() {
     [ -x /usr/bin/python3.11 ] || command -v python3.11 >/dev/null || missing+=(python3.11)
     have_library 'libpython3\.11\.so\.1\.0' || missing+=(libpython3.11)
     # perf_analyzer (benchmarks) links libb64; Debian ships it as libb64-0d.
-    have_library 'libb64\.so\.0d' || missing+=(libb64-0d)
+    [ "$EXPORT_ONLY" = 1 ] || have_library 'libb64\.so\.0d' || missing+=(libb64-0d)
     python_for_venv -c 'import ensurepip' 2>/dev/null || missing+=(python3.11-venv)
     [ ${#missing[@]} -eq 0 ] && return
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
@@ -53,28 +65,34 @@ new_venv() {
 # Skip pip when the requirement files are unchanged since the last successful install.
 fingerprint() { cat "$@" | sha256sum | cut -d' ' -f1; }
 
+site_packages() { "$1/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'; }
+
 make_server_env() {
     local stamp="$SERVER_ENV/.d2t-requirements" want
-    want="$(fingerprint "$ROOT/requirements.txt" "$ROOT/pyproject.toml")"
+    want="$(fingerprint "$ROOT/requirements.txt" "$ROOT/requirements-client.txt")"
     [ -x "$SERVER_ENV/bin/python" ] || new_venv "$SERVER_ENV"
     if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
         log "installing server requirements into $SERVER_ENV (first time: torch, ~5.5 GB)"
         "$SERVER_ENV/bin/pip" install -q -r "$ROOT/requirements.txt"
-        "$SERVER_ENV/bin/pip" install -q --no-deps -e "$ROOT"
+        # Earlier versions installed the checkout editable; the .pth below replaces that.
+        "$SERVER_ENV/bin/pip" uninstall -q -y d2-triton 2>/dev/null || true
         echo "$want" > "$stamp"
     fi
+    # The stubs import d2_triton from this checkout: a path entry, like an editable install
+    # but without building anything, so it needs no more than the requirement files (the
+    # docker image installs the environments before it copies the code).
+    echo "$ROOT" > "$(site_packages "$SERVER_ENV")/d2-triton-checkout.pth"
 }
 
 make_dev_env() {
-    local stamp="$DEV_ENV/.d2t-requirements" want site server_site
-    want="$(fingerprint "$ROOT/requirements-dev.txt" "$ROOT/export_tools/detectron2-source.txt")"
+    local stamp="$DEV_ENV/.d2t-requirements" want
+    want="$(fingerprint "$DEV_REQUIREMENTS" "$ROOT/requirements-export.txt" \
+        "$ROOT/export_tools/detectron2-source.txt")"
     [ -x "$DEV_ENV/bin/python" ] || new_venv "$DEV_ENV"
-    site="$("$DEV_ENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
-    server_site="$("$SERVER_ENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
-    echo "$server_site" > "$site/d2t-server-environment.pth"
+    site_packages "$SERVER_ENV" > "$(site_packages "$DEV_ENV")/d2t-server-environment.pth"
     if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-        log "installing export/test requirements into $DEV_ENV"
-        "$DEV_ENV/bin/pip" install -q -r "$ROOT/requirements-dev.txt"
+        log "installing $(basename "$DEV_REQUIREMENTS") into $DEV_ENV"
+        "$DEV_ENV/bin/pip" install -q -r "$DEV_REQUIREMENTS"
         (cd "$ROOT" && "$DEV_ENV/bin/python" -m export_tools.install_detectron2)
         echo "$want" > "$stamp"
     fi

@@ -4,8 +4,8 @@ Weights: the exporter's fixed-seed random initialisation (Detectron2's own init 
 calibrated frozen BatchNorms, see ``export_tools.export.build_random_model``) saved as a
 checkpoint file, so the exporter loads it through its real "local .pth" path and the
 Detectron2 reference loads the very same file.  A repository is rebuilt whenever the
-exporter, the model templates, the shared package or the arguments change (their hash
-names the cache entry).
+exporter, the model templates, the d2_triton modules it imports or the arguments change
+(their hash names the cache entry; see EXPORT_SOURCES).
 """
 
 from __future__ import annotations
@@ -46,10 +46,24 @@ ARCHITECTURES = {
 }
 
 
+# What an exported repository is made from: the exporter, the model templates it copies, and
+# the d2_triton modules the exporter imports.  (The served code itself is not copied: the
+# server imports d2_triton from the checkout, so a change to it needs no re-export.)
+EXPORT_SOURCES = (
+    "export_tools",
+    "models",
+    "d2_triton/schema.py",
+    "d2_triton/imaging.py",
+    "d2_triton/labels.py",
+    "d2_triton/errors.py",
+)
+
+
 def _sources_fingerprint(*extra: str) -> str:
     digest = hashlib.sha256()
-    for folder in ("export_tools", "models", "d2_triton"):
-        for path in sorted((REPO_ROOT / folder).rglob("*")):
+    for source in EXPORT_SOURCES:
+        root = REPO_ROOT / source
+        for path in sorted([root] if root.is_file() else root.rglob("*")):
             if path.is_file() and "__pycache__" not in path.parts:
                 digest.update(str(path.relative_to(REPO_ROOT)).encode())
                 digest.update(path.read_bytes())

@@ -49,15 +49,26 @@ def test_numpy_2_server_environments_are_refused():
         environment.check_numpy()
 
 
-def test_requirements_pin_numpy_below_2():
+def pinned_versions(path: Path) -> dict[str, str]:
+    """name -> version of every ``name==version`` line, following ``-r`` includes."""
     pins = {}
-    for line in (REPO_ROOT / "requirements.txt").read_text().splitlines():
+    for line in path.read_text().splitlines():
+        if line.startswith("-r "):
+            pins |= pinned_versions(path.parent / line.split(maxsplit=1)[1])
         match = re.match(r"^([A-Za-z0-9_.\-\[\],]+)==([^\s#]+)", line)
         if match:
             pins[match.group(1).split("[")[0].lower()] = match.group(2)
-    assert int(pins["numpy"].split(".")[0]) < 2
+    return pins
+
+
+def test_requirements_pin_numpy_below_2():
+    server = pinned_versions(REPO_ROOT / "requirements.txt")
+    assert int(server["numpy"].split(".")[0]) < 2
     for package in ("nvidia-pytriton", "tritonclient", "torch", "torchvision", "pycocotools"):
-        assert package in pins, f"{package} is not pinned"
+        assert package in server, f"{package} is not pinned"
+    clients = pinned_versions(REPO_ROOT / "requirements-client.txt")
+    assert "torch" not in clients and "nvidia-pytriton" not in clients  # the gateway image
+    assert {"fastapi", "uvicorn", "tritonclient"} <= set(clients)
 
 
 def test_server_command_line():
