@@ -1,121 +1,52 @@
-"""The thin client: send the raw bytes of an image to the ensemble, get detections back.
+"""The thin clients: send the raw bytes of an image to the ensemble, get detections back.
 
-All shaping (decode, resize, model, rescale, masks, labels) happens in the server, so this
-is only a Triton infer call plus a readable result.  As a library::
+All shaping (decode, resize, model, rescale, masks, labels) happens in the server, so a
+client is only a Triton infer call plus a readable result.  As a library::
 
     from d2_triton.client import DetectionClient
-    result = DetectionClient("localhost:8000").detect(open("photo.jpg", "rb").read())
+    with DetectionClient("localhost:8000") as client:          # or ("localhost:8001", "grpc")
+        result = client.detect(open("photo.jpg", "rb").read(), score_threshold=0.5)
     for detection in result.to_json()["detections"]:
         print(detection["label"], detection["score"], detection["box"])
 
-As a command (prints JSON)::
+``AsyncDetectionClient`` is the same over asyncio, with one pooled connection (the REST
+gateway uses it).  As a command::
 
-    python -m d2_triton.client infer photo.jpg --score-threshold 0.5
+    python -m d2_triton.client infer photo.jpg [--json] [--render out.png]
+    python -m d2_triton.client infer photo.jpg --gateway http://localhost:8080
 
-The server is ``TRITON_HOST``:``TRITON_PORT`` (default localhost, 8000 for HTTP and 8001 for
-gRPC) unless ``--url`` is given.
+It talks to Triton at ``TRITON_HOST``:``TRITON_PORT`` (default localhost, 8000 for HTTP and
+8001 for gRPC) unless ``--url`` is given, or to the REST gateway with ``--gateway``.
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import os
 import sys
-from dataclasses import dataclass
+import urllib.error
+import urllib.parse
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from d2_triton import schema
+from d2_triton.results import DetectionResult
 
 PROTOCOLS = ("http", "grpc")
 DEFAULT_PORTS = {"http": 8000, "grpc": 8001}
+MASK_FORMATS = ("rle", "dense", "none")
+
+__all__ = ["AsyncDetectionClient", "DetectionClient", "DetectionResult", "detect"]
 
 
 def default_url(protocol: str = "http") -> str:
     host = os.environ.get("TRITON_HOST", "localhost")
     port = os.environ.get("TRITON_PORT", str(DEFAULT_PORTS[protocol]))
     return f"{host}:{port}"
-
-
-@dataclass
-class DetectionResult:
-    """The ensemble's outputs for one image, as numpy arrays (original-image pixels)."""
-
-    image_size: tuple[int, int]  # (height, width)
-    boxes: np.ndarray  # float32 [N, 4] x1, y1, x2, y2
-    scores: np.ndarray  # float32 [N]
-    classes: np.ndarray  # int32 [N]
-    labels: list[str]
-    masks_rle: list[bytes] | None = None  # COCO compressed RLE counts per instance
-    masks: np.ndarray | None = None  # uint8 [N, H, W] when mask_format="dense"
-    keypoints: np.ndarray | None = None  # float32 [N, K, 3] x, y, score
-
-    def __len__(self) -> int:
-        return len(self.scores)
-
-    @classmethod
-    def from_outputs(cls, outputs: dict[str, np.ndarray]) -> DetectionResult:
-        def optional(name: str) -> np.ndarray | None:
-            return outputs.get(name)
-
-        rle = optional(schema.MASKS_RLE)
-        return cls(
-            image_size=tuple(int(v) for v in outputs[schema.IMAGE_SIZE]),
-            boxes=outputs[schema.BOXES].reshape(-1, 4),
-            scores=outputs[schema.SCORES],
-            classes=outputs[schema.CLASSES],
-            labels=[_text(label) for label in outputs[schema.LABELS]],
-            masks_rle=None if rle is None else [bytes(item) for item in rle],
-            masks=optional(schema.MASKS),
-            keypoints=optional(schema.KEYPOINTS),
-        )
-
-    def mask(self, index: int) -> np.ndarray | None:
-        """Instance ``index``'s binary mask (H x W bool), whichever format was returned."""
-        if self.masks is not None:
-            return self.masks[index].astype(bool)
-        if self.masks_rle is not None:
-            from d2_triton.detections import decode_rle
-
-            return decode_rle(self.masks_rle[index], self.image_size)
-        return None
-
-    def to_json(self) -> dict[str, Any]:
-        """Plain JSON: one object per detection; masks as COCO RLE ``{"size", "counts"}``."""
-        height, width = self.image_size
-        detections = []
-        for index in range(len(self)):
-            detection: dict[str, Any] = {
-                "box": [round(float(v), 3) for v in self.boxes[index]],
-                "score": round(float(self.scores[index]), 6),
-                "class_id": int(self.classes[index]),
-                "label": self.labels[index],
-            }
-            if self.masks_rle is not None:
-                detection["mask"] = {
-                    "size": [height, width],
-                    "counts": self.masks_rle[index].decode("ascii"),
-                }
-            elif self.masks is not None:
-                packed = np.packbits(self.masks[index].astype(bool), axis=None)
-                detection["mask"] = {
-                    "size": [height, width],
-                    "packbits": base64.b64encode(packed.tobytes()).decode("ascii"),
-                }
-            if self.keypoints is not None:
-                detection["keypoints"] = [
-                    [round(float(v), 3) for v in point] for point in self.keypoints[index]
-                ]
-            detections.append(detection)
-        return {"image_size": {"height": height, "width": width}, "detections": detections}
-
-
-def _text(value: Any) -> str:
-    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
 def request_parameters(
@@ -139,6 +70,29 @@ def request_parameters(
     return parameters
 
 
+def _check_protocol(protocol: str) -> None:
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+
+
+def _image_input(triton: Any, image_bytes: bytes) -> Any:
+    """The ensemble's one input: the file's bytes as UINT8 [n]."""
+    payload = np.frombuffer(image_bytes, dtype=np.uint8)
+    tensor = triton.InferInput(schema.IMAGE_BYTES, [payload.size], "UINT8")
+    tensor.set_data_from_numpy(payload)
+    return tensor
+
+
+def _result(response: Any, protocol: str) -> DetectionResult:
+    """Every output the server returned (which ones depends on the model and options)."""
+    if protocol == "http":
+        described = response.get_response()["outputs"]
+    else:
+        described = response.get_response(as_json=True)["outputs"]
+    names = [output["name"] for output in described]
+    return DetectionResult.from_outputs({name: response.as_numpy(name) for name in names})
+
+
 class DetectionClient:
     """A synchronous Triton client for the ensemble (HTTP or gRPC)."""
 
@@ -149,8 +103,7 @@ class DetectionClient:
         model_name: str = schema.ENSEMBLE_MODEL,
         timeout: float = 120.0,
     ):
-        if protocol not in PROTOCOLS:
-            raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+        _check_protocol(protocol)
         self.protocol = protocol
         self.model_name = model_name
         self.url = url or default_url(protocol)
@@ -169,20 +122,14 @@ class DetectionClient:
 
     def detect(self, image_bytes: bytes, **options: Any) -> DetectionResult:
         """Detections for one encoded image; ``options`` as in ``request_parameters``."""
-        payload = np.frombuffer(image_bytes, dtype=np.uint8)
-        tensor = self._triton.InferInput(schema.IMAGE_BYTES, [payload.size], "UINT8")
-        tensor.set_data_from_numpy(payload)
         extra = {} if self.protocol == "http" else {"client_timeout": self.timeout}
         response = self._client.infer(
-            self.model_name, [tensor], parameters=request_parameters(**options), **extra
+            self.model_name,
+            [_image_input(self._triton, image_bytes)],
+            parameters=request_parameters(**options),
+            **extra,
         )
-        names = [output["name"] for output in self._output_descriptions(response)]
-        return DetectionResult.from_outputs({name: response.as_numpy(name) for name in names})
-
-    def _output_descriptions(self, response: Any) -> list[dict[str, Any]]:
-        if self.protocol == "http":
-            return response.get_response()["outputs"]
-        return response.get_response(as_json=True)["outputs"]
+        return _result(response, self.protocol)
 
     def close(self) -> None:
         self._client.close()
@@ -194,6 +141,93 @@ class DetectionClient:
         self.close()
 
 
+class AsyncDetectionClient:
+    """The asyncio twin of ``DetectionClient``: one pooled connection, shared by all tasks.
+
+    HTTP keeps up to ``connections`` keep-alive connections (aiohttp); gRPC multiplexes every
+    call over one channel.  Create it inside the running event loop.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        protocol: str = "http",
+        model_name: str = schema.ENSEMBLE_MODEL,
+        timeout: float = 120.0,
+        connections: int = 64,
+    ):
+        _check_protocol(protocol)
+        self.protocol = protocol
+        self.model_name = model_name
+        self.url = url or default_url(protocol)
+        self.timeout = timeout
+        if protocol == "http":
+            import tritonclient.http.aio as triton
+
+            self._client = triton.InferenceServerClient(
+                self.url, conn_limit=connections, conn_timeout=timeout
+            )
+        else:
+            import tritonclient.grpc.aio as triton
+
+            self._client = triton.InferenceServerClient(self.url)
+        self._triton = triton
+
+    def _timeout(self) -> dict[str, float]:
+        return {} if self.protocol == "http" else {"client_timeout": self.timeout}
+
+    async def detect(self, image_bytes: bytes, **options: Any) -> DetectionResult:
+        response = await self._client.infer(
+            self.model_name,
+            [_image_input(self._triton, image_bytes)],
+            parameters=request_parameters(**options),
+            **self._timeout(),
+        )
+        return _result(response, self.protocol)
+
+    async def readiness(self) -> dict[str, bool]:
+        """Server live/ready and model ready; False for whatever cannot be reached."""
+        checks = {
+            "live": self._client.is_server_live,
+            "ready": self._client.is_server_ready,
+            "model_ready": lambda **kw: self._client.is_model_ready(self.model_name, **kw),
+        }
+        state = {}
+        for name, check in checks.items():
+            try:
+                state[name] = bool(await check(**self._timeout()))
+            except Exception:  # unreachable, refused, timed out: not ready
+                state[name] = False
+        return state
+
+    async def models(self) -> list[dict[str, str]]:
+        """name, version and state (READY or UNAVAILABLE) of every model Triton has loaded.
+
+        Read from the statistics and health APIs, not the repository index: the launcher
+        restricts the model-repository API to its stub watchdog (see d2_triton.server).
+        """
+        if self.protocol == "http":
+            statistics = await self._client.get_inference_statistics()
+        else:
+            statistics = await self._client.get_inference_statistics(
+                as_json=True, **self._timeout()
+            )
+        models = []
+        for entry in statistics.get("model_stats", []):
+            ready = await self._client.is_model_ready(
+                entry["name"], entry.get("version", ""), **self._timeout()
+            )
+            models.append({
+                "name": entry["name"],
+                "version": str(entry.get("version", "")),
+                "state": "READY" if ready else "UNAVAILABLE",
+            })  # fmt: skip
+        return models
+
+    async def close(self) -> None:
+        await self._client.close()
+
+
 def detect(
     image_bytes: bytes, url: str | None = None, protocol: str = "http", **options: Any
 ) -> DetectionResult:
@@ -202,31 +236,76 @@ def detect(
         return client.detect(image_bytes, **options)
 
 
+def detect_via_gateway(
+    gateway: str, image_bytes: bytes, timeout: float = 120.0, **options: Any
+) -> DetectionResult:
+    """The same answer through the REST gateway (``python -m d2_triton.gateway``)."""
+    query = {key: str(value) for key, value in request_parameters(**options).items()}
+    url = f"{gateway.rstrip('/')}/v1/detect?{urllib.parse.urlencode(query)}"
+    request = urllib.request.Request(
+        url, data=image_bytes, headers={"Content-Type": "application/octet-stream"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return DetectionResult.from_json(json.load(response))
+    except urllib.error.HTTPError as error:
+        detail = error.read().decode("utf-8", errors="replace")
+        raise RuntimeError(f"gateway answered {error.code}: {detail}") from None
+
+
+def summary_lines(result: DetectionResult) -> list[str]:
+    height, width = result.image_size
+    lines = [f"{len(result)} detections in a {width}x{height} image"]
+    for index in range(len(result)):
+        x1, y1, x2, y2 = (float(v) for v in result.boxes[index])
+        lines.append(
+            f"{result.labels[index]:>16s} {float(result.scores[index]):.3f}  "
+            f"box ({x1:.1f}, {y1:.1f}, {x2:.1f}, {y2:.1f})"
+        )
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m d2_triton.client", description="Send an image to the d2-triton ensemble."
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    infer = commands.add_parser("infer", help="detect objects in an image file, print JSON")
+    infer = commands.add_parser("infer", help="detect objects in an image file")
     infer.add_argument("image", type=Path)
-    infer.add_argument("--url", default=None, help="host:port (default TRITON_HOST:TRITON_PORT)")
+    infer.add_argument("--url", default=None, help="Triton host:port (default TRITON_HOST:PORT)")
     infer.add_argument("--protocol", choices=PROTOCOLS, default="http")
     infer.add_argument("--model-name", default=schema.ENSEMBLE_MODEL)
+    infer.add_argument("--gateway", help="REST gateway base URL instead of Triton, e.g. "
+                       "http://localhost:8080")  # fmt: skip
     infer.add_argument("--score-threshold", type=float)
     infer.add_argument("--max-detections", type=int)
     infer.add_argument("--classes", help="comma-separated class ids or names")
-    infer.add_argument("--mask-format", choices=("rle", "dense", "none"))
+    infer.add_argument("--mask-format", choices=MASK_FORMATS)
+    infer.add_argument("--json", action="store_true", help="print the detections as JSON")
+    infer.add_argument("--render", type=Path, help="write a PNG with the detections drawn")
     args = parser.parse_args(argv)
-    with DetectionClient(args.url, args.protocol, args.model_name) as client:
-        result = client.detect(
-            args.image.read_bytes(),
-            score_threshold=args.score_threshold,
-            max_detections=args.max_detections,
-            classes=args.classes,
-            mask_format=args.mask_format,
-        )
-    json.dump(result.to_json(), sys.stdout, indent=2)
-    sys.stdout.write("\n")
+    payload = args.image.read_bytes()
+    options = {
+        "score_threshold": args.score_threshold,
+        "max_detections": args.max_detections,
+        "classes": args.classes,
+        "mask_format": args.mask_format,
+    }
+    if args.gateway:
+        result = detect_via_gateway(args.gateway, payload, **options)
+    else:
+        with DetectionClient(args.url, args.protocol, args.model_name) as client:
+            result = client.detect(payload, **options)
+    if args.json:
+        json.dump(result.to_json(), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print("\n".join(summary_lines(result)))
+    if args.render:
+        from d2_triton.render import render_png
+
+        args.render.write_bytes(render_png(payload, result))
+        print(f"wrote {args.render}", file=sys.stderr)
     return 0
 
 

@@ -202,3 +202,22 @@ def decode_rle(counts: bytes, image_hw: tuple[int, int]) -> np.ndarray:
     """Inverse of ``encode_masks_rle`` for one instance: a bool [H, W] mask."""
     rle = {"counts": counts, "size": [int(image_hw[0]), int(image_hw[1])]}
     return coco_mask.decode(rle).astype(bool)
+
+
+def mask_to_polygons(mask: np.ndarray) -> list[list[float]]:
+    """A binary mask's outer contours as COCO polygons ``[x1, y1, x2, y2, ...]``.
+
+    Coordinates are pixel centres (+0.5), as Detectron2's ``GenericMask`` writes them, so a
+    polygon rasterised again covers the pixels it came from.  Holes are not representable in
+    COCO polygons and are dropped; contours of fewer than three points are skipped.
+    """
+    import cv2
+
+    contours, _ = cv2.findContours(
+        np.ascontiguousarray(mask, dtype=np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
+    )
+    return [
+        (contour.reshape(-1, 2).astype(np.float64) + 0.5).ravel().tolist()
+        for contour in contours
+        if len(contour) >= 3
+    ]

@@ -37,6 +37,10 @@ SUPPORTED_FORMATS = ("jpeg", "png")
 # it then fails on; anything of at least one pixel runs (the model pads to its stride).
 MIN_RESIZED_SIDE = 1
 CHANNEL_ORDERS = ("BGR", "RGB")
+# The `preprocess` config parameters holding the limits; errors name them, so a client (the
+# REST gateway's 413) can tell "too large" from other refusals.
+BYTE_LIMIT_PARAMETER = "max_image_bytes"
+PIXEL_LIMIT_PARAMETER = "max_image_pixels"
 
 
 class InvalidImageError(InvalidRequestError):
@@ -113,7 +117,7 @@ def decode_image(data: bytes, limits: DecodeLimits | None = None) -> np.ndarray:
     if len(data) > limits.max_bytes:
         raise InvalidImageError(
             f"image is {len(data)} bytes, over the limit of {limits.max_bytes} bytes "
-            "(model parameter max_image_bytes)"
+            f"(model parameter {BYTE_LIMIT_PARAMETER})"
         )
     image_format = sniff_format(data)
     header = read_header(data, image_format)
@@ -121,7 +125,7 @@ def decode_image(data: bytes, limits: DecodeLimits | None = None) -> np.ndarray:
     if width * height > limits.max_pixels:
         raise InvalidImageError(
             f"image declares {width}x{height} = {width * height} pixels, over the limit of "
-            f"{limits.max_pixels} pixels (model parameter max_image_pixels)"
+            f"{limits.max_pixels} pixels (model parameter {PIXEL_LIMIT_PARAMETER})"
         )
     if header.mode == "CMYK":
         return _decode_cmyk(data)

@@ -10,6 +10,7 @@ import subprocess
 import numpy as np
 import pytest
 import tritonclient.http as httpclient
+from PIL import Image
 from tritonclient.utils import InferenceServerException
 
 from d2_triton import schema
@@ -96,21 +97,34 @@ def test_a_bad_option_is_a_400_and_the_server_carries_on(mask_rcnn_server, photo
         assert len(client.detect(payload)) > 0
 
 
-def test_the_thin_client_cli_prints_labelled_detections(mask_rcnn_server, photos):
+def test_the_thin_client_cli_prints_labelled_detections(mask_rcnn_server, photos, tmp_path):
     host, port = mask_rcnn_server.http_url.split(":")
-    result = subprocess.run(
-        [str(SERVER_ENV / "bin" / "python"), "-m", "d2_triton.client", "infer",
-         str(photos["coffee.jpg"]), "--max-detections", "3"],
-        env={**os.environ, "TRITON_HOST": host, "TRITON_PORT": port},
-        capture_output=True, text=True, check=True,
+    command = [str(SERVER_ENV / "bin" / "python"), "-m", "d2_triton.client", "infer",
+               str(photos["coffee.jpg"]), "--max-detections", "3"]  # fmt: skip
+    environment = {**os.environ, "TRITON_HOST": host, "TRITON_PORT": port}
+    picture = tmp_path / "detections.png"
+    as_json = subprocess.run(
+        [*command, "--json", "--render", str(picture)],
+        env=environment, capture_output=True, text=True, check=True,
     )  # fmt: skip
-    document = json.loads(result.stdout)
+    document = json.loads(as_json.stdout)
     assert document["image_size"] == {"height": 400, "width": 600}
     assert len(document["detections"]) == 3
     for detection in document["detections"]:
         assert set(detection) == {"box", "score", "class_id", "label", "mask"}
         assert isinstance(detection["label"], str) and detection["label"]
         assert detection["mask"]["size"] == [400, 600]
+    with Image.open(picture) as image:
+        assert image.format == "PNG" and image.size == (600, 400)
+    # The default output is a summary; --protocol grpc reaches the same answer.
+    summary = subprocess.run(
+        [*command, "--protocol", "grpc", "--url", mask_rcnn_server.grpc_url],
+        capture_output=True, text=True, check=True,
+    ).stdout.splitlines()  # fmt: skip
+    assert summary[0] == "3 detections in a 600x400 image"
+    for line, detection in zip(summary[1:], document["detections"], strict=True):
+        assert line.split()[0] == detection["label"].split()[0]
+        assert f"{detection['score']:.3f}" in line
 
 
 def test_result_json_round_trips_the_masks(mask_rcnn_server, photos):

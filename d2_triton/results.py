@@ -1,0 +1,143 @@
+"""What the ensemble answers for one image, as numpy arrays, and its JSON form.
+
+Shared by the Triton clients (sync and async), the REST gateway, the renderer and the CLI,
+so "the JSON of a detection" means one thing everywhere.  Floats are written as the shortest
+decimal that reads back to the same float32 (``0.9``, not ``0.8999999761581421``): readable,
+and exact for anyone who parses them into float32 again.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from d2_triton import schema
+
+JSON_MASK_FORMATS = ("rle", "polygon", "none")
+
+
+def exact_float(value: Any) -> float:
+    """The shortest decimal that round-trips to the same float32, as a Python float."""
+    return float(str(np.float32(value)))
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+@dataclass
+class DetectionResult:
+    """The ensemble's outputs for one image (original-image pixels)."""
+
+    image_size: tuple[int, int]  # (height, width)
+    boxes: np.ndarray  # float32 [N, 4] x1, y1, x2, y2
+    scores: np.ndarray  # float32 [N]
+    classes: np.ndarray  # int32 [N]
+    labels: list[str]
+    masks_rle: list[bytes] | None = None  # COCO compressed RLE counts per instance
+    masks: np.ndarray | None = None  # uint8 [N, H, W] when mask_format="dense"
+    keypoints: np.ndarray | None = None  # float32 [N, K, 3] x, y, score
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    @classmethod
+    def from_outputs(cls, outputs: dict[str, np.ndarray]) -> DetectionResult:
+        """From the ensemble's output tensors, by name (as a Triton client returns them)."""
+        rle = outputs.get(schema.MASKS_RLE)
+        return cls(
+            image_size=tuple(int(v) for v in outputs[schema.IMAGE_SIZE]),
+            boxes=outputs[schema.BOXES].reshape(-1, 4),
+            scores=outputs[schema.SCORES],
+            classes=outputs[schema.CLASSES],
+            labels=[_text(label) for label in outputs[schema.LABELS]],
+            masks_rle=None if rle is None else [bytes(item) for item in rle],
+            masks=outputs.get(schema.MASKS),
+            keypoints=outputs.get(schema.KEYPOINTS),
+        )
+
+    @property
+    def has_masks(self) -> bool:
+        return self.masks is not None or self.masks_rle is not None
+
+    def mask(self, index: int) -> np.ndarray | None:
+        """Instance ``index``'s binary mask (H x W bool), whichever format was returned."""
+        if self.masks is not None:
+            return self.masks[index].astype(bool)
+        if self.masks_rle is not None:
+            from d2_triton.detections import decode_rle
+
+            return decode_rle(self.masks_rle[index], self.image_size)
+        return None
+
+    def relabelled(self, names: Any) -> DetectionResult:
+        """The same detections named by ``names`` (a LabelMap), e.g. a client-side override."""
+        return DetectionResult(
+            image_size=self.image_size,
+            boxes=self.boxes,
+            scores=self.scores,
+            classes=self.classes,
+            labels=[names.name(int(class_id)) for class_id in self.classes],
+            masks_rle=self.masks_rle,
+            masks=self.masks,
+            keypoints=self.keypoints,
+        )
+
+    def to_json(self, mask_format: str = "rle") -> dict[str, Any]:
+        """Plain JSON: one object per detection.
+
+        ``mask_format``: ``rle`` (COCO compressed RLE ``{"size", "counts"}``, or
+        ``{"size", "packbits"}`` when dense masks were returned), ``polygon`` (COCO polygons
+        ``{"size", "polygons": [[x1, y1, x2, y2, ...], ...]}``) or ``none``.
+        """
+        if mask_format not in JSON_MASK_FORMATS:
+            raise ValueError(f"mask_format must be one of {JSON_MASK_FORMATS}, got {mask_format!r}")
+        height, width = self.image_size
+        detections = []
+        for index in range(len(self)):
+            detection: dict[str, Any] = {
+                "box": [exact_float(v) for v in self.boxes[index]],
+                "score": exact_float(self.scores[index]),
+                "class_id": int(self.classes[index]),
+                "label": self.labels[index],
+            }
+            if self.has_masks and mask_format != "none":
+                detection["mask"] = {"size": [height, width], **self._json_mask(index, mask_format)}
+            if self.keypoints is not None:
+                detection["keypoints"] = [
+                    [exact_float(v) for v in point] for point in self.keypoints[index]
+                ]
+            detections.append(detection)
+        return {"image_size": {"height": height, "width": width}, "detections": detections}
+
+    def _json_mask(self, index: int, mask_format: str) -> dict[str, Any]:
+        if mask_format == "polygon":
+            from d2_triton.detections import mask_to_polygons
+
+            return {"polygons": mask_to_polygons(self.mask(index))}
+        if self.masks_rle is not None:
+            return {"counts": self.masks_rle[index].decode("ascii")}
+        packed = np.packbits(self.masks[index].astype(bool), axis=None)
+        return {"packbits": base64.b64encode(packed.tobytes()).decode("ascii")}
+
+    @classmethod
+    def from_json(cls, document: dict[str, Any]) -> DetectionResult:
+        """Inverse of ``to_json`` for RLE or mask-less documents (what a gateway returns)."""
+        size = (int(document["image_size"]["height"]), int(document["image_size"]["width"]))
+        detections = document["detections"]
+        masks = [d["mask"] for d in detections if "mask" in d]
+        if masks and any("counts" not in mask for mask in masks):
+            raise ValueError("only RLE masks can be read back; ask for mask_format=rle")
+        keypoints = [d["keypoints"] for d in detections if "keypoints" in d]
+        return cls(
+            image_size=size,
+            boxes=np.array([d["box"] for d in detections], dtype=np.float32).reshape(-1, 4),
+            scores=np.array([d["score"] for d in detections], dtype=np.float32),
+            classes=np.array([d["class_id"] for d in detections], dtype=np.int32),
+            labels=[d["label"] for d in detections],
+            masks_rle=[m["counts"].encode("ascii") for m in masks] if masks else None,
+            keypoints=np.array(keypoints, dtype=np.float32) if keypoints else None,
+        )
