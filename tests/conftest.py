@@ -10,7 +10,7 @@ import pytest
 from helpers.exports import ARCHITECTURES, REPO_ROOT, exported_repository
 from helpers.parity import ParityFigures
 from helpers.photos import write_photos
-from helpers.servers import ServerPool
+from helpers.servers import GatewayProcess, ServerPool
 
 REPORT_DIR = REPO_ROOT / ".cache" / "reports"
 # Figures the parity tests measured, printed at the end of the run and kept as JSON.
@@ -38,6 +38,14 @@ def mask_rcnn_repository() -> Path:
 def mask_rcnn_server(server_pool, mask_rcnn_repository):
     """The default model (Mask R-CNN R50-FPN) served by a real tritonserver."""
     return server_pool.get(mask_rcnn_repository, "mask_rcnn")
+
+
+@pytest.fixture(scope="module")
+def gateway(mask_rcnn_server, tmp_path_factory):
+    """The REST gateway (a real uvicorn process) in front of the Mask R-CNN server."""
+    log = tmp_path_factory.mktemp("gateway") / "gateway.log"
+    with GatewayProcess(mask_rcnn_server.http_url, log) as process:
+        yield process
 
 
 def pytest_terminal_summary(terminalreporter) -> None:

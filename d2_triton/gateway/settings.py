@@ -1,0 +1,90 @@
+"""The gateway's settings, all from environment variables (12-factor, as docker-compose sets
+them).  Invalid values fail at start-up with a message naming the variable."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from d2_triton import schema
+from d2_triton.client import DEFAULT_PORTS, PROTOCOLS
+from d2_triton.imaging import DecodeLimits
+
+MODES = ("debug", "develop", "production")
+LOG_LEVELS = {"debug": "debug", "develop": "info", "production": "warning"}
+
+
+class SettingsError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    host: str = "0.0.0.0"
+    port: int = 8080
+    mode: str = "production"
+    triton_host: str = "localhost"
+    triton_port: int = DEFAULT_PORTS["http"]
+    triton_model_name: str = schema.ENSEMBLE_MODEL
+    triton_protocol: str = "http"
+    triton_timeout_s: float = 60.0
+    triton_connections: int = 64
+    label_mapping_file: Path | None = None
+    max_upload_bytes: int = DecodeLimits().max_bytes
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise SettingsError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.triton_protocol not in PROTOCOLS:
+            raise SettingsError(
+                f"TRITON_PROTOCOL must be one of {', '.join(PROTOCOLS)}, got "
+                f"{self.triton_protocol!r}"
+            )
+        if self.label_mapping_file is not None and not self.label_mapping_file.is_file():
+            raise SettingsError(f"LABEL_MAPPING_FILE {self.label_mapping_file} does not exist")
+        for name in ("port", "triton_port", "triton_connections", "max_upload_bytes"):
+            if getattr(self, name) <= 0:
+                raise SettingsError(f"{name.upper()} must be positive")
+
+    @property
+    def triton_url(self) -> str:
+        return f"{self.triton_host}:{self.triton_port}"
+
+    @property
+    def log_level(self) -> str:
+        return LOG_LEVELS[self.mode]
+
+    @property
+    def docs_enabled(self) -> bool:
+        """Swagger UI and ReDoc are for debugging and development; /openapi.json stays."""
+        return self.mode != "production"
+
+    @property
+    def reload(self) -> bool:
+        return self.mode == "develop"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> GatewaySettings:
+        env = os.environ if environ is None else environ
+        protocol = env.get("TRITON_PROTOCOL", "http").strip().lower()
+        label_file = env.get("LABEL_MAPPING_FILE", "").strip()
+        try:
+            return cls(
+                host=env.get("HOST", cls.host),
+                port=int(env.get("PORT", cls.port)),
+                mode=(env.get("mode") or env.get("MODE") or cls.mode).strip().lower(),
+                triton_host=env.get("TRITON_HOST", cls.triton_host),
+                triton_port=int(env.get("TRITON_PORT", DEFAULT_PORTS.get(protocol, 8000))),
+                triton_model_name=env.get("TRITON_MODEL_NAME", cls.triton_model_name),
+                triton_protocol=protocol,
+                triton_timeout_s=float(env.get("TRITON_TIMEOUT_S", cls.triton_timeout_s)),
+                triton_connections=int(env.get("TRITON_CONNECTIONS", cls.triton_connections)),
+                label_mapping_file=Path(label_file) if label_file else None,
+                max_upload_bytes=int(env.get("MAX_UPLOAD_BYTES", cls.max_upload_bytes)),
+            )
+        except ValueError as error:
+            if isinstance(error, SettingsError):
+                raise
+            raise SettingsError(f"invalid gateway setting: {error}") from None
