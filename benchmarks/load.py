@@ -39,6 +39,7 @@ class LoadReport:
     latencies_ms: list[float] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     outcomes: Counter = field(default_factory=Counter)
+    timeline: list[tuple[float, str]] = field(default_factory=list)  # (monotonic end, outcome)
 
     @property
     def clean(self) -> bool:
@@ -99,6 +100,7 @@ def run_load(
             report.requests += 1
             report.outcomes[(case.name, outcome)] += 1
             report.latencies_ms.append(elapsed_ms)
+            report.timeline.append((time.monotonic(), outcome))
             setattr(report, outcome, getattr(report, outcome) + 1)
             if failure:
                 report.failures.append(f"{case.name}: {failure}")

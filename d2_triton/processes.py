@@ -1,7 +1,8 @@
 """The tritonserver process tree: which Python-backend stub serves which model, and its RSS.
 
-Used by the benchmarks and the soak script to sample memory per process, and by the tests
-to check that no stub was restarted (or to kill one on purpose).  Linux /proc only.
+Used by the stub watchdog (d2_triton.server) to notice a stub that died, by the benchmarks
+and the soak script to sample memory per process, and by the tests to check that no stub
+was restarted (or to kill one on purpose).  Linux /proc only.
 """
 
 from __future__ import annotations
@@ -17,6 +18,11 @@ class ServerProcess:
     pid: int
     name: str  # "tritonserver", or "stub:<model>" for a Python-backend stub
     rss_bytes: int
+    state: str = "R"  # /proc state letter; "Z": exited, not yet reaped by its parent
+
+    @property
+    def alive(self) -> bool:
+        return self.state not in ("Z", "X")
 
 
 def _read_status(entry: Path) -> dict[str, str] | None:
@@ -51,7 +57,8 @@ def process_tree(root_pid: int) -> list[ServerProcess]:
         pid = int(entry.name)
         children.setdefault(int(status["PPid"]), []).append(pid)
         rss = int(status.get("VmRSS", "0 kB").split()[0]) * 1024
-        found[pid] = ServerProcess(pid, _name(entry, status["Name"].strip()), rss)
+        state = status.get("State", "R").strip()[:1]
+        found[pid] = ServerProcess(pid, _name(entry, status["Name"].strip()), rss, state)
     tree, pending = [], [root_pid]
     while pending:
         pid = pending.pop()
@@ -61,13 +68,18 @@ def process_tree(root_pid: int) -> list[ServerProcess]:
     return tree
 
 
+def live_stubs(root_pid: int) -> dict[str, set[int]]:
+    """model name -> pids of its running stubs (one per model instance)."""
+    stubs: dict[str, set[int]] = {}
+    for process in process_tree(root_pid):
+        if process.name.startswith("stub:") and process.alive:
+            stubs.setdefault(process.name.removeprefix("stub:"), set()).add(process.pid)
+    return stubs
+
+
 def stub_pids(root_pid: int) -> dict[str, int]:
-    """model name -> pid of its stub (one instance per model is assumed)."""
-    return {
-        process.name.removeprefix("stub:"): process.pid
-        for process in process_tree(root_pid)
-        if process.name.startswith("stub:")
-    }
+    """model name -> pid of its stub, for models of one instance each."""
+    return {model: min(pids) for model, pids in live_stubs(root_pid).items()}
 
 
 def rss_by_process(root_pid: int) -> dict[str, int]:

@@ -11,6 +11,14 @@ whose ``bin/`` is first on ``PATH``; we put the server environment's ``bin/`` th
 libraries the copied stub needs (libcudart etc., found through an ``$ORIGIN`` rpath at its
 original place) are added with ``LD_LIBRARY_PATH``.
 
+Triton 2.51's Python backend does not restart a stub that dies (a crash, the OOM killer):
+every later request to that model fails with "Stub process ... is not healthy" while the
+model still reports READY.  So the launcher keeps a ``StubWatchdog``: tritonserver runs with
+explicit model control (the model-repository API restricted to a per-start secret header),
+and when a model's stub process is gone the watchdog unloads and reloads that model, which
+starts a new stub.  Requests in flight get errors, never hang; service resumes within the
+model's load time (about 10 s for the detector on CPU).
+
     python -m d2_triton.server --model-repository models            # foreground, Ctrl-C stops
 """
 
@@ -20,16 +28,21 @@ import argparse
 import filecmp
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from d2_triton.processes import live_stubs
 
 # Where the assembled backend directory is kept (a few MB, rebuilt on every start).
 DEFAULT_CACHE = Path(os.environ.get("D2T_CACHE", Path.home() / ".cache" / "d2-triton"))
@@ -41,6 +54,10 @@ _PROBE = (
     " 'python': '%d.%d' % sys.version_info[:2],"
     " 'pytriton': spec.submodule_search_locations[0] if spec else None}))"
 )
+
+
+# Header carrying ServerOptions.admin_key: Triton refuses model-repository calls without it.
+ADMIN_HEADER = "d2t-admin-key"
 
 
 class ServerEnvironmentError(RuntimeError):
@@ -138,6 +155,9 @@ class ServerOptions:
     log_verbose: int = 0
     backend_config: list[str] = field(default_factory=list)
     extra_args: list[str] = field(default_factory=list)
+    # Reload a model whose stub died (see StubWatchdog); needs explicit model control.
+    watchdog: bool = True
+    admin_key: str = field(default_factory=lambda: secrets.token_hex(16), repr=False)
 
     def command(self, environment: ServerEnvironment, backend_directory: Path) -> list[str]:
         command = [
@@ -154,6 +174,14 @@ class ServerOptions:
             "--exit-on-error=true",
             "--strict-readiness=true",
         ]
+        if self.watchdog:
+            restricted = f"model-repository:{ADMIN_HEADER}={self.admin_key}"
+            command += [
+                "--model-control-mode=explicit",
+                "--load-model=*",
+                f"--http-restricted-api={restricted}",
+                f"--grpc-restricted-protocol={restricted}",
+            ]
         command += [f"--backend-config={item}" for item in self.backend_config]
         return command + list(self.extra_args)
 
@@ -175,6 +203,7 @@ class TritonServer:
         )
         self.log_path = log_path
         self.process: subprocess.Popen | None = None
+        self.watchdog: StubWatchdog | None = None
 
     @property
     def http_url(self) -> str:
@@ -207,8 +236,8 @@ class TritonServer:
         except (urllib.error.URLError, OSError):
             return False
 
-    def wait_ready(self, timeout: float = 300.0) -> None:
-        deadline = time.monotonic() + timeout
+    def wait_ready(self, timeout: float | None = 300.0) -> None:
+        deadline = time.monotonic() + (float("inf") if timeout is None else timeout)
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
                 raise RuntimeError(
@@ -226,8 +255,15 @@ class TritonServer:
         tail = self.log_path.read_text(errors="replace").splitlines()[-30:]
         return f"; last lines of {self.log_path}:\n" + "\n".join(tail)
 
+    def start_watchdog(self) -> None:
+        """Once ready: reload models whose stub dies (if ``options.watchdog``)."""
+        if self.options.watchdog and self.watchdog is None:
+            self.watchdog = StubWatchdog(self).start()
+
     def stop(self, timeout: float = 60.0) -> int | None:
         """SIGTERM (Triton drains in-flight requests), then SIGKILL after ``timeout``."""
+        if self.watchdog is not None:
+            self.watchdog.stop()  # the stubs are about to exit on purpose
         if self.process is None or self.process.poll() is not None:
             return None if self.process is None else self.process.returncode
         os.killpg(self.process.pid, signal.SIGTERM)
@@ -241,6 +277,7 @@ class TritonServer:
         self.start()
         try:
             self.wait_ready()
+            self.start_watchdog()
         except BaseException:
             self.stop()
             raise
@@ -248,6 +285,94 @@ class TritonServer:
 
     def __exit__(self, *exc_info) -> None:
         self.stop()
+
+
+class StubWatchdog:
+    """Reload any model whose Python-backend stub process died, so service resumes.
+
+    Every ``interval`` seconds it lists the live stubs under tritonserver (/proc); a stub
+    seen before and gone now (or a zombie) means its model instance can only fail from now
+    on, so the model is unloaded and loaded again through the restricted model-repository
+    API.  A failed reload is retried with back-off.  Stop it before stopping the server, or
+    the server's own shutdown looks like dying stubs.
+    """
+
+    def __init__(self, server: TritonServer, interval: float = 1.0, load_timeout: float = 600.0):
+        self.server = server
+        self.interval = interval
+        self.load_timeout = load_timeout
+        self.reloads: list[tuple[str, bool, float]] = []  # (model, succeeded, seconds)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="stub-watchdog", daemon=True)
+
+    def start(self) -> StubWatchdog:
+        self._thread.start()
+        return self
+
+    def request_stop(self) -> None:
+        """Ask the thread to end (safe in a signal handler: it does not wait)."""
+        self._stop.set()
+
+    def stop(self) -> None:
+        self.request_stop()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _stubs(self) -> dict[str, set[int]]:
+        return live_stubs(self.server.process.pid)
+
+    def _run(self) -> None:
+        known = self._stubs()
+        pending: dict[str, tuple[int, float]] = {}  # model -> (failed reloads, retry time)
+        while not self._stop.wait(self.interval):
+            current = self._stubs()
+            for model, pids in known.items():
+                lost = pids - current.get(model, set())
+                if lost and model not in pending:
+                    log(f"stub of model {model!r} (pid {', '.join(map(str, sorted(lost)))}) "
+                        "died; reloading the model")  # fmt: skip
+                    pending[model] = (0, 0.0)
+            for model, (failures, due) in list(pending.items()):
+                if time.monotonic() < due or self._stop.is_set():
+                    continue
+                if self._reload(model):
+                    del pending[model]
+                else:
+                    retry = time.monotonic() + min(60.0, 5.0 * 2**failures)
+                    pending[model] = (failures + 1, retry)
+            known = {**known, **self._stubs()}
+            for model in pending:
+                known.pop(model, None)  # re-learnt once the model is back
+
+    def _reload(self, model: str) -> bool:
+        started = time.monotonic()
+        try:
+            self._repository_call(model, "unload")
+            self._repository_call(model, "load")
+        except (urllib.error.URLError, OSError) as error:
+            detail = error.read().decode(errors="replace") if hasattr(error, "read") else error
+            log(f"reloading {model!r} failed: {detail}")
+            self.reloads.append((model, False, time.monotonic() - started))
+            return False
+        seconds = time.monotonic() - started
+        log(f"model {model!r} reloaded in {seconds:.1f} s; its new stub serves requests")
+        self.reloads.append((model, True, seconds))
+        return True
+
+    def _repository_call(self, model: str, action: str) -> None:
+        name = urllib.parse.quote(model)
+        request = urllib.request.Request(
+            f"http://{self.server.http_url}/v2/repository/models/{name}/{action}",
+            data=b"{}",
+            headers={ADMIN_HEADER: self.server.options.admin_key},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=self.load_timeout) as response:
+            response.read()
+
+
+def log(message: str) -> None:
+    print(f"[d2_triton.server] {message}", file=sys.stderr, flush=True)
 
 
 def free_ports(count: int) -> list[int]:
@@ -289,6 +414,11 @@ def main(argv: list[str] | None = None) -> int:
         help="passed to tritonserver, e.g. python,shm-default-byte-size=...",
     )
     parser.add_argument(
+        "--no-watchdog",
+        action="store_true",
+        help="do not reload models whose stub died (keeps Triton's default model control)",
+    )
+    parser.add_argument(
         "extra", nargs=argparse.REMAINDER, help="further tritonserver arguments, after '--'"
     )
     args = parser.parse_args(argv)
@@ -307,14 +437,44 @@ def main(argv: list[str] | None = None) -> int:
         log_verbose=args.log_verbose,
         backend_config=args.backend_config,
         extra_args=[item for item in args.extra if item != "--"],
+        watchdog=not args.no_watchdog,
     )
     environment = ServerEnvironment.inspect(args.server_env)
     server = TritonServer(options, environment)
     command = options.command(environment, server.backend_directory)
-    print("starting:", " ".join(command), flush=True)
-    # Replace this process so signals (docker stop, Ctrl-C) reach tritonserver directly.
-    os.execve(command[0], command, environment.process_environment())
-    return 0  # not reached
+    print("starting:", " ".join(command).replace(options.admin_key, "***"), flush=True)
+    return serve_in_foreground(server)
+
+
+def serve_in_foreground(server: TritonServer) -> int:
+    """Run tritonserver until it exits; SIGTERM/SIGINT are passed on for a graceful stop.
+
+    The launcher stays tritonserver's parent (rather than exec'ing it) to run the stub
+    watchdog; under docker, use an init (``init: true``) so signals and orphans are handled.
+    """
+    stopping = threading.Event()
+
+    def forward(signum: int, _frame: object) -> None:
+        stopping.set()
+        if server.watchdog is not None:
+            server.watchdog.request_stop()
+        if server.process is not None and server.process.poll() is None:
+            os.killpg(server.process.pid, signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, forward)
+    server.start()
+    try:
+        server.wait_ready(timeout=None)
+        if not stopping.is_set():
+            server.start_watchdog()
+            log("ready; the stub watchdog is on" if server.watchdog else "ready")
+    except RuntimeError as error:  # exited before it was ready
+        log(str(error))
+    code = server.process.wait()
+    if server.watchdog is not None:
+        server.watchdog.stop()
+    return code
 
 
 if __name__ == "__main__":

@@ -8,8 +8,12 @@ so each image costs a fraction of a second on 2 cores and the tests can send man
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 
@@ -23,9 +27,13 @@ REQUESTS_PER_CLIENT = 6
 
 
 @pytest.fixture(scope="module")
-def fast_server(server_pool, mask_rcnn_repository):
-    repository = load_repository(mask_rcnn_repository, CACHE / "load-repository", 320, 533)
-    return server_pool.get(repository, "load")
+def fast_repository(mask_rcnn_repository):
+    return load_repository(mask_rcnn_repository, CACHE / "load-repository", 320, 533)
+
+
+@pytest.fixture(scope="module")
+def fast_server(server_pool, fast_repository):
+    return server_pool.get(fast_repository, "load")
 
 
 @pytest.fixture(scope="module")
@@ -65,3 +73,52 @@ def test_soak_memory_stays_flat(tmp_path, server_pool, mask_rcnn_repository):
     assert soak["growth_mib_per_minute_after_warmup"] < 16, soak
     assert soak["rss_floor_mib_end"] - soak["rss_floor_mib_after_warmup"] < 48, soak
     assert (out / "memory.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_killed_stub_gives_errors_not_hangs_and_service_resumes(
+    server_pool, fast_repository, cases
+):
+    """SIGKILL the detector's stub under load.  Triton 2.51 neither restarts it nor marks the
+    model unready: requests fail with "Stub process ... is not healthy".  The launcher's
+    watchdog (d2_triton.server.StubWatchdog) reloads the model; service resumes."""
+    server_pool.stop()
+    server = server_pool.start(fast_repository, "fault")  # a server of its own: it gets hurt
+    try:
+        references = reference_answers(server.http_url, cases)
+        victim = stub_pids(server.process.pid)["detector"]
+        killed_at = []
+
+        def kill_the_detector_stub() -> None:
+            time.sleep(3.0)
+            os.kill(victim, signal.SIGKILL)
+            killed_at.append(time.monotonic())
+
+        killer = threading.Thread(target=kill_the_detector_stub)
+        killer.start()
+        report = run_load(server.http_url, cases, references, clients=4,
+                          deadline=time.monotonic() + 30, timeout=60)  # fmt: skip
+        killer.join()
+        failed = [t - killed_at[0] for t, outcome in report.timeline if outcome == "good_failed"]
+        print(json.dumps({
+            "requests": report.requests, "good_ok": report.good_ok,
+            "good_failed": report.good_failed, "bad_rejected": report.bad_rejected,
+            "failed_from_s": min(failed, default=None), "failed_until_s": max(failed, default=None),
+            "reloads": server.watchdog.reloads, "first_failures": report.failures[:3],
+        }, indent=2))  # fmt: skip
+        # Errors, not hangs: every request ended long before its 60 s timeout, and only
+        # requests that needed the detector around the kill failed, each saying why.
+        assert max(report.latencies_ms) < 30_000
+        assert failed and all(-1.0 < t < 20.0 for t in failed), failed
+        assert all(("not healthy" in f) or ("ensemble" in f) for f in report.failures), (
+            report.failures[:5]
+        )
+        assert report.wrong_answers == 0 and report.bad_unexpected == 0
+        # Service resumed: the watchdog reloaded the detector (a new stub), and everything
+        # after the last failure succeeded.
+        assert [(model, ok) for model, ok, _ in server.watchdog.reloads] == [("detector", True)]
+        assert stub_pids(server.process.pid)["detector"] != victim
+        recovered = [o for t, o in report.timeline if t - killed_at[0] > max(failed)]
+        assert recovered.count("good_ok") >= 5 and "good_failed" not in recovered
+        assert server.is_ready()
+    finally:
+        server.stop()

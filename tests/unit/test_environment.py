@@ -83,6 +83,14 @@ def test_server_command_line():
         "--backend-directory=/backends",
     ):
         assert flag in command
+    # The stub watchdog reloads models, so the model-repository API is on, behind a secret.
+    assert {"--model-control-mode=explicit", "--load-model=*"} <= set(command)
+    key = options.admin_key
+    assert len(key) >= 32 and key != ServerOptions(Path("repo")).admin_key
+    assert f"--http-restricted-api=model-repository:d2t-admin-key={key}" in command
+    assert f"--grpc-restricted-protocol=model-repository:d2t-admin-key={key}" in command
+    plain = ServerOptions(Path("repo"), watchdog=False).command(environment, Path("/backends"))
+    assert not [arg for arg in plain if "model-control" in arg or "restricted" in arg]
     env = environment.process_environment()
     assert env["PATH"].startswith("/env/bin")
     assert env["LD_LIBRARY_PATH"].startswith("/site/nvidia_pytriton.libs")
