@@ -66,27 +66,38 @@ class ServerEnvironmentError(RuntimeError):
 
 @dataclass(frozen=True)
 class ServerEnvironment:
-    """The Python environment the Python-backend stubs will import packages from."""
+    """The Python environment the Python-backend stubs will import packages from, and the
+    tritonserver to run: nvidia-pytriton's, or an installed one (NVIDIA's Triton images
+    keep theirs in /opt/tritonserver, with the backends beside it)."""
 
     prefix: Path
     python_version: str
     numpy_version: str
-    pytriton_dir: Path
+    pytriton_dir: Path | None
+    installed_tritonserver: Path | None = None
 
     @classmethod
-    def inspect(cls, prefix: Path | str = sys.prefix) -> ServerEnvironment:
+    def inspect(
+        cls, prefix: Path | str = sys.prefix, tritonserver: Path | None = None
+    ) -> ServerEnvironment:
         prefix = Path(prefix).absolute()
         python = prefix / "bin" / "python"
         result = subprocess.run([str(python), "-c", _PROBE], capture_output=True, text=True)
         if result.returncode != 0:
             raise ServerEnvironmentError(f"cannot inspect {python}: {result.stderr.strip()}")
         facts = json.loads(result.stdout)
-        if not facts["pytriton"]:
+        if not facts["pytriton"] and tritonserver is None:
             raise ServerEnvironmentError(
                 f"nvidia-pytriton is not installed in {prefix}; it provides tritonserver "
-                "(pip install --no-deps nvidia-pytriton==0.7.0)"
+                "(pip install --no-deps nvidia-pytriton==0.7.0), or pass an installed one"
             )
-        environment = cls(prefix, facts["python"], facts["numpy"], Path(facts["pytriton"]))
+        environment = cls(
+            prefix,
+            facts["python"],
+            facts["numpy"],
+            Path(facts["pytriton"]) if facts["pytriton"] else None,
+            tritonserver,
+        )
         environment.check_numpy()
         return environment
 
@@ -100,14 +111,24 @@ class ServerEnvironment:
 
     @property
     def tritonserver(self) -> Path:
+        if self.installed_tritonserver is not None:
+            return self.installed_tritonserver
         return self.pytriton_dir / "tritonserver" / "bin" / "tritonserver"
 
     @property
-    def bundled_libraries(self) -> Path:
-        return self.pytriton_dir.parent / "nvidia_pytriton.libs"
+    def bundled_libraries(self) -> list[str]:
+        if self.installed_tritonserver is not None:
+            return []
+        return [str(self.pytriton_dir.parent / "nvidia_pytriton.libs")]
 
     def prepare_backends(self, directory: Path) -> Path:
-        """A backend directory holding the Python backend and the matching stub."""
+        """A backend directory holding the Python backend and the matching stub.
+
+        An installed tritonserver comes with its backends (``<root>/bin/tritonserver``,
+        ``<root>/backends``), its stub built for the Python it ships with: used as they are.
+        """
+        if self.installed_tritonserver is not None:
+            return self.installed_tritonserver.parent.parent / "backends"
         source = self.pytriton_dir / "tritonserver" / "backends" / "python"
         stub = (
             self.pytriton_dir
@@ -128,7 +149,7 @@ class ServerEnvironment:
     def process_environment(self) -> dict[str, str]:
         env = dict(os.environ)
         env["PATH"] = f"{self.prefix / 'bin'}{os.pathsep}{env.get('PATH', '')}"
-        libraries = [str(self.bundled_libraries)]
+        libraries = list(self.bundled_libraries)
         if env.get("LD_LIBRARY_PATH"):
             libraries.append(env["LD_LIBRARY_PATH"])
         env["LD_LIBRARY_PATH"] = os.pathsep.join(libraries)
@@ -402,6 +423,12 @@ def main(argv: list[str] | None = None) -> int:
         default=Path(sys.prefix),
         help="Python environment the backend stubs use (default: this one)",
     )
+    parser.add_argument(
+        "--tritonserver",
+        type=Path,
+        help="an installed tritonserver (e.g. /opt/tritonserver/bin/tritonserver in NVIDIA's "
+        "images) instead of nvidia-pytriton's",
+    )
     parser.add_argument("--host", default="0.0.0.0")
     parser.add_argument("--http-port", type=int, default=8000)
     parser.add_argument("--grpc-port", type=int, default=8001)
@@ -439,7 +466,7 @@ def main(argv: list[str] | None = None) -> int:
         extra_args=[item for item in args.extra if item != "--"],
         watchdog=not args.no_watchdog,
     )
-    environment = ServerEnvironment.inspect(args.server_env)
+    environment = ServerEnvironment.inspect(args.server_env, args.tritonserver)
     server = TritonServer(options, environment)
     command = options.command(environment, server.backend_directory)
     print("starting:", " ".join(command).replace(options.admin_key, "***"), flush=True)

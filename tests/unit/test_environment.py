@@ -96,6 +96,19 @@ def test_server_command_line():
     assert env["LD_LIBRARY_PATH"].startswith("/site/nvidia_pytriton.libs")
 
 
+def test_an_installed_tritonserver_runs_with_its_own_backends():
+    """NVIDIA's Triton images (docker/Dockerfile.ngc): /opt/tritonserver/{bin,backends}."""
+    binary = Path("/opt/tritonserver/bin/tritonserver")
+    environment = ServerEnvironment(Path("/venv"), "3.10", "1.26.4", None, binary)
+    backends = environment.prepare_backends(Path("/not/used"))
+    assert backends == Path("/opt/tritonserver/backends")
+    command = ServerOptions(Path("repo")).command(environment, backends)
+    assert command[0] == str(binary)
+    assert "--backend-directory=/opt/tritonserver/backends" in command
+    assert environment.process_environment()["PATH"].startswith("/venv/bin")
+    assert "pytriton" not in environment.process_environment()["LD_LIBRARY_PATH"]
+
+
 def test_pb_utils_stub_mirrors_the_real_modules_type_table():
     real = ServerEnvironment.inspect(SERVER_ENV).pytriton_dir / "tritonserver" / "backends"
     source = (real / "python" / "triton_python_backend_utils.py").read_text()
