@@ -54,25 +54,38 @@ def test_concurrent_mixed_load_has_no_failures_and_no_wrong_answers(fast_server,
     assert stub_pids(fast_server.process.pid) == stubs
 
 
-def test_soak_memory_stays_flat(tmp_path, server_pool, mask_rcnn_repository):
-    """A short soak (the long one: python -m benchmarks.soak --duration 600)."""
-    server_pool.stop()
-    out = tmp_path / "soak"
+def soak(repository, out, duration_s: int, clients: int) -> dict:
+    """Run the soak script (its own server) and check what it measured."""
     result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.soak", "--repository", str(mask_rcnn_repository),
-         "--duration", "75", "--clients", "8", "--out", str(out)],
+        [sys.executable, "-m", "benchmarks.soak", "--repository", str(repository),
+         "--duration", str(duration_s), "--clients", str(clients), "--out", str(out)],
         cwd=REPO_ROOT, capture_output=True, text=True,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    soak = json.loads((out / "soak.json").read_text())
-    assert soak["load"]["good_failed"] == soak["load"]["wrong_answers"] == 0
-    assert soak["load"]["requests"] > 100
+    figures = json.loads((out / "soak.json").read_text())
+    assert figures["load"]["good_failed"] == figures["load"]["wrong_answers"] == 0
     # Flat: after warm-up, the floor of total RSS (server + 3 stubs, ~1.6 GB; per-request
     # tensors add spikes above it) grows by less than 1%/min and 48 MiB in all.
-    assert len(soak["rss_floors_mib"]) >= 4, soak
-    assert soak["growth_mib_per_minute_after_warmup"] < 16, soak
-    assert soak["rss_floor_mib_end"] - soak["rss_floor_mib_after_warmup"] < 48, soak
+    assert len(figures["rss_floors_mib"]) >= 4, figures
+    assert figures["growth_mib_per_minute_after_warmup"] < 16, figures
+    assert figures["rss_floor_mib_end"] - figures["rss_floor_mib_after_warmup"] < 48, figures
     assert (out / "memory.png").read_bytes()[:4] == b"\x89PNG"
+    return figures
+
+
+def test_soak_memory_stays_flat(tmp_path, server_pool, mask_rcnn_repository):
+    """A short soak; the long one is opt-in (pytest -m slow)."""
+    server_pool.stop()
+    figures = soak(mask_rcnn_repository, tmp_path / "soak", duration_s=75, clients=8)
+    assert figures["load"]["requests"] > 100
+
+
+@pytest.mark.slow
+def test_long_soak_memory_stays_flat(tmp_path, server_pool, mask_rcnn_repository):
+    """Ten minutes, 16 clients (python -m benchmarks.soak --duration 600 does the same)."""
+    server_pool.stop()
+    figures = soak(mask_rcnn_repository, tmp_path / "soak", duration_s=600, clients=16)
+    assert figures["load"]["requests"] > 800
 
 
 def test_a_killed_stub_gives_errors_not_hangs_and_service_resumes(
