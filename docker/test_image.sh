@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Build both images, start them with docker compose, send a real JPEG to Triton and to the
+# gateway, check that labelled detections come back, and remove everything it made.
+#
+#   docker/test_image.sh            # minutes (torch is ~5.5 GB); needs a Docker engine
+#
+# Where no registry is reachable, the base image is built locally
+# (docker/build_base_image.sh).  KEEP_IMAGES=1 keeps the built images for the next run.
+# Prints the image sizes and the answers; exits non-zero on any failure.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+D2T_CACHE="${D2T_CACHE:-$ROOT/.cache}"
+CLIENT_PYTHON="$D2T_CACHE/venv/bin/python"
+cd "$ROOT"  # the client runs from this checkout
+[ -x "$CLIENT_PYTHON" ] || { echo "run scripts/setup.sh first (the checks use its client)"; exit 1; }
+if docker compose version >/dev/null 2>&1; then COMPOSE=(docker compose);
+elif command -v docker-compose >/dev/null; then COMPOSE=(docker-compose);
+else echo "needs docker compose (or docker-compose)"; exit 1; fi
+
+log() { printf '[docker-test] %s\n' "$*" >&2; }
+
+export BASE_IMAGE="${BASE_IMAGE:-python:3.11-slim-bookworm}"
+made_base=0
+if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1 \
+        && ! timeout 60 docker pull -q "$BASE_IMAGE" >/dev/null 2>&1; then
+    BASE_IMAGE=d2-triton/bookworm-python3.11
+    log "no registry: using a locally built base image, $BASE_IMAGE"
+    docker image inspect "$BASE_IMAGE" >/dev/null 2>&1 || made_base=1
+    "$ROOT/docker/build_base_image.sh" "$BASE_IMAGE"
+fi
+
+free_port() { "$CLIENT_PYTHON" -c 'from d2_triton.server import free_ports; print(free_ports(1)[0])'; }
+export TRITON_HTTP_PORT TRITON_GRPC_PORT TRITON_METRICS_PORT GATEWAY_PORT
+TRITON_HTTP_PORT="$(free_port)"; TRITON_GRPC_PORT="$(free_port)"
+TRITON_METRICS_PORT="$(free_port)"; GATEWAY_PORT="$(free_port)"
+project="d2t-test-$$"
+compose() { (cd "$ROOT/docker" && "${COMPOSE[@]}" -p "$project" -f docker-compose.yml "$@"); }
+work="$(mktemp -d)"
+
+cleanup() {
+    local status=$?
+    if [ $status -ne 0 ]; then
+        log "failed; last logs:"
+        compose logs --tail 60 2>&1 | tail -120 >&2 || true
+    fi
+    compose down --volumes --remove-orphans >/dev/null 2>&1 || true
+    if [ "${KEEP_IMAGES:-0}" != 1 ]; then
+        docker rmi d2-triton/model-server:latest d2-triton/gateway:latest >/dev/null 2>&1 || true
+        [ $made_base = 1 ] && docker rmi "$BASE_IMAGE" >/dev/null 2>&1 || true
+    fi
+    rm -rf "$work"
+    exit $status
+}
+trap cleanup EXIT
+
+log "building the images on $BASE_IMAGE"
+started=$SECONDS
+compose build
+log "built in $((SECONDS - started)) s"
+for image in d2-triton/model-server:latest d2-triton/gateway:latest; do
+    size=$(docker image inspect -f '{{.Size}}' "$image")
+    log "image $image: $((size / 1024 / 1024)) MiB"
+done
+
+log "starting both services (the model server exports the default model at first start)"
+started=$SECONDS
+compose up -d
+deadline=$((SECONDS + 1200))
+until [ "$(docker inspect -f '{{.State.Health.Status}}' "$(compose ps -q triton-client-server)")" = healthy ]; do
+    for service in triton-model-server triton-client-server; do
+        if [ "$(docker inspect -f '{{.State.Running}}' "$(compose ps -q $service)")" != true ]; then
+            log "$service stopped"; exit 1
+        fi
+    done
+    [ $SECONDS -lt $deadline ] || { log "not healthy after 20 minutes"; exit 1; }
+    sleep 5
+done
+log "both services healthy after $((SECONDS - started)) s"
+
+photo="$work/astronaut.jpg"
+"$D2T_CACHE/venv-dev/bin/python" -c "
+import sys; sys.path.insert(0, '$ROOT')
+from benchmarks.inputs import photo_jpegs
+open('$photo', 'wb').write(photo_jpegs((640, 480), 1)[0])"
+
+log "a JPEG straight to Triton's ensemble (HTTP $TRITON_HTTP_PORT)"
+"$CLIENT_PYTHON" -m d2_triton.client infer "$photo" --url "127.0.0.1:$TRITON_HTTP_PORT" \
+    --max-detections 5 --json > "$work/triton.json"
+log "the same JPEG through the gateway (port $GATEWAY_PORT)"
+"$CLIENT_PYTHON" - "$work/triton.json" "http://127.0.0.1:$GATEWAY_PORT" "$photo" <<'EOF'
+import json, sys, urllib.request
+triton = json.load(open(sys.argv[1]))
+request = urllib.request.Request(
+    f"{sys.argv[2]}/v1/detect?max_detections=5", data=open(sys.argv[3], "rb").read(),
+    headers={"Content-Type": "image/jpeg"})
+gateway = json.load(urllib.request.urlopen(request, timeout=300))
+for name, answer in (("triton", triton), ("gateway", gateway)):
+    detections = answer["detections"]
+    assert len(detections) == 5, (name, len(detections))
+    for detection in detections:
+        assert isinstance(detection["label"], str) and detection["label"], detection
+        assert len(detection["box"]) == 4 and "counts" in detection["mask"], detection
+    print(f"{name}: " + ", ".join(f"{d['label']} {d['score']:.2f}" for d in detections))
+assert gateway["detections"] == triton["detections"], "gateway and Triton disagree"
+print("gateway answer == Triton answer")
+EOF
+if compose logs triton-model-server 2>&1 | grep -q "RANDOM WEIGHTS"; then
+    log "note: the model server exported RANDOM weights (no route to the model zoo)"
+fi
+log "passed"
