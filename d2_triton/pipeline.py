@@ -7,6 +7,7 @@ code in both places.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -38,6 +39,15 @@ class ModelInput:
     image: np.ndarray  # uint8 [3, H', W'] in the model's channel order
     original_hw: tuple[int, int]
     resized_hw: tuple[int, int]
+
+
+def check_options(parameters: Mapping[str, object], labels: LabelMap) -> None:
+    """Refuse bad postprocess options (InvalidRequestError) before any pixel is decoded.
+
+    ``postprocess`` applies them, but only after the detector has run; checking them first
+    keeps a malformed request from costing a full inference.
+    """
+    PostprocessOptions().updated_from(parameters, labels)
 
 
 def preprocess(data: bytes, settings: PreprocessSettings) -> ModelInput:

@@ -448,6 +448,7 @@ def write_repository(
             input_format=cfg.INPUT.FORMAT,
             max_image_bytes=args.max_image_bytes,
             max_image_pixels=args.max_image_pixels,
+            label_map_file=f"../{schema.POSTPROCESS_MODEL}/{LABEL_MAP_FILE}",
             count=instances.preprocess_count,
         ),
         schema.DETECTOR_MODEL: triton_config.detector_config(

@@ -84,8 +84,11 @@ def preprocess_config(
     input_format: str,
     max_image_bytes: int,
     max_image_pixels: int,
+    label_map_file: str,
     count: int = 1,
 ) -> mc.ModelConfig:
+    """``label_map_file`` (relative to the model's folder) lets preprocess refuse a request
+    whose postprocess options are bad before the detector spends a second on it."""
     config = _python_model(schema.PREPROCESS_MODEL, count)
     _tensor(config.input, "image_bytes", mc.TYPE_UINT8, [-1])
     _tensor(config.output, "image", mc.TYPE_UINT8, [3, -1, -1])
@@ -99,6 +102,7 @@ def preprocess_config(
             "input_format": input_format,
             "max_image_bytes": max_image_bytes,
             "max_image_pixels": max_image_pixels,
+            "label_map": label_map_file,
         },
     )
     return config

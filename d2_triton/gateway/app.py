@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
 
+import aiohttp
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
@@ -39,6 +40,9 @@ HEALTH_TIMEOUT_S = 5.0
 # Room for multipart boundaries and headers around the image itself.
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
 UPLOAD_FIELD = "image"
+# What a Triton call can raise when Triton refuses, fails or cannot be reached (gRPC errors
+# arrive as InferenceServerException; HTTP transport errors as aiohttp's or OSError).
+UPSTREAM_ERRORS = (InferenceServerException, aiohttp.ClientError, OSError, TimeoutError)
 
 
 class GatewayError(Exception):
@@ -213,7 +217,7 @@ async def read_upload(request: Request, max_bytes: int) -> bytes:
     return data
 
 
-def upstream_error(error: Exception, settings: GatewaySettings) -> GatewayError:
+def upstream_error(error: BaseException, settings: GatewaySettings) -> GatewayError:
     """What a failed Triton call means for the gateway's client."""
     where = f"Triton at {settings.triton_url} ({settings.triton_protocol})"
     if isinstance(error, InferenceServerException):
@@ -228,7 +232,9 @@ def upstream_error(error: Exception, settings: GatewaySettings) -> GatewayError:
         return GatewayError(502, f"{where} failed ({status}): {message}")
     if isinstance(error, TimeoutError):  # asyncio's and aiohttp's timeouts
         return GatewayError(504, f"{where} did not answer within {settings.triton_timeout_s}s")
-    return GatewayError(502, f"{where} is unreachable: {type(error).__name__}: {error}")
+    if isinstance(error, (aiohttp.ClientConnectionError, OSError)):
+        return GatewayError(502, f"{where} is unreachable: {type(error).__name__}: {error}")
+    return GatewayError(502, f"{where} failed: {type(error).__name__}: {error}")
 
 
 class Gateway:
@@ -258,7 +264,7 @@ class Gateway:
     async def detect(self, image: bytes, **options: Any) -> DetectionResult:
         try:
             result = await self.client.detect(image, **options)
-        except Exception as error:
+        except UPSTREAM_ERRORS as error:
             mapped = upstream_error(error, self.settings)
             LOGGER.log(
                 logging.INFO if mapped.status < 500 else logging.WARNING,
@@ -388,7 +394,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     async def models() -> ModelsResponse:
         try:
             index = await gateway.client.models()
-        except Exception as error:
+        except UPSTREAM_ERRORS as error:
             raise upstream_error(error, settings) from None
         return ModelsResponse(
             triton=settings.triton_url,

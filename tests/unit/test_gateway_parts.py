@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+import aiohttp
 import numpy as np
 import pytest
 from fastapi import FastAPI, Request
@@ -15,7 +16,7 @@ from fastapi.testclient import TestClient
 from tritonclient.utils import InferenceServerException
 
 from d2_triton.detections import decode_rle, mask_to_polygons
-from d2_triton.gateway.app import BodySizeLimit, GatewayError, upstream_error
+from d2_triton.gateway.app import UPSTREAM_ERRORS, BodySizeLimit, GatewayError, upstream_error
 from d2_triton.gateway.settings import GatewaySettings, SettingsError
 from d2_triton.render import colour_of, draw_detections
 from d2_triton.results import DetectionResult, exact_float
@@ -68,11 +69,16 @@ SETTINGS = GatewaySettings()
         (InferenceServerException("detector: internal error", status="500"), 502),
         (TimeoutError(), 504),
         (ConnectionRefusedError(111, "Connection refused"), 502),
+        (aiohttp.ServerDisconnectedError(), 502),
+        (aiohttp.ClientPayloadError("cut short"), 502),
     ],
 )
 def test_triton_failures_map_to_http_statuses(error, status):
     mapped = upstream_error(error, SETTINGS)
     assert mapped.status == status
+    assert isinstance(error, UPSTREAM_ERRORS)  # what the endpoints catch
+    if status == 502 and isinstance(error, (OSError, aiohttp.ClientConnectionError)):
+        assert "unreachable" in mapped.detail
     if status == 400:
         assert mapped.detail == error.message()  # the model's own words reach the client
 

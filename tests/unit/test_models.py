@@ -64,9 +64,10 @@ def outputs(response) -> dict[str, np.ndarray]:
 
 
 def preprocess_model(tmp_path, input_format="BGR"):
+    LabelMap.from_names(["person", "bicycle", "car"]).write(tmp_path / "labels.json")
     config = tc.preprocess_config(
         min_size_test=800, max_size_test=1333, input_format=input_format,
-        max_image_bytes=1_000_000, max_image_pixels=10_000_000,
+        max_image_bytes=1_000_000, max_image_pixels=10_000_000, label_map_file="labels.json",
     )  # fmt: skip
     return load_model("preprocess", config, tmp_path)
 
@@ -116,6 +117,19 @@ def test_preprocess_bad_requests_fail_alone(tmp_path):
         assert response.error().code() == pb_utils.TritonError.INVALID_ARG
         assert response.error().message().startswith("preprocess: ")
         assert message in response.error().message()
+
+
+def test_preprocess_refuses_bad_postprocess_options_before_decoding(tmp_path):
+    model = preprocess_model(tmp_path)
+    good = encoded(photo_bytes()["chelsea.jpg"])
+    responses = model.execute([
+        request({"classes": "unicorn"}, image_bytes=good),
+        request({"score_threshold": 2}, image_bytes=np.zeros(0, np.uint8)),  # checked first
+        request({"classes": "car,0", "mask_format": "none"}, image_bytes=good),
+    ])  # fmt: skip
+    assert "classes: unknown class 'unicorn'" in responses[0].error().message()
+    assert "score_threshold must be within [0, 1]" in responses[1].error().message()
+    assert not responses[2].has_error()
 
 
 # -- detector -----------------------------------------------------------------------------

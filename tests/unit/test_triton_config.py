@@ -19,7 +19,7 @@ def all_configs(outputs: tc.ModelOutputs) -> dict:
     return {
         "preprocess": tc.preprocess_config(
             min_size_test=800, max_size_test=1333, input_format="BGR",
-            max_image_bytes=1000, max_image_pixels=1000,
+            max_image_bytes=1000, max_image_pixels=1000, label_map_file="../labels.json",
         ),
         "detector": tc.detector_config(
             outputs=outputs, output_fields=["pred_boxes"], torchscript_file="model.pt",
