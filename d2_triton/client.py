@@ -93,7 +93,22 @@ def _result(response: Any, protocol: str) -> DetectionResult:
     return DetectionResult.from_outputs({name: response.as_numpy(name) for name in names})
 
 
-class DetectionClient:
+class _EnsembleClient:
+    """What the sync and async clients share: where the ensemble is and how long to wait."""
+
+    def __init__(self, url: str | None, protocol: str, model_name: str, timeout: float):
+        _check_protocol(protocol)
+        self.protocol = protocol
+        self.model_name = model_name
+        self.url = url or default_url(protocol)
+        self.timeout = timeout
+
+    def _timeout(self) -> dict[str, float]:
+        """gRPC takes a timeout per call; HTTP clients get theirs when created."""
+        return {} if self.protocol == "http" else {"client_timeout": self.timeout}
+
+
+class DetectionClient(_EnsembleClient):
     """A synchronous Triton client for the ensemble (HTTP or gRPC)."""
 
     def __init__(
@@ -103,11 +118,7 @@ class DetectionClient:
         model_name: str = schema.ENSEMBLE_MODEL,
         timeout: float = 120.0,
     ):
-        _check_protocol(protocol)
-        self.protocol = protocol
-        self.model_name = model_name
-        self.url = url or default_url(protocol)
-        self.timeout = timeout
+        super().__init__(url, protocol, model_name, timeout)
         if protocol == "http":
             import tritonclient.http as triton
 
@@ -122,12 +133,11 @@ class DetectionClient:
 
     def detect(self, image_bytes: bytes, **options: Any) -> DetectionResult:
         """Detections for one encoded image; ``options`` as in ``request_parameters``."""
-        extra = {} if self.protocol == "http" else {"client_timeout": self.timeout}
         response = self._client.infer(
             self.model_name,
             [_image_input(self._triton, image_bytes)],
             parameters=request_parameters(**options),
-            **extra,
+            **self._timeout(),
         )
         return _result(response, self.protocol)
 
@@ -141,7 +151,7 @@ class DetectionClient:
         self.close()
 
 
-class AsyncDetectionClient:
+class AsyncDetectionClient(_EnsembleClient):
     """The asyncio twin of ``DetectionClient``: one pooled connection, shared by all tasks.
 
     HTTP keeps up to ``connections`` keep-alive connections (aiohttp); gRPC multiplexes every
@@ -156,11 +166,7 @@ class AsyncDetectionClient:
         timeout: float = 120.0,
         connections: int = 64,
     ):
-        _check_protocol(protocol)
-        self.protocol = protocol
-        self.model_name = model_name
-        self.url = url or default_url(protocol)
-        self.timeout = timeout
+        super().__init__(url, protocol, model_name, timeout)
         if protocol == "http":
             import tritonclient.http.aio as triton
 
@@ -172,9 +178,6 @@ class AsyncDetectionClient:
 
             self._client = triton.InferenceServerClient(self.url)
         self._triton = triton
-
-    def _timeout(self) -> dict[str, float]:
-        return {} if self.protocol == "http" else {"client_timeout": self.timeout}
 
     async def detect(self, image_bytes: bytes, **options: Any) -> DetectionResult:
         response = await self._client.infer(

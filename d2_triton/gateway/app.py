@@ -17,10 +17,11 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass
 from typing import Annotated, Any, Literal
 
 import aiohttp
-from fastapi import FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
@@ -159,6 +160,15 @@ Classes = Annotated[
         description="comma-separated class ids and/or names to keep, e.g. `person,17`",
     ),
 ]
+
+
+@dataclass
+class DetectionOptions:
+    """The query options both detection endpoints pass on to the ensemble unchanged."""
+
+    score_threshold: ScoreThreshold = None
+    max_detections: MaxDetections = None
+    classes: Classes = None
 
 
 class BodySizeLimit:
@@ -315,9 +325,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     )
     async def detect(
         request: Request,
-        score_threshold: ScoreThreshold = None,
-        max_detections: MaxDetections = None,
-        classes: Classes = None,
+        options: Annotated[DetectionOptions, Depends()],
         mask_format: Annotated[
             Literal["rle", "polygon", "none"],
             Query(description="masks as COCO RLE, as polygons, or not at all"),
@@ -325,11 +333,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     ) -> dict[str, Any]:
         image = await read_upload(request, settings.max_upload_bytes)
         result = await gateway.detect(
-            image,
-            score_threshold=score_threshold,
-            max_detections=max_detections,
-            classes=classes,
-            mask_format="none" if mask_format == "none" else "rle",
+            image, mask_format="none" if mask_format == "none" else "rle", **asdict(options)
         )
         document = await run_in_threadpool(result.to_json, mask_format)
         return {"model": settings.triton_model_name, **document}
@@ -345,19 +349,10 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         summary="Draw the detections on the image (PNG)",
     )
     async def detect_render(
-        request: Request,
-        score_threshold: ScoreThreshold = None,
-        max_detections: MaxDetections = None,
-        classes: Classes = None,
+        request: Request, options: Annotated[DetectionOptions, Depends()]
     ) -> Response:
         image = await read_upload(request, settings.max_upload_bytes)
-        result = await gateway.detect(
-            image,
-            score_threshold=score_threshold,
-            max_detections=max_detections,
-            classes=classes,
-            mask_format="rle",
-        )
+        result = await gateway.detect(image, mask_format="rle", **asdict(options))
         png = await run_in_threadpool(render_png, image, result, gateway.render_limits)
         return Response(png, media_type="image/png")
 
