@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from d2_triton import schema
+
+if TYPE_CHECKING:
+    from d2_triton.labels import LabelMap
 
 JSON_MASK_FORMATS = ("rle", "polygon", "none")
 
@@ -73,8 +76,8 @@ class DetectionResult:
             return decode_rle(self.masks_rle[index], self.image_size)
         return None
 
-    def relabelled(self, names: Any) -> DetectionResult:
-        """The same detections named by ``names`` (a LabelMap), e.g. a client-side override."""
+    def relabelled(self, names: LabelMap) -> DetectionResult:
+        """The same detections named by ``names``, e.g. a client-side label-map override."""
         return DetectionResult(
             image_size=self.image_size,
             boxes=self.boxes,

@@ -306,7 +306,6 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         docs_url="/docs" if docs else None,
         redoc_url="/redoc" if docs else None,
     )
-    app.state.gateway = gateway
     app.add_middleware(
         BodySizeLimit, max_bytes=settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES
     )
