@@ -15,7 +15,7 @@ Triton 2.51's Python backend does not restart a stub that dies (a crash, the OOM
 every later request to that model fails with "Stub process ... is not healthy" while the
 model still reports READY.  So the launcher keeps a ``StubWatchdog``: tritonserver runs with
 explicit model control (the model-repository API restricted to a per-start secret header),
-and when a model's stub process is gone the watchdog unloads and reloads that model, which
+and when a model's stub process is gone the watchdog reloads that model in place, which
 starts a new stub.  Requests in flight get errors, never hang; service resumes within the
 model's load time (about 10 s for the detector on CPU).
 
@@ -313,9 +313,12 @@ class StubWatchdog:
 
     Every ``interval`` seconds it lists the live stubs under tritonserver (/proc); a stub
     seen before and gone now (or a zombie) means its model instance can only fail from now
-    on, so the model is unloaded and loaded again through the restricted model-repository
-    API.  A failed reload is retried with back-off.  Stop it before stopping the server, or
-    the server's own shutdown looks like dying stubs.
+    on, so the model is reloaded in place through the restricted model-repository API.
+    Triton skips a load whose config is unchanged, so the served config goes back with one
+    more parameter, ``d2t_reload_generation``; the model stays loaded meanwhile, so the
+    ensemble never disappears (an unload would make it answer 404 to every request, bad
+    ones included, until the load is done).  A failed reload is retried with back-off.
+    Stop it before stopping the server, or the server's own shutdown looks like dying stubs.
     """
 
     def __init__(self, server: TritonServer, interval: float = 1.0, load_timeout: float = 600.0):
@@ -323,6 +326,7 @@ class StubWatchdog:
         self.interval = interval
         self.load_timeout = load_timeout
         self.reloads: list[tuple[str, bool, float]] = []  # (model, succeeded, seconds)
+        self._generation = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="stub-watchdog", daemon=True)
 
@@ -353,23 +357,25 @@ class StubWatchdog:
                     log(f"stub of model {model!r} (pid {', '.join(map(str, sorted(lost)))}) "
                         "died; reloading the model")  # fmt: skip
                     pending[model] = (0, 0.0)
+            reloaded = False
             for model, (failures, due) in list(pending.items()):
                 if time.monotonic() < due or self._stop.is_set():
                     continue
                 if self._reload(model):
                     del pending[model]
+                    reloaded = True
                 else:
                     retry = time.monotonic() + min(60.0, 5.0 * 2**failures)
                     pending[model] = (failures + 1, retry)
-            known = {**known, **self._stubs()}
-            for model in pending:
-                known.pop(model, None)  # re-learnt once the model is back
+            if reloaded:
+                current = self._stubs()  # learn the new stubs
+            # A model waiting for its reload is re-learnt once it is back.
+            known = {m: pids for m, pids in {**known, **current}.items() if m not in pending}
 
     def _reload(self, model: str) -> bool:
         started = time.monotonic()
         try:
-            self._repository_call(model, "unload")
-            self._repository_call(model, "load")
+            self._load_again(model)
         except (urllib.error.URLError, OSError) as error:
             detail = error.read().decode(errors="replace") if hasattr(error, "read") else error
             log(f"reloading {model!r} failed: {detail}")
@@ -380,11 +386,18 @@ class StubWatchdog:
         self.reloads.append((model, True, seconds))
         return True
 
-    def _repository_call(self, model: str, action: str) -> None:
+    def _load_again(self, model: str) -> None:
+        """Load ``model`` with its served config plus a new reload generation."""
+        base = f"http://{self.server.http_url}/v2"
         name = urllib.parse.quote(model)
+        with urllib.request.urlopen(f"{base}/models/{name}/config", timeout=30) as response:
+            config = json.load(response)
+        self._generation += 1
+        parameters = config.setdefault("parameters", {})
+        parameters["d2t_reload_generation"] = {"string_value": str(self._generation)}
         request = urllib.request.Request(
-            f"http://{self.server.http_url}/v2/repository/models/{name}/{action}",
-            data=b"{}",
+            f"{base}/repository/models/{name}/load",
+            data=json.dumps({"parameters": {"config": json.dumps(config)}}).encode(),
             headers={ADMIN_HEADER: self.server.options.admin_key},
             method="POST",
         )
