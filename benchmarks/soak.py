@@ -19,7 +19,6 @@ import csv
 import json
 import os
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -27,7 +26,7 @@ import numpy as np
 
 from benchmarks.corpus import bad_inputs, odd_valid_images
 from benchmarks.load import Case, reference_answers, run_load
-from d2_triton.processes import rss_by_process
+from benchmarks.perf import MemorySampler
 from d2_triton.server import ServerEnvironment, ServerOptions, TritonServer, free_ports
 from export_tools import repository as repository_tools
 
@@ -72,18 +71,33 @@ def floors(samples: list[tuple[float, int]], window_s: float) -> list[tuple[floa
     windows: dict[int, list[tuple[float, int]]] = {}
     for t, rss in samples:
         windows.setdefault(int(t // window_s), []).append((t, rss))
+    # The lowest of a few samples is no floor: a window cut short (the run's last seconds)
+    # would read a spike as one, so only windows of at least half the usual samples count.
+    enough = max(len(items) for items in windows.values()) / 2
     return [
         (float(np.mean([t for t, _ in items])), min(rss for _, rss in items) / MIB)
         for _, items in sorted(windows.items())
+        if len(items) >= enough
     ]
 
 
-def growth_per_minute(floor_points: list[tuple[float, float]]) -> float:
-    """Least-squares slope of the RSS floor, in MiB per minute."""
-    if len(floor_points) < 3:
-        return 0.0
-    times, values = zip(*floor_points, strict=True)
-    return float(np.polyfit(times, values, 1)[0] * 60.0)
+def floor_growth(floor_points: list[tuple[float, float]]) -> tuple[float, float, float]:
+    """(floor of the first half, floor of the second half, MiB per minute between them).
+
+    Over minutes the floor also moves between a few plateaus some tens of MiB apart (the
+    allocator keeping or returning a large buffer; a 10-minute soak shows them alternating
+    with no trend), so a straight-line fit through the window floors of a short run reads
+    a flip as growth.  A leak raises the lowest RSS the second half ever reaches above the
+    first half's; a flip does not, as long as each half visits the low plateau.
+    """
+    if len(floor_points) < 2:
+        raise ValueError("need at least two windows to compare halves")
+    half = len(floor_points) // 2
+    first, second = floor_points[:half], floor_points[half:]
+    low_first = min(value for _, value in first)
+    low_second = min(value for _, value in second)
+    seconds = np.mean([t for t, _ in second]) - np.mean([t for t, _ in first])
+    return low_first, low_second, float((low_second - low_first) / seconds * 60.0)
 
 
 def plot(samples: list[tuple[float, dict[str, int]]], path: Path) -> None:
@@ -144,22 +158,11 @@ def main(argv: list[str] | None = None) -> int:
     environment = ServerEnvironment.inspect(CACHE / "venv")
     with TritonServer(options, environment, log_path=out / "tritonserver.log") as server:
         references = reference_answers(server.http_url, cases)
-        samples: list[tuple[float, dict[str, int]]] = []
-        stop = threading.Event()
-        started = time.monotonic()
-
-        def sample() -> None:
-            while not stop.is_set():
-                samples.append((time.monotonic() - started, rss_by_process(server.process.pid)))
-                stop.wait(1.0)
-
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
-        report = run_load(server.http_url, cases, references, args.clients,
-                          deadline=started + args.duration)  # fmt: skip
-        stop.set()
-        sampler.join()
+        with MemorySampler(server.process.pid, interval=1.0) as sampler:
+            report = run_load(server.http_url, cases, references, args.clients,
+                              deadline=time.monotonic() + args.duration)  # fmt: skip
         ready = server.is_ready()
+    samples = [(t, by_name) for t, _, by_name in sampler.samples]
 
     with open(out / "memory.csv", "w", newline="") as handle:
         names = sorted({name for _, by_name in samples for name in by_name})
@@ -173,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     totals = [(t, sum(by_name.values())) for t, by_name in samples]
     warm = [(t, rss) for t, rss in totals if t >= args.warmup_fraction * totals[-1][0]]
     warm_floors = floors(warm, args.floor_window)
+    floor_first_half, floor_second_half, growth = floor_growth(warm_floors)
     result = {
         "duration_s": args.duration,
         "clients": args.clients,
@@ -181,10 +185,10 @@ def main(argv: list[str] | None = None) -> int:
         "rss_mib_start": totals[0][1] / MIB,
         "rss_mib_end": totals[-1][1] / MIB,
         "rss_mib_peak": max(total for _, total in totals) / MIB,
-        "rss_floor_mib_after_warmup": warm_floors[0][1],
-        "rss_floor_mib_end": warm_floors[-1][1],
+        "rss_floor_mib_after_warmup": floor_first_half,
+        "rss_floor_mib_end": floor_second_half,
         "rss_floors_mib": [(round(t, 1), round(v, 1)) for t, v in warm_floors],
-        "growth_mib_per_minute_after_warmup": growth_per_minute(warm_floors),
+        "growth_mib_per_minute_after_warmup": growth,
         "rss_mib_end_by_process": {k: v / MIB for k, v in samples[-1][1].items()},
     }
     (out / "soak.json").write_text(json.dumps(result, indent=2))
