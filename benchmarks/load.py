@@ -13,6 +13,7 @@ import random
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,6 +29,15 @@ class Case:
     expected_error: str | None = None  # substring of the 400 message for bad inputs
 
 
+@dataclass(frozen=True)
+class Request:
+    """One request of a load run: when it was sent and answered (``time.monotonic()``)."""
+
+    started: float
+    ended: float
+    outcome: str  # a LoadReport counter: good_ok, good_failed, wrong_answers, bad_...
+
+
 @dataclass
 class LoadReport:
     requests: int = 0
@@ -39,7 +49,7 @@ class LoadReport:
     latencies_ms: list[float] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     outcomes: Counter = field(default_factory=Counter)
-    timeline: list[tuple[float, str]] = field(default_factory=list)  # (monotonic end, outcome)
+    timeline: list[Request] = field(default_factory=list)  # in the order they ended
 
     @property
     def clean(self) -> bool:
@@ -87,20 +97,31 @@ def run_load(
     deadline: float | None = None,
     timeout: float = 300.0,
     seed: int = 0,
+    until: Callable[[LoadReport], bool] | None = None,
 ) -> LoadReport:
-    """``clients`` threads, each with its own connection, sending random cases until
-    ``requests_per_client`` each or the ``deadline`` (time.monotonic()) is reached."""
+    """``clients`` threads, each with its own connection, sending random cases.
+
+    A client stops when it has sent ``requests_per_client``, when ``until(report)`` holds (the
+    work a caller needs is done, however long it took), or at the ``deadline``
+    (``time.monotonic()``), whichever comes first.  With ``until``, make the deadline a
+    generous limit that only a stuck server reaches, and check ``until`` again afterwards.
+    """
     if requests_per_client is None and deadline is None:
         raise ValueError("bound the load by requests_per_client or deadline")
     report = LoadReport()
     lock = threading.Lock()
 
-    def record(case: Case, outcome: str, elapsed_ms: float, failure: str | None = None) -> None:
+    def finished() -> bool:
+        with lock:
+            return until(report)
+
+    def record(case: Case, outcome: str, started: float, failure: str | None = None) -> None:
+        ended = time.monotonic()
         with lock:
             report.requests += 1
             report.outcomes[(case.name, outcome)] += 1
-            report.latencies_ms.append(elapsed_ms)
-            report.timeline.append((time.monotonic(), outcome))
+            report.latencies_ms.append(1000 * (ended - started))
+            report.timeline.append(Request(started, ended, outcome))
             setattr(report, outcome, getattr(report, outcome) + 1)
             if failure:
                 report.failures.append(f"{case.name}: {failure}")
@@ -109,8 +130,10 @@ def run_load(
         chooser = random.Random(seed * 1000 + index)
         with DetectionClient(url, timeout=timeout) as client:
             sent = 0
-            while (requests_per_client is None or sent < requests_per_client) and (
-                deadline is None or time.monotonic() < deadline
+            while (
+                (requests_per_client is None or sent < requests_per_client)
+                and (deadline is None or time.monotonic() < deadline)
+                and not (until is not None and finished())
             ):
                 case = chooser.choice(cases)
                 sent += 1
@@ -118,30 +141,28 @@ def run_load(
                 try:
                     result = client.detect(case.payload)
                 except InferenceServerException as error:
-                    elapsed = 1000 * (time.monotonic() - started)
                     message = str(error)
                     if (
                         case.expected_error
                         and error.status() == "400"
                         and (case.expected_error in message)
                     ):
-                        record(case, "bad_rejected", elapsed)
+                        record(case, "bad_rejected", started)
                     elif case.expected_error:
-                        record(case, "bad_unexpected", elapsed, message)
+                        record(case, "bad_unexpected", started, message)
                     else:
-                        record(case, "good_failed", elapsed, message)
+                        record(case, "good_failed", started, message)
                     continue
                 except Exception as error:  # timeouts, connection errors
                     outcome = "bad_unexpected" if case.expected_error else "good_failed"
-                    record(case, outcome, 1000 * (time.monotonic() - started), repr(error))
+                    record(case, outcome, started, repr(error))
                     continue
-                elapsed = 1000 * (time.monotonic() - started)
                 if case.expected_error:
-                    record(case, "bad_unexpected", elapsed, "accepted a bad input")
+                    record(case, "bad_unexpected", started, "accepted a bad input")
                 elif same_answer(result, references[case.name]):
-                    record(case, "good_ok", elapsed)
+                    record(case, "good_ok", started)
                 else:
-                    record(case, "wrong_answers", elapsed, "answer differs from its reference")
+                    record(case, "wrong_answers", started, "answer differs from its reference")
 
     threads = [threading.Thread(target=client_loop, args=(i,)) for i in range(clients)]
     for thread in threads:

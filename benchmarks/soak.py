@@ -5,11 +5,13 @@
 Runs the real tritonserver on the repository (by default the test repository for Mask R-CNN
 at a reduced input size, so each image costs ~0.4 s on 2 cores and the soak sends many),
 records a reference answer per good image, then keeps ``--clients`` connections busy with a
-mix of good images and bad payloads until ``--duration`` seconds have passed.  RSS of
-tritonserver and of each Python-backend stub is sampled every second.  Writes
-``memory.csv``, ``memory.png`` and ``soak.json`` (load figures, memory at start/end, growth
-of the RSS floor per minute after warm-up).  Exits non-zero if a good request failed, an
-answer was wrong, or a bad input was not refused properly.
+mix of good images and bad payloads until ``--duration`` seconds have passed *and*
+``--min-requests`` were answered: a slow machine soaks longer, it does not soak less.
+``--time-limit`` only ends a run whose server is stuck.  RSS of tritonserver and of each
+Python-backend stub is sampled every second.  Writes ``memory.csv``, ``memory.png`` and
+``soak.json`` (load figures, memory at start/end, growth of the RSS floor per minute after
+warm-up).  Exits non-zero if a good request failed, an answer was wrong, a bad input was not
+refused properly, or the time limit came before the minimum work was done.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.corpus import bad_inputs, odd_valid_images
-from benchmarks.load import Case, reference_answers, run_load
+from benchmarks.load import Case, LoadReport, reference_answers, run_load
 from benchmarks.perf import MemorySampler
 from d2_triton.server import ServerEnvironment, ServerOptions, TritonServer, free_ports
 from export_tools import repository as repository_tools
@@ -127,7 +129,16 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--repository", type=Path, help="default: the test Mask R-CNN export")
-    parser.add_argument("--duration", type=float, default=600.0, help="seconds of load")
+    parser.add_argument("--duration", type=float, default=600.0, help="least seconds of load")
+    parser.add_argument(
+        "--min-requests", type=int, default=0, help="least requests answered (good or bad)"
+    )
+    parser.add_argument(
+        "--time-limit",
+        type=float,
+        help="seconds after which a run short of its minimum work counts as stuck and fails "
+        "(default: ten times --duration)",
+    )
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--min-size-test", type=int, default=320)
     parser.add_argument("--max-size-test", type=int, default=533)
@@ -158,10 +169,20 @@ def main(argv: list[str] | None = None) -> int:
     environment = ServerEnvironment.inspect(CACHE / "venv")
     with TritonServer(options, environment, log_path=out / "tritonserver.log") as server:
         references = reference_answers(server.http_url, cases)
+        started = time.monotonic()
+        minimum_reached_at = started + args.duration
+
+        def enough(report: LoadReport) -> bool:
+            return time.monotonic() >= minimum_reached_at and report.requests >= args.min_requests
+
         with MemorySampler(server.process.pid, interval=1.0) as sampler:
-            report = run_load(server.http_url, cases, references, args.clients,
-                              deadline=time.monotonic() + args.duration)  # fmt: skip
+            report = run_load(
+                server.http_url, cases, references, args.clients, until=enough,
+                deadline=started + (args.time_limit or 10 * args.duration),
+            )  # fmt: skip
+        seconds_of_load = time.monotonic() - started
         ready = server.is_ready()
+    minimum_work_done = enough(report)
     samples = [(t, by_name) for t, _, by_name in sampler.samples]
 
     with open(out / "memory.csv", "w", newline="") as handle:
@@ -179,6 +200,9 @@ def main(argv: list[str] | None = None) -> int:
     floor_first_half, floor_second_half, growth = floor_growth(warm_floors)
     result = {
         "duration_s": args.duration,
+        "min_requests": args.min_requests,
+        "seconds_of_load": seconds_of_load,
+        "minimum_work_done": minimum_work_done,
         "clients": args.clients,
         "load": report.summary(),
         "server_ready_after": ready,
@@ -193,7 +217,10 @@ def main(argv: list[str] | None = None) -> int:
     }
     (out / "soak.json").write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
-    return 0 if report.clean and ready else 1
+    if not minimum_work_done:
+        print(f"stuck: {report.requests} of {args.min_requests} requests answered in "
+              f"{seconds_of_load:.0f} s", file=sys.stderr)  # fmt: skip
+    return 0 if report.clean and ready and minimum_work_done else 1
 
 
 if __name__ == "__main__":

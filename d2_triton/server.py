@@ -308,6 +308,20 @@ class TritonServer:
         self.stop()
 
 
+@dataclass(frozen=True)
+class Reload:
+    """One reload by the watchdog; times are ``time.monotonic()``."""
+
+    model: str
+    succeeded: bool
+    started_at: float
+    finished_at: float
+
+    @property
+    def seconds(self) -> float:
+        return self.finished_at - self.started_at
+
+
 class StubWatchdog:
     """Reload any model whose Python-backend stub process died, so service resumes.
 
@@ -325,7 +339,7 @@ class StubWatchdog:
         self.server = server
         self.interval = interval
         self.load_timeout = load_timeout
-        self.reloads: list[tuple[str, bool, float]] = []  # (model, succeeded, seconds)
+        self.reloads: list[Reload] = []
         self._generation = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="stub-watchdog", daemon=True)
@@ -379,11 +393,11 @@ class StubWatchdog:
         except (urllib.error.URLError, OSError) as error:
             detail = error.read().decode(errors="replace") if hasattr(error, "read") else error
             log(f"reloading {model!r} failed: {detail}")
-            self.reloads.append((model, False, time.monotonic() - started))
+            self.reloads.append(Reload(model, False, started, time.monotonic()))
             return False
-        seconds = time.monotonic() - started
-        log(f"model {model!r} reloaded in {seconds:.1f} s; its new stub serves requests")
-        self.reloads.append((model, True, seconds))
+        reload = Reload(model, True, started, time.monotonic())
+        log(f"model {model!r} reloaded in {reload.seconds:.1f} s; its new stub serves requests")
+        self.reloads.append(reload)
         return True
 
     def _load_again(self, model: str) -> None:

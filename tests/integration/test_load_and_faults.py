@@ -17,13 +17,19 @@ import time
 
 import pytest
 
-from benchmarks.load import reference_answers, run_load
+from benchmarks.load import LoadReport, Request, reference_answers, run_load
 from benchmarks.soak import load_repository, soak_cases
 from d2_triton.processes import stub_pids
 from helpers.exports import CACHE, REPO_ROOT
 
 CLIENTS = 16
 REQUESTS_PER_CLIENT = 6
+# The fault test's load runs until this many good requests sent after the reload succeed.
+RECOVERED_REQUESTS = 5
+# Hang catchers only, far above what a slow machine needs: here the reload took 6.8 s and
+# the requests that met the dead stub were answered 7.6 s after the kill.
+CLIENT_TIMEOUT_S = 300
+FAULT_TIME_LIMIT_S = 900
 
 
 @pytest.fixture(scope="module")
@@ -54,15 +60,22 @@ def test_concurrent_mixed_load_has_no_failures_and_no_wrong_answers(fast_server,
     assert stub_pids(fast_server.process.pid) == stubs
 
 
-def soak(repository, out, duration_s: int, clients: int) -> dict:
-    """Run the soak script (its own server) and check what it measured."""
+def soak(repository, out, duration_s: int, clients: int, min_requests: int) -> dict:
+    """Run the soak script (its own server) and check what it measured.
+
+    The soak lasts at least ``duration_s`` and at least ``min_requests``: a slower machine
+    soaks longer rather than failing.  Its time limit (ten times ``duration_s``; a 75 s soak
+    answered 99-101 requests here in 75 s) is reached only by a server that is stuck.
+    """
     result = subprocess.run(
         [sys.executable, "-m", "benchmarks.soak", "--repository", str(repository),
-         "--duration", str(duration_s), "--clients", str(clients), "--out", str(out)],
+         "--duration", str(duration_s), "--min-requests", str(min_requests),
+         "--clients", str(clients), "--out", str(out)],
         cwd=REPO_ROOT, capture_output=True, text=True,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     figures = json.loads((out / "soak.json").read_text())
+    assert figures["minimum_work_done"] and figures["load"]["requests"] >= min_requests
     assert figures["load"]["good_failed"] == figures["load"]["wrong_answers"] == 0
     # Flat: after warm-up, the floor of total RSS (server + 3 stubs, ~1.6 GB; per-request
     # tensors add spikes above it) grows by less than 1%/min and 48 MiB in all.
@@ -76,16 +89,14 @@ def soak(repository, out, duration_s: int, clients: int) -> dict:
 def test_soak_memory_stays_flat(tmp_path, server_pool, mask_rcnn_repository):
     """A short soak; the long one is opt-in (pytest -m slow)."""
     server_pool.stop()
-    figures = soak(mask_rcnn_repository, tmp_path / "soak", duration_s=75, clients=8)
-    assert figures["load"]["requests"] > 100
+    soak(mask_rcnn_repository, tmp_path / "soak", duration_s=75, clients=8, min_requests=100)
 
 
 @pytest.mark.slow
 def test_long_soak_memory_stays_flat(tmp_path, server_pool, mask_rcnn_repository):
     """Ten minutes, 16 clients (python -m benchmarks.soak --duration 600 does the same)."""
     server_pool.stop()
-    figures = soak(mask_rcnn_repository, tmp_path / "soak", duration_s=600, clients=16)
-    assert figures["load"]["requests"] > 800
+    soak(mask_rcnn_repository, tmp_path / "soak", duration_s=600, clients=16, min_requests=800)
 
 
 def test_a_killed_stub_gives_errors_not_hangs_and_service_resumes(
@@ -93,7 +104,11 @@ def test_a_killed_stub_gives_errors_not_hangs_and_service_resumes(
 ):
     """SIGKILL the detector's stub under load.  Triton 2.51 neither restarts it nor marks the
     model unready: requests fail with "Stub process ... is not healthy".  The launcher's
-    watchdog (d2_triton.server.StubWatchdog) reloads the model; service resumes."""
+    watchdog (d2_triton.server.StubWatchdog) reloads the model; service resumes.
+
+    The load runs until RECOVERED_REQUESTS good requests were sent after the reload and
+    answered, however long that takes; the time limit only ends a run that never recovers.
+    """
     server_pool.stop()
     server = server_pool.start(fast_repository, "fault")  # a server of its own: it gets hurt
     try:
@@ -103,35 +118,52 @@ def test_a_killed_stub_gives_errors_not_hangs_and_service_resumes(
 
         def kill_the_detector_stub() -> None:
             time.sleep(3.0)
-            os.kill(victim, signal.SIGKILL)
             killed_at.append(time.monotonic())
+            os.kill(victim, signal.SIGKILL)
+
+        def recovered(report: LoadReport) -> list[Request]:
+            """Requests sent after the watchdog's first successful reload."""
+            reloaded = [r.finished_at for r in server.watchdog.reloads if r.succeeded]
+            if not reloaded:
+                return []
+            return [r for r in report.timeline if r.started > reloaded[0]]
+
+        def recovery_shown(report: LoadReport) -> bool:
+            answered = [r for r in recovered(report) if r.outcome == "good_ok"]
+            return len(answered) >= RECOVERED_REQUESTS
 
         killer = threading.Thread(target=kill_the_detector_stub)
         killer.start()
         report = run_load(server.http_url, cases, references, clients=4,
-                          deadline=time.monotonic() + 30, timeout=60)  # fmt: skip
+                          until=recovery_shown, deadline=time.monotonic() + FAULT_TIME_LIMIT_S,
+                          timeout=CLIENT_TIMEOUT_S)  # fmt: skip
         killer.join()
-        failed = [t - killed_at[0] for t, outcome in report.timeline if outcome == "good_failed"]
+        failed = [r for r in report.timeline if r.outcome == "good_failed"]
+        reload = server.watchdog.reloads[0] if server.watchdog.reloads else None
         print(json.dumps({
             "requests": report.requests, "good_ok": report.good_ok,
             "good_failed": report.good_failed, "bad_rejected": report.bad_rejected,
-            "failed_from_s": min(failed, default=None), "failed_until_s": max(failed, default=None),
-            "reloads": server.watchdog.reloads, "first_failures": report.failures[:3],
+            "failed_from_s": min((r.ended - killed_at[0] for r in failed), default=None),
+            "failed_until_s": max((r.ended - killed_at[0] for r in failed), default=None),
+            "reload_finished_s": reload and reload.finished_at - killed_at[0],
+            "reloads": [(r.model, r.succeeded, r.seconds) for r in server.watchdog.reloads],
+            "first_failures": report.failures[:3],
         }, indent=2))  # fmt: skip
-        # Errors, not hangs: every request ended long before its 60 s timeout, and only
-        # requests that needed the detector around the kill failed, each saying why.
-        assert max(report.latencies_ms) < 30_000
-        assert failed and all(-1.0 < t < 20.0 for t in failed), failed
+        assert recovery_shown(report), "the detector never recovered"
+        # Errors, not hangs: every failure is Triton's answer about the dead stub (a request
+        # that hung would have failed with the client's timeout instead).
+        assert failed, "killing the stub under load failed no request"
         assert all(("not healthy" in f) or ("ensemble" in f) for f in report.failures), (
             report.failures[:5]
         )
         assert report.wrong_answers == 0 and report.bad_unexpected == 0
-        # Service resumed: the watchdog reloaded the detector (a new stub), and everything
-        # after the last failure succeeded.
-        assert [(model, ok) for model, ok, _ in server.watchdog.reloads] == [("detector", True)]
+        # Only requests that met the dead stub failed: each was answered after the kill and
+        # sent before the watchdog's reload was done.
+        assert [(r.model, r.succeeded) for r in server.watchdog.reloads] == [("detector", True)]
+        assert all(killed_at[0] < r.ended and r.started < reload.finished_at for r in failed)
+        # Service resumed: a new stub, and every request sent after the reload succeeded.
         assert stub_pids(server.process.pid)["detector"] != victim
-        recovered = [o for t, o in report.timeline if t - killed_at[0] > max(failed)]
-        assert recovered.count("good_ok") >= 5 and "good_failed" not in recovered
+        assert all(r.outcome in ("good_ok", "bad_rejected") for r in recovered(report))
         assert server.is_ready()
     finally:
         server.stop()
