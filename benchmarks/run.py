@@ -41,7 +41,10 @@ from benchmarks.perf import (
     run_perf_analyzer,
     to_perf_row,
 )
-from d2_triton.server import ServerEnvironment, ServerOptions, TritonServer, free_ports
+from d2_triton.model_config import DetectorParameters
+from d2_triton.schema import DETECTOR_MODEL, POSTPROCESS_MODEL, PREPROCESS_MODEL
+from d2_triton.server import ServerEnvironment, ServerOptions, TritonServer
+from d2_triton.testing.ports import free_ports
 from export_tools import repository as repository_tools
 from export_tools import triton_config
 
@@ -120,11 +123,13 @@ def variant_repository(source: Path, target: Path, args: argparse.Namespace) -> 
 
 def settings_of(repository: Path, args: argparse.Namespace) -> dict:
     settings = {}
-    for model in ("preprocess", "detector", "postprocess"):
+    for model in (PREPROCESS_MODEL, DETECTOR_MODEL, POSTPROCESS_MODEL):
         config = triton_config.parse_pbtxt((repository / model / "config.pbtxt").read_text())
         settings[f"{model}_instances"] = config.instance_group[0].count
-    detector = triton_config.parse_pbtxt((repository / "detector" / "config.pbtxt").read_text())
-    settings["detector_threads"] = int(detector.parameters["intra_op_threads"].string_value)
+    detector = triton_config.read_parameters(
+        DetectorParameters, repository / DETECTOR_MODEL / "config.pbtxt"
+    )
+    settings["detector_threads"] = detector.intra_op_threads
     settings["backend_config"] = backend_config(args)
     return settings
 

@@ -26,10 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.corpus import bad_inputs, odd_valid_images
-from benchmarks.load import Case, LoadReport, reference_answers, run_load
 from benchmarks.perf import MemorySampler
-from d2_triton.server import ServerEnvironment, ServerOptions, TritonServer, free_ports
+from d2_triton.server import ServerEnvironment, ServerOptions, TritonServer
+from d2_triton.testing.corpus import mixed_cases
+from d2_triton.testing.load import LoadReport, reference_answers, run_load
+from d2_triton.testing.ports import free_ports
 from export_tools import repository as repository_tools
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -49,18 +50,6 @@ def default_source() -> Path:
     from helpers.exports import ARCHITECTURES, exported_repository
 
     return exported_repository(ARCHITECTURES["mask_rcnn"])
-
-
-def soak_cases() -> list[Case]:
-    from PIL import Image
-
-    from benchmarks.corpus import encode, photo
-
-    photos = [
-        Case(f"photo-{name}", encode(Image.fromarray(photo(name)), "JPEG", quality=90))
-        for name in ("astronaut", "chelsea", "coffee", "rocket")
-    ]
-    return photos + odd_valid_images() + bad_inputs()
 
 
 def floors(samples: list[tuple[float, int]], window_s: float) -> list[tuple[float, float]]:
@@ -163,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     repository = load_repository(
         source, CACHE / "soak-work" / "repository", args.min_size_test, args.max_size_test
     )
-    cases = soak_cases()
+    cases = mixed_cases()
     http, grpc, metrics = free_ports(3)
     options = ServerOptions(repository, http, grpc, metrics, host="127.0.0.1")
     environment = ServerEnvironment.inspect(CACHE / "venv")

@@ -9,44 +9,60 @@ from __future__ import annotations
 import json
 import traceback
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
+from d2_triton import model_config
 from d2_triton.errors import InvalidRequestError
+from d2_triton.numpy_version import check_numpy_version
+
+Parameters = TypeVar("Parameters")
 
 
-def check_numpy_version(version: str = np.__version__) -> None:
-    """Refuse to load under numpy >= 2.
+@dataclass(frozen=True)
+class ModelSetup(Generic[Parameters]):
+    """What a ``model.py`` learns from the ``args`` Triton passes to ``initialize``.
 
-    Triton 2.51's Python-backend stub (the one nvidia-pytriton 0.7.0 ships) is built
-    against numpy 1.x; with numpy 2 in its environment it returns *empty* output tensors and
-    logs nothing.  Failing the model load says what is wrong instead.
+    Attributes:
+        name: the model's name (prefixes its error messages).
+        config: the model config, as Triton's JSON.
+        parameters: the config's parameters, typed (``d2_triton.model_config``).
+        folder: the model's folder in the repository (files named by parameters are in it).
+        version_folder: the folder of the version being loaded.
+        output_dtypes: numpy dtype of each declared output, so no model hard-codes one.
+        input_names: the declared inputs (optional ones say what the model produces).
     """
-    if np.lib.NumpyVersion(version) >= "2.0.0":
-        raise RuntimeError(
-            f"numpy {version} is installed in the Python-backend environment; this Triton "
-            "Python backend needs numpy<2 (with numpy 2 it silently returns empty outputs). "
-            "Install the project's requirements.txt, which pins numpy<2."
-        )
+
+    name: str
+    config: dict[str, Any]
+    parameters: Parameters
+    folder: Path
+    version_folder: Path
+    output_dtypes: dict[str, np.dtype]
+    input_names: frozenset[str]
 
 
-def model_parameters(model_config: dict[str, Any]) -> dict[str, str]:
-    """The config.pbtxt ``parameters`` block as a plain dict of strings."""
-    return {key: value["string_value"] for key, value in model_config.get("parameters", {}).items()}
-
-
-def output_dtypes(model_config: dict[str, Any]) -> dict[str, np.dtype]:
-    """numpy dtypes of the declared outputs, so model.py never hard-codes them."""
-    return {
-        output["name"]: np.dtype(pb_utils.triton_string_to_numpy(output["data_type"]))
-        for output in model_config["output"]
-    }
-
-
-def input_names(model_config: dict[str, Any]) -> set[str]:
-    return {tensor["name"] for tensor in model_config["input"]}
+def initialize(args: dict[str, str], parameters: type[Parameters]) -> ModelSetup[Parameters]:
+    """Check the environment and read the model's config; shared by every ``initialize``."""
+    check_numpy_version(np.__version__)
+    config = json.loads(args["model_config"])
+    folder = Path(args["model_repository"])
+    return ModelSetup(
+        name=args["model_name"],
+        config=config,
+        parameters=model_config.from_model_config(parameters, config),
+        folder=folder,
+        version_folder=folder / args["model_version"],
+        output_dtypes={
+            output["name"]: np.dtype(pb_utils.triton_string_to_numpy(output["data_type"]))
+            for output in config["output"]
+        },
+        input_names=frozenset(tensor["name"] for tensor in config["input"]),
+    )
 
 
 def request_parameters(request: Any) -> dict[str, Any]:
@@ -56,11 +72,13 @@ def request_parameters(request: Any) -> dict[str, Any]:
 
 
 def optional_input(request: Any, name: str) -> np.ndarray | None:
+    """An input tensor of the request as numpy, or None if the request lacks it."""
     tensor = pb_utils.get_input_tensor_by_name(request, name)
     return None if tensor is None else tensor.as_numpy()
 
 
 def required_input(request: Any, name: str) -> np.ndarray:
+    """An input tensor of the request as numpy; InvalidRequestError if it is missing."""
     array = optional_input(request, name)
     if array is None:
         raise InvalidRequestError(f"missing input tensor {name!r}")

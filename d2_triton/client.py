@@ -37,7 +37,6 @@ from d2_triton import schema
 from d2_triton.results import DetectionResult
 
 PROTOCOLS = ("http", "grpc")
-DEFAULT_PORTS = {"http": 8000, "grpc": 8001}
 MASK_FORMATS = ("rle", "dense", "none")
 
 __all__ = ["AsyncDetectionClient", "DetectionClient", "DetectionResult", "detect"]
@@ -45,7 +44,7 @@ __all__ = ["AsyncDetectionClient", "DetectionClient", "DetectionResult", "detect
 
 def default_url(protocol: str = "http") -> str:
     host = os.environ.get("TRITON_HOST", "localhost")
-    port = os.environ.get("TRITON_PORT", str(DEFAULT_PORTS[protocol]))
+    port = os.environ.get("TRITON_PORT", str(schema.DEFAULT_PORTS[protocol]))
     return f"{host}:{port}"
 
 

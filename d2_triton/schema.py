@@ -12,12 +12,19 @@ POSTPROCESS_MODEL = "postprocess"
 # The ensemble's single input: the raw bytes of one encoded image.
 IMAGE_BYTES = "image_bytes"
 
+# Between the steps: preprocess's outputs (the detector's input and the two sizes that
+# postprocess needs) and the detector's mask probabilities.
+IMAGE = "image"
+ORIGINAL_SIZE = "original_size"
+RESIZED_SIZE = "resized_size"
+MASK_PROBS = "mask_probs"
+
 # Detectron2 ``Instances`` fields in the TorchScript model's outputs -> detector tensor names.
 DETECTOR_OUTPUTS = {
     "pred_boxes": "boxes",
     "scores": "scores",
     "pred_classes": "classes",
-    "pred_masks": "mask_probs",
+    "pred_masks": MASK_PROBS,
     "pred_keypoints": "keypoints",
 }
 
@@ -30,3 +37,7 @@ MASKS_RLE = "masks_rle"
 MASKS = "masks"
 KEYPOINTS = "keypoints"
 IMAGE_SIZE = "image_size"
+
+# Default ports: Triton's own defaults (HTTP, gRPC, metrics) and the REST gateway's.
+DEFAULT_PORTS = {"http": 8000, "grpc": 8001, "metrics": 8002}
+GATEWAY_PORT = 8080

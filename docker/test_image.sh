@@ -30,7 +30,7 @@ if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1 \
     "$ROOT/docker/build_base_image.sh" "$BASE_IMAGE"
 fi
 
-free_port() { "$CLIENT_PYTHON" -c 'from d2_triton.server import free_ports; print(free_ports(1)[0])'; }
+free_port() { "$CLIENT_PYTHON" -c 'from d2_triton.testing.ports import free_ports; print(free_ports(1)[0])'; }
 export TRITON_HTTP_PORT TRITON_GRPC_PORT TRITON_METRICS_PORT GATEWAY_PORT
 TRITON_HTTP_PORT="$(free_port)"; TRITON_GRPC_PORT="$(free_port)"
 TRITON_METRICS_PORT="$(free_port)"; GATEWAY_PORT="$(free_port)"

@@ -16,6 +16,5 @@ export TRT_MODEL_DIR="${TRT_MODEL_DIR:-$ROOT/models}"
 [ "${D2T_SKIP_SETUP:-0}" = 1 ] || "$ROOT/scripts/setup.sh"
 "$ROOT/scripts/export_default.sh"
 cd "$ROOT"
-exec "$D2T_CACHE/venv/bin/python" -m d2_triton.server --model-repository "$TRT_MODEL_DIR" \
-    --http-port "${HTTP_PORT:-8000}" --grpc-port "${GRPC_PORT:-8001}" \
-    --metrics-port "${METRICS_PORT:-8002}" "$@"
+# The launcher reads HTTP_PORT, GRPC_PORT and METRICS_PORT itself.
+exec "$D2T_CACHE/venv/bin/python" -m d2_triton.server --model-repository "$TRT_MODEL_DIR" "$@"

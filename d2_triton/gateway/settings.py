@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from d2_triton import schema
-from d2_triton.client import DEFAULT_PORTS, PROTOCOLS
+from d2_triton.client import PROTOCOLS
 from d2_triton.imaging import DecodeLimits
 
 MODES = ("debug", "develop", "production")
@@ -23,10 +23,10 @@ class SettingsError(ValueError):
 @dataclass(frozen=True)
 class GatewaySettings:
     host: str = "0.0.0.0"
-    port: int = 8080
+    port: int = schema.GATEWAY_PORT
     mode: str = "production"
     triton_host: str = "localhost"
-    triton_port: int = DEFAULT_PORTS["http"]
+    triton_port: int = schema.DEFAULT_PORTS["http"]
     triton_model_name: str = schema.ENSEMBLE_MODEL
     triton_protocol: str = "http"
     triton_timeout_s: float = 60.0
@@ -70,13 +70,15 @@ class GatewaySettings:
         env = os.environ if environ is None else environ
         protocol = env.get("TRITON_PROTOCOL", "http").strip().lower()
         label_file = env.get("LABEL_MAPPING_FILE", "").strip()
+        # An unknown protocol is refused below, naming the variable.
+        default_port = schema.DEFAULT_PORTS.get(protocol, schema.DEFAULT_PORTS["http"])
         try:
             return cls(
                 host=env.get("HOST", cls.host),
                 port=int(env.get("PORT", cls.port)),
                 mode=(env.get("mode") or env.get("MODE") or cls.mode).strip().lower(),
                 triton_host=env.get("TRITON_HOST", cls.triton_host),
-                triton_port=int(env.get("TRITON_PORT", DEFAULT_PORTS.get(protocol, 8000))),
+                triton_port=int(env.get("TRITON_PORT", default_port)),
                 triton_model_name=env.get("TRITON_MODEL_NAME", cls.triton_model_name),
                 triton_protocol=protocol,
                 triton_timeout_s=float(env.get("TRITON_TIMEOUT_S", cls.triton_timeout_s)),

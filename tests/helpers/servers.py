@@ -14,7 +14,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from d2_triton.server import ServerEnvironment, ServerOptions, TritonServer, free_ports
+from d2_triton.server import ServerEnvironment, ServerOptions, TritonServer
+from d2_triton.testing.ports import free_ports
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SERVER_ENV = Path(os.environ.get("D2T_CACHE", REPO_ROOT / ".cache")) / "venv"

@@ -1,0 +1,20 @@
+"""Run the real ``tritonserver`` that nvidia-pytriton ships, on a model repository.
+
+Split by concern: ``environment`` (the Python environment, the binary, the backend
+directory), ``process`` (options, start, readiness, stop), ``watchdog`` (reloading a model
+whose Python-backend stub died) and ``cli`` (``python -m d2_triton.server``).
+"""
+
+from d2_triton.errors import ServerEnvironmentError
+from d2_triton.server.environment import ServerEnvironment
+from d2_triton.server.process import ServerOptions, TritonServer
+from d2_triton.server.watchdog import Reload, StubWatchdog
+
+__all__ = [
+    "Reload",
+    "ServerEnvironment",
+    "ServerEnvironmentError",
+    "ServerOptions",
+    "StubWatchdog",
+    "TritonServer",
+]
