@@ -28,43 +28,40 @@ from tritonclient.grpc.model_config_pb2 import ModelInstanceGroup
 from benchmarks.inputs import write_input_data
 from d2_triton import pipeline
 from d2_triton.detections import Detections
-from d2_triton.imaging import DecodeLimits
 from d2_triton.labels import LabelMap
+from d2_triton.model_config import DetectorParameters, PostprocessParameters, PreprocessParameters
 from d2_triton.options import PostprocessOptions
-from export_tools.triton_config import parse_pbtxt
-
-
-def model_config(repository: Path, model: str):
-    return parse_pbtxt((repository / model / "config.pbtxt").read_text())
-
-
-def config_parameters(repository: Path, model: str) -> dict[str, str]:
-    return {key: v.string_value for key, v in model_config(repository, model).parameters.items()}
+from d2_triton.schema import (
+    DETECTOR_MODEL,
+    DETECTOR_OUTPUTS,
+    IMAGE,
+    ORIGINAL_SIZE,
+    POSTPROCESS_MODEL,
+    PREPROCESS_MODEL,
+    RESIZED_SIZE,
+)
+from export_tools.triton_config import parse_pbtxt, read_parameters
 
 
 class Repository:
-    """The settings the three models read from their configs, read the same way."""
+    """The settings the three models read from their configs, read by the same function."""
 
     def __init__(self, path: Path):
-        pre = config_parameters(path, "preprocess")
-        det = config_parameters(path, "detector")
-        post = config_parameters(path, "postprocess")
-        self.preprocess = pipeline.PreprocessSettings(
-            min_size_test=int(pre["min_size_test"]),
-            max_size_test=int(pre["max_size_test"]),
-            input_format=pre["input_format"],
-            limits=DecodeLimits(int(pre["max_image_bytes"]), int(pre["max_image_pixels"])),
-        )
-        self.threads = int(det["intra_op_threads"])
-        kind = model_config(path, "detector").instance_group[0].kind
+        def config_file(model: str) -> Path:
+            return path / model / "config.pbtxt"
+
+        self.preprocess = read_parameters(PreprocessParameters, config_file(PREPROCESS_MODEL))
+        detector = read_parameters(DetectorParameters, config_file(DETECTOR_MODEL))
+        post = read_parameters(PostprocessParameters, config_file(POSTPROCESS_MODEL))
+        self.threads = detector.intra_op_threads
+        kind = parse_pbtxt(config_file(DETECTOR_MODEL).read_text()).instance_group[0].kind
         on_gpu = kind == ModelInstanceGroup.KIND_GPU and torch.cuda.is_available()
         self.device = torch.device("cuda", 0) if on_gpu else torch.device("cpu")
-        self.fields = json.loads(det["output_fields"])
-        self.model_file = path / "detector" / "1" / det["torchscript_file"]
-        self.labels = LabelMap.from_file(path / "postprocess" / post["label_map"])
+        self.fields = list(detector.output_fields)
+        self.model_file = path / DETECTOR_MODEL / "1" / detector.torchscript_file
+        self.labels = LabelMap.from_file(path / POSTPROCESS_MODEL / post.label_map)
         self.options = PostprocessOptions(
-            score_threshold=float(post["default_score_threshold"]),
-            mask_format=post["default_mask_format"],
+            score_threshold=post.default_score_threshold, mask_format=post.default_mask_format
         )
 
 
@@ -94,11 +91,14 @@ def raw_detections(fields: list[str], outputs) -> Detections:
 
 
 def postprocess_inputs(model_input: pipeline.ModelInput, fields, outputs) -> dict[str, np.ndarray]:
-    names = {"pred_boxes": "boxes", "scores": "scores", "pred_classes": "classes",
-             "pred_masks": "mask_probs", "pred_keypoints": "keypoints"}  # fmt: skip
-    tensors = {names[f]: t.numpy() for f, t in zip(fields, outputs, strict=True) if f in names}
-    tensors["original_size"] = np.array(model_input.original_hw, np.int32)
-    tensors["resized_size"] = np.array(model_input.resized_hw, np.int32)
+    """The postprocess request these detector outputs make (perf_analyzer's input)."""
+    tensors = {
+        DETECTOR_OUTPUTS[field]: tensor.numpy()
+        for field, tensor in zip(fields, outputs, strict=True)
+        if field in DETECTOR_OUTPUTS
+    }
+    tensors[ORIGINAL_SIZE] = np.array(model_input.original_hw, np.int32)
+    tensors[RESIZED_SIZE] = np.array(model_input.resized_hw, np.int32)
     return tensors
 
 
@@ -128,7 +128,7 @@ def measure_size(repo: Repository, model, photos: list[Path], repeats: int, out:
             stages["postprocess"]["wall"].append(wall)
             stages["postprocess"]["cpu"].append(cpu)
         detections.append(len(result["scores"]))
-        detector_requests.append({"image": model_input.image})
+        detector_requests.append({IMAGE: model_input.image})
         tensors = postprocess_inputs(model_input, repo.fields, outputs)
         if all(array.size for array in tensors.values()):  # perf_analyzer 2.51 crashes on
             postprocess_requests.append(tensors)  # zero-element tensors (no detections)

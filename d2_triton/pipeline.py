@@ -8,7 +8,7 @@ code in both places.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -19,24 +19,23 @@ from d2_triton.detections import (
     paste_masks_dense,
     rescale_to_original,
 )
-from d2_triton.imaging import DecodeLimits, decode_image, resize_shortest_edge, to_model_layout
+from d2_triton.imaging import decode_image, resize_shortest_edge, to_model_layout
 from d2_triton.labels import LabelMap
+from d2_triton.model_config import PreprocessParameters
 from d2_triton.options import PostprocessOptions
-
-
-@dataclass(frozen=True)
-class PreprocessSettings:
-    """Detectron2's test-time input settings (cfg.INPUT.*) plus the decode limits."""
-
-    min_size_test: int
-    max_size_test: int
-    input_format: str
-    limits: DecodeLimits = field(default_factory=DecodeLimits)
 
 
 @dataclass
 class ModelInput:
-    image: np.ndarray  # uint8 [3, H', W'] in the model's channel order
+    """What preprocess hands on.
+
+    Attributes:
+        image: uint8 [3, H', W'], resized, in the model's channel order.
+        original_hw: height and width of the decoded image.
+        resized_hw: H' and W'.
+    """
+
+    image: np.ndarray
     original_hw: tuple[int, int]
     resized_hw: tuple[int, int]
 
@@ -50,12 +49,12 @@ def check_options(parameters: Mapping[str, object], labels: LabelMap) -> None:
     PostprocessOptions().updated_from(parameters, labels)
 
 
-def preprocess(data: bytes, settings: PreprocessSettings) -> ModelInput:
+def preprocess(data: bytes, parameters: PreprocessParameters) -> ModelInput:
     """Encoded image bytes -> the detector's input (raises InvalidRequestError)."""
-    image = decode_image(data, settings.limits)
-    resized = resize_shortest_edge(image, settings.min_size_test, settings.max_size_test)
+    image = decode_image(data, parameters.limits)
+    resized = resize_shortest_edge(image, parameters.min_size_test, parameters.max_size_test)
     return ModelInput(
-        image=to_model_layout(resized, settings.input_format),
+        image=to_model_layout(resized, parameters.input_format),
         original_hw=(image.shape[0], image.shape[1]),
         resized_hw=(resized.shape[0], resized.shape[1]),
     )

@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from d2_triton import model_config, schema
+from d2_triton.model_config import DetectorParameters, PreprocessParameters
 from export_tools import triton_config
 
 
 @dataclass(frozen=True)
 class Overrides:
+    """Settings to change; None keeps the source's."""
+
     detector_instances: int | None = None
     detector_threads: int | None = None
     preprocess_instances: int | None = None
@@ -28,6 +32,7 @@ class Overrides:
 
 
 def _link_or_copy(source: str, target: str) -> None:
+    """Hard-link the TorchScript file (large, never edited), copy the rest."""
     if source.endswith(".pt"):
         try:
             os.link(source, target)
@@ -37,13 +42,16 @@ def _link_or_copy(source: str, target: str) -> None:
     shutil.copy2(source, target)
 
 
-def _edit(path: Path, count: int | None, parameters: dict[str, int | None]) -> None:
+def _edit(path: Path, count: int | None, parameters: type | None = None, **changes) -> None:
+    """Set the instance count and replace typed parameters (None leaves a value as it is)."""
     config = triton_config.parse_pbtxt(path.read_text())
     if count is not None:
         config.instance_group[0].count = count
-    for key, value in parameters.items():
-        if value is not None:
-            config.parameters[key].string_value = str(value)
+    changes = {key: value for key, value in changes.items() if value is not None}
+    if parameters is not None and changes:
+        typed = triton_config.read_parameters(parameters, path)
+        for key, value in model_config.to_parameters(replace(typed, **changes)).items():
+            config.parameters[key].string_value = value
     path.write_text(triton_config.to_pbtxt(config))
 
 
@@ -54,19 +62,19 @@ def derive(source: Path, target: Path, overrides: Overrides) -> Path:
         source, target, copy_function=_link_or_copy, ignore=shutil.ignore_patterns("__pycache__")
     )
     _edit(
-        target / "preprocess" / "config.pbtxt",
+        target / schema.PREPROCESS_MODEL / "config.pbtxt",
         overrides.preprocess_instances,
-        {
-            "min_size_test": overrides.min_size_test,
-            "max_size_test": overrides.max_size_test,
-            "max_image_bytes": overrides.max_image_bytes,
-            "max_image_pixels": overrides.max_image_pixels,
-        },
+        PreprocessParameters,
+        min_size_test=overrides.min_size_test,
+        max_size_test=overrides.max_size_test,
+        max_image_bytes=overrides.max_image_bytes,
+        max_image_pixels=overrides.max_image_pixels,
     )
     _edit(
-        target / "detector" / "config.pbtxt",
+        target / schema.DETECTOR_MODEL / "config.pbtxt",
         overrides.detector_instances,
-        {"intra_op_threads": overrides.detector_threads},
+        DetectorParameters,
+        intra_op_threads=overrides.detector_threads,
     )
-    _edit(target / "postprocess" / "config.pbtxt", overrides.postprocess_instances, {})
+    _edit(target / schema.POSTPROCESS_MODEL / "config.pbtxt", overrides.postprocess_instances)
     return target

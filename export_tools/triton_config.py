@@ -12,13 +12,18 @@ counts instead (see benchmarks/README.md).
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TypeVar
 
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from d2_triton import schema
+from d2_triton import model_config, schema
+from d2_triton.model_config import DetectorParameters, PostprocessParameters, PreprocessParameters
+from d2_triton.schema import DETECTOR_OUTPUTS
+
+Parameters = TypeVar("Parameters")
 
 
 @dataclass(frozen=True)
@@ -40,7 +45,6 @@ class InstanceSettings:
 
     detector_kind: str = "cpu"  # "cpu" or "gpu"
     detector_count: int = 1
-    detector_threads: int = 0  # 0: torch's default (all cores)
     preprocess_count: int = 1
     postprocess_count: int = 1
 
@@ -58,108 +62,76 @@ def _python_model(name: str, count: int, kind: int = mc.ModelInstanceGroup.KIND_
     return config
 
 
-def _set_parameters(config: mc.ModelConfig, parameters: dict[str, object]) -> None:
-    for key, value in parameters.items():
-        config.parameters[key].string_value = str(value)
+def _set_parameters(config: mc.ModelConfig, parameters: object) -> None:
+    for key, value in model_config.to_parameters(parameters).items():
+        config.parameters[key].string_value = value
+
+
+def read_parameters(cls: type[Parameters], path: Path) -> Parameters:
+    """The typed parameters (``d2_triton.model_config``) of a config.pbtxt file."""
+    config = parse_pbtxt(path.read_text())
+    return model_config.from_parameters(
+        cls, {key: value.string_value for key, value in config.parameters.items()}
+    )
 
 
 def _detector_output_dims(outputs: ModelOutputs) -> list[tuple[str, int, list[int]]]:
     dims = [
-        ("boxes", mc.TYPE_FP32, [-1, 4]),
-        ("scores", mc.TYPE_FP32, [-1]),
-        ("classes", mc.TYPE_INT64, [-1]),
+        (DETECTOR_OUTPUTS["pred_boxes"], mc.TYPE_FP32, [-1, 4]),
+        (DETECTOR_OUTPUTS["scores"], mc.TYPE_FP32, [-1]),
+        (DETECTOR_OUTPUTS["pred_classes"], mc.TYPE_INT64, [-1]),
     ]
     if outputs.has_masks:
         size = outputs.mask_resolution
-        dims.append(("mask_probs", mc.TYPE_FP32, [-1, 1, size, size]))
+        dims.append((schema.MASK_PROBS, mc.TYPE_FP32, [-1, 1, size, size]))
     if outputs.has_keypoints:
-        dims.append(("keypoints", mc.TYPE_FP32, [-1, outputs.num_keypoints, 3]))
+        keypoints = DETECTOR_OUTPUTS["pred_keypoints"]
+        dims.append((keypoints, mc.TYPE_FP32, [-1, outputs.num_keypoints, 3]))
     return dims
 
 
-def preprocess_config(
-    *,
-    min_size_test: int,
-    max_size_test: int,
-    input_format: str,
-    max_image_bytes: int,
-    max_image_pixels: int,
-    label_map_file: str,
-    count: int = 1,
-) -> mc.ModelConfig:
-    """``label_map_file`` (relative to the model's folder) lets preprocess refuse a request
-    whose postprocess options are bad before the detector spends a second on it."""
+def preprocess_config(parameters: PreprocessParameters, count: int = 1) -> mc.ModelConfig:
+    """``preprocess``: encoded bytes in; the model's image and the two sizes out."""
     config = _python_model(schema.PREPROCESS_MODEL, count)
-    _tensor(config.input, "image_bytes", mc.TYPE_UINT8, [-1])
-    _tensor(config.output, "image", mc.TYPE_UINT8, [3, -1, -1])
-    _tensor(config.output, "original_size", mc.TYPE_INT32, [2])
-    _tensor(config.output, "resized_size", mc.TYPE_INT32, [2])
-    _set_parameters(
-        config,
-        {
-            "min_size_test": min_size_test,
-            "max_size_test": max_size_test,
-            "input_format": input_format,
-            "max_image_bytes": max_image_bytes,
-            "max_image_pixels": max_image_pixels,
-            "label_map": label_map_file,
-        },
-    )
+    _tensor(config.input, schema.IMAGE_BYTES, mc.TYPE_UINT8, [-1])
+    _tensor(config.output, schema.IMAGE, mc.TYPE_UINT8, [3, -1, -1])
+    _tensor(config.output, schema.ORIGINAL_SIZE, mc.TYPE_INT32, [2])
+    _tensor(config.output, schema.RESIZED_SIZE, mc.TYPE_INT32, [2])
+    _set_parameters(config, parameters)
     return config
 
 
 def detector_config(
-    *,
-    outputs: ModelOutputs,
-    output_fields: list[str],
-    torchscript_file: str,
-    weights_source: str,
-    instances: InstanceSettings,
+    outputs: ModelOutputs, parameters: DetectorParameters, instances: InstanceSettings
 ) -> mc.ModelConfig:
+    """``detector``: the model's image in; the raw outputs of the traced model out."""
     kind = (
         mc.ModelInstanceGroup.KIND_GPU
         if instances.detector_kind == "gpu"
         else mc.ModelInstanceGroup.KIND_CPU
     )
     config = _python_model(schema.DETECTOR_MODEL, instances.detector_count, kind)
-    _tensor(config.input, "image", mc.TYPE_UINT8, [3, -1, -1])
+    _tensor(config.input, schema.IMAGE, mc.TYPE_UINT8, [3, -1, -1])
     for name, data_type, dims in _detector_output_dims(outputs):
         _tensor(config.output, name, data_type, dims)
-    _set_parameters(
-        config,
-        {
-            "torchscript_file": torchscript_file,
-            "output_fields": _json_list(output_fields),
-            "intra_op_threads": instances.detector_threads,
-            "weights_source": weights_source,
-        },
-    )
+    _set_parameters(config, parameters)
     return config
 
 
 def postprocess_config(
-    *,
-    outputs: ModelOutputs,
-    label_map_file: str,
-    default_score_threshold: float,
-    default_mask_format: str,
-    count: int = 1,
+    outputs: ModelOutputs, parameters: PostprocessParameters, count: int = 1
 ) -> mc.ModelConfig:
+    """``postprocess``: the detector's outputs and the sizes in; the ensemble's outputs out."""
     config = _python_model(schema.POSTPROCESS_MODEL, count)
     for name, data_type, dims in _detector_output_dims(outputs):
         _tensor(config.input, name, data_type, dims)
-    _tensor(config.input, "original_size", mc.TYPE_INT32, [2])
-    _tensor(config.input, "resized_size", mc.TYPE_INT32, [2])
+    _tensor(config.input, schema.ORIGINAL_SIZE, mc.TYPE_INT32, [2])
+    _tensor(config.input, schema.RESIZED_SIZE, mc.TYPE_INT32, [2])
     for name, data_type, dims in ensemble_output_dims(outputs):
         _tensor(config.output, name, data_type, dims)
-    _set_parameters(
-        config,
-        {
-            "label_map": label_map_file,
-            "default_score_threshold": default_score_threshold,
-            "default_mask_format": default_mask_format if outputs.has_masks else "none",
-        },
-    )
+    if not outputs.has_masks:
+        parameters = replace(parameters, default_mask_format="none")
+    _set_parameters(config, parameters)
     return config
 
 
@@ -181,35 +153,34 @@ def ensemble_output_dims(outputs: ModelOutputs) -> list[tuple[str, int, list[int
 
 
 def ensemble_config(outputs: ModelOutputs) -> mc.ModelConfig:
+    """``ensemble``: the three models joined; image bytes in, detections out."""
     config = mc.ModelConfig(name=schema.ENSEMBLE_MODEL, platform="ensemble", max_batch_size=0)
     _tensor(config.input, schema.IMAGE_BYTES, mc.TYPE_UINT8, [-1])
     for name, data_type, dims in ensemble_output_dims(outputs):
         _tensor(config.output, name, data_type, dims)
     steps = config.ensemble_scheduling.step
     preprocess = steps.add(model_name=schema.PREPROCESS_MODEL, model_version=-1)
-    preprocess.input_map["image_bytes"] = schema.IMAGE_BYTES
-    for name in ("image", "original_size", "resized_size"):
+    preprocess.input_map[schema.IMAGE_BYTES] = schema.IMAGE_BYTES
+    for name in (schema.IMAGE, schema.ORIGINAL_SIZE, schema.RESIZED_SIZE):
         preprocess.output_map[name] = f"_{name}"
     detector = steps.add(model_name=schema.DETECTOR_MODEL, model_version=-1)
-    detector.input_map["image"] = "_image"
+    detector.input_map[schema.IMAGE] = f"_{schema.IMAGE}"
     postprocess = steps.add(model_name=schema.POSTPROCESS_MODEL, model_version=-1)
     for name, _, _ in _detector_output_dims(outputs):
         detector.output_map[name] = f"_raw_{name}"
         postprocess.input_map[name] = f"_raw_{name}"
-    postprocess.input_map["original_size"] = "_original_size"
-    postprocess.input_map["resized_size"] = "_resized_size"
+    for name in (schema.ORIGINAL_SIZE, schema.RESIZED_SIZE):
+        postprocess.input_map[name] = f"_{name}"
     for name, _, _ in ensemble_output_dims(outputs):
         postprocess.output_map[name] = name
     return config
 
 
 def to_pbtxt(config: mc.ModelConfig) -> str:
+    """The config in protobuf text format, as config.pbtxt holds it."""
     return text_format.MessageToString(config)
 
 
 def parse_pbtxt(text: str) -> mc.ModelConfig:
+    """A config.pbtxt's text as a ModelConfig message."""
     return text_format.Parse(text, mc.ModelConfig())
-
-
-def _json_list(values: list[str]) -> str:
-    return json.dumps(list(values))

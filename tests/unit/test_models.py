@@ -25,6 +25,11 @@ from d2_triton import backend  # noqa: E402
 from d2_triton.detections import decode_rle  # noqa: E402
 from d2_triton.imaging import decode_image, resize_shortest_edge, to_model_layout  # noqa: E402
 from d2_triton.labels import LabelMap  # noqa: E402
+from d2_triton.model_config import (  # noqa: E402
+    DetectorParameters,
+    PostprocessParameters,
+    PreprocessParameters,
+)
 from export_tools import triton_config as tc  # noqa: E402
 from helpers.photos import photo_bytes  # noqa: E402
 
@@ -65,10 +70,10 @@ def outputs(response) -> dict[str, np.ndarray]:
 
 def preprocess_model(tmp_path, input_format="BGR"):
     LabelMap.from_names(["person", "bicycle", "car"]).write(tmp_path / "labels.json")
-    config = tc.preprocess_config(
+    config = tc.preprocess_config(PreprocessParameters(
         min_size_test=800, max_size_test=1333, input_format=input_format,
-        max_image_bytes=1_000_000, max_image_pixels=10_000_000, label_map_file="labels.json",
-    )  # fmt: skip
+        max_image_bytes=1_000_000, max_image_pixels=10_000_000, label_map="labels.json",
+    ))  # fmt: skip
     return load_model("preprocess", config, tmp_path)
 
 
@@ -153,9 +158,11 @@ def detector_model(tmp_path, kind="CPU"):
     torch.jit.script(ToyDetector()).save(str(tmp_path / "1" / "model.pt"))
     config = tc.detector_config(
         outputs=tc.ModelOutputs(has_masks=True),
-        output_fields=["pred_boxes", "scores", "pred_classes", "pred_masks", "image_size"],
-        torchscript_file="model.pt", weights_source="random",
-        instances=tc.InstanceSettings(detector_kind=kind.lower(), detector_threads=1),
+        parameters=DetectorParameters(
+            output_fields=("pred_boxes", "scores", "pred_classes", "pred_masks", "image_size"),
+            torchscript_file="model.pt", weights_source="random", intra_op_threads=1,
+        ),
+        instances=tc.InstanceSettings(detector_kind=kind.lower()),
     )  # fmt: skip
     return load_model("detector", config, tmp_path, kind)
 
@@ -198,8 +205,10 @@ def test_detector_rejects_images_that_are_not_3_x_h_x_w(tmp_path):
 def postprocess_model(tmp_path, outputs_=None, threshold=0.0):
     LabelMap.from_names(["person", "bicycle", "car"]).write(tmp_path / "labels.json")
     config = tc.postprocess_config(
-        outputs=outputs_ or tc.ModelOutputs(has_masks=True), label_map_file="labels.json",
-        default_score_threshold=threshold, default_mask_format="rle",
+        outputs=outputs_ or tc.ModelOutputs(has_masks=True),
+        parameters=PostprocessParameters(
+            label_map="labels.json", default_score_threshold=threshold, default_mask_format="rle"
+        ),
     )  # fmt: skip
     return load_model("postprocess", config, tmp_path)
 

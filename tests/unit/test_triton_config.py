@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from d2_triton import schema
+from d2_triton.model_config import DetectorParameters, PostprocessParameters, PreprocessParameters
 from export_tools import triton_config as tc
 
 VARIANTS = {
@@ -17,17 +18,16 @@ VARIANTS = {
 def all_configs(outputs: tc.ModelOutputs) -> dict:
     instances = tc.InstanceSettings()
     return {
-        "preprocess": tc.preprocess_config(
+        "preprocess": tc.preprocess_config(PreprocessParameters(
             min_size_test=800, max_size_test=1333, input_format="BGR",
-            max_image_bytes=1000, max_image_pixels=1000, label_map_file="../labels.json",
-        ),
+            max_image_bytes=1000, max_image_pixels=1000, label_map="../labels.json",
+        )),
         "detector": tc.detector_config(
-            outputs=outputs, output_fields=["pred_boxes"], torchscript_file="model.pt",
-            weights_source="checkpoint", instances=instances,
+            outputs, DetectorParameters(torchscript_file="model.pt", output_fields=("pred_boxes",)),
+            instances,
         ),
         "postprocess": tc.postprocess_config(
-            outputs=outputs, label_map_file="labels.json", default_score_threshold=0.0,
-            default_mask_format="rle",
+            outputs, PostprocessParameters(label_map="labels.json", default_mask_format="rle"),
         ),
         "ensemble": tc.ensemble_config(outputs),
     }  # fmt: skip
@@ -72,10 +72,10 @@ def test_outputs_follow_the_model():
 
 def test_gpu_instances():
     config = tc.detector_config(
-        outputs=VARIANTS["mask"], output_fields=[], torchscript_file="model.pt",
-        weights_source="checkpoint",
-        instances=tc.InstanceSettings(detector_kind="gpu", detector_count=2, detector_threads=4),
-    )  # fmt: skip
+        VARIANTS["mask"],
+        DetectorParameters(torchscript_file="model.pt", output_fields=(), intra_op_threads=4),
+        tc.InstanceSettings(detector_kind="gpu", detector_count=2),
+    )
     group = config.instance_group[0]
     assert group.kind == group.KIND_GPU and group.count == 2
     assert config.parameters["intra_op_threads"].string_value == "4"

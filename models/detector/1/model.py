@@ -7,46 +7,41 @@ Only torch (and torchvision's ops, which the traced graph calls) are needed here
 Detectron2.
 """
 
-import json
-from pathlib import Path
-
 import torch
 import torch.utils.dlpack
 import torchvision  # noqa: F401  (registers torchvision::nms and roi_align for the graph)
 import triton_python_backend_utils as pb_utils
 
-from d2_triton import backend
+from d2_triton import backend, schema
 from d2_triton.errors import InvalidRequestError
-from d2_triton.schema import DETECTOR_OUTPUTS
+from d2_triton.model_config import DetectorParameters
 
 
 class TritonPythonModel:
+    """The traced Detectron2 model on this instance's device."""
+
     def initialize(self, args):
-        backend.check_numpy_version()
-        config = json.loads(args["model_config"])
-        parameters = backend.model_parameters(config)
-        self.model_name = args["model_name"]
+        """Load the TorchScript file onto the instance's device with its thread setting."""
+        setup = backend.initialize(args, DetectorParameters)
+        parameters = setup.parameters
+        self.model_name = setup.name
         self.device = self._select_device(args)
-        threads = int(parameters.get("intra_op_threads", "0"))
-        if threads > 0:
-            torch.set_num_threads(threads)
-        model_file = (
-            Path(args["model_repository"]) / args["model_version"] / parameters["torchscript_file"]
-        )
+        if parameters.intra_op_threads > 0:
+            torch.set_num_threads(parameters.intra_op_threads)
+        model_file = setup.version_folder / parameters.torchscript_file
         self.model = torch.jit.load(str(model_file), map_location=self.device).eval()
         # Position of each TorchScript output -> the detector output it feeds (if any).
-        fields = json.loads(parameters["output_fields"])
-        declared = {output["name"] for output in config["output"]}
+        declared = {output["name"] for output in setup.config["output"]}
         self.outputs = [
-            (index, DETECTOR_OUTPUTS[field])
-            for index, field in enumerate(fields)
-            if DETECTOR_OUTPUTS.get(field) in declared
+            (index, schema.DETECTOR_OUTPUTS[field])
+            for index, field in enumerate(parameters.output_fields)
+            if schema.DETECTOR_OUTPUTS.get(field) in declared
         ]
         pb_utils.Logger.log_info(
             f"{self.model_name}: loaded {model_file.name} on {self.device} "
             f"({torch.get_num_threads()} intra-op threads)"
         )
-        if parameters.get("weights_source") == "random":
+        if parameters.weights_source == "random":
             pb_utils.Logger.log_warn(
                 f"{self.model_name}: THIS MODEL WAS EXPORTED WITH RANDOM WEIGHTS "
                 "(no checkpoint was available); its detections are meaningless."
@@ -61,10 +56,11 @@ class TritonPythonModel:
         return torch.device("cpu")
 
     def execute(self, requests):
+        """One model call per request (no batching: images differ in size)."""
         return backend.respond_each(requests, self._detect, self.model_name)
 
     def _detect(self, request):
-        image = pb_utils.get_input_tensor_by_name(request, "image")
+        image = pb_utils.get_input_tensor_by_name(request, schema.IMAGE)
         pixels = torch.from_dlpack(image.to_dlpack())
         if pixels.dim() != 3 or pixels.shape[0] != 3 or min(pixels.shape[1:]) < 1:
             raise InvalidRequestError(f"image must be 3 x H x W, got {list(pixels.shape)}")
@@ -78,4 +74,5 @@ class TritonPythonModel:
         ]
 
     def finalize(self):
+        """Drop the model so its memory goes with the instance."""
         self.model = None

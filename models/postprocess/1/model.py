@@ -6,50 +6,53 @@ max detections), masks are pasted with Detectron2's semantics and encoded as COC
 dense uint8 on request), and class ids are mapped to names from the label-map JSON.
 """
 
-import json
-from pathlib import Path
-
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from d2_triton import backend, pipeline
+from d2_triton import backend, pipeline, schema
 from d2_triton.detections import Detections
 from d2_triton.labels import LabelMap
+from d2_triton.model_config import PostprocessParameters
 from d2_triton.options import PostprocessOptions
+
+KEYPOINTS = schema.DETECTOR_OUTPUTS["pred_keypoints"]
 
 
 class TritonPythonModel:
+    """Rescale, filter, paste masks, name classes."""
+
     def initialize(self, args):
-        backend.check_numpy_version()
-        config = json.loads(args["model_config"])
-        parameters = backend.model_parameters(config)
-        self.model_name = args["model_name"]
-        self.labels = LabelMap.from_file(Path(args["model_repository"]) / parameters["label_map"])
+        """Read the typed parameters, the label map and which outputs the detector has."""
+        setup = backend.initialize(args, PostprocessParameters)
+        parameters = setup.parameters
+        self.model_name = setup.name
+        self.labels = LabelMap.from_file(setup.folder / parameters.label_map)
         self.defaults = PostprocessOptions(
-            score_threshold=float(parameters["default_score_threshold"]),
-            mask_format=parameters["default_mask_format"],
+            score_threshold=parameters.default_score_threshold,
+            mask_format=parameters.default_mask_format,
         )
-        self.dtypes = backend.output_dtypes(config)
-        inputs = backend.input_names(config)
-        self.has_masks = "mask_probs" in inputs
-        self.has_keypoints = "keypoints" in inputs
+        self.dtypes = setup.output_dtypes
+        self.has_masks = schema.MASK_PROBS in setup.input_names
+        self.has_keypoints = KEYPOINTS in setup.input_names
 
     def execute(self, requests):
+        """One response per request; a bad option fails only its own request."""
         return backend.respond_each(requests, self._postprocess, self.model_name)
 
     def _postprocess(self, request):
         options = self.defaults.updated_from(backend.request_parameters(request), self.labels)
+        names = schema.DETECTOR_OUTPUTS
         raw = Detections(
-            boxes=backend.required_input(request, "boxes"),
-            scores=backend.required_input(request, "scores"),
-            classes=backend.required_input(request, "classes"),
+            boxes=backend.required_input(request, names["pred_boxes"]),
+            scores=backend.required_input(request, names["scores"]),
+            classes=backend.required_input(request, names["pred_classes"]),
             mask_probs=self._mask_probs(request),
-            keypoints=backend.required_input(request, "keypoints") if self.has_keypoints else None,
+            keypoints=backend.required_input(request, KEYPOINTS) if self.has_keypoints else None,
         )
         outputs = pipeline.postprocess(
             raw,
-            resized_hw=self._size(request, "resized_size"),
-            original_hw=self._size(request, "original_size"),
+            resized_hw=self._size(request, schema.RESIZED_SIZE),
+            original_hw=self._size(request, schema.ORIGINAL_SIZE),
             options=options,
             labels=self.labels,
         )
@@ -58,7 +61,8 @@ class TritonPythonModel:
     def _mask_probs(self, request):
         if not self.has_masks:
             return None
-        return backend.required_input(request, "mask_probs")[:, 0]  # [N, 1, M, M] -> [N, M, M]
+        # [N, 1, M, M] -> [N, M, M]
+        return backend.required_input(request, schema.MASK_PROBS)[:, 0]
 
     @staticmethod
     def _size(request, name):

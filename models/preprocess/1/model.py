@@ -7,46 +7,38 @@ on to `postprocess`, which maps boxes and masks back to the original image.  Req
 meant for `postprocess` are checked here first, so a bad one costs no inference.
 """
 
-import json
-from pathlib import Path
-
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from d2_triton import backend, pipeline
-from d2_triton.imaging import DecodeLimits
+from d2_triton import backend, pipeline, schema
 from d2_triton.labels import LabelMap
+from d2_triton.model_config import PreprocessParameters
 
 
 class TritonPythonModel:
+    """Decode and resize; check the request's options first."""
+
     def initialize(self, args):
-        backend.check_numpy_version()
-        config = json.loads(args["model_config"])
-        parameters = backend.model_parameters(config)
-        self.model_name = args["model_name"]
-        self.settings = pipeline.PreprocessSettings(
-            min_size_test=int(parameters["min_size_test"]),
-            max_size_test=int(parameters["max_size_test"]),
-            input_format=parameters["input_format"],
-            limits=DecodeLimits(
-                max_bytes=int(parameters["max_image_bytes"]),
-                max_pixels=int(parameters["max_image_pixels"]),
-            ),
-        )
-        self.labels = LabelMap.from_file(Path(args["model_repository"]) / parameters["label_map"])
-        self.dtypes = backend.output_dtypes(config)
+        """Read the typed parameters and the label map the options are checked against."""
+        setup = backend.initialize(args, PreprocessParameters)
+        self.model_name = setup.name
+        self.parameters = setup.parameters
+        self.labels = LabelMap.from_file(setup.folder / setup.parameters.label_map)
+        self.dtypes = setup.output_dtypes
 
     def execute(self, requests):
+        """One response per request; a bad image fails only its own request."""
         return backend.respond_each(requests, self._preprocess, self.model_name)
 
     def _preprocess(self, request):
         pipeline.check_options(backend.request_parameters(request), self.labels)
-        encoded = backend.required_input(request, "image_bytes")
-        model_input = pipeline.preprocess(encoded.tobytes(), self.settings)
+        encoded = backend.required_input(request, schema.IMAGE_BYTES)
+        model_input = pipeline.preprocess(encoded.tobytes(), self.parameters)
+        image = model_input.image.astype(self.dtypes[schema.IMAGE], copy=False)
         return [
-            pb_utils.Tensor("image", model_input.image.astype(self.dtypes["image"], copy=False)),
-            self._size("original_size", model_input.original_hw),
-            self._size("resized_size", model_input.resized_hw),
+            pb_utils.Tensor(schema.IMAGE, image),
+            self._size(schema.ORIGINAL_SIZE, model_input.original_hw),
+            self._size(schema.RESIZED_SIZE, model_input.resized_hw),
         ]
 
     def _size(self, name, height_width):

@@ -1,0 +1,142 @@
+"""Typed parameters of the three Python-backend models: one schema per model.
+
+Triton carries a model's settings as strings in ``config.pbtxt``
+(``parameters { key: "min_size_test" value { string_value: "800" } }``).  Each model's
+settings are a frozen dataclass here, with their names, types and defaults; the exporter
+writes them with :func:`to_parameters`, each ``model.py`` reads them back with
+:func:`from_model_config` and the benchmarks with
+``export_tools.triton_config.read_parameters``, all through :func:`from_parameters`.
+
+Keys that are not fields are ignored (the stub watchdog adds ``d2t_reload_generation``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from d2_triton.errors import ModelConfigError
+from d2_triton.imaging import DecodeLimits
+from d2_triton.options import MASK_FORMATS
+
+Parameters = TypeVar("Parameters")
+
+
+@dataclass(frozen=True)
+class PreprocessParameters:
+    """``preprocess``: Detectron2's test-time input settings (``cfg.INPUT.*``) and limits.
+
+    Attributes:
+        min_size_test: ``cfg.INPUT.MIN_SIZE_TEST``, the short edge after resizing.
+        max_size_test: ``cfg.INPUT.MAX_SIZE_TEST``, the cap on the long edge.
+        input_format: ``cfg.INPUT.FORMAT``, channel order the model expects (BGR or RGB).
+        label_map: the label-map JSON, relative to the model's folder (options are checked
+            against it before the detector runs).
+        max_image_bytes: largest encoded image accepted.
+        max_image_pixels: largest decoded image accepted, read from the header.
+    """
+
+    min_size_test: int
+    max_size_test: int
+    input_format: str
+    label_map: str
+    max_image_bytes: int = DecodeLimits.max_bytes
+    max_image_pixels: int = DecodeLimits.max_pixels
+
+    @property
+    def limits(self) -> DecodeLimits:
+        """The decode limits these parameters set."""
+        return DecodeLimits(max_bytes=self.max_image_bytes, max_pixels=self.max_image_pixels)
+
+
+@dataclass(frozen=True)
+class DetectorParameters:
+    """``detector``: the TorchScript file and how to run it.
+
+    Attributes:
+        torchscript_file: file name in the version folder.
+        output_fields: Detectron2 ``Instances`` field of each TorchScript output, in order.
+        intra_op_threads: torch intra-op threads per instance; 0 keeps torch's default.
+        weights_source: ``checkpoint`` or ``random`` (then the server log warns).
+    """
+
+    torchscript_file: str
+    output_fields: tuple[str, ...]
+    intra_op_threads: int = 0
+    weights_source: str = "checkpoint"
+
+
+@dataclass(frozen=True)
+class PostprocessParameters:
+    """``postprocess``: label names and the defaults of the request options.
+
+    Attributes:
+        label_map: the label-map JSON, relative to the model's folder.
+        default_score_threshold: ``score_threshold`` of a request that sets none.
+        default_mask_format: ``mask_format`` of a request that sets none.
+    """
+
+    label_map: str
+    default_score_threshold: float = 0.0
+    default_mask_format: str = "rle"
+
+    def __post_init__(self) -> None:
+        """Refuse a mask format the models do not know."""
+        if self.default_mask_format not in MASK_FORMATS:
+            raise ModelConfigError(
+                f"default_mask_format must be one of {', '.join(MASK_FORMATS)}, "
+                f"got {self.default_mask_format!r}"
+            )
+
+
+def to_parameters(parameters: Any) -> dict[str, str]:
+    """A parameters dataclass as config.pbtxt's string values (tuples as JSON lists)."""
+    return {
+        field.name: _to_string(getattr(parameters, field.name))
+        for field in dataclasses.fields(parameters)
+    }
+
+
+def from_parameters(cls: type[Parameters], values: Mapping[str, str]) -> Parameters:
+    """Parse config.pbtxt's string values into ``cls``; ModelConfigError names a bad key."""
+    types = typing.get_type_hints(cls)
+    parsed: dict[str, Any] = {}
+    for field in dataclasses.fields(cls):
+        if field.name not in values:
+            if field.default is dataclasses.MISSING:
+                raise ModelConfigError(f"{cls.__name__}: missing parameter {field.name!r}")
+            continue
+        parsed[field.name] = _from_string(field.name, values[field.name], types[field.name])
+    return cls(**parsed)
+
+
+def from_model_config(cls: type[Parameters], model_config: Mapping[str, Any]) -> Parameters:
+    """Parse the parameters of the model config Triton hands to ``initialize`` (JSON form)."""
+    values = {
+        key: value["string_value"] for key, value in model_config.get("parameters", {}).items()
+    }
+    return from_parameters(cls, values)
+
+
+def _to_string(value: Any) -> str:
+    return json.dumps(list(value)) if isinstance(value, tuple) else str(value)
+
+
+def _from_string(name: str, text: str, kind: Any) -> Any:
+    try:
+        if kind is int:
+            return int(text)
+        if kind is float:
+            return float(text)
+        if typing.get_origin(kind) is tuple:
+            values = json.loads(text)
+            if not isinstance(values, list):
+                raise ValueError("not a JSON list")
+            return tuple(str(value) for value in values)
+        return text
+    except ValueError as error:
+        raise ModelConfigError(f"parameter {name!r}: cannot read {text!r}: {error}") from None
