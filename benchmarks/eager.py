@@ -26,7 +26,8 @@ def predictor_for(repository: Path, threads: int):
     from detectron2.checkpoint import DetectionCheckpointer
     from detectron2.engine import DefaultPredictor
 
-    from export_tools.export import build_random_model, load_config
+    from export_tools.exporter import load_config
+    from export_tools.random_init import build_random_model
 
     info = json.loads((repository / "export_info.json").read_text())
     cfg = load_config(info["config"], info["config_options"], info["score_thresh_test"])

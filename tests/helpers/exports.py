@@ -1,7 +1,7 @@
 """Exported model repositories for tests, built with the real export CLI and cached.
 
 Weights: the exporter's fixed-seed random initialisation (Detectron2's own init with
-calibrated frozen BatchNorms, see ``export_tools.export.build_random_model``) saved as a
+calibrated frozen BatchNorms, see ``export_tools.random_init.build_random_model``) saved as a
 checkpoint file, so the exporter loads it through its real "local .pth" path and the
 Detectron2 reference loads the very same file.  A repository is rebuilt whenever the
 exporter, the model templates, the d2_triton modules it imports or the arguments change
@@ -56,6 +56,8 @@ EXPORT_SOURCES = (
     "d2_triton/imaging.py",
     "d2_triton/labels.py",
     "d2_triton/errors.py",
+    "d2_triton/model_config.py",
+    "d2_triton/options.py",
 )
 
 
@@ -74,7 +76,7 @@ def _sources_fingerprint(*extra: str) -> str:
 
 def seeded_checkpoint(arch: Architecture, seed: int = SEED) -> Path:
     """The exporter's random initialisation under ``seed``, saved like a trained checkpoint."""
-    init_code = hashlib.sha256((REPO_ROOT / "export_tools" / "export.py").read_bytes())
+    init_code = hashlib.sha256((REPO_ROOT / "export_tools" / "random_init.py").read_bytes())
     path = CACHE / "weights" / f"{arch.key}-seed{seed}-{init_code.hexdigest()[:12]}.pth"
     if path.is_file():
         return path
@@ -83,7 +85,8 @@ def seeded_checkpoint(arch: Architecture, seed: int = SEED) -> Path:
     from export_tools.detectron2_env import import_detectron2
 
     import_detectron2()
-    from export_tools.export import build_random_model, load_config
+    from export_tools.exporter import load_config
+    from export_tools.random_init import build_random_model
 
     model = build_random_model(load_config(arch.config, [], None), seed)
     path.parent.mkdir(parents=True, exist_ok=True)

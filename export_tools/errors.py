@@ -1,0 +1,31 @@
+"""What the exporter raises: one ``ExportError`` per way an export can fail.
+
+The library raises them; only the command line (``export_tools.export``) turns one into an
+exit status and a message.
+"""
+
+from d2_triton.errors import D2TritonError
+
+
+class ExportError(D2TritonError):
+    """An export that cannot be done as asked; the message says why and what to do."""
+
+
+class ConfigError(ExportError):
+    """The Detectron2 config, its options or the export settings do not fit together."""
+
+
+class WeightsError(ExportError):
+    """The checkpoint cannot be found or loaded."""
+
+
+class UnsupportedModelError(ExportError):
+    """The meta-architecture is not one the exporter knows how to trace."""
+
+
+class TraceMismatchError(ExportError):
+    """The traced (or frozen) model does not answer as the eager model does on the sample."""
+
+
+class LabelMapError(ExportError):
+    """No class names: the config's test dataset has none and no label map was given."""

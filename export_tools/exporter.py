@@ -1,0 +1,179 @@
+"""Export a Detectron2 model to a Triton model repository: the library.
+
+:func:`export` takes an :class:`~export_tools.settings.ExportSettings` and raises an
+:class:`~export_tools.errors.ExportError` when it cannot; ``python -m export_tools.export``
+is the thin command line over it (as Detectron2 keeps ``tools/deploy/export_model.py`` thin
+over ``detectron2.export``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from d2_triton.labels import LabelMap
+from export_tools import tracing, writer
+from export_tools.detectron2_env import import_detectron2, shims_in_use
+from export_tools.errors import ConfigError, LabelMapError, WeightsError
+from export_tools.random_init import announce_random_weights, build_random_model
+from export_tools.settings import ExportSettings
+
+
+@dataclass(frozen=True)
+class WeightsInfo:
+    """Where the exported weights came from.
+
+    Attributes:
+        source: ``checkpoint`` or ``random``.
+        location: the checkpoint's path or URL (for ``random``, the one that failed, if any).
+        seed: the random initialisation's seed.
+    """
+
+    source: str
+    location: str | None = None
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What :func:`export` did.
+
+    Attributes:
+        model: what was exported.
+        weights: where its weights came from.
+        written: every file written.
+        sample_detections: detections on the sample image, equal in eager and traced.
+        seconds: how long the export took.
+    """
+
+    model: writer.ExportedModel
+    weights: WeightsInfo
+    written: list[Path]
+    sample_detections: int
+    seconds: float
+
+
+def load_config(config: str, opts: list[str], score_thresh_test: float | None):
+    """A frozen Detectron2 CfgNode on the CPU, from a model-zoo name or a yaml file."""
+    from detectron2 import model_zoo
+    from detectron2.config import get_cfg
+
+    cfg = get_cfg()
+    config_file = config if Path(config).is_file() else model_zoo.get_config_file(config)
+    cfg.merge_from_file(config_file)
+    cfg.merge_from_list(list(opts))
+    if score_thresh_test is not None:
+        cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = score_thresh_test
+        cfg.MODEL.RETINANET.SCORE_THRESH_TEST = score_thresh_test
+    cfg.MODEL.DEVICE = "cpu"  # trace on CPU: the TorchScript file then has no device baked in
+    cfg.freeze()
+    return cfg
+
+
+def resolve_weights(weights: str, config: str) -> str | None:
+    """'zoo' -> the model-zoo URL of a zoo config; 'random' -> None; else unchanged."""
+    if weights == "random":
+        return None
+    if weights == "zoo":
+        from detectron2 import model_zoo
+
+        if Path(config).is_file():
+            raise ConfigError("--weights zoo needs a model-zoo config name, not a file path")
+        return model_zoo.get_checkpoint_url(config)
+    return weights
+
+
+def build_model(cfg, weights: str | None, seed: int, fallback_random: bool):
+    """Build the eval-mode model and load its weights; returns (model, WeightsInfo)."""
+    from detectron2.checkpoint import DetectionCheckpointer
+    from detectron2.modeling import build_model as build_detectron2_model
+
+    if weights is None:
+        announce_random_weights(seed, reason="--weights random")
+        return build_random_model(cfg, seed), WeightsInfo(source="random", seed=seed)
+    model = build_detectron2_model(cfg).eval()
+    try:
+        DetectionCheckpointer(model).load(weights)
+    except Exception as error:
+        if not fallback_random:
+            raise WeightsError(f"could not load weights {weights}: {error}") from error
+        announce_random_weights(seed, reason=f"loading {weights} failed: {error}")
+        return build_random_model(cfg, seed), WeightsInfo("random", location=weights, seed=seed)
+    return model, WeightsInfo(source="checkpoint", location=weights)
+
+
+def label_map_from_metadata(cfg) -> LabelMap:
+    """Class names from the metadata of the config's first test dataset."""
+    from detectron2.data import MetadataCatalog
+
+    if not cfg.DATASETS.TEST:
+        raise LabelMapError("config has no DATASETS.TEST for class names; pass --label-map")
+    metadata = MetadataCatalog.get(cfg.DATASETS.TEST[0])
+    names = metadata.get("thing_classes", None)
+    if not names:
+        raise LabelMapError(
+            f"no thing_classes in metadata of {cfg.DATASETS.TEST[0]}; pass --label-map"
+        )
+    return LabelMap.from_names(names)
+
+
+def export(settings: ExportSettings) -> ExportResult:
+    """Build, trace, check and write one model repository (ExportError if it cannot)."""
+    started = time.perf_counter()
+    detectron2 = import_detectron2()
+    cfg = load_config(settings.config, settings.options, settings.score_thresh_test)
+    weights_location = resolve_weights(settings.weights, settings.config)
+    model, weights = build_model(cfg, weights_location, settings.seed, settings.fallback_random)
+    image = tracing.model_input(cfg, tracing.load_sample_image(settings.sample_image))
+    fields, outputs = tracing.describe_outputs(model, image)
+    traced = tracing.trace(model, image, fields)
+    sample_detections = tracing.verify_trace(model, traced, image, fields)
+    if settings.freeze:
+        frozen = tracing.freeze(traced)
+        tracing.verify_frozen(traced, frozen, image, fields)
+        traced = frozen
+    labels = (
+        LabelMap.from_file(settings.label_map)
+        if settings.label_map
+        else label_map_from_metadata(cfg)
+    )
+    info = {
+        "config": settings.config,
+        "meta_architecture": cfg.MODEL.META_ARCHITECTURE,
+        "weights": asdict(weights),
+        "input_format": cfg.INPUT.FORMAT,
+        "min_size_test": cfg.INPUT.MIN_SIZE_TEST,
+        "max_size_test": cfg.INPUT.MAX_SIZE_TEST,
+        "score_thresh_test": score_thresh(cfg),
+        "output_fields": fields,
+        "frozen": settings.freeze,
+        "num_classes": len(labels),
+        "detectron2_version": detectron2.__version__,
+        "detectron2_shims": shims_in_use(),
+        "torch_version": torch.__version__,
+        "config_options": list(settings.options),
+    }
+    exported = writer.ExportedModel(
+        traced=traced,
+        fields=tuple(fields),
+        outputs=outputs,
+        input=writer.InputSettings(
+            cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST, cfg.INPUT.FORMAT
+        ),
+        labels=labels,
+        weights_source=weights.source,
+        info=info,
+    )
+    written = writer.write_repository(exported, settings)
+    seconds = time.perf_counter() - started
+    return ExportResult(exported, weights, written, sample_detections, seconds)
+
+
+def score_thresh(cfg) -> float:
+    """The model's own test-time score threshold."""
+    if cfg.MODEL.META_ARCHITECTURE == "RetinaNet":
+        return cfg.MODEL.RETINANET.SCORE_THRESH_TEST
+    return cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST

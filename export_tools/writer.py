@@ -1,0 +1,137 @@
+"""Write a complete Triton model repository for an exported detector.
+
+preprocess/config.pbtxt   preprocess/1/model.py       decode + Detectron2 resize
+detector/config.pbtxt     detector/1/model.py         TorchScript run by torch
+                          detector/1/model.pt         the traced Detectron2 model
+postprocess/config.pbtxt  postprocess/1/model.py      boxes, masks, label names
+                          postprocess/labels.json     class id -> name
+ensemble/config.pbtxt     ensemble/1/                 the three joined: bytes in, detections out
+export_info.json                                      what was exported, from what
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from d2_triton import schema
+from d2_triton.labels import LabelMap
+from d2_triton.model_config import DetectorParameters, PostprocessParameters, PreprocessParameters
+from export_tools import triton_config
+from export_tools.settings import ExportSettings
+
+TEMPLATE_REPOSITORY = Path(__file__).resolve().parent.parent / "models"
+TORCHSCRIPT_FILE = "model.pt"
+LABEL_MAP_FILE = "labels.json"
+EXPORT_INFO_FILE = "export_info.json"
+
+
+@dataclass(frozen=True)
+class ExportedModel:
+    """What the exporter produced, ready to be written.
+
+    Attributes:
+        traced: the TorchScript module.
+        fields: the Detectron2 ``Instances`` field of each TorchScript output, in order.
+        outputs: what the detector outputs, which shapes every config.
+        input: Detectron2's test-time input settings (MIN/MAX_SIZE_TEST, FORMAT).
+        labels: the class names.
+        weights_source: ``checkpoint`` or ``random``.
+        info: what export_info.json records (the TorchScript's sha256 is added).
+    """
+
+    traced: torch.jit.ScriptModule
+    fields: tuple[str, ...]
+    outputs: triton_config.ModelOutputs
+    input: InputSettings
+    labels: LabelMap
+    weights_source: str
+    info: dict
+
+
+@dataclass(frozen=True)
+class InputSettings:
+    """Detectron2's ``cfg.INPUT`` test-time settings that preprocess reproduces."""
+
+    min_size_test: int
+    max_size_test: int
+    input_format: str
+
+
+def model_configs(model: ExportedModel, settings: ExportSettings) -> dict[str, object]:
+    """The config of each of the four models, by model name."""
+    instances = triton_config.InstanceSettings(
+        detector_kind=settings.device,
+        detector_count=settings.detector_instances,
+        preprocess_count=settings.preprocess_instances,
+        postprocess_count=settings.postprocess_instances,
+    )
+    preprocess = PreprocessParameters(
+        min_size_test=model.input.min_size_test,
+        max_size_test=model.input.max_size_test,
+        input_format=model.input.input_format,
+        label_map=f"../{schema.POSTPROCESS_MODEL}/{LABEL_MAP_FILE}",
+        max_image_bytes=settings.max_image_bytes,
+        max_image_pixels=settings.max_image_pixels,
+    )
+    detector = DetectorParameters(
+        torchscript_file=TORCHSCRIPT_FILE,
+        output_fields=model.fields,
+        intra_op_threads=settings.detector_threads,
+        weights_source=model.weights_source,
+    )
+    postprocess = PostprocessParameters(
+        label_map=LABEL_MAP_FILE,
+        default_score_threshold=settings.default_score_threshold,
+        default_mask_format="rle",
+    )
+    return {
+        schema.PREPROCESS_MODEL: triton_config.preprocess_config(
+            preprocess, instances.preprocess_count
+        ),
+        schema.DETECTOR_MODEL: triton_config.detector_config(model.outputs, detector, instances),
+        schema.POSTPROCESS_MODEL: triton_config.postprocess_config(
+            model.outputs, postprocess, instances.postprocess_count
+        ),
+        schema.ENSEMBLE_MODEL: triton_config.ensemble_config(model.outputs),
+    }
+
+
+def write_repository(model: ExportedModel, settings: ExportSettings) -> list[Path]:
+    """Write every file of the model repository; returns the paths written."""
+    repository = settings.repository
+    written = []
+    for name, config in model_configs(model, settings).items():
+        version_dir = repository / name / "1"
+        version_dir.mkdir(parents=True, exist_ok=True)
+        template = TEMPLATE_REPOSITORY / name / "1" / "model.py"
+        if template.is_file() and template.resolve() != (version_dir / "model.py").resolve():
+            shutil.copyfile(template, version_dir / "model.py")
+            written.append(version_dir / "model.py")
+        config_path = repository / name / "config.pbtxt"
+        config_path.write_text(triton_config.to_pbtxt(config), encoding="utf-8")
+        written.append(config_path)
+    torchscript_path = repository / schema.DETECTOR_MODEL / "1" / TORCHSCRIPT_FILE
+    torch.jit.save(model.traced, str(torchscript_path))
+    written.append(torchscript_path)
+    label_path = repository / schema.POSTPROCESS_MODEL / LABEL_MAP_FILE
+    model.labels.write(label_path)
+    written.append(label_path)
+    info_path = repository / EXPORT_INFO_FILE
+    info = {**model.info, "torchscript_sha256": _sha256(torchscript_path)}
+    info_path.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    written.append(info_path)
+    return written
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
