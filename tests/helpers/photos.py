@@ -14,7 +14,7 @@ from PIL import Image
 from skimage import data
 from skimage.data import _fetchers
 
-from benchmarks.corpus import encode, exif_rotated_jpeg
+from d2_triton.testing.corpus import encode, exif_rotated_jpeg
 
 
 def _jpeg(rgb: np.ndarray) -> bytes:

@@ -9,11 +9,11 @@ import tritonclient.http as httpclient
 from PIL import Image
 from tritonclient.utils import InferenceServerException
 
-from benchmarks.corpus import bad_inputs, encode, odd_valid_images
 from d2_triton import schema
 from d2_triton.client import DetectionClient
 from d2_triton.imaging import DecodeLimits
 from d2_triton.processes import stub_pids
+from d2_triton.testing.corpus import bad_inputs, encode, odd_valid_images
 from helpers.exports import ARCHITECTURES, seeded_checkpoint
 from helpers.parity import compare
 from helpers.reference import detectron2_prediction

@@ -17,9 +17,10 @@ import time
 
 import pytest
 
-from benchmarks.load import LoadReport, Request, reference_answers, run_load
-from benchmarks.soak import load_repository, soak_cases
 from d2_triton.processes import stub_pids
+from d2_triton.testing.corpus import mixed_cases
+from d2_triton.testing.load import LoadReport, Request, reference_answers, run_load
+from export_tools.repository import Overrides, derive
 from helpers.exports import CACHE, REPO_ROOT
 
 CLIENTS = 16
@@ -34,7 +35,8 @@ FAULT_TIME_LIMIT_S = 900
 
 @pytest.fixture(scope="module")
 def fast_repository(mask_rcnn_repository):
-    return load_repository(mask_rcnn_repository, CACHE / "load-repository", 320, 533)
+    overrides = Overrides(min_size_test=320, max_size_test=533)
+    return derive(mask_rcnn_repository, CACHE / "load-repository", overrides)
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +46,7 @@ def fast_server(server_pool, fast_repository):
 
 @pytest.fixture(scope="module")
 def cases():
-    return soak_cases()
+    return mixed_cases()
 
 
 def test_concurrent_mixed_load_has_no_failures_and_no_wrong_answers(fast_server, cases):

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from benchmarks.corpus import encode, gradient_rgb, png_declaring
 from d2_triton.imaging import (
     DecodeLimits,
     InvalidImageError,
@@ -17,6 +16,7 @@ from d2_triton.imaging import (
     shortest_edge_resized_shape,
     to_model_layout,
 )
+from d2_triton.testing.corpus import encode, gradient_rgb, png_declaring
 from export_tools.detectron2_env import import_detectron2
 from helpers.photos import photo_bytes
 

@@ -13,7 +13,7 @@ import zlib
 import numpy as np
 from PIL import Image
 
-from benchmarks.load import Case
+from d2_triton.testing.load import Case
 
 EXIF_ORIENTATION = 0x0112
 
@@ -107,3 +107,12 @@ def bad_inputs(max_image_bytes: int | None = None) -> list[Case]:
         oversized = b"\xff\xd8\xff\xe0" + bytes(max_image_bytes)
         cases.append(Case("over-byte-limit", oversized, "max_image_bytes"))
     return cases
+
+
+def mixed_cases() -> list[Case]:
+    """Photos, odd-but-valid images and bad payloads: the mix the load and soak runs send."""
+    photos = [
+        Case(f"photo-{name}", encode(Image.fromarray(photo(name)), "JPEG", quality=90))
+        for name in ("astronaut", "chelsea", "coffee", "rocket")
+    ]
+    return photos + odd_valid_images() + bad_inputs()
