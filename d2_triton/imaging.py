@@ -32,13 +32,12 @@ JPEG_SIGNATURE = b"\xff\xd8\xff"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 JPEG_END_OF_IMAGE = b"\xff\xd9"
 
-SUPPORTED_FORMATS = ("jpeg", "png")
 # Detectron2's resize turns very elongated images into empty ones (4000x1 -> 1333x0), which
 # it then fails on; anything of at least one pixel runs (the model pads to its stride).
 MIN_RESIZED_SIDE = 1
 CHANNEL_ORDERS = ("BGR", "RGB")
-# The `preprocess` config parameters holding the limits; errors name them, so a client (the
-# REST gateway's 413) can tell "too large" from other refusals.
+# The `preprocess` config parameters holding the limits; errors name them, so a user knows
+# which setting to change.
 BYTE_LIMIT_PARAMETER = "max_image_bytes"
 PIXEL_LIMIT_PARAMETER = "max_image_pixels"
 

@@ -1,10 +1,11 @@
 """Import the real Detectron2 for export, with two small, explicit shims where it is incomplete.
 
 A full Detectron2 install (``pip install 'git+https://github.com/facebookresearch/detectron2.git'``)
-needs neither shim and gets none.  Where GitHub is out of reach, ``scripts/install_detectron2.py``
-puts Detectron2 v0.6's Python sources on the path from PyPI (the ``pb1-detectron2==0.6``
-sdist, hash-pinned), which lacks the C++ extension.  That install is complete for what this
-project uses (Mask/Faster/Keypoint R-CNN and RetinaNet run on torchvision's ops), except:
+needs neither shim and gets none.  Where GitHub is out of reach,
+``export_tools/install_detectron2.py`` puts Detectron2 v0.6's Python sources on the path from
+PyPI (the ``pb1-detectron2==0.6`` sdist, hash-pinned), which lacks the C++ extension.  That
+install is complete for what this project uses (Mask/Faster/Keypoint R-CNN and RetinaNet run
+on torchvision's ops), except:
 
 1. ``detectron2._C`` does not exist, yet ``layers/deform_conv.py`` (and the rotated-box
    ops) import it when ``detectron2.layers`` is imported.  We register a placeholder

@@ -21,25 +21,27 @@ It talks to Triton at ``TRITON_HOST``:``TRITON_PORT`` (default localhost, 8000 f
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import sys
-import urllib.error
-import urllib.parse
-import urllib.request
-from pathlib import Path
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import numpy as np
 
-from d2_triton import schema
+from d2_triton import model_config, schema
 from d2_triton.results import DetectionResult
 
 PROTOCOLS = ("http", "grpc")
-MASK_FORMATS = ("rle", "dense", "none")
 
-__all__ = ["AsyncDetectionClient", "DetectionClient", "DetectionResult", "detect"]
+__all__ = [
+    "AsyncDetectionClient",
+    "DetectionClient",
+    "DetectionResult",
+    "RequestOptions",
+    "detect",
+]
+
+Parameters = TypeVar("Parameters")
 
 
 def default_url(protocol: str = "http") -> str:
@@ -48,25 +50,44 @@ def default_url(protocol: str = "http") -> str:
     return f"{host}:{port}"
 
 
-def request_parameters(
-    score_threshold: float | None = None,
-    max_detections: int | None = None,
-    classes: str | list[str | int] | None = None,
-    mask_format: str | None = None,
-) -> dict[str, Any]:
-    """Triton request parameters for the postprocess options that are set."""
-    parameters: dict[str, Any] = {}
-    if score_threshold is not None:
-        parameters["score_threshold"] = float(score_threshold)
-    if max_detections is not None:
-        parameters["max_detections"] = int(max_detections)
-    if classes is not None:
-        if not isinstance(classes, str):
-            classes = ",".join(str(item) for item in classes)
-        parameters["classes"] = classes
-    if mask_format is not None:
-        parameters["mask_format"] = mask_format
-    return parameters
+@dataclass(frozen=True)
+class RequestOptions:
+    """The per-request options, sent as Triton request parameters (None: the server's default).
+
+    Attributes:
+        score_threshold: keep detections with ``score >= score_threshold``.
+        max_detections: keep at most this many, highest scores first.
+        classes: class ids and/or names to keep, as a comma-separated string or a list.
+        mask_format: one of ``d2_triton.options.MASK_FORMATS``.
+    """
+
+    score_threshold: float | None = None
+    max_detections: int | None = None
+    classes: str | Sequence[str | int] | None = None
+    mask_format: str | None = None
+
+    def to_parameters(self) -> dict[str, Any]:
+        """Triton request parameters for the options that are set."""
+        parameters: dict[str, Any] = {}
+        if self.score_threshold is not None:
+            parameters["score_threshold"] = float(self.score_threshold)
+        if self.max_detections is not None:
+            parameters["max_detections"] = int(self.max_detections)
+        if self.classes is not None:
+            classes = self.classes
+            if not isinstance(classes, str):
+                classes = ",".join(str(item) for item in classes)
+            parameters["classes"] = classes
+        if self.mask_format is not None:
+            parameters["mask_format"] = self.mask_format
+        return parameters
+
+
+def request_parameters(options: RequestOptions | None = None, **fields: Any) -> dict[str, Any]:
+    """Triton request parameters from ``options``, or from RequestOptions' field names."""
+    if options is not None and fields:
+        raise TypeError("pass RequestOptions or its fields, not both")
+    return (options or RequestOptions(**fields)).to_parameters()
 
 
 def _check_protocol(protocol: str) -> None:
@@ -130,12 +151,14 @@ class DetectionClient(_EnsembleClient):
             self._client = triton.InferenceServerClient(self.url)
         self._triton = triton
 
-    def detect(self, image_bytes: bytes, **options: Any) -> DetectionResult:
-        """Detections for one encoded image; ``options`` as in ``request_parameters``."""
+    def detect(
+        self, image_bytes: bytes, options: RequestOptions | None = None, **fields: Any
+    ) -> DetectionResult:
+        """Detections for one encoded image; options as RequestOptions or its field names."""
         response = self._client.infer(
             self.model_name,
             [_image_input(self._triton, image_bytes)],
-            parameters=request_parameters(**options),
+            parameters=request_parameters(options, **fields),
             **self._timeout(),
         )
         return _result(response, self.protocol)
@@ -178,11 +201,14 @@ class AsyncDetectionClient(_EnsembleClient):
             self._client = triton.InferenceServerClient(self.url)
         self._triton = triton
 
-    async def detect(self, image_bytes: bytes, **options: Any) -> DetectionResult:
+    async def detect(
+        self, image_bytes: bytes, options: RequestOptions | None = None, **fields: Any
+    ) -> DetectionResult:
+        """Detections for one encoded image; options as RequestOptions or its field names."""
         response = await self._client.infer(
             self.model_name,
             [_image_input(self._triton, image_bytes)],
-            parameters=request_parameters(**options),
+            parameters=request_parameters(options, **fields),
             **self._timeout(),
         )
         return _result(response, self.protocol)
@@ -226,90 +252,22 @@ class AsyncDetectionClient(_EnsembleClient):
             })  # fmt: skip
         return models
 
+    async def model_parameters(self, model: str, parameters: type[Parameters]) -> Parameters:
+        """The typed parameters (``d2_triton.model_config``) of a model Triton serves."""
+        if self.protocol == "http":
+            config = await self._client.get_model_config(model)
+        else:
+            config = (await self._client.get_model_config(model, as_json=True))["config"]
+        return model_config.from_model_config(parameters, config)
+
     async def close(self) -> None:
+        """Close the pooled connection."""
         await self._client.close()
 
 
 def detect(
-    image_bytes: bytes, url: str | None = None, protocol: str = "http", **options: Any
+    image_bytes: bytes, url: str | None = None, protocol: str = "http", **fields: Any
 ) -> DetectionResult:
     """One-shot convenience wrapper around ``DetectionClient.detect``."""
     with DetectionClient(url, protocol) as client:
-        return client.detect(image_bytes, **options)
-
-
-def detect_via_gateway(
-    gateway: str, image_bytes: bytes, timeout: float = 120.0, **options: Any
-) -> DetectionResult:
-    """The same answer through the REST gateway (``python -m d2_triton.gateway``)."""
-    query = {key: str(value) for key, value in request_parameters(**options).items()}
-    url = f"{gateway.rstrip('/')}/v1/detect?{urllib.parse.urlencode(query)}"
-    request = urllib.request.Request(
-        url, data=image_bytes, headers={"Content-Type": "application/octet-stream"}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return DetectionResult.from_json(json.load(response))
-    except urllib.error.HTTPError as error:
-        detail = error.read().decode("utf-8", errors="replace")
-        raise RuntimeError(f"gateway answered {error.code}: {detail}") from None
-
-
-def summary_lines(result: DetectionResult) -> list[str]:
-    height, width = result.image_size
-    lines = [f"{len(result)} detections in a {width}x{height} image"]
-    for index in range(len(result)):
-        x1, y1, x2, y2 = (float(v) for v in result.boxes[index])
-        lines.append(
-            f"{result.labels[index]:>16s} {float(result.scores[index]):.3f}  "
-            f"box ({x1:.1f}, {y1:.1f}, {x2:.1f}, {y2:.1f})"
-        )
-    return lines
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m d2_triton.client", description="Send an image to the d2-triton ensemble."
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
-    infer = commands.add_parser("infer", help="detect objects in an image file")
-    infer.add_argument("image", type=Path)
-    infer.add_argument("--url", default=None, help="Triton host:port (default TRITON_HOST:PORT)")
-    infer.add_argument("--protocol", choices=PROTOCOLS, default="http")
-    infer.add_argument("--model-name", default=schema.ENSEMBLE_MODEL)
-    infer.add_argument("--gateway", help="REST gateway base URL instead of Triton, e.g. "
-                       "http://localhost:8080")  # fmt: skip
-    infer.add_argument("--score-threshold", type=float)
-    infer.add_argument("--max-detections", type=int)
-    infer.add_argument("--classes", help="comma-separated class ids or names")
-    infer.add_argument("--mask-format", choices=MASK_FORMATS)
-    infer.add_argument("--json", action="store_true", help="print the detections as JSON")
-    infer.add_argument("--render", type=Path, help="write a PNG with the detections drawn")
-    args = parser.parse_args(argv)
-    payload = args.image.read_bytes()
-    options = {
-        "score_threshold": args.score_threshold,
-        "max_detections": args.max_detections,
-        "classes": args.classes,
-        "mask_format": args.mask_format,
-    }
-    if args.gateway:
-        result = detect_via_gateway(args.gateway, payload, **options)
-    else:
-        with DetectionClient(args.url, args.protocol, args.model_name) as client:
-            result = client.detect(payload, **options)
-    if args.json:
-        json.dump(result.to_json(), sys.stdout, indent=2)
-        sys.stdout.write("\n")
-    else:
-        print("\n".join(summary_lines(result)))
-    if args.render:
-        from d2_triton.render import render_png
-
-        args.render.write_bytes(render_png(payload, result))
-        print(f"wrote {args.render}", file=sys.stderr)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        return client.detect(image_bytes, **fields)

@@ -16,7 +16,7 @@ from export_tools import detectron2_env
 from helpers import pb_utils_stub
 from helpers.servers import SERVER_ENV
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_detectron2_imports_with_only_the_documented_shims():

@@ -1,0 +1,94 @@
+"""``python -m d2_triton.client``: detect objects in an image from the command line.
+
+python -m d2_triton.client infer photo.jpg [--json] [--render out.png]
+python -m d2_triton.client infer photo.jpg --gateway http://localhost:8080
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from d2_triton import schema
+from d2_triton.client import PROTOCOLS, DetectionClient, request_parameters
+from d2_triton.options import MASK_FORMATS
+from d2_triton.results import DetectionResult
+
+
+def detect_via_gateway(
+    gateway: str, image_bytes: bytes, timeout: float = 120.0, **fields: Any
+) -> DetectionResult:
+    """The same answer through the REST gateway (``python -m d2_triton.gateway``)."""
+    query = {key: str(value) for key, value in request_parameters(**fields).items()}
+    url = f"{gateway.rstrip('/')}/v1/detect?{urllib.parse.urlencode(query)}"
+    request = urllib.request.Request(
+        url, data=image_bytes, headers={"Content-Type": "application/octet-stream"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return DetectionResult.from_json(json.load(response))
+    except urllib.error.HTTPError as error:
+        detail = error.read().decode("utf-8", errors="replace")
+        raise RuntimeError(f"gateway answered {error.code}: {detail}") from None
+
+
+def summary_lines(result: DetectionResult) -> list[str]:
+    height, width = result.image_size
+    lines = [f"{len(result)} detections in a {width}x{height} image"]
+    for index in range(len(result)):
+        x1, y1, x2, y2 = (float(v) for v in result.boxes[index])
+        lines.append(
+            f"{result.labels[index]:>16s} {float(result.scores[index]):.3f}  "
+            f"box ({x1:.1f}, {y1:.1f}, {x2:.1f}, {y2:.1f})"
+        )
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m d2_triton.client", description="Send an image to the d2-triton ensemble."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    infer = commands.add_parser("infer", help="detect objects in an image file")
+    infer.add_argument("image", type=Path)
+    infer.add_argument("--url", default=None, help="Triton host:port (default TRITON_HOST:PORT)")
+    infer.add_argument("--protocol", choices=PROTOCOLS, default="http")
+    infer.add_argument("--model-name", default=schema.ENSEMBLE_MODEL)
+    infer.add_argument("--gateway", help="REST gateway base URL instead of Triton, e.g. "
+                       "http://localhost:8080")  # fmt: skip
+    infer.add_argument("--score-threshold", type=float)
+    infer.add_argument("--max-detections", type=int)
+    infer.add_argument("--classes", help="comma-separated class ids or names")
+    infer.add_argument("--mask-format", choices=MASK_FORMATS)
+    infer.add_argument("--json", action="store_true", help="print the detections as JSON")
+    infer.add_argument("--render", type=Path, help="write a PNG with the detections drawn")
+    args = parser.parse_args(argv)
+    payload = args.image.read_bytes()
+    options = {
+        "score_threshold": args.score_threshold,
+        "max_detections": args.max_detections,
+        "classes": args.classes,
+        "mask_format": args.mask_format,
+    }
+    if args.gateway:
+        result = detect_via_gateway(args.gateway, payload, **options)
+    else:
+        with DetectionClient(args.url, args.protocol, args.model_name) as client:
+            result = client.detect(payload, **options)
+    if args.json:
+        json.dump(result.to_json(), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print("\n".join(summary_lines(result)))
+    if args.render:
+        from d2_triton.render import render_png
+
+        args.render.write_bytes(render_png(payload, result))
+        print(f"wrote {args.render}", file=sys.stderr)
+    return 0

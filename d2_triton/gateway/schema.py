@@ -1,0 +1,123 @@
+"""The gateway's HTTP interface: response models and OpenAPI fragments.
+
+The pydantic models are the OpenAPI schema that clients (and the Schemathesis test)
+validate against.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from d2_triton.results import JSON_MASK_FORMATS
+
+UPLOAD_FIELD = "image"
+# ``mask_format`` of the JSON endpoint: COCO RLE, polygons, or none.
+JsonMaskFormat = Literal[JSON_MASK_FORMATS]  # type: ignore[valid-type]
+
+
+class ErrorResponse(BaseModel):
+    """Every error: what went wrong, in words."""
+
+    detail: str
+
+
+class ImageSize(BaseModel):
+    """The original image's size, in pixels."""
+
+    height: int
+    width: int
+
+
+class Mask(BaseModel):
+    """COCO RLE (``counts``, decodable with ``pycocotools.mask.decode``) or polygons."""
+
+    size: list[int] = Field(description="[height, width] of the original image")
+    counts: str | None = Field(None, description="COCO compressed RLE (mask_format=rle)")
+    polygons: list[list[float]] | None = Field(
+        None, description="outer contours, each [x1, y1, x2, y2, ...] (mask_format=polygon)"
+    )
+
+
+class Detection(BaseModel):
+    """One detected instance."""
+
+    box: list[float] = Field(description="x1, y1, x2, y2 in original-image pixels")
+    score: float
+    class_id: int
+    label: str
+    mask: Mask | None = None
+    keypoints: list[list[float]] | None = Field(None, description="[x, y, logit] per keypoint")
+
+
+class DetectionResponse(BaseModel):
+    """``POST /v1/detect``'s answer."""
+
+    model: str
+    image_size: ImageSize
+    detections: list[Detection]
+
+
+class TritonState(BaseModel):
+    """Where Triton is and whether it and the model are ready."""
+
+    url: str
+    protocol: str
+    model: str
+    live: bool
+    ready: bool
+    model_ready: bool
+
+
+class HealthResponse(BaseModel):
+    """``GET /health``'s answer."""
+
+    status: Literal["ok", "unavailable"]
+    gateway: Literal["ok"]
+    triton: TritonState
+
+
+class ModelEntry(BaseModel):
+    """One model Triton serves."""
+
+    name: str
+    version: str | None = None
+    state: str | None = None
+    reason: str | None = None
+
+
+class ModelsResponse(BaseModel):
+    """``GET /v1/models``'s answer."""
+
+    triton: str
+    ensemble: str
+    models: list[ModelEntry]
+
+
+IMAGE_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": "The image file (JPEG or PNG): as a multipart upload in the field "
+        f"`{UPLOAD_FIELD}`, or as the raw request body.",
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {UPLOAD_FIELD: {"type": "string", "format": "binary"}},
+                    "required": [UPLOAD_FIELD],
+                }
+            },
+            **{
+                media: {"schema": {"type": "string", "format": "binary"}}
+                for media in ("image/jpeg", "image/png", "application/octet-stream")
+            },
+        },
+    }
+}
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "not an acceptable image, or a bad option"},
+    413: {"model": ErrorResponse, "description": "the upload is over the size limit"},
+    502: {"model": ErrorResponse, "description": "Triton is unreachable or failed"},
+    504: {"model": ErrorResponse, "description": "Triton did not answer in time"},
+}
