@@ -12,7 +12,17 @@
 set -euo pipefail
 
 TAG="${1:-d2-triton/bookworm-python3.11}"
-MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+# The Debian mirror this host's apt is configured with (deb822 .sources files or a classic
+# sources.list line), unless DEBIAN_MIRROR names one.
+host_mirror() {
+    {
+        grep -hE '^URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '{print $2}'
+        grep -hE '^deb ' /etc/apt/sources.list 2>/dev/null | sed -E 's/^deb (\[[^]]*\] )?//' \
+            | awk '{print $1}'
+    } | grep -v -- '-security' | head -n 1
+}
+MIRROR="${DEBIAN_MIRROR:-$(host_mirror)}"
+[ -n "$MIRROR" ] || { echo "no Debian mirror in apt's configuration: set DEBIAN_MIRROR"; exit 1; }
 HOST_CA_BUNDLE="${HOST_CA_BUNDLE-/etc/ssl/certs/ca-certificates.crt}"
 
 if docker image inspect "$TAG" >/dev/null 2>&1; then

@@ -20,6 +20,7 @@ import html
 import importlib.util
 import os
 import re
+import subprocess
 import sys
 import sysconfig
 import tarfile
@@ -32,7 +33,6 @@ HERE = Path(__file__).resolve().parent
 SOURCE_REQUIREMENT = HERE / "detectron2-source.txt"
 SDIST_NAME = "pb1-detectron2-0.6"
 PTH_NAME = "detectron2-v0.6-sources.pth"
-DEFAULT_INDEX = "https://pypi.org/simple"
 
 
 def default_cache() -> Path:
@@ -50,6 +50,22 @@ def pinned_source() -> tuple[str, str, str]:
         if match:
             return match.group(1), match.group(2), match.group(3)
     raise RuntimeError(f"no 'name==version --hash=sha256:...' line in {SOURCE_REQUIREMENT}")
+
+
+def pip_index_url() -> str:
+    """The index pip is configured with: PIP_INDEX_URL, pip's configuration, pip's default."""
+    if os.environ.get("PIP_INDEX_URL"):
+        return os.environ["PIP_INDEX_URL"]
+    configured = subprocess.run(
+        [sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True
+    ).stdout
+    for line in configured.splitlines():
+        key, _, value = line.partition("=")
+        if key.strip().endswith(".index-url"):
+            return value.strip().strip("'\"")
+    from pip._internal.models.index import PyPI
+
+    return PyPI.simple_url
 
 
 def sdist_url(name: str, filename: str, index: str) -> str:
@@ -72,7 +88,7 @@ def download_sdist(directory: Path) -> Path:
     """
     name, version, expected = pinned_source()
     filename = f"{name}-{version}.tar.gz"
-    index = os.environ.get("PIP_INDEX_URL", DEFAULT_INDEX)
+    index = pip_index_url()
     url = sdist_url(name, filename, index)
     print(f"downloading {url}", flush=True)
     target = directory / filename
