@@ -77,6 +77,8 @@ def sniff_format(data: bytes) -> str:
 
 @dataclass(frozen=True)
 class Header:
+    """What an image's header declares, read before any pixel is decoded."""
+
     width: int
     height: int
     mode: str  # PIL's name for the pixel format: "RGB", "L", "CMYK", "I;16", ...
@@ -135,8 +137,11 @@ def decode_image(data: bytes, limits: DecodeLimits | None = None) -> np.ndarray:
 
 
 def _decode_cmyk(data: bytes) -> np.ndarray:
-    """CMYK JPEGs through PIL, as Detectron2 reads them: OpenCV's CMYK conversion rounds
-    differently (off by one level here and there), and a detector can notice."""
+    """CMYK JPEGs through PIL, as Detectron2 reads them.
+
+    OpenCV's CMYK conversion rounds differently (off by one level here and there), and a
+    detector can notice.
+    """
     try:
         with Image.open(io.BytesIO(data), formats=["JPEG"]) as image:
             rgb = np.asarray(ImageOps.exif_transpose(image).convert("RGB"))

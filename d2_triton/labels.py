@@ -33,10 +33,12 @@ class LabelMap:
 
     @classmethod
     def from_names(cls, names: Sequence[str]) -> LabelMap:
+        """Ids 0..N-1 named in order."""
         return cls(dict(enumerate(names)))
 
     @classmethod
     def from_json(cls, document: object) -> LabelMap:
+        """From a JSON list of names or a ``{"id": "name"}`` object; ValueError if malformed."""
         if isinstance(document, list):
             return cls.from_names(document)
         if isinstance(document, dict):
@@ -48,6 +50,7 @@ class LabelMap:
 
     @classmethod
     def from_file(cls, path: str | Path) -> LabelMap:
+        """From a label-map JSON file."""
         with open(path, encoding="utf-8") as handle:
             try:
                 return cls.from_json(json.load(handle))
@@ -55,12 +58,15 @@ class LabelMap:
                 raise ValueError(f"{path}: {error}") from None
 
     def to_json(self) -> dict[str, str]:
+        """As the ``{"id": "name"}`` JSON object."""
         return {str(class_id): name for class_id, name in sorted(self._names.items())}
 
     def write(self, path: str | Path) -> None:
+        """Write the label-map JSON file."""
         Path(path).write_text(json.dumps(self.to_json(), indent=2) + "\n", encoding="utf-8")
 
     def name(self, class_id: int) -> str:
+        """The name of ``class_id``."""
         return self._names.get(int(class_id), f"class_{int(class_id)}")
 
     def names_for(self, class_ids: Iterable[int]) -> np.ndarray:

@@ -32,6 +32,8 @@ MASK_FORMATS = ("rle", "dense", "none")
 
 @dataclass(frozen=True)
 class PostprocessOptions:
+    """The options postprocess applies to one request (see the module docstring)."""
+
     score_threshold: float = 0.0
     max_detections: int | None = None
     classes: frozenset[int] | None = None

@@ -15,6 +15,8 @@ PROC = Path("/proc")
 
 @dataclass(frozen=True)
 class ServerProcess:
+    """One process of the tritonserver tree."""
+
     pid: int
     name: str  # "tritonserver", or "stub:<model>" for a Python-backend stub
     rss_bytes: int
@@ -22,6 +24,7 @@ class ServerProcess:
 
     @property
     def alive(self) -> bool:
+        """Whether it still runs (not a zombie)."""
         return self.state not in ("Z", "X")
 
 
@@ -69,7 +72,7 @@ def process_tree(root_pid: int) -> list[ServerProcess]:
 
 
 def live_stubs(root_pid: int) -> dict[str, set[int]]:
-    """model name -> pids of its running stubs (one per model instance)."""
+    """Model name -> pids of its running stubs (one per model instance)."""
     stubs: dict[str, set[int]] = {}
     for process in process_tree(root_pid):
         if process.name.startswith("stub:") and process.alive:
@@ -78,12 +81,12 @@ def live_stubs(root_pid: int) -> dict[str, set[int]]:
 
 
 def stub_pids(root_pid: int) -> dict[str, int]:
-    """model name -> pid of its stub, for models of one instance each."""
+    """Model name -> pid of its stub, for models of one instance each."""
     return {model: min(pids) for model, pids in live_stubs(root_pid).items()}
 
 
 def rss_by_process(root_pid: int) -> dict[str, int]:
-    """process name -> RSS bytes (summed over same-named processes)."""
+    """Process name -> RSS bytes (summed over same-named processes)."""
     totals: dict[str, int] = {}
     for process in process_tree(root_pid):
         totals[process.name] = totals.get(process.name, 0) + process.rss_bytes

@@ -28,6 +28,7 @@ PALETTE = (
 
 
 def colour_of(class_id: int) -> tuple[int, int, int]:
+    """The drawing colour (RGB) of a class, the same on every picture."""
     return PALETTE[int(class_id) % len(PALETTE)]
 
 

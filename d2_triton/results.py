@@ -64,6 +64,7 @@ class DetectionResult:
 
     @property
     def has_masks(self) -> bool:
+        """Whether the result carries masks (RLE or dense)."""
         return self.masks is not None or self.masks_rle is not None
 
     def mask(self, index: int) -> np.ndarray | None:

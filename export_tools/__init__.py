@@ -1,0 +1,1 @@
+"""Detectron2 -> TorchScript -> Triton model repository (see ``export_tools.exporter``)."""

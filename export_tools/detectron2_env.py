@@ -31,6 +31,8 @@ _shims: list[str] = []
 
 
 class MissingCppExtensionError(RuntimeError):
+    """A Detectron2 C++ op was called, which the sources-only install lacks."""
+
     pass
 
 
@@ -80,4 +82,5 @@ def _register_namespace(name: str, directory: Path) -> None:
 
 
 def shims_in_use() -> list[str]:
+    """Which shims ``import_detectron2`` put in place (empty with a full install)."""
     return list(_shims)

@@ -1,7 +1,7 @@
-"""Export a Detectron2 model to a complete Triton model repository: the command line.
+r"""Export a Detectron2 model to a complete Triton model repository: the command line.
 
-    python -m export_tools.export \\
-        --config COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml \\
+    python -m export_tools.export \
+        --config COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml \
         --weights zoo --repository models/
 
 A thin layer over the library (``export_tools.exporter.export``), which writes, under

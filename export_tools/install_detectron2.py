@@ -36,10 +36,12 @@ PTH_NAME = "detectron2-v0.6-sources.pth"
 
 
 def default_cache() -> Path:
+    """Where downloads and sources are kept (``D2T_CACHE``)."""
     return Path(os.environ.get("D2T_CACHE", HERE.parent / ".cache"))
 
 
 def detectron2_importable() -> bool:
+    """Whether ``import detectron2`` would work in this environment."""
     return importlib.util.find_spec("detectron2") is not None
 
 
@@ -129,12 +131,14 @@ def unpack(sdist: Path, destination: Path) -> Path:
 
 
 def link_into_environment(source_root: Path) -> Path:
+    """Put ``source_root`` on this environment's path with a .pth file; returns it."""
     pth = Path(sysconfig.get_paths()["purelib"]) / PTH_NAME
     pth.write_text(f"{source_root}\n", encoding="utf-8")
     return pth
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Install Detectron2's sources unless it imports already; returns the exit status."""
     parser = argparse.ArgumentParser(
         prog="python -m export_tools.install_detectron2", description=__doc__.splitlines()[0]
     )

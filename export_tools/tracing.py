@@ -135,11 +135,14 @@ def verify_trace(model, traced, image: torch.Tensor, fields: list[str]) -> int:
 
 
 def freeze(traced: torch.jit.ScriptModule) -> torch.jit.ScriptModule:
-    """Inline the weights as constants so TorchScript folds each frozen BatchNorm into its
+    """Freeze the TorchScript (opt-in: its results differ by float32 rounding).
+
+    Inline the weights as constants so TorchScript folds each frozen BatchNorm into its
     convolution and drops the per-call attribute lookups: ~1.2x faster on CPU (see
     benchmarks/README.md).  The folded weights round differently: boxes move by thousandths
     of a pixel (``verify_frozen`` bounds it on the sample), but mask pixels and keypoint
-    argmaxes that sit on a decision boundary can flip, so it is opt-in."""
+    argmaxes that sit on a decision boundary can flip, so it is opt-in.
+    """
     return torch.jit.freeze(traced.eval())
 
 

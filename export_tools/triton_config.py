@@ -36,6 +36,7 @@ class ModelOutputs:
 
     @property
     def has_keypoints(self) -> bool:
+        """Whether the model outputs keypoints."""
         return self.num_keypoints > 0
 
 

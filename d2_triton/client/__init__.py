@@ -124,7 +124,7 @@ class _EnsembleClient:
         self.timeout = timeout
 
     def _timeout(self) -> dict[str, float]:
-        """gRPC takes a timeout per call; HTTP clients get theirs when created."""
+        """GRPC takes a timeout per call; HTTP clients get theirs when created."""
         return {} if self.protocol == "http" else {"client_timeout": self.timeout}
 
 
@@ -164,6 +164,7 @@ class DetectionClient(_EnsembleClient):
         return _result(response, self.protocol)
 
     def close(self) -> None:
+        """Close the connection."""
         self._client.close()
 
     def __enter__(self) -> DetectionClient:

@@ -39,6 +39,7 @@ def detect_via_gateway(
 
 
 def summary_lines(result: DetectionResult) -> list[str]:
+    """One line per detection: label, score, box."""
     height, width = result.image_size
     lines = [f"{len(result)} detections in a {width}x{height} image"]
     for index in range(len(result)):
@@ -51,6 +52,7 @@ def summary_lines(result: DetectionResult) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
     parser = argparse.ArgumentParser(
         prog="python -m d2_triton.client", description="Send an image to the d2-triton ensemble."
     )

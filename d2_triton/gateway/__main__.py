@@ -9,6 +9,7 @@ from d2_triton.gateway.settings import GatewaySettings, SettingsError
 
 
 def main() -> int:
+    """Serve the gateway with uvicorn; returns the exit status."""
     import uvicorn
 
     try:

@@ -1,5 +1,8 @@
-"""The gateway's settings, all from environment variables (12-factor, as docker-compose sets
-them).  Invalid values fail at start-up with a message naming the variable."""
+"""The gateway's settings, all from environment variables.
+
+12-factor, as docker-compose sets them.  Invalid values fail at start-up with a message
+naming the variable.
+"""
 
 from __future__ import annotations
 
@@ -17,11 +20,15 @@ LOG_LEVELS = {"debug": "debug", "develop": "info", "production": "warning"}
 
 
 class SettingsError(ValueError):
+    """A setting that is missing its mark; the message names the variable."""
+
     pass
 
 
 @dataclass(frozen=True)
 class GatewaySettings:
+    """Where the gateway listens, where Triton is, and the limits (see the module docstring)."""
+
     host: str = "0.0.0.0"
     port: int = schema.GATEWAY_PORT
     mode: str = "production"
@@ -50,10 +57,12 @@ class GatewaySettings:
 
     @property
     def triton_url(self) -> str:
+        """host:port of Triton."""
         return f"{self.triton_host}:{self.triton_port}"
 
     @property
     def log_level(self) -> str:
+        """Uvicorn's log level for the mode."""
         return LOG_LEVELS[self.mode]
 
     @property
@@ -63,10 +72,12 @@ class GatewaySettings:
 
     @property
     def reload(self) -> bool:
+        """Whether uvicorn reloads on code changes (develop mode)."""
         return self.mode == "develop"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> GatewaySettings:
+        """Settings from environment variables (``environ``, default ``os.environ``)."""
         env = os.environ if environ is None else environ
         protocol = env.get("TRITON_PROTOCOL", "http").strip().lower()
         label_file = env.get("LABEL_MAPPING_FILE", "").strip()

@@ -19,6 +19,7 @@ EXIF_ORIENTATION = 0x0112
 
 
 def encode(image: Image.Image, image_format: str, **options) -> bytes:
+    """``image`` encoded as ``image_format`` by Pillow."""
     buffer = io.BytesIO()
     image.save(buffer, image_format, **options)
     return buffer.getvalue()
@@ -53,14 +54,18 @@ def gradient_rgb(height: int = 120, width: int = 160) -> np.ndarray:
 
 
 def photo(name: str = "coffee") -> np.ndarray:
+    """A scikit-image sample photo as RGB."""
     from skimage import data
 
     return getattr(data, name)()
 
 
 def exif_rotated_jpeg(rgb: np.ndarray) -> bytes:
-    """Pixels stored rotated 90° clockwise; EXIF orientation 8 tells viewers to turn them back
-    90° counter-clockwise, so a correct decoder returns the upright image."""
+    """A JPEG whose pixels are stored rotated 90° clockwise.
+
+    EXIF orientation 8 tells viewers to turn them back 90° counter-clockwise, so a correct
+    decoder returns the upright image.
+    """
     exif = Image.Exif()
     exif[EXIF_ORIENTATION] = 8
     stored = np.ascontiguousarray(np.rot90(rgb, k=-1))

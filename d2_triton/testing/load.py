@@ -24,6 +24,8 @@ from d2_triton.client import DetectionClient, DetectionResult
 
 @dataclass(frozen=True)
 class Case:
+    """One payload of a load run; bad ones carry the text their 400 must contain."""
+
     name: str
     payload: bytes
     expected_error: str | None = None  # substring of the 400 message for bad inputs
@@ -40,6 +42,8 @@ class Request:
 
 @dataclass
 class LoadReport:
+    """What a load run saw: counts by outcome, latencies, failures, a timeline."""
+
     requests: int = 0
     good_ok: int = 0
     good_failed: int = 0
@@ -53,9 +57,11 @@ class LoadReport:
 
     @property
     def clean(self) -> bool:
+        """No good request failed, no answer was wrong, every bad one was refused."""
         return not (self.good_failed or self.wrong_answers or self.bad_unexpected)
 
     def summary(self) -> dict:
+        """The counts and latency percentiles, as JSON-ready values."""
         latencies = np.array(self.latencies_ms) if self.latencies_ms else np.zeros(1)
         return {
             "requests": self.requests,
@@ -72,6 +78,7 @@ class LoadReport:
 
 
 def same_answer(a: DetectionResult, b: DetectionResult) -> bool:
+    """Whether two results are the same, tensor for tensor."""
     return (
         a.image_size == b.image_size
         and np.array_equal(a.boxes, b.boxes)
