@@ -21,10 +21,11 @@ It talks to Triton at ``TRITON_HOST``:``TRITON_PORT`` (default localhost, 8000 f
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
@@ -114,22 +115,17 @@ def _result(response: Any, protocol: str) -> DetectionResult:
 
 
 class _EnsembleClient:
-    """What the sync and async clients share: where the ensemble is and how long to wait."""
+    """What the sync and async clients share: where the ensemble is and how to call it.
 
-    def __init__(self, url: str | None, protocol: str, model_name: str, timeout: float):
-        _check_protocol(protocol)
-        self.protocol = protocol
-        self.model_name = model_name
-        self.url = url or default_url(protocol)
-        self.timeout = timeout
+    Args:
+        url: Triton's host:port (default: ``TRITON_HOST``:``TRITON_PORT``).
+        protocol: ``http`` or ``grpc``.
+        model_name: the ensemble to call.
+        timeout: seconds to wait for an answer.
+    """
 
-    def _timeout(self) -> dict[str, float]:
-        """GRPC takes a timeout per call; HTTP clients get theirs when created."""
-        return {} if self.protocol == "http" else {"client_timeout": self.timeout}
-
-
-class DetectionClient(_EnsembleClient):
-    """A synchronous Triton client for the ensemble (HTTP or gRPC)."""
+    # tritonclient's module for each protocol.
+    MODULES: ClassVar[dict[str, str]] = {"http": "tritonclient.http", "grpc": "tritonclient.grpc"}
 
     def __init__(
         self,
@@ -138,29 +134,43 @@ class DetectionClient(_EnsembleClient):
         model_name: str = schema.ENSEMBLE_MODEL,
         timeout: float = 120.0,
     ):
-        super().__init__(url, protocol, model_name, timeout)
-        if protocol == "http":
-            import tritonclient.http as triton
+        _check_protocol(protocol)
+        self.protocol = protocol
+        self.model_name = model_name
+        self.url = url or default_url(protocol)
+        self.timeout = timeout
+        self._triton = importlib.import_module(self.MODULES[protocol])
+        options = self._http_options() if protocol == "http" else {}
+        self._client = self._triton.InferenceServerClient(self.url, **options)
 
-            self._client = triton.InferenceServerClient(
-                self.url, connection_timeout=timeout, network_timeout=timeout
-            )
-        else:
-            import tritonclient.grpc as triton
+    def _http_options(self) -> dict[str, Any]:
+        """What the HTTP client's constructor takes (gRPC's takes nothing more)."""
+        return {"connection_timeout": self.timeout, "network_timeout": self.timeout}
 
-            self._client = triton.InferenceServerClient(self.url)
-        self._triton = triton
+    def _timeout(self) -> dict[str, float]:
+        """GRPC takes a timeout per call; HTTP clients get theirs when created."""
+        return {} if self.protocol == "http" else {"client_timeout": self.timeout}
+
+    def _infer_call(
+        self, image_bytes: bytes, options: RequestOptions | None, fields: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The keyword arguments of the ensemble's infer call (sync and async alike)."""
+        return {
+            "model_name": self.model_name,
+            "inputs": [_image_input(self._triton, image_bytes)],
+            "parameters": request_parameters(options, **fields),
+            **self._timeout(),
+        }
+
+
+class DetectionClient(_EnsembleClient):
+    """A synchronous Triton client for the ensemble (HTTP or gRPC); arguments as the base's."""
 
     def detect(
         self, image_bytes: bytes, options: RequestOptions | None = None, **fields: Any
     ) -> DetectionResult:
         """Detections for one encoded image; options as RequestOptions or its field names."""
-        response = self._client.infer(
-            self.model_name,
-            [_image_input(self._triton, image_bytes)],
-            parameters=request_parameters(options, **fields),
-            **self._timeout(),
-        )
+        response = self._client.infer(**self._infer_call(image_bytes, options, fields))
         return _result(response, self.protocol)
 
     def close(self) -> None:
@@ -181,37 +191,23 @@ class AsyncDetectionClient(_EnsembleClient):
     call over one channel.  Create it inside the running event loop.
     """
 
-    def __init__(
-        self,
-        url: str | None = None,
-        protocol: str = "http",
-        model_name: str = schema.ENSEMBLE_MODEL,
-        timeout: float = 120.0,
-        connections: int = 64,
-    ):
-        super().__init__(url, protocol, model_name, timeout)
-        if protocol == "http":
-            import tritonclient.http.aio as triton
+    MODULES: ClassVar[dict[str, str]] = {
+        "http": "tritonclient.http.aio",
+        "grpc": "tritonclient.grpc.aio",
+    }
 
-            self._client = triton.InferenceServerClient(
-                self.url, conn_limit=connections, conn_timeout=timeout
-            )
-        else:
-            import tritonclient.grpc.aio as triton
+    def __init__(self, *args: Any, connections: int = 64, **kwargs: Any):
+        self.connections = connections
+        super().__init__(*args, **kwargs)
 
-            self._client = triton.InferenceServerClient(self.url)
-        self._triton = triton
+    def _http_options(self) -> dict[str, Any]:
+        return {"conn_limit": self.connections, "conn_timeout": self.timeout}
 
     async def detect(
         self, image_bytes: bytes, options: RequestOptions | None = None, **fields: Any
     ) -> DetectionResult:
         """Detections for one encoded image; options as RequestOptions or its field names."""
-        response = await self._client.infer(
-            self.model_name,
-            [_image_input(self._triton, image_bytes)],
-            parameters=request_parameters(options, **fields),
-            **self._timeout(),
-        )
+        response = await self._client.infer(**self._infer_call(image_bytes, options, fields))
         return _result(response, self.protocol)
 
     async def readiness(self) -> dict[str, bool]:
