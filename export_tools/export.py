@@ -19,7 +19,7 @@ from pathlib import Path
 from export_tools.detectron2_env import shims_in_use
 from export_tools.errors import ExportError
 from export_tools.exporter import export
-from export_tools.settings import DEVICES, ExportSettings
+from export_tools.settings import DEVICES, CocoDataset, ExportSettings
 
 LOGGER = logging.getLogger("export_tools.export")
 
@@ -77,6 +77,15 @@ def parse_args(argv: list[str] | None = None) -> ExportSettings:
         help="JSON label map to ship instead of the dataset metadata's names",
     )
     parser.add_argument(
+        "--coco-dataset",
+        nargs=3,
+        action="append",
+        default=[],
+        metavar=("NAME", "JSON", "IMAGE_ROOT"),
+        help="register a COCO-format dataset first (register_coco_instances); the class names "
+        "come from the config's DATASETS.TEST, so name your test set here",
+    )
+    parser.add_argument(
         "--sample-image",
         type=Path,
         default=None,
@@ -132,6 +141,10 @@ def parse_args(argv: list[str] | None = None) -> ExportSettings:
         max_image_bytes=args.max_image_bytes,
         max_image_pixels=args.max_image_pixels,
         options=tuple(options),
+        datasets=tuple(
+            CocoDataset(name, Path(json_file), Path(root))
+            for name, json_file, root in args.coco_dataset
+        ),
     )
 
 

@@ -19,7 +19,7 @@ from export_tools import tracing, writer
 from export_tools.detectron2_env import import_detectron2, shims_in_use
 from export_tools.errors import ConfigError, LabelMapError, WeightsError
 from export_tools.random_init import announce_random_weights, build_random_model
-from export_tools.settings import ExportSettings
+from export_tools.settings import CocoDataset, ExportSettings
 
 
 @dataclass(frozen=True)
@@ -105,6 +105,21 @@ def build_model(cfg, weights: str | None, seed: int, fallback_random: bool):
     return model, WeightsInfo(source="checkpoint", location=weights)
 
 
+def register_coco_datasets(datasets: tuple[CocoDataset, ...]) -> None:
+    """Register each dataset and load it once, which puts its class names in the metadata."""
+    from detectron2.data import DatasetCatalog
+    from detectron2.data.datasets import register_coco_instances
+
+    for dataset in datasets:
+        if not dataset.json_file.is_file():
+            raise LabelMapError(f"dataset {dataset.name}: no file {dataset.json_file}")
+        if dataset.name not in DatasetCatalog.list():
+            register_coco_instances(
+                dataset.name, {}, str(dataset.json_file), str(dataset.image_root)
+            )
+        DatasetCatalog.get(dataset.name)
+
+
 def label_map_from_metadata(cfg) -> LabelMap:
     """Class names from the metadata of the config's first test dataset."""
     from detectron2.data import MetadataCatalog
@@ -124,6 +139,7 @@ def export(settings: ExportSettings) -> ExportResult:
     """Build, trace, check and write one model repository (ExportError if it cannot)."""
     started = time.perf_counter()
     detectron2 = import_detectron2()
+    register_coco_datasets(settings.datasets)
     cfg = load_config(settings.config, settings.options, settings.score_thresh_test)
     weights_location = resolve_weights(settings.weights, settings.config)
     model, weights = build_model(cfg, weights_location, settings.seed, settings.fallback_random)

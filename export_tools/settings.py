@@ -15,6 +15,19 @@ DEVICES = ("cpu", "gpu")
 
 
 @dataclass(frozen=True)
+class CocoDataset:
+    """A dataset in COCO format, registered with ``register_coco_instances`` before export.
+
+    The exporter takes the class names from the metadata of the config's first
+    ``DATASETS.TEST``: registering a custom dataset under that name gives them.
+    """
+
+    name: str
+    json_file: Path
+    image_root: Path
+
+
+@dataclass(frozen=True)
 class ExportSettings:
     """One export.
 
@@ -38,6 +51,7 @@ class ExportSettings:
         max_image_bytes: the largest encoded image preprocess accepts.
         max_image_pixels: the largest decoded image preprocess accepts.
         options: extra Detectron2 config options, KEY VALUE pairs.
+        datasets: COCO-format datasets to register first (class names of custom models).
     """
 
     config: str
@@ -58,3 +72,4 @@ class ExportSettings:
     max_image_bytes: int = DecodeLimits.max_bytes
     max_image_pixels: int = DecodeLimits.max_pixels
     options: tuple[str, ...] = field(default_factory=tuple)
+    datasets: tuple[CocoDataset, ...] = field(default_factory=tuple)
