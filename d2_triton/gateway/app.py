@@ -13,14 +13,16 @@ interface is in ``schema``, the error mapping in ``errors``, upload reading in `
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Query, Request, Security
 from fastapi.responses import JSONResponse, Response
+from fastapi.security import APIKeyHeader
 from starlette.concurrency import run_in_threadpool
 
 import d2_triton
@@ -29,8 +31,10 @@ from d2_triton.client import AsyncDetectionClient, RequestOptions
 from d2_triton.errors import ModelConfigError
 from d2_triton.gateway.errors import UPSTREAM_ERRORS, GatewayError, upstream_error
 from d2_triton.gateway.schema import (
+    API_KEY_HEADER,
     ERRORS,
     IMAGE_BODY,
+    UNAUTHORIZED,
     DetectionResponse,
     HealthResponse,
     JsonMaskFormat,
@@ -137,6 +141,24 @@ class Gateway:
         return result.relabelled(self.labels) if self.labels else result
 
 
+API_KEY_SCHEME = APIKeyHeader(
+    name=API_KEY_HEADER, auto_error=False, description="the gateway's API key (API_KEY)"
+)
+
+
+def api_key_checker(expected: str):
+    """A dependency refusing requests without the API key (401); compared in constant time."""
+
+    async def check(key: str | None = Security(API_KEY_SCHEME)) -> None:
+        if key is None or not hmac.compare_digest(key.encode(), expected.encode()):
+            raise GatewayError(
+                401, f"missing or wrong API key (header {API_KEY_HEADER})",
+                headers={"WWW-Authenticate": API_KEY_HEADER},
+            )  # fmt: skip
+
+    return check
+
+
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     """The ASGI app; settings default to the environment (see ``GatewaySettings``)."""
     settings = settings or GatewaySettings.from_env()
@@ -165,13 +187,20 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     @app.exception_handler(GatewayError)
     async def gateway_error(_: Request, error: GatewayError) -> JSONResponse:
-        return JSONResponse({"detail": error.detail}, status_code=error.status)
+        return JSONResponse(
+            {"detail": error.detail}, status_code=error.status, headers=error.headers
+        )
+
+    # Every endpoint but /health, when an API key is set (documented in OpenAPI only then).
+    protected = [Security(api_key_checker(settings.api_key))] if settings.api_key else []
+    errors = {**ERRORS, **({401: UNAUTHORIZED} if settings.api_key else {})}
 
     @app.post(
         "/v1/detect",
         response_model=DetectionResponse,
         response_model_exclude_none=True,
-        responses=ERRORS,
+        responses=errors,
+        dependencies=protected,
         openapi_extra=IMAGE_BODY,
         summary="Detect objects in an image",
     )
@@ -194,8 +223,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         response_class=Response,
         responses={
             200: {"content": {"image/png": {}}, "description": "the image with detections"},
-            **ERRORS,
+            **errors,
         },
+        dependencies=protected,
         openapi_extra=IMAGE_BODY,
         summary="Draw the detections on the image (PNG)",
     )
@@ -234,7 +264,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     @app.get(
         "/v1/models",
         response_model=ModelsResponse,
-        responses={502: ERRORS[502], 504: ERRORS[504]},
+        responses={code: errors[code] for code in (401, 502, 504) if code in errors},
+        dependencies=protected,
         summary="The models Triton serves",
     )
     async def models() -> ModelsResponse:

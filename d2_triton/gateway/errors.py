@@ -24,10 +24,11 @@ INVALID_REQUEST_STATUSES = ("400", "StatusCode.INVALID_ARGUMENT")
 class GatewayError(D2TritonError):
     """An error answered as ``{"detail": detail}`` with HTTP ``status``."""
 
-    def __init__(self, status: int, detail: str):
+    def __init__(self, status: int, detail: str, headers: dict[str, str] | None = None):
         super().__init__(detail)
         self.status = status
         self.detail = detail
+        self.headers = headers
 
 
 def upstream_error(error: BaseException, settings: GatewaySettings) -> GatewayError:

@@ -13,6 +13,8 @@ from pydantic import BaseModel, Field
 from d2_triton.results import JSON_MASK_FORMATS
 
 UPLOAD_FIELD = "image"
+# The header that carries the API key, when the gateway has one (API_KEY).
+API_KEY_HEADER = "X-API-Key"
 # ``mask_format`` of the JSON endpoint: COCO RLE, polygons, or none.
 JsonMaskFormat = Literal[JSON_MASK_FORMATS]  # type: ignore[valid-type]
 
@@ -120,4 +122,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     413: {"model": ErrorResponse, "description": "the upload is over the size limit"},
     502: {"model": ErrorResponse, "description": "Triton is unreachable or failed"},
     504: {"model": ErrorResponse, "description": "Triton did not answer in time"},
+}
+UNAUTHORIZED: dict[str, Any] = {
+    "model": ErrorResponse,
+    "description": f"no API key, or a wrong one, in the {API_KEY_HEADER} header",
 }

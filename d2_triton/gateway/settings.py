@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from d2_triton import schema
@@ -20,9 +20,7 @@ LOG_LEVELS = {"debug": "debug", "develop": "info", "production": "warning"}
 
 
 class SettingsError(ValueError):
-    """A setting that is missing its mark; the message names the variable."""
-
-    pass
+    """An invalid gateway setting; the message names the environment variable."""
 
 
 @dataclass(frozen=True)
@@ -40,6 +38,8 @@ class GatewaySettings:
     triton_connections: int = 64
     label_mapping_file: Path | None = None
     max_upload_bytes: int = DecodeLimits().max_bytes
+    # When set, every endpoint but /health wants it in the X-API-Key header.
+    api_key: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -51,6 +51,8 @@ class GatewaySettings:
             )
         if self.label_mapping_file is not None and not self.label_mapping_file.is_file():
             raise SettingsError(f"LABEL_MAPPING_FILE {self.label_mapping_file} does not exist")
+        if self.api_key is not None and not self.api_key.strip():
+            raise SettingsError("API_KEY is blank: unset it to run without one")
         for name in ("port", "triton_port", "triton_connections", "max_upload_bytes"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{name.upper()} must be positive")
@@ -96,6 +98,7 @@ class GatewaySettings:
                 triton_connections=int(env.get("TRITON_CONNECTIONS", cls.triton_connections)),
                 label_mapping_file=Path(label_file) if label_file else None,
                 max_upload_bytes=int(env.get("MAX_UPLOAD_BYTES", cls.max_upload_bytes)),
+                api_key=env.get("API_KEY") or None,
             )
         except ValueError as error:
             if isinstance(error, SettingsError):

@@ -242,3 +242,20 @@ def test_cli_through_the_gateway_prints_json_and_renders(gateway, photos, tmp_pa
     assert printed == {key: served.json()[key] for key in ("image_size", "detections")}
     with Image.open(picture) as image:
         assert image.format == "PNG" and image.size == (600, 400)
+
+
+def test_an_api_key_guards_every_endpoint_but_health(mask_rcnn_server, direct, photos, tmp_path):
+    """API_KEY set: 401 without the X-API-Key header, the ensemble's answer with it."""
+    payload = photos["chelsea.jpg"].read_bytes()
+    key = "k3y-for-this-test-only"
+    with GatewayProcess(mask_rcnn_server.http_url, tmp_path / "gateway.log", API_KEY=key) as gw:
+        refused = post(gw, "/v1/detect", payload)
+        assert refused.status_code == 401 and "X-API-Key" in refused.json()["detail"]
+        assert requests.get(f"{gw.url}/v1/models", timeout=10).status_code == 401
+        assert requests.get(f"{gw.url}/health", timeout=10).status_code == 200
+        response = requests.post(
+            f"{gw.url}/v1/detect", data=payload, timeout=TIMEOUT_S,
+            headers={"Content-Type": "application/octet-stream", "X-API-Key": key},
+        )  # fmt: skip
+    assert response.status_code == 200, response.text
+    assert same_answer(DetectionResult.from_json(response.json()), direct.detect(payload))
