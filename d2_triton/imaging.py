@@ -6,7 +6,9 @@ Two things matter here and both are checked by tests against Detectron2 itself:
   OpenCV's ``IMREAD_COLOR`` does for JPEG and 8-bit PNG, including EXIF orientation, grey
   images (expanded to 3 channels) and alpha (dropped); CMYK JPEGs go through PIL, whose
   conversion OpenCV does not match exactly.  16-bit PNGs are scaled to 8 bits by OpenCV where
-  PIL would clip them; scaling is the useful behaviour, so we keep it.
+  PIL would clip them; scaling is the useful behaviour, so we keep it.  WEBP, BMP, TIFF (its
+  first page) and GIF (its first frame) are decoded as ``read_image`` decodes them: PIL,
+  EXIF orientation, ``convert("RGB")``.
 * Resizing must be Detectron2's ``ResizeShortestEdge`` at test time: the same output-size
   arithmetic and PIL's bilinear filter on uint8 data (``ResizeTransform.apply_image``), which
   is *not* what ``cv2.resize`` computes.
@@ -30,6 +32,18 @@ from d2_triton.errors import InvalidRequestError
 
 JPEG_SIGNATURE = b"\xff\xd8\xff"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# The formats accepted: the container's name -> the signatures its files start with.  PIL
+# names the same formats in upper case.  JPEG and PNG are decoded by OpenCV, the rest by PIL.
+SIGNATURES = {
+    "jpeg": (JPEG_SIGNATURE,),
+    "png": (PNG_SIGNATURE,),
+    "webp": (b"RIFF",),  # and "WEBP" at offset 8
+    "bmp": (b"BM",),
+    "tiff": (b"II*\x00", b"MM\x00*"),
+    "gif": (b"GIF87a", b"GIF89a"),
+}
+DECODED_BY_PIL = ("webp", "bmp", "tiff", "gif")
+ACCEPTED = "JPEG, PNG, WEBP, BMP, TIFF (first page) or GIF (first frame)"
 JPEG_END_OF_IMAGE = b"\xff\xd9"
 
 # Detectron2's resize turns very elongated images into empty ones (4000x1 -> 1333x0), which
@@ -64,14 +78,13 @@ class DecodeLimits:
 
 def sniff_format(data: bytes) -> str:
     """Name the container format from its signature; refuse anything else early."""
-    if data.startswith(JPEG_SIGNATURE):
-        return "jpeg"
-    if data.startswith(PNG_SIGNATURE):
-        return "png"
+    for name, signatures in SIGNATURES.items():
+        if data.startswith(signatures) and (name != "webp" or data[8:12] == b"WEBP"):
+            return name
     preview = data[:8].hex(" ")
     raise InvalidImageError(
         f"unsupported or unrecognised image format (first bytes: {preview}); "
-        "send the raw bytes of a JPEG or PNG file"
+        f"send the raw bytes of a {ACCEPTED} file"
     )
 
 
@@ -107,14 +120,14 @@ def read_header(data: bytes, image_format: str) -> Header:
 
 
 def decode_image(data: bytes, limits: DecodeLimits | None = None) -> np.ndarray:
-    """Decode JPEG/PNG bytes to an HxWx3 uint8 BGR array with EXIF orientation applied.
+    """Decode image bytes to an HxWx3 uint8 BGR array with EXIF orientation applied.
 
     Raises InvalidImageError with a user-facing message for anything that is not a
     decodable image within ``limits``.
     """
     limits = limits or DecodeLimits()
     if len(data) == 0:
-        raise InvalidImageError("empty request: expected the raw bytes of a JPEG or PNG image")
+        raise InvalidImageError(f"empty request: expected the raw bytes of a {ACCEPTED} image")
     if len(data) > limits.max_bytes:
         raise InvalidImageError(
             f"image is {len(data)} bytes, over the limit of {limits.max_bytes} bytes "
@@ -128,25 +141,27 @@ def decode_image(data: bytes, limits: DecodeLimits | None = None) -> np.ndarray:
             f"image declares {width}x{height} = {width * height} pixels, over the limit of "
             f"{limits.max_pixels} pixels (model parameter {PIXEL_LIMIT_PARAMETER})"
         )
-    if header.mode == "CMYK":
-        return _decode_cmyk(data)
+    if header.mode == "CMYK" or image_format in DECODED_BY_PIL:
+        return _decode_with_pil(data, image_format)
     image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
     if image is None:
         raise InvalidImageError(_decode_failure_message(data, image_format))
     return image
 
 
-def _decode_cmyk(data: bytes) -> np.ndarray:
-    """CMYK JPEGs through PIL, as Detectron2 reads them.
+def _decode_with_pil(data: bytes, image_format: str) -> np.ndarray:
+    """Decode through PIL exactly as Detectron2's ``read_image`` does (first frame or page).
 
-    OpenCV's CMYK conversion rounds differently (off by one level here and there), and a
-    detector can notice.
+    For CMYK JPEGs too: OpenCV's CMYK conversion rounds differently (off by one level here
+    and there), and a detector can notice.
     """
     try:
-        with Image.open(io.BytesIO(data), formats=["JPEG"]) as image:
+        with Image.open(io.BytesIO(data), formats=[image_format.upper()]) as image:
             rgb = np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
     except Exception as error:
-        raise InvalidImageError(f"could not decode the JPEG: {error}") from None
+        raise InvalidImageError(
+            f"could not decode the {image_format.upper()}: {error or type(error).__name__}"
+        ) from None
     return np.ascontiguousarray(rgb[..., ::-1])
 
 

@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 from d2_triton.results import JSON_MASK_FORMATS
 
 UPLOAD_FIELD = "image"
+IMAGE_MEDIA_TYPES = tuple(f"image/{name}" for name in ("jpeg", "png", "webp", "bmp", "tiff", "gif"))
 # The header that carries the API key, when the gateway has one (API_KEY).
 API_KEY_HEADER = "X-API-Key"
 # ``mask_format`` of the JSON endpoint: COCO RLE, polygons, or none.
@@ -100,8 +101,8 @@ class ModelsResponse(BaseModel):
 IMAGE_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
-        "description": "The image file (JPEG or PNG): as a multipart upload in the field "
-        f"`{UPLOAD_FIELD}`, or as the raw request body.",
+        "description": "The image file (JPEG, PNG, WEBP, BMP, TIFF or GIF): as a multipart "
+        f"upload in the field `{UPLOAD_FIELD}`, or as the raw request body.",
         "content": {
             "multipart/form-data": {
                 "schema": {
@@ -112,7 +113,7 @@ IMAGE_BODY: dict[str, Any] = {
             },
             **{
                 media: {"schema": {"type": "string", "format": "binary"}}
-                for media in ("image/jpeg", "image/png", "application/octet-stream")
+                for media in (*IMAGE_MEDIA_TYPES, "application/octet-stream")
             },
         },
     }

@@ -90,7 +90,17 @@ def odd_valid_images() -> list[Case]:
         Case("rgba-png", encode(image.convert("RGBA"), "PNG")),
         Case("exif-rotated-jpeg", exif_rotated_jpeg(rgb)),
         Case("one-pixel-png", encode(Image.new("RGB", (1, 1), (90, 120, 200)), "PNG")),
+        Case("webp-lossless", encode(image, "WEBP", lossless=True)),
+        Case("bmp", encode(image, "BMP")),
+        Case("tiff-two-pages", multi_frame(image, "TIFF")),
+        Case("gif-two-frames", multi_frame(image, "GIF")),
     ]
+
+
+def multi_frame(image: Image.Image, image_format: str) -> bytes:
+    """``image`` then its negative as a second page or frame: only the first counts."""
+    negative = Image.fromarray(255 - np.asarray(image))
+    return encode(image, image_format, save_all=True, append_images=[negative])
 
 
 def bad_inputs(max_image_bytes: int | None = None) -> list[Case]:
@@ -100,7 +110,7 @@ def bad_inputs(max_image_bytes: int | None = None) -> list[Case]:
         Case("empty", b"", "empty request"),
         Case("random-bytes", np.random.default_rng(0).bytes(4096), "unrecognised image format"),
         Case("text", b"This is a text file, not an image.\n" * 20, "unrecognised image format"),
-        Case("gif", encode(Image.new("RGB", (8, 8)), "GIF"), "unrecognised image format"),
+        Case("ico", encode(Image.new("RGB", (16, 16)), "ICO"), "unrecognised image format"),
         Case("truncated-jpeg", jpeg[: len(jpeg) // 2], "truncated"),
         Case("corrupt-jpeg-header", jpeg[:4] + b"\x00" * 200 + jpeg[204:], "invalid JPEG header"),
         Case("zero-width-png", png_declaring(0, 480), "invalid PNG header"),

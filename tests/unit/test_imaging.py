@@ -16,7 +16,7 @@ from d2_triton.imaging import (
     shortest_edge_resized_shape,
     to_model_layout,
 )
-from d2_triton.testing.corpus import encode, gradient_rgb, png_declaring
+from d2_triton.testing.corpus import encode, gradient_rgb, multi_frame, png_declaring
 from export_tools.detectron2_env import import_detectron2
 from helpers.photos import photo_bytes
 
@@ -42,6 +42,7 @@ def test_photos_decode_to_detectron2s_pixels(name, tmp_path):
     [("L", "JPEG"), ("L", "PNG"), ("RGBA", "PNG"), ("P", "PNG"), ("LA", "PNG"), ("RGB", "PNG")],
 )
 def test_other_pixel_formats_decode_like_detectron2(mode, image_format, tmp_path):
+    """Grey, alpha and palette images give read_image's pixels."""
     image = Image.fromarray(gradient_rgb()).convert(mode)
     payload = encode(image, image_format)
     decoded = decode_image(payload)
@@ -82,17 +83,70 @@ def test_one_pixel_image_decodes():
 
 
 @pytest.mark.parametrize(
+    ("image_format", "mode", "options"),
+    [
+        ("WEBP", "RGB", {"lossless": True}),
+        ("WEBP", "RGB", {"quality": 80}),
+        ("WEBP", "RGBA", {"lossless": True}),
+        ("BMP", "RGB", {}),
+        ("BMP", "L", {}),
+        ("BMP", "P", {}),
+        ("TIFF", "RGB", {}),
+        ("TIFF", "L", {}),
+        ("TIFF", "RGB", {"compression": "tiff_lzw"}),
+        ("GIF", "RGB", {}),
+        ("GIF", "L", {}),
+    ],
+    ids=lambda value: str(value) if not isinstance(value, dict) else "-".join(map(str, value)),
+)
+def test_every_format_detectron2_reads_decodes_to_its_pixels(image_format, mode, options, tmp_path):
+    image = Image.fromarray(gradient_rgb()).convert(mode)
+    payload = encode(image, image_format, **options)
+    decoded = decode_image(payload)
+    assert decoded.shape == (120, 160, 3) and decoded.dtype == np.uint8
+    np.testing.assert_array_equal(decoded, _detectron2_read(payload, tmp_path))
+
+
+@pytest.mark.parametrize("image_format", ["TIFF", "GIF"])
+def test_the_first_page_or_frame_is_the_image(image_format, tmp_path):
+    payload = multi_frame(Image.fromarray(gradient_rgb()), image_format)
+    decoded = decode_image(payload)
+    np.testing.assert_array_equal(decoded, _detectron2_read(payload, tmp_path))
+    first = decode_image(encode(Image.fromarray(gradient_rgb()), image_format))
+    np.testing.assert_array_equal(decoded, first)
+
+
+@pytest.mark.parametrize("image_format", ["WEBP", "BMP", "TIFF", "GIF"])
+def test_limits_apply_to_every_format_before_decoding(image_format):
+    payload = encode(Image.new("RGB", (300, 200)), image_format)
+    with pytest.raises(InvalidImageError, match="max_image_pixels"):
+        decode_image(payload, DecodeLimits(max_pixels=300 * 200 - 1))
+    with pytest.raises(InvalidImageError, match="max_image_bytes"):
+        decode_image(payload, DecodeLimits(max_bytes=len(payload) - 1))
+
+
+@pytest.mark.parametrize(
     ("payload", "message"),
     [
         (b"", "empty request"),
         (np.random.default_rng(0).bytes(5000), "unsupported or unrecognised image format"),
         (b"Hello, I am not an image at all.\n" * 10, "unsupported or unrecognised"),
-        (b"GIF89a" + b"\x00" * 100, "unsupported or unrecognised"),
+        (b"\x00\x00\x01\x00" + b"\x00" * 100, "send the raw bytes of a JPEG, PNG, WEBP"),
+        (b"GIF89a" + b"\x00" * 100, "GIF"),
         (b"\xff\xd8\xff\xe0" + b"\x00" * 64, "invalid JPEG header"),
         (png_declaring(50_000, 50_000), "pixels"),
         (png_declaring(0, 10), "PNG"),
     ],
-    ids=["empty", "random", "text", "gif", "corrupt-jpeg-header", "bomb", "zero-width"],
+    ids=[
+        "empty",
+        "random",
+        "text",
+        "ico",
+        "corrupt-gif",
+        "corrupt-jpeg-header",
+        "bomb",
+        "zero-width",
+    ],
 )
 def test_bad_bytes_are_refused_with_a_clear_message(payload, message):
     with pytest.raises(InvalidImageError, match=message):
