@@ -1,0 +1,76 @@
+"""The Kubernetes manifests are valid against Kubernetes' own schemas, offline, and wired up.
+
+kubernetes-validate ships the API schemas, so this needs no cluster and no network.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from d2_triton import schema
+
+MANIFESTS = Path(__file__).resolve().parents[3] / "deploy" / "kubernetes"
+KUBERNETES_VERSION = "1.37.0"
+
+
+def documents() -> list[dict]:
+    """Every resource in the manifests kustomization.yaml lists."""
+    kustomization = yaml.safe_load((MANIFESTS / "kustomization.yaml").read_text())
+    found = []
+    for name in kustomization["resources"]:
+        found += [doc for doc in yaml.safe_load_all((MANIFESTS / name).read_text()) if doc]
+    return found
+
+
+def by_kind(kind: str) -> dict[str, dict]:
+    return {doc["metadata"]["name"]: doc for doc in documents() if doc["kind"] == kind}
+
+
+@pytest.mark.parametrize(
+    "document", documents(), ids=lambda d: f"{d['kind']}/{d['metadata']['name']}"
+)
+def test_each_resource_is_valid_against_the_kubernetes_schema(document):
+    kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
+
+
+def test_every_manifest_file_is_in_the_kustomization():
+    kustomization = yaml.safe_load((MANIFESTS / "kustomization.yaml").read_text())
+    files = {path.name for path in MANIFESTS.glob("*.yaml")} - {"kustomization.yaml"}
+    assert set(kustomization["resources"]) == files
+
+
+def test_the_model_server_is_probed_scraped_and_given_shared_memory():
+    pod = by_kind("Deployment")["d2-triton-model-server"]["spec"]["template"]
+    server = pod["spec"]["containers"][0]
+    assert server["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    assert server["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+    ports = {port["name"]: port["containerPort"] for port in server["ports"]}
+    assert ports == schema.DEFAULT_PORTS
+    assert pod["metadata"]["annotations"]["prometheus.io/port"] == str(ports["metrics"])
+    assert {"cpu", "memory"} <= set(server["resources"]["requests"])
+    assert {"cpu", "memory"} <= set(server["resources"]["limits"])
+    mounts = {mount["mountPath"]: mount["name"] for mount in server["volumeMounts"]}
+    volumes = {volume["name"]: volume for volume in pod["spec"]["volumes"]}
+    assert volumes[mounts["/dev/shm"]]["emptyDir"]["medium"] == "Memory"
+    export = pod["spec"]["initContainers"][0]
+    assert export["command"] == ["/opt/d2-triton/scripts/export_default.sh"]
+    assert {m["name"] for m in export["volumeMounts"]} == {mounts["/models"]}
+
+
+def test_the_gateway_reaches_the_model_server_service_and_autoscalers_target_deployments():
+    services = by_kind("Service")
+    gateway = by_kind("Deployment")["d2-triton-gateway"]["spec"]["template"]["spec"]
+    env = {item["name"]: item.get("value") for item in gateway["containers"][0]["env"]}
+    assert env["TRITON_HOST"] in services
+    triton_ports = {
+        port["name"]: port["port"] for port in services[env["TRITON_HOST"]]["spec"]["ports"]
+    }
+    assert int(env["TRITON_PORT"]) == triton_ports["http"]
+    assert gateway["containers"][0]["ports"][0]["containerPort"] == schema.GATEWAY_PORT
+    deployments = by_kind("Deployment")
+    for autoscaler in by_kind("HorizontalPodAutoscaler").values():
+        assert autoscaler["spec"]["scaleTargetRef"]["name"] in deployments
