@@ -21,7 +21,6 @@ from helpers import pb_utils_stub as pb_utils
 
 sys.modules.setdefault("triton_python_backend_utils", pb_utils)
 
-from d2_triton import backend  # noqa: E402
 from d2_triton.detections import decode_rle  # noqa: E402
 from d2_triton.imaging import decode_image, resize_shortest_edge, to_model_layout  # noqa: E402
 from d2_triton.labels import LabelMap  # noqa: E402
@@ -30,6 +29,7 @@ from d2_triton.model_config import (  # noqa: E402
     PostprocessParameters,
     PreprocessParameters,
 )
+from d2_triton.numpy_version import check_numpy_version  # noqa: E402
 from export_tools import triton_config as tc  # noqa: E402
 from helpers.photos import photo_bytes  # noqa: E402
 
@@ -306,6 +306,7 @@ def test_postprocess_internal_errors_are_500s_with_a_log(tmp_path):
 
 
 def test_models_refuse_numpy_2():
-    backend.check_numpy_version("1.26.4")
+    """The one numpy check, which backend.initialize runs in every model."""
+    check_numpy_version("1.26.4")
     with pytest.raises(RuntimeError, match="numpy<2"):
-        backend.check_numpy_version("2.0.0")
+        check_numpy_version("2.0.0")
