@@ -1,0 +1,218 @@
+"""Accuracy of the trained shapes model: Detectron2 itself against the served ensemble.
+
+    .cache/venv-dev/bin/python -m benchmarks.accuracy --out benchmarks/results/accuracy
+
+Trains the model if the cache has none (``training.train``), exports it with the real export
+CLI once per variant (``default``: no options), and scores COCO bbox and segm AP on the
+val split with pycocotools for (a) Detectron2's ``DefaultPredictor`` on each file and (b)
+the served ensemble over HTTP, its RLE masks as they come.  Both go through the same
+scoring code.  Writes ``summary.json``, ``report.md`` and ``plot.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from d2_triton.client import DetectionClient
+from d2_triton.server import ServerEnvironment, ServerOptions, TritonServer
+from d2_triton.testing.ports import free_ports
+from training import shapes, train
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CACHE = Path(os.environ.get("D2T_CACHE", REPO_ROOT / ".cache"))
+TRAINED = CACHE / "trained" / "shapes"
+DATA = train.default_data_dir(TRAINED)
+METRICS = ("bbox_AP", "bbox_AP50", "segm_AP", "segm_AP50")
+# Export options of each variant; "default" is what a fresh export gives.
+VARIANTS = {"default": ()}
+
+
+def trained_model() -> Path:
+    """The trained model's folder (config.yaml, model_final.pth), training it if needed."""
+    from export_tools.detectron2_env import import_detectron2
+
+    import_detectron2()
+    return train.train(TRAINED, DATA)
+
+
+def export_variant(model: Path, name: str, options: tuple[str, ...], work: Path) -> Path:
+    """The model exported by the real CLI with ``options`` (cached by the training key)."""
+    key = json.loads((model / train.INFO_FILE).read_text())["key"]
+    repository = work / f"{name}-{key}"
+    if (repository / "export_info.json").is_file():
+        return repository
+    val = shapes.splits(DATA)["val"]
+    subprocess.run(
+        [sys.executable, "-m", "export_tools.export",
+         "--config", str(model / train.CONFIG_FILE),
+         "--weights", str(model / train.CHECKPOINT_FILE),
+         "--coco-dataset", val.name, str(val.json_file), str(val.image_root),
+         "--repository", str(repository), *options],
+        cwd=REPO_ROOT, check=True,
+    )  # fmt: skip
+    return repository
+
+
+def coco_detection(image_id: int, category_id: int, box, score: float, rle: dict) -> dict:
+    """One detection in COCO's results format (box as x, y, width, height)."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    return {"image_id": image_id, "category_id": category_id, "bbox": [x1, y1, x2 - x1, y2 - y1],
+            "score": float(score), "segmentation": rle}  # fmt: skip
+
+
+def detectron2_detections(model: Path, images: list[dict], image_root: Path) -> list[dict]:
+    """DefaultPredictor on each val file, as a Detectron2 user runs it."""
+    from detectron2.config import get_cfg
+    from detectron2.data.detection_utils import read_image
+    from detectron2.engine import DefaultPredictor
+    from pycocotools import mask as mask_util
+
+    cfg = get_cfg()
+    cfg.merge_from_file(str(model / train.CONFIG_FILE))
+    cfg.MODEL.WEIGHTS = str(model / train.CHECKPOINT_FILE)
+    predictor = DefaultPredictor(cfg)
+    detections = []
+    for image in images:
+        instances = predictor(read_image(str(image_root / image["file_name"]), format="BGR"))
+        instances = instances["instances"].to("cpu")
+        masks = instances.pred_masks.numpy().astype(np.uint8)
+        for index in range(len(instances)):
+            rle = mask_util.encode(np.asfortranarray(masks[index]))
+            rle["counts"] = rle["counts"].decode("ascii")
+            detections.append(coco_detection(
+                image["id"], int(instances.pred_classes[index]) + 1,
+                instances.pred_boxes.tensor[index].tolist(), instances.scores[index], rle,
+            ))  # fmt: skip
+    return detections
+
+
+def served_detections(http_url: str, images: list[dict], image_root: Path) -> list[dict]:
+    """The served ensemble's answer for each val file's bytes, over HTTP."""
+    detections = []
+    with DetectionClient(http_url) as client:
+        for image in images:
+            result = client.detect((image_root / image["file_name"]).read_bytes())
+            height, width = result.image_size
+            for index in range(len(result)):
+                rle = {"size": [height, width], "counts": result.masks_rle[index].decode("ascii")}
+                detections.append(coco_detection(
+                    image["id"], int(result.classes[index]) + 1, result.boxes[index],
+                    result.scores[index], rle,
+                ))  # fmt: skip
+    return detections
+
+
+def score(ground_truth: Path, detections: list[dict]) -> dict[str, float]:
+    """COCO bbox and segm AP and AP50, on the 0-100 scale."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        truth = COCO(str(ground_truth))
+        found = truth.loadRes(detections) if detections else None
+        figures = {}
+        for kind in ("bbox", "segm"):
+            if found is None:
+                figures |= {f"{kind}_AP": 0.0, f"{kind}_AP50": 0.0}
+                continue
+            evaluation = COCOeval(truth, found, kind)
+            evaluation.evaluate()
+            evaluation.accumulate()
+            evaluation.summarize()
+            figures[f"{kind}_AP"] = 100 * float(evaluation.stats[0])
+            figures[f"{kind}_AP50"] = 100 * float(evaluation.stats[1])
+    return figures
+
+
+def served_figures(repository: Path, images: list[dict], val: shapes.DatasetFiles, log: Path):
+    """Serve ``repository`` with the real tritonserver and score its answers."""
+    http, grpc, metrics = free_ports(3)
+    options = ServerOptions(repository, http, grpc, metrics, host="127.0.0.1")
+    environment = ServerEnvironment.inspect(CACHE / "venv")
+    with TritonServer(options, environment, log_path=log) as server:
+        detections = served_detections(server.http_url, images, val.image_root)
+    return score(val.json_file, detections)
+
+
+def write_report(summary: dict, out: Path) -> None:
+    """report.md and plot.png beside summary.json."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [("Detectron2 DefaultPredictor", summary["detectron2"])] + [
+        (f"served ({name})", figures) for name, figures in summary["served"].items()
+    ]
+    lines = [
+        "# Accuracy: the trained shapes model, Detectron2 against the served ensemble", "",
+        f"Model: {summary['model']}; weights: {summary['weights']}; trained in "
+        f"{summary['train_seconds']:.0f} s on the CPU; {summary['val_images']} val images.", "",
+        "| | " + " | ".join(METRICS) + " |", "|---" * (len(METRICS) + 1) + "|",
+    ]  # fmt: skip
+    for name, figures in rows:
+        lines.append(f"| {name} | " + " | ".join(f"{figures[m]:.2f}" for m in METRICS) + " |")
+    shown = out.relative_to(REPO_ROOT) if out.is_relative_to(REPO_ROOT) else out
+    lines += ["", f"Command: `.cache/venv-dev/bin/python -m benchmarks.accuracy --out {shown}`"]
+    (out / "report.md").write_text("\n".join(lines) + "\n")
+    figure, axis = plt.subplots(figsize=(8, 4))
+    width = 0.8 / len(rows)
+    for offset, (name, figures) in enumerate(rows):
+        positions = np.arange(len(METRICS)) + offset * width
+        axis.bar(positions, [figures[m] for m in METRICS], width, label=name)
+    axis.set_xticks(np.arange(len(METRICS)) + width * (len(rows) - 1) / 2, METRICS)
+    axis.set(ylim=(0, 100), ylabel="AP (0-100)", title="COCO AP on the shapes val split")
+    axis.legend(loc="lower right", fontsize=8)
+    figure.tight_layout()
+    figure.savefig(out / "plot.png", dpi=110)
+    plt.close(figure)
+
+
+def measure(out: Path, variants: dict[str, tuple[str, ...]] = VARIANTS) -> dict:
+    """Train if needed, export, score Detectron2 and every served variant; write the report."""
+    model = trained_model()
+    info = json.loads((model / train.INFO_FILE).read_text())
+    val = shapes.splits(DATA)["val"]
+    images = json.loads(val.json_file.read_text())["images"]
+    out.mkdir(parents=True, exist_ok=True)
+    summary = {
+        "model": f"Mask R-CNN R18-FPN (GroupNorm, from scratch; {train.BASE_CONFIG} made small)",
+        "weights": f"trained here on the shapes dataset, {info['iterations']} iterations",
+        "val_images": len(images),
+        "train_seconds": info["train_seconds"],
+        "detectron2": score(val.json_file, detectron2_detections(model, images, val.image_root)),
+        "served": {},
+    }
+    for name, options in variants.items():
+        repository = export_variant(model, name, options, CACHE / "accuracy-exports")
+        figures = served_figures(repository, images, val, out / f"tritonserver-{name}.log")
+        summary["served"][name] = {**figures, "export_options": list(options)}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_report(summary, out)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Measure and print the summary."""
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.accuracy",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks/results/accuracy")
+    args = parser.parse_args(argv)
+    print(json.dumps(measure(args.out.absolute()), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,73 @@
+"""The model trained here, served: accuracy equal to Detectron2's, labels from the dataset.
+
+On a fresh machine the first test trains the model (``training.train``, cached under
+``.cache/trained``); later runs reuse it.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from benchmarks import accuracy
+from d2_triton.client import DetectionClient
+from helpers.exports import REPO_ROOT
+from training import shapes, train
+
+# Served within this many AP points of Detectron2 on every metric (the issue's gate).
+AP_TOLERANCE = 0.1
+# What "a good model" means for the shapes dataset: AP50 of boxes and masks on val.
+MIN_AP50 = 90.0
+
+
+@pytest.fixture(scope="module")
+def summary(tmp_path_factory, server_pool):
+    server_pool.stop()  # training and the accuracy run want both cores
+    return accuracy.measure(tmp_path_factory.mktemp("accuracy"))
+
+
+def test_served_accuracy_equals_detectron2s(summary):
+    print(json.dumps(summary, indent=2))
+    eager = summary["detectron2"]
+    served = summary["served"]["default"]
+    assert served["export_options"] == []
+    for metric in accuracy.METRICS:
+        assert abs(served[metric] - eager[metric]) <= AP_TOLERANCE, (metric, served, eager)
+
+
+def test_the_trained_model_is_good(summary):
+    for figures in (summary["detectron2"], summary["served"]["default"]):
+        assert figures["bbox_AP50"] >= MIN_AP50 and figures["segm_AP50"] >= MIN_AP50, figures
+
+
+def test_labels_come_from_the_dataset_and_a_label_map_overrides_them(
+    summary, server_pool, tmp_path
+):
+    """No hand-written label file: the export names classes from thing_classes."""
+    model = accuracy.TRAINED
+    key = json.loads((model / train.INFO_FILE).read_text())["key"]
+    default = accuracy.CACHE / "accuracy-exports" / f"default-{key}"
+    labels = json.loads((default / "postprocess" / "labels.json").read_text())
+    assert list(labels.values()) == list(shapes.CLASSES)
+
+    renamed = tmp_path / "labels.json"
+    renamed.write_text(
+        json.dumps({str(i): f"{name}-shape" for i, name in enumerate(shapes.CLASSES)})
+    )
+    repository = tmp_path / "repository"
+    val = shapes.splits(accuracy.DATA)["val"]
+    subprocess.run(
+        [sys.executable, "-m", "export_tools.export", "--config", str(model / train.CONFIG_FILE),
+         "--weights", str(model / train.CHECKPOINT_FILE), "--label-map", str(renamed),
+         "--repository", str(repository)],
+        cwd=REPO_ROOT, check=True,
+    )  # fmt: skip
+    server = server_pool.get(repository, "relabelled")
+    image = sorted(val.image_root.glob("*.jpg"))[0].read_bytes()
+    with DetectionClient(server.http_url) as client:
+        result = client.detect(image, score_threshold=0.5)
+    assert result.labels and all(label.endswith("-shape") for label in result.labels)
+    assert result.labels == [f"{shapes.CLASSES[c]}-shape" for c in result.classes]
