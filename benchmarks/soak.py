@@ -73,22 +73,23 @@ def floors(samples: list[tuple[float, int]], window_s: float) -> list[tuple[floa
 
 
 def floor_growth(floor_points: list[tuple[float, float]]) -> tuple[float, float, float]:
-    """(floor of the first half, floor of the second half, MiB per minute between them).
+    """(floor of the first third, floor of the last third, sustained MiB per minute).
 
     Over minutes the floor also moves between a few plateaus some tens of MiB apart (the
     allocator keeping or returning a large buffer; a 10-minute soak shows them alternating
-    with no trend), so a straight-line fit through the window floors of a short run reads
-    a flip as growth.  A leak raises the lowest RSS the second half ever reaches above the
-    first half's; a flip does not, as long as each half visits the low plateau.
+    with no trend), so a fit through the window floors of a short run reads one step up as
+    growth: a 75 s soak once measured 56 MiB/min from a single 28 MiB step between halves.
+    A leak raises the lowest RSS of every third above the one before; a step raises one.
+    So the growth is the smaller of the two rates between consecutive thirds' lowest floors
+    (the callers also bound the total rise, which catches a large single step).
     """
-    if len(floor_points) < 2:
-        raise ValueError("need at least two windows to compare halves")
-    half = len(floor_points) // 2
-    first, second = floor_points[:half], floor_points[half:]
-    low_first = min(value for _, value in first)
-    low_second = min(value for _, value in second)
-    seconds = np.mean([t for t, _ in second]) - np.mean([t for t, _ in first])
-    return low_first, low_second, float((low_second - low_first) / seconds * 60.0)
+    if len(floor_points) < 3:
+        raise ValueError("need at least three windows to compare thirds")
+    thirds = np.array_split(np.arange(len(floor_points)), 3)
+    lows = [min(floor_points[i][1] for i in third) for third in thirds]
+    centres = [float(np.mean([floor_points[i][0] for i in third])) for third in thirds]
+    rates = [(lows[k + 1] - lows[k]) / (centres[k + 1] - centres[k]) * 60.0 for k in range(2)]
+    return lows[0], lows[-1], float(min(rates))
 
 
 def plot(samples: list[tuple[float, dict[str, int]]], path: Path) -> None:
@@ -186,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     totals = [(t, sum(by_name.values())) for t, by_name in samples]
     warm = [(t, rss) for t, rss in totals if t >= args.warmup_fraction * totals[-1][0]]
     warm_floors = floors(warm, args.floor_window)
-    floor_first_half, floor_second_half, growth = floor_growth(warm_floors)
+    floor_first, floor_last, growth = floor_growth(warm_floors)
     result = {
         "duration_s": args.duration,
         "min_requests": args.min_requests,
@@ -198,8 +199,8 @@ def main(argv: list[str] | None = None) -> int:
         "rss_mib_start": totals[0][1] / MIB,
         "rss_mib_end": totals[-1][1] / MIB,
         "rss_mib_peak": max(total for _, total in totals) / MIB,
-        "rss_floor_mib_after_warmup": floor_first_half,
-        "rss_floor_mib_end": floor_second_half,
+        "rss_floor_mib_after_warmup": floor_first,
+        "rss_floor_mib_end": floor_last,
         "rss_floors_mib": [(round(t, 1), round(v, 1)) for t, v in warm_floors],
         "growth_mib_per_minute_after_warmup": growth,
         "rss_mib_end_by_process": {k: v / MIB for k, v in samples[-1][1].items()},
