@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from d2_triton.client import DetectionClient
-from d2_triton.server import ServerEnvironment, ServerOptions, TritonServer
-from d2_triton.testing.ports import free_ports
+from d2_triton.server import ServerEnvironment, TritonServer
+from d2_triton.testing.ports import loopback_server_options
 from training import shapes, train
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -135,8 +135,7 @@ def score(ground_truth: Path, detections: list[dict]) -> dict[str, float]:
 
 def served_figures(repository: Path, images: list[dict], val: shapes.DatasetFiles, log: Path):
     """Serve ``repository`` with the real tritonserver and score its answers."""
-    http, grpc, metrics = free_ports(3)
-    options = ServerOptions(repository, http, grpc, metrics, host="127.0.0.1")
+    options = loopback_server_options(repository)
     environment = ServerEnvironment.inspect(CACHE / "venv")
     with TritonServer(options, environment, log_path=log) as server:
         detections = served_detections(server.http_url, images, val.image_root)

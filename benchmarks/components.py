@@ -40,7 +40,7 @@ from d2_triton.schema import (
     PREPROCESS_MODEL,
     RESIZED_SIZE,
 )
-from export_tools.triton_config import parse_pbtxt, read_parameters
+from export_tools.triton_config import parameters_of, parse_pbtxt, read_parameters
 
 
 class Repository:
@@ -51,10 +51,11 @@ class Repository:
             return path / model / "config.pbtxt"
 
         self.preprocess = read_parameters(PreprocessParameters, config_file(PREPROCESS_MODEL))
-        detector = read_parameters(DetectorParameters, config_file(DETECTOR_MODEL))
+        detector_config = parse_pbtxt(config_file(DETECTOR_MODEL).read_text())
+        detector = parameters_of(DetectorParameters, detector_config)
         post = read_parameters(PostprocessParameters, config_file(POSTPROCESS_MODEL))
         self.threads = detector.intra_op_threads
-        kind = parse_pbtxt(config_file(DETECTOR_MODEL).read_text()).instance_group[0].kind
+        kind = detector_config.instance_group[0].kind
         on_gpu = kind == ModelInstanceGroup.KIND_GPU and torch.cuda.is_available()
         self.device = torch.device("cuda", 0) if on_gpu else torch.device("cpu")
         self.fields = list(detector.output_fields)

@@ -43,8 +43,8 @@ from benchmarks.perf import (
 )
 from d2_triton.model_config import DetectorParameters
 from d2_triton.schema import DETECTOR_MODEL, POSTPROCESS_MODEL, PREPROCESS_MODEL
-from d2_triton.server import ServerEnvironment, ServerOptions, TritonServer
-from d2_triton.testing.ports import free_ports
+from d2_triton.server import ServerEnvironment, TritonServer
+from d2_triton.testing.ports import loopback_server_options
 from export_tools import repository as repository_tools
 from export_tools import triton_config
 
@@ -191,9 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     print("== tritonserver + perf_analyzer", flush=True)
     environment = ServerEnvironment.inspect(SERVER_ENV)
     perf_analyzer = SERVER_ENV / "bin" / "perf_analyzer"
-    http, grpc, metrics = free_ports(3)
-    options = ServerOptions(repository, http, grpc, metrics, host="127.0.0.1",
-                            backend_config=backend_config(args))  # fmt: skip
+    options = loopback_server_options(repository, backend_config=backend_config(args))
     rows: list[PerfRow] = []
     response_bytes = {}
     log = out / "perf_analyzer.log"

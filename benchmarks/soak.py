@@ -27,10 +27,10 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.perf import MemorySampler
-from d2_triton.server import ServerEnvironment, ServerOptions, TritonServer
+from d2_triton.server import ServerEnvironment, TritonServer
 from d2_triton.testing.corpus import mixed_cases
 from d2_triton.testing.load import LoadReport, reference_answers, run_load
-from d2_triton.testing.ports import free_ports
+from d2_triton.testing.ports import loopback_server_options
 from export_tools import repository as repository_tools
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -154,8 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         source, CACHE / "soak-work" / "repository", args.min_size_test, args.max_size_test
     )
     cases = mixed_cases()
-    http, grpc, metrics = free_ports(3)
-    options = ServerOptions(repository, http, grpc, metrics, host="127.0.0.1")
+    options = loopback_server_options(repository)
     environment = ServerEnvironment.inspect(CACHE / "venv")
     with TritonServer(options, environment, log_path=out / "tritonserver.log") as server:
         references = reference_answers(server.http_url, cases)

@@ -14,8 +14,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from d2_triton.server import ServerEnvironment, ServerOptions, TritonServer
-from d2_triton.testing.ports import free_ports
+from d2_triton.server import ServerEnvironment, TritonServer
+from d2_triton.testing.ports import free_ports, loopback_server_options
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SERVER_ENV = Path(os.environ.get("D2T_CACHE", REPO_ROOT / ".cache")) / "venv"
@@ -37,15 +37,7 @@ class ServerPool:
 
     def start(self, repository: Path, name: str, **options) -> TritonServer:
         """A fresh server outside the pool (the caller stops it)."""
-        http_port, grpc_port, metrics_port = free_ports(3)
-        server_options = ServerOptions(
-            model_repository=repository,
-            http_port=http_port,
-            grpc_port=grpc_port,
-            metrics_port=metrics_port,
-            host="127.0.0.1",
-            **options,
-        )
+        server_options = loopback_server_options(repository, **options)
         server = TritonServer(
             server_options, self.environment, log_path=self.log_dir / f"tritonserver-{name}.log"
         )
