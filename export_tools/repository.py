@@ -12,7 +12,7 @@ import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from d2_triton import model_config, schema
+from d2_triton import schema
 from d2_triton.model_config import DetectorParameters, PreprocessParameters
 from export_tools import triton_config
 
@@ -49,9 +49,8 @@ def _edit(path: Path, count: int | None, parameters: type | None = None, **chang
         config.instance_group[0].count = count
     changes = {key: value for key, value in changes.items() if value is not None}
     if parameters is not None and changes:
-        typed = triton_config.read_parameters(parameters, path)
-        for key, value in model_config.to_parameters(replace(typed, **changes)).items():
-            config.parameters[key].string_value = value
+        typed = triton_config.parameters_of(parameters, config)
+        triton_config.set_parameters(config, replace(typed, **changes))
     path.write_text(triton_config.to_pbtxt(config))
 
 

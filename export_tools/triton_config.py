@@ -63,14 +63,19 @@ def _python_model(name: str, count: int, kind: int = mc.ModelInstanceGroup.KIND_
     return config
 
 
-def _set_parameters(config: mc.ModelConfig, parameters: object) -> None:
+def set_parameters(config: mc.ModelConfig, parameters: object) -> None:
+    """Write a typed parameters dataclass into the config's parameters block."""
     for key, value in model_config.to_parameters(parameters).items():
         config.parameters[key].string_value = value
 
 
 def read_parameters(cls: type[Parameters], path: Path) -> Parameters:
     """The typed parameters (``d2_triton.model_config``) of a config.pbtxt file."""
-    config = parse_pbtxt(path.read_text())
+    return parameters_of(cls, parse_pbtxt(path.read_text()))
+
+
+def parameters_of(cls: type[Parameters], config: mc.ModelConfig) -> Parameters:
+    """The typed parameters of a parsed ModelConfig."""
     return model_config.from_parameters(
         cls, {key: value.string_value for key, value in config.parameters.items()}
     )
@@ -98,7 +103,7 @@ def preprocess_config(parameters: PreprocessParameters, count: int = 1) -> mc.Mo
     _tensor(config.output, schema.IMAGE, mc.TYPE_UINT8, [3, -1, -1])
     _tensor(config.output, schema.ORIGINAL_SIZE, mc.TYPE_INT32, [2])
     _tensor(config.output, schema.RESIZED_SIZE, mc.TYPE_INT32, [2])
-    _set_parameters(config, parameters)
+    set_parameters(config, parameters)
     return config
 
 
@@ -115,7 +120,7 @@ def detector_config(
     _tensor(config.input, schema.IMAGE, mc.TYPE_UINT8, [3, -1, -1])
     for name, data_type, dims in _detector_output_dims(outputs):
         _tensor(config.output, name, data_type, dims)
-    _set_parameters(config, parameters)
+    set_parameters(config, parameters)
     return config
 
 
@@ -132,7 +137,7 @@ def postprocess_config(
         _tensor(config.output, name, data_type, dims)
     if not outputs.has_masks:
         parameters = replace(parameters, default_mask_format="none")
-    _set_parameters(config, parameters)
+    set_parameters(config, parameters)
     return config
 
 
