@@ -83,7 +83,8 @@ def config_options(data: dict[str, shapes.DatasetFiles], spec: TrainingSpec) -> 
         "SOLVER.MAX_ITER": spec.max_iter,
         "SOLVER.STEPS": steps,
         "SOLVER.WARMUP_ITERS": min(200, spec.max_iter // 5),
-        "SOLVER.CHECKPOINT_PERIOD": spec.max_iter,
+        # Only model_final.pth: a period equal to MAX_ITER saved the same weights twice.
+        "SOLVER.CHECKPOINT_PERIOD": spec.max_iter + 1,
         # A high learning rate for a short schedule, with clipping as the guard against a
         # diverging step early on (from scratch, GroupNorm).
         "SOLVER.CLIP_GRADIENTS.ENABLED": True,
