@@ -40,6 +40,7 @@ from d2_triton.schema import (
     PREPROCESS_MODEL,
     RESIZED_SIZE,
 )
+from d2_triton.stages import StagedModel, threads_per_instance
 from export_tools.triton_config import parameters_of, parse_pbtxt, read_parameters
 
 
@@ -54,12 +55,13 @@ class Repository:
         detector_config = parse_pbtxt(config_file(DETECTOR_MODEL).read_text())
         detector = parameters_of(DetectorParameters, detector_config)
         post = read_parameters(PostprocessParameters, config_file(POSTPROCESS_MODEL))
-        self.threads = detector.intra_op_threads
+        instances = sum(group.count for group in detector_config.instance_group)
+        self.threads = threads_per_instance(detector.intra_op_threads, instances)
         kind = detector_config.instance_group[0].kind
         on_gpu = kind == ModelInstanceGroup.KIND_GPU and torch.cuda.is_available()
         self.device = torch.device("cuda", 0) if on_gpu else torch.device("cpu")
         self.fields = list(detector.output_fields)
-        self.model_file = path / DETECTOR_MODEL / "1" / detector.torchscript_file
+        self.detector_folder = path / DETECTOR_MODEL / "1"
         self.labels = LabelMap.from_file(path / POSTPROCESS_MODEL / post.label_map)
         self.options = PostprocessOptions(
             score_threshold=post.default_score_threshold, mask_format=post.default_mask_format
@@ -157,9 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
     repo = Repository(args.repository)
-    if repo.threads > 0:
-        torch.set_num_threads(repo.threads)
-    model = torch.jit.load(str(repo.model_file), map_location=repo.device).eval()
+    torch.set_num_threads(repo.threads)
+    model = StagedModel.load(repo.detector_folder, repo.device, repo.threads)
     results = {"threads": torch.get_num_threads(), "device": str(repo.device), "sizes": {}}
     for folder in sorted(p for p in args.photos.iterdir() if p.is_dir()):
         photos = sorted(folder.glob("*.jpg"))

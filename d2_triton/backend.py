@@ -65,6 +65,21 @@ def initialize(args: dict[str, str], parameters: type[Parameters]) -> ModelSetup
     )
 
 
+def stay_on_one_thread() -> None:
+    """Keep this stub's numeric libraries on one thread each (preprocess, postprocess).
+
+    OpenBLAS (numpy's matrix products) and OpenCV start one worker per core; in a stub
+    beside the detector those workers busy-wait on the cores the detector computes on, which
+    slows both.  A request's pre/post work is milliseconds: one thread is enough, and more
+    instances, not more threads, scale it.
+    """
+    import cv2
+    from threadpoolctl import threadpool_limits
+
+    cv2.setNumThreads(1)
+    threadpool_limits(limits=1)
+
+
 def request_parameters(request: Any) -> dict[str, Any]:
     """A request's Triton parameters (those sent to the ensemble reach every step)."""
     text = request.parameters()

@@ -55,16 +55,15 @@ class PreprocessParameters:
 
 @dataclass(frozen=True)
 class DetectorParameters:
-    """``detector``: the TorchScript file and how to run it.
+    """``detector``: the exported model (its stages, ``d2_triton.stages``) and how to run it.
 
     Attributes:
-        torchscript_file: file name in the version folder.
-        output_fields: Detectron2 ``Instances`` field of each TorchScript output, in order.
-        intra_op_threads: torch intra-op threads per instance; 0 keeps torch's default.
+        output_fields: Detectron2 ``Instances`` field of each detector output, in order.
+        intra_op_threads: threads per instance (torch intra-op and OpenVINO inference);
+            0: the cores the server may use at load, shared out among the instances.
         weights_source: ``checkpoint`` or ``random`` (then the server log warns).
     """
 
-    torchscript_file: str
     output_fields: tuple[str, ...]
     intra_op_threads: int = 0
     weights_source: str = "checkpoint"

@@ -92,10 +92,11 @@ def parse_args(argv: list[str] | None = None) -> ExportSettings:
         help="image to trace with (default: a synthetic 480x640 image)",
     )
     parser.add_argument(
-        "--freeze",
+        "--exact",
         action="store_true",
-        help="freeze the TorchScript (BatchNorms folded into convolutions): ~1.2x faster on "
-        "CPU, but results then differ from Detectron2's by float32 rounding (see README)",
+        help="one traced TorchScript model, bit-identical to Detectron2 (default: stages, "
+        "the static parts run by OpenVINO at float32, within float rounding and faster; "
+        "see README)",
     )
     parser.add_argument(
         "--device",
@@ -108,7 +109,8 @@ def parse_args(argv: list[str] | None = None) -> ExportSettings:
         "--detector-threads",
         type=int,
         default=0,
-        help="torch intra-op threads per detector instance (0: torch default)",
+        help="threads per detector instance (0: the cores the server may use at load, "
+        "shared out among the instances)",
     )
     parser.add_argument("--preprocess-instances", type=int, default=1)
     parser.add_argument("--postprocess-instances", type=int, default=1)
@@ -132,7 +134,7 @@ def parse_args(argv: list[str] | None = None) -> ExportSettings:
         default_score_threshold=args.default_score_threshold,
         label_map=args.label_map,
         sample_image=args.sample_image,
-        freeze=args.freeze,
+        exact=args.exact,
         device=args.device,
         detector_instances=args.detector_instances,
         detector_threads=args.detector_threads,
@@ -165,8 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     info = result.model.info
     print(
         f"exported {info['meta_architecture']} ({settings.config}) with {source}; "
-        f"outputs {', '.join(result.model.fields)}; traced model matches eager on the sample "
-        f"({result.sample_detections} detections) in {result.seconds:.1f}s. Wrote:"
+        f"outputs {', '.join(result.model.fields)}; {info['detector_mode']} detector matches "
+        f"eager on the sample ({result.sample_detections} detections, {result.at_cut} at the "
+        f"score cut) in {result.seconds:.1f}s. Wrote:"
     )
     for path in result.written:
         print(f"  {path}")

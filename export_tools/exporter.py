@@ -8,6 +8,7 @@ over ``detectron2.export``).
 
 from __future__ import annotations
 
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -15,7 +16,7 @@ from pathlib import Path
 import torch
 
 from d2_triton.labels import LabelMap
-from export_tools import tracing, writer
+from export_tools import stage_files, staging, tracing, writer
 from export_tools.detectron2_env import import_detectron2, shims_in_use
 from export_tools.errors import ConfigError, LabelMapError, WeightsError
 from export_tools.random_init import announce_random_weights, build_random_model
@@ -45,7 +46,9 @@ class ExportResult:
         model: what was exported.
         weights: where its weights came from.
         written: every file written.
-        sample_detections: detections on the sample image, equal in eager and traced.
+        sample_detections: detections of the eager model on the sample image.
+        at_cut: of those, how many the staged detector keeps or drops differently, all with
+            scores at the cut (0 for an exact export).
         seconds: how long the export took.
     """
 
@@ -53,6 +56,7 @@ class ExportResult:
     weights: WeightsInfo
     written: list[Path]
     sample_detections: int
+    at_cut: int
     seconds: float
 
 
@@ -145,12 +149,13 @@ def export(settings: ExportSettings) -> ExportResult:
     model, weights = build_model(cfg, weights_location, settings.seed, settings.fallback_random)
     image = tracing.model_input(cfg, tracing.load_sample_image(settings.sample_image))
     fields, outputs = tracing.describe_outputs(model, image)
-    traced = tracing.trace(model, image, fields)
-    sample_detections = tracing.verify_trace(model, traced, image, fields)
-    if settings.freeze:
-        frozen = tracing.freeze(traced)
-        tracing.verify_frozen(traced, frozen, image, fields)
-        traced = frozen
+    mode = detector_mode(settings)
+    if mode == "exact":
+        traced = tracing.trace(model, image, fields)
+        sample_detections = tracing.verify_trace(model, traced, image, fields)
+        stages = [stage_files.single_stage(traced, image, fields)]
+    else:
+        stages = staging.split_model(model, image, fields)
     labels = (
         LabelMap.from_file(settings.label_map)
         if settings.label_map
@@ -165,7 +170,8 @@ def export(settings: ExportSettings) -> ExportResult:
         "max_size_test": cfg.INPUT.MAX_SIZE_TEST,
         "score_thresh_test": score_thresh(cfg),
         "output_fields": fields,
-        "frozen": settings.freeze,
+        "detector_mode": mode,
+        "detector_stages": {stage.stage.name: stage.runtime for stage in stages},
         "num_classes": len(labels),
         "detectron2_version": detectron2.__version__,
         "detectron2_shims": shims_in_use(),
@@ -173,7 +179,6 @@ def export(settings: ExportSettings) -> ExportResult:
         "config_options": list(settings.options),
     }
     exported = writer.ExportedModel(
-        traced=traced,
         fields=tuple(fields),
         outputs=outputs,
         input=writer.InputSettings(
@@ -183,9 +188,28 @@ def export(settings: ExportSettings) -> ExportResult:
         weights_source=weights.source,
         info=info,
     )
-    written = writer.write_repository(exported, settings)
+    with tempfile.TemporaryDirectory(prefix="d2t-detector-") as scratch:
+        # The detector's files are written and checked here before the repository is touched.
+        stage_files.write_stages(stages, fields, Path(scratch))
+        at_cut = 0
+        if mode == "staged":
+            with torch.no_grad():
+                eager = tracing.raw_instances(model, image)
+            expected = {field: tracing.field_tensor(eager, field) for field in fields}
+            at_cut = stage_files.verify_stages(Path(scratch), expected, image)
+            sample_detections = len(eager)
+        written = writer.write_repository(exported, Path(scratch), settings)
     seconds = time.perf_counter() - started
-    return ExportResult(exported, weights, written, sample_detections, seconds)
+    return ExportResult(exported, weights, written, sample_detections, at_cut, seconds)
+
+
+def detector_mode(settings: ExportSettings) -> str:
+    """``exact`` (one traced model) or ``staged`` (OpenVINO for the static parts).
+
+    OpenVINO runs on the CPU, so a GPU detector is exported exact (its faster counterpart,
+    FP16 or TensorRT, is the README's plan).
+    """
+    return "exact" if settings.exact or settings.device == "gpu" else "staged"
 
 
 def score_thresh(cfg) -> float:

@@ -42,7 +42,8 @@ class ExportSettings:
         default_score_threshold: postprocess' threshold for a request that sets none.
         label_map: a label-map JSON to ship instead of the dataset metadata's names.
         sample_image: the image to trace with (default: a synthetic 480x640 image).
-        freeze: freeze the TorchScript (BatchNorms folded into convolutions).
+        exact: export the single traced model (bit-identical to Detectron2, slower) instead
+            of the staged one (OpenVINO for the static parts; see export_tools.staging).
         device: instance kind of the detector, ``cpu`` or ``gpu``.
         detector_instances: detector instances.
         detector_threads: torch intra-op threads per detector instance (0: torch's default).
@@ -63,7 +64,7 @@ class ExportSettings:
     default_score_threshold: float = 0.0
     label_map: Path | None = None
     sample_image: Path | None = None
-    freeze: bool = False
+    exact: bool = False
     device: str = "cpu"
     detector_instances: int = 1
     detector_threads: int = 0

@@ -107,14 +107,15 @@ def trace(model, image: torch.Tensor, fields: list[str]) -> torch.jit.ScriptModu
 
     def inference(traced_model, inputs):
         instances = raw_instances(traced_model, inputs[0]["image"])
-        return tuple(_field_tensor(instances, field) for field in fields)
+        return tuple(field_tensor(instances, field) for field in fields)
 
     adapter = TracingAdapter(model, [{"image": image}], inference)
     with torch.no_grad(), nms_dispatched_at_run_time():
         return torch.jit.trace(adapter, (image,), check_trace=False)
 
 
-def _field_tensor(instances, field: str) -> torch.Tensor:
+def field_tensor(instances, field: str) -> torch.Tensor:
+    """The tensor of one Instances field (``pred_boxes``: its box tensor)."""
     value = instances.get(field)
     return value.tensor if field == "pred_boxes" else value
 
@@ -125,49 +126,10 @@ def verify_trace(model, traced, image: torch.Tensor, fields: list[str]) -> int:
         eager = raw_instances(model, image)
         outputs = traced(image)
     for field, output in zip(fields, outputs, strict=True):
-        expected = _field_tensor(eager, field)
+        expected = field_tensor(eager, field)
         same = output.shape == expected.shape and torch.allclose(
             output.float(), expected.float(), atol=1e-4
         )
         if not same:
             raise TraceMismatchError(f"traced model disagrees with eager Detectron2 on {field}")
     return len(eager)
-
-
-def freeze(traced: torch.jit.ScriptModule) -> torch.jit.ScriptModule:
-    """Freeze the TorchScript (opt-in: its results differ by float32 rounding).
-
-    Inline the weights as constants so TorchScript folds each frozen BatchNorm into its
-    convolution and drops the per-call attribute lookups: ~1.2x faster on CPU (see
-    benchmarks/README.md).  The folded weights round differently: boxes move by thousandths
-    of a pixel (``verify_frozen`` bounds it on the sample), but mask pixels and keypoint
-    argmaxes that sit on a decision boundary can flip, so it is opt-in.
-    """
-    return torch.jit.freeze(traced.eval())
-
-
-def verify_frozen(traced, frozen, image: torch.Tensor, fields: list[str]) -> None:
-    """Same instances (paired by class and closest box) within 0.01 px and 1e-4 score."""
-    with torch.no_grad():
-        before = dict(zip(fields, traced(image), strict=True))
-        after = dict(zip(fields, frozen(image), strict=True))
-    if before["pred_boxes"].shape != after["pred_boxes"].shape:
-        raise TraceMismatchError("freezing changed the number of detections on the sample")
-    unmatched = set(range(len(after["scores"])))
-    for index in range(len(before["scores"])):
-        candidates = [
-            j for j in unmatched if after["pred_classes"][j] == before["pred_classes"][index]
-        ]
-        errors = [
-            (after["pred_boxes"][j] - before["pred_boxes"][index]).abs().max() for j in candidates
-        ]
-        best = candidates[int(torch.stack(errors).argmin())] if candidates else None
-        if (
-            best is None
-            or min(errors) > 0.01
-            or (abs(after["scores"][best] - before["scores"][index]) > 1e-4)
-        ):
-            raise TraceMismatchError(
-                f"freezing changed detection {index} on the sample; drop --freeze"
-            )
-        unmatched.discard(best)

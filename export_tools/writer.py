@@ -2,7 +2,8 @@
 
 preprocess/config.pbtxt   preprocess/1/model.py       decode + Detectron2 resize
 detector/config.pbtxt     detector/1/model.py         TorchScript run by torch
-                          detector/1/model.pt         the traced Detectron2 model
+                          detector/1/stages.json      the detector's stages (d2_triton.stages)
+                          detector/1/*.pt, *.xml/bin  TorchScript and OpenVINO stage files
 postprocess/config.pbtxt  postprocess/1/model.py      boxes, masks, label names
                           postprocess/labels.json     class id -> name
 ensemble/config.pbtxt     ensemble/1/                 the three joined: bytes in, detections out
@@ -17,8 +18,6 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from d2_triton import schema
 from d2_triton.labels import LabelMap
 from d2_triton.model_config import DetectorParameters, PostprocessParameters, PreprocessParameters
@@ -26,8 +25,9 @@ from export_tools import triton_config
 from export_tools.settings import ExportSettings
 
 TEMPLATE_REPOSITORY = Path(__file__).resolve().parent.parent / "models"
-TORCHSCRIPT_FILE = "model.pt"
 LABEL_MAP_FILE = "labels.json"
+# Files of an earlier export in the detector's version folder that a new one replaces.
+STAGE_SUFFIXES = (".pt", ".xml", ".bin", ".json")
 EXPORT_INFO_FILE = "export_info.json"
 
 
@@ -36,16 +36,14 @@ class ExportedModel:
     """What the exporter produced, ready to be written.
 
     Attributes:
-        traced: the TorchScript module.
-        fields: the Detectron2 ``Instances`` field of each TorchScript output, in order.
+        fields: the Detectron2 ``Instances`` field of each detector output, in order.
         outputs: what the detector outputs, which shapes every config.
         input: Detectron2's test-time input settings (MIN/MAX_SIZE_TEST, FORMAT).
         labels: the class names.
         weights_source: ``checkpoint`` or ``random``.
-        info: what export_info.json records (the TorchScript's sha256 is added).
+        info: what export_info.json records (each detector file's sha256 is added).
     """
 
-    traced: torch.jit.ScriptModule
     fields: tuple[str, ...]
     outputs: triton_config.ModelOutputs
     input: InputSettings
@@ -80,7 +78,6 @@ def model_configs(model: ExportedModel, settings: ExportSettings) -> dict[str, o
         max_image_pixels=settings.max_image_pixels,
     )
     detector = DetectorParameters(
-        torchscript_file=TORCHSCRIPT_FILE,
         output_fields=model.fields,
         intra_op_threads=settings.detector_threads,
         weights_source=model.weights_source,
@@ -94,7 +91,14 @@ def model_configs(model: ExportedModel, settings: ExportSettings) -> dict[str, o
         schema.PREPROCESS_MODEL: triton_config.preprocess_config(
             preprocess, instances.preprocess_count
         ),
-        schema.DETECTOR_MODEL: triton_config.detector_config(model.outputs, detector, instances),
+        schema.DETECTOR_MODEL: triton_config.detector_config(
+            model.outputs,
+            detector,
+            instances,
+            warmup_hw=triton_config.warmup_size(
+                model.input.min_size_test, model.input.max_size_test
+            ),
+        ),
         schema.POSTPROCESS_MODEL: triton_config.postprocess_config(
             model.outputs, postprocess, instances.postprocess_count
         ),
@@ -102,8 +106,14 @@ def model_configs(model: ExportedModel, settings: ExportSettings) -> dict[str, o
     }
 
 
-def write_repository(model: ExportedModel, settings: ExportSettings) -> list[Path]:
-    """Write every file of the model repository; returns the paths written."""
+def write_repository(
+    model: ExportedModel, detector_files: Path, settings: ExportSettings
+) -> list[Path]:
+    """Write every file of the model repository; returns the paths written.
+
+    ``detector_files`` holds the detector's stage files and plan (``stage_files``); they are
+    copied into the detector's version folder, whose stale stage files are removed first.
+    """
     repository = settings.repository
     written = []
     for name, config in model_configs(model, settings).items():
@@ -116,14 +126,22 @@ def write_repository(model: ExportedModel, settings: ExportSettings) -> list[Pat
         config_path = repository / name / "config.pbtxt"
         config_path.write_text(triton_config.to_pbtxt(config), encoding="utf-8")
         written.append(config_path)
-    torchscript_path = repository / schema.DETECTOR_MODEL / "1" / TORCHSCRIPT_FILE
-    torch.jit.save(model.traced, str(torchscript_path))
-    written.append(torchscript_path)
+    detector_version = repository / schema.DETECTOR_MODEL / "1"
+    for stale in detector_version.iterdir():
+        if stale.suffix in STAGE_SUFFIXES:
+            stale.unlink()
+    detector_written = []
+    for source in sorted(detector_files.iterdir()):
+        detector_written.append(Path(shutil.copy2(source, detector_version / source.name)))
+    written += detector_written
     label_path = repository / schema.POSTPROCESS_MODEL / LABEL_MAP_FILE
     model.labels.write(label_path)
     written.append(label_path)
     info_path = repository / EXPORT_INFO_FILE
-    info = {**model.info, "torchscript_sha256": _sha256(torchscript_path)}
+    info = {
+        **model.info,
+        "detector_sha256": {path.name: _sha256(path) for path in detector_written},
+    }
     info_path.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     written.append(info_path)
     return written

@@ -30,6 +30,7 @@ from d2_triton.model_config import (  # noqa: E402
     PreprocessParameters,
 )
 from d2_triton.numpy_version import check_numpy_version  # noqa: E402
+from d2_triton.stages import PLAN_FILE, Stage, StagePlan  # noqa: E402
 from export_tools import triton_config as tc  # noqa: E402
 from helpers.photos import photo_bytes  # noqa: E402
 
@@ -156,11 +157,14 @@ class ToyDetector(torch.nn.Module):
 def detector_model(tmp_path, kind="CPU"):
     (tmp_path / "1").mkdir(exist_ok=True)
     torch.jit.script(ToyDetector()).save(str(tmp_path / "1" / "model.pt"))
+    fields = ("pred_boxes", "scores", "pred_classes", "pred_masks", "image_size")
+    stage = Stage("model", "torchscript", "model.pt", ("image",), fields)
+    plan = StagePlan("image", (stage,), fields)
+    (tmp_path / "1" / PLAN_FILE).write_text(plan.to_json())
     config = tc.detector_config(
         outputs=tc.ModelOutputs(has_masks=True),
         parameters=DetectorParameters(
-            output_fields=("pred_boxes", "scores", "pred_classes", "pred_masks", "image_size"),
-            torchscript_file="model.pt", weights_source="random", intra_op_threads=1,
+            output_fields=fields, weights_source="random", intra_op_threads=1,
         ),
         instances=tc.InstanceSettings(detector_kind=kind.lower()),
     )  # fmt: skip

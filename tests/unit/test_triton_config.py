@@ -23,8 +23,8 @@ def all_configs(outputs: tc.ModelOutputs) -> dict:
             max_image_bytes=1000, max_image_pixels=1000, label_map="../labels.json",
         )),
         "detector": tc.detector_config(
-            outputs, DetectorParameters(torchscript_file="model.pt", output_fields=("pred_boxes",)),
-            instances,
+            outputs, DetectorParameters(output_fields=("pred_boxes",)),
+            instances, warmup_hw=(800, 1067),
         ),
         "postprocess": tc.postprocess_config(
             outputs, PostprocessParameters(label_map="labels.json", default_mask_format="rle"),
@@ -73,9 +73,25 @@ def test_outputs_follow_the_model():
 def test_gpu_instances():
     config = tc.detector_config(
         VARIANTS["mask"],
-        DetectorParameters(torchscript_file="model.pt", output_fields=(), intra_op_threads=4),
+        DetectorParameters(output_fields=(), intra_op_threads=4),
         tc.InstanceSettings(detector_kind="gpu", detector_count=2),
     )
     group = config.instance_group[0]
     assert group.kind == group.KIND_GPU and group.count == 2
     assert config.parameters["intra_op_threads"].string_value == "4"
+
+
+def test_detector_warms_up_on_a_photo_sized_input():
+    config = all_configs(VARIANTS["mask"])["detector"]
+    (warmup,) = config.model_warmup
+    image = warmup.inputs[schema.IMAGE]
+    assert list(image.dims) == [3, 800, 1067] and image.random_data
+    assert image.data_type == config.input[0].data_type
+
+
+@pytest.mark.parametrize(
+    ("min_size", "max_size", "expected"),
+    [(800, 1333, (800, 1067)), (800, 1000, (750, 1000)), (256, 1333, (256, 341))],
+)
+def test_warmup_size_is_a_4_3_photo_resized_as_detectron2_does(min_size, max_size, expected):
+    assert tc.warmup_size(min_size, max_size) == expected

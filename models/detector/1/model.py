@@ -1,10 +1,12 @@
-"""Triton model `detector`: the exported TorchScript Detectron2 model, run by torch.
+"""Triton model `detector`: the exported Detectron2 model, run by torch and OpenVINO.
 
-The TorchScript file has no device baked in: it is loaded onto the GPU when this instance
-is KIND_GPU and CUDA is available, else onto the CPU.  Tensors cross the Triton boundary
-through DLPack, so the image is not copied on the way in nor the results on the way out.
-Only torch (and torchvision's ops, which the traced graph calls) are needed here, not
-Detectron2.
+The version folder holds the model as a chain of stages (``stages.json``, see
+``d2_triton.stages``): by default the static parts (backbone, FPN, RPN head, mask/keypoint
+heads) as OpenVINO IR and the dynamic glue as TorchScript; an ``--exact`` export is one
+TorchScript file.  TorchScript stages have no device baked in: they are loaded onto the
+GPU when this instance is KIND_GPU and CUDA is available, else onto the CPU.  Tensors cross
+the Triton boundary through DLPack, so the image is not copied on the way in nor the results
+on the way out.  Only torch, torchvision's ops and openvino are needed here, not Detectron2.
 """
 
 import torch
@@ -15,31 +17,33 @@ import triton_python_backend_utils as pb_utils
 from d2_triton import backend, schema
 from d2_triton.errors import InvalidRequestError
 from d2_triton.model_config import DetectorParameters
+from d2_triton.stages import StagedModel, threads_per_instance
 
 
 class TritonPythonModel:
-    """The traced Detectron2 model on this instance's device."""
+    """The exported Detectron2 model on this instance's device."""
 
     def initialize(self, args):
-        """Load the TorchScript file onto the instance's device with its thread setting."""
+        """Load the stages onto the instance's device with threads for its share of cores."""
         setup = backend.initialize(args, DetectorParameters)
         parameters = setup.parameters
         self.model_name = setup.name
         self.device = self._select_device(args)
-        if parameters.intra_op_threads > 0:
-            torch.set_num_threads(parameters.intra_op_threads)
-        model_file = setup.version_folder / parameters.torchscript_file
-        self.model = torch.jit.load(str(model_file), map_location=self.device).eval()
-        # Position of each TorchScript output -> the detector output it feeds (if any).
+        instances = sum(group.get("count", 1) for group in setup.config["instance_group"])
+        threads = threads_per_instance(parameters.intra_op_threads, instances)
+        torch.set_num_threads(threads)
+        self.model = StagedModel.load(setup.version_folder, self.device, threads)
+        # Position of each model output -> the detector output it feeds (if any).
         declared = {output["name"] for output in setup.config["output"]}
         self.outputs = [
             (index, schema.DETECTOR_OUTPUTS[field])
             for index, field in enumerate(parameters.output_fields)
             if schema.DETECTOR_OUTPUTS.get(field) in declared
         ]
+        stages = ", ".join(f"{s.name} ({s.runtime})" for s in self.model.plan.stages)
         pb_utils.Logger.log_info(
-            f"{self.model_name}: loaded {model_file.name} on {self.device} "
-            f"({torch.get_num_threads()} intra-op threads)"
+            f"{self.model_name}: loaded {stages} on {self.device}, {threads} threads "
+            f"for each of {instances} instance(s)"
         )
         if parameters.weights_source == "random":
             pb_utils.Logger.log_warn(

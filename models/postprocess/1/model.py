@@ -24,6 +24,7 @@ class TritonPythonModel:
     def initialize(self, args):
         """Read the typed parameters, the label map and which outputs the detector has."""
         setup = backend.initialize(args, PostprocessParameters)
+        backend.stay_on_one_thread()
         parameters = setup.parameters
         self.model_name = setup.name
         self.labels = LabelMap.from_file(setup.folder / parameters.label_map)

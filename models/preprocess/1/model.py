@@ -21,6 +21,7 @@ class TritonPythonModel:
     def initialize(self, args):
         """Read the typed parameters and the label map the options are checked against."""
         setup = backend.initialize(args, PreprocessParameters)
+        backend.stay_on_one_thread()
         self.model_name = setup.name
         self.parameters = setup.parameters
         self.labels = LabelMap.from_file(setup.folder / setup.parameters.label_map)

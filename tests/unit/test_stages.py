@@ -1,0 +1,112 @@
+"""The staged detector's plan and runner (d2_triton.stages), on toy stages.
+
+The real stages of each architecture are exported and served by the integration tests
+(parity against Detectron2); here: the plan's validation and JSON form, the chaining of
+named tensors through TorchScript and OpenVINO stages, and the thread arithmetic.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from d2_triton import stages
+from d2_triton.errors import ModelConfigError
+from d2_triton.stages import PLAN_FILE, Stage, StagedModel, StagePlan
+
+
+class Scale(torch.nn.Module):
+    def forward(self, image):
+        return image.float() / 255.0, torch._shape_as_tensor(image)[1:]
+
+
+class Conv(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x):
+        return self.conv(x[None]).relu()
+
+
+class Sum(torch.nn.Module):
+    def forward(self, features, size):
+        return features.sum(dim=(0, 1)), size * 2
+
+
+PLAN = StagePlan(
+    "image",
+    (
+        Stage("scale", "torchscript", "scale.pt", ("image",), ("scaled", "size")),
+        Stage("conv", "openvino", "conv.xml", ("scaled",), ("features",)),
+        Stage("sum", "torchscript", "sum.pt", ("features", "size"), ("total", "doubled")),
+    ),
+    ("doubled", "total"),
+)
+
+
+def write_toy_plan(folder, plan=PLAN):
+    import openvino
+
+    image = torch.randint(0, 255, (3, 10, 12), dtype=torch.uint8)
+    torch.jit.trace(Scale(), (image,)).save(str(folder / "scale.pt"))
+    scaled = image.float() / 255.0
+    traced_conv = torch.jit.trace(Conv().eval(), (scaled,))
+    converted = openvino.convert_model(traced_conv, example_input=(scaled,))
+    openvino.save_model(converted, str(folder / "conv.xml"), compress_to_fp16=False)
+    features = Conv()(scaled)
+    torch.jit.trace(Sum(), (features, torch.tensor([10, 12]))).save(str(folder / "sum.pt"))
+    (folder / PLAN_FILE).write_text(plan.to_json())
+
+
+def test_plan_round_trips_through_json():
+    assert StagePlan.from_json(PLAN.to_json()) == PLAN
+    assert PLAN.runtimes == {"torchscript", "openvino"}
+
+
+@pytest.mark.parametrize(
+    ("stage", "outputs", "message"),
+    [
+        (Stage("a", "torchscript", "a.pt", ("nothing",), ("x",)), ("x",), "reads unknown"),
+        (Stage("a", "onnx", "a.onnx", ("image",), ("x",)), ("x",), "unknown runtime"),
+        (Stage("a", "torchscript", "a.pt", ("image",), ("x",)), ("y",), "no stage produces"),
+    ],
+)
+def test_invalid_plans_are_refused(stage, outputs, message):
+    with pytest.raises(ModelConfigError, match=message):
+        StagePlan("image", (stage,), outputs)
+
+
+def test_malformed_json_is_a_model_config_error():
+    with pytest.raises(ModelConfigError, match=r"invalid stages\.json"):
+        StagePlan.from_json('{"input": "image", "stages": [{"name": "a"}], "outputs": []}')
+
+
+def test_stages_chain_named_tensors_across_runtimes(tmp_path):
+    write_toy_plan(tmp_path)
+    model = StagedModel.load(tmp_path, torch.device("cpu"), threads=1)
+    image = torch.randint(0, 255, (3, 17, 23), dtype=torch.uint8)  # not the traced size
+    doubled, total = model(image)
+    expected = Conv()(image.float() / 255.0).sum(dim=(0, 1))
+    assert doubled.tolist() == [34, 46]
+    assert total.shape == expected.shape == (17, 23)
+    torch.testing.assert_close(total, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_a_stage_giving_the_wrong_number_of_outputs_fails_loudly(tmp_path):
+    wrong = StagePlan(
+        "image", (Stage("scale", "torchscript", "scale.pt", ("image",), ("scaled",)),), ("scaled",)
+    )
+    write_toy_plan(tmp_path, wrong)
+    model = StagedModel.load(tmp_path, torch.device("cpu"), threads=1)
+    with pytest.raises(RuntimeError, match="gave 2 outputs, its plan names 1"):
+        model(torch.zeros((3, 4, 4), dtype=torch.uint8))
+
+
+def test_threads_share_out_the_cores_this_process_may_use(monkeypatch):
+    monkeypatch.setattr(stages, "available_cores", lambda: 16)
+    assert stages.threads_per_instance(0, 1) == 16
+    assert stages.threads_per_instance(0, 4) == 4
+    assert stages.threads_per_instance(0, 32) == 1
+    assert stages.threads_per_instance(3, 4) == 3  # configured wins
