@@ -3,10 +3,10 @@
     .cache/venv-dev/bin/python -m benchmarks.accuracy --out benchmarks/results/accuracy
 
 Trains the model if the cache has none (``training.train``), exports it with the real export
-CLI once per variant (``default``: no options), and scores COCO bbox and segm AP on the
-val split with pycocotools for (a) Detectron2's ``DefaultPredictor`` on each file and (b)
-the served ensemble over HTTP, its RLE masks as they come.  Both go through the same
-scoring code.  Writes ``summary.json``, ``report.md`` and ``plot.png``.
+CLI once per variant (``default``: no options; ``exact``: ``--exact``), and scores COCO bbox
+and segm AP on the val split with pycocotools for (a) Detectron2's ``DefaultPredictor`` on
+each file and (b) each variant served over HTTP, its RLE masks as they come.  All go through
+the same scoring code.  Writes ``summary.json``, ``report.md`` and ``plot.png``.
 """
 
 from __future__ import annotations
@@ -24,16 +24,18 @@ import numpy as np
 
 from d2_triton.client import DetectionClient
 from d2_triton.server import ServerEnvironment, TritonServer
+from d2_triton.testing.fingerprint import export_fingerprint
 from d2_triton.testing.ports import loopback_server_options
 from training import shapes, train
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("D2T_CACHE", REPO_ROOT / ".cache"))
 TRAINED = CACHE / "trained" / "shapes"
+EXPORTS = CACHE / "accuracy-exports"
 DATA = train.default_data_dir(TRAINED)
 METRICS = ("bbox_AP", "bbox_AP50", "segm_AP", "segm_AP50")
 # Export options of each variant; "default" is what a fresh export gives.
-VARIANTS = {"default": ()}
+VARIANTS = {"default": (), "exact": ("--exact",)}
 
 
 def trained_model() -> Path:
@@ -44,10 +46,15 @@ def trained_model() -> Path:
     return train.train(TRAINED, DATA)
 
 
-def export_variant(model: Path, name: str, options: tuple[str, ...], work: Path) -> Path:
-    """The model exported by the real CLI with ``options`` (cached by the training key)."""
+def variant_repository(model: Path, name: str, options: tuple[str, ...], work: Path) -> Path:
+    """Where :func:`export_variant` keeps this variant's export."""
     key = json.loads((model / train.INFO_FILE).read_text())["key"]
-    repository = work / f"{name}-{key}"
+    return work / f"{name}-{key}-{export_fingerprint(*options)}"
+
+
+def export_variant(model: Path, name: str, options: tuple[str, ...], work: Path) -> Path:
+    """The model exported by the real CLI with ``options`` (cached by training and export)."""
+    repository = variant_repository(model, name, options, work)
     if (repository / "export_info.json").is_file():
         return repository
     val = shapes.splits(DATA)["val"]
@@ -192,7 +199,7 @@ def measure(out: Path, variants: dict[str, tuple[str, ...]] = VARIANTS) -> dict:
         "served": {},
     }
     for name, options in variants.items():
-        repository = export_variant(model, name, options, CACHE / "accuracy-exports")
+        repository = export_variant(model, name, options, EXPORTS)
         figures = served_figures(repository, images, val, out / f"tritonserver-{name}.log")
         summary["served"][name] = {**figures, "export_options": list(options)}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")

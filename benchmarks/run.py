@@ -44,6 +44,7 @@ from benchmarks.perf import (
 from d2_triton.model_config import DetectorParameters
 from d2_triton.schema import DETECTOR_MODEL, POSTPROCESS_MODEL, PREPROCESS_MODEL
 from d2_triton.server import ServerEnvironment, TritonServer
+from d2_triton.testing.fingerprint import export_fingerprint
 from d2_triton.testing.ports import loopback_server_options
 from export_tools import repository as repository_tools
 from export_tools import triton_config
@@ -97,7 +98,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def default_repository() -> Path:
-    repository = CACHE / "bench-exports" / "mask_rcnn_R_50_FPN_3x"
+    repository = CACHE / "bench-exports" / f"mask_rcnn_R_50_FPN_3x-{export_fingerprint()}"
     if not (repository / "export_info.json").is_file():
         subprocess.run(
             [sys.executable, "-m", "export_tools.export", "--config", DEFAULT_CONFIG,

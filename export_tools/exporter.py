@@ -8,6 +8,7 @@ over ``detectron2.export``).
 
 from __future__ import annotations
 
+import logging
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -18,9 +19,11 @@ import torch
 from d2_triton.labels import LabelMap
 from export_tools import stage_files, staging, tracing, writer
 from export_tools.detectron2_env import import_detectron2, shims_in_use
-from export_tools.errors import ConfigError, LabelMapError, WeightsError
+from export_tools.errors import ConfigError, LabelMapError, UnsupportedModelError, WeightsError
 from export_tools.random_init import announce_random_weights, build_random_model
 from export_tools.settings import CocoDataset, ExportSettings
+
+LOGGER = logging.getLogger("export_tools.exporter")
 
 
 @dataclass(frozen=True)
@@ -149,13 +152,7 @@ def export(settings: ExportSettings) -> ExportResult:
     model, weights = build_model(cfg, weights_location, settings.seed, settings.fallback_random)
     image = tracing.model_input(cfg, tracing.load_sample_image(settings.sample_image))
     fields, outputs = tracing.describe_outputs(model, image)
-    mode = detector_mode(settings)
-    if mode == "exact":
-        traced = tracing.trace(model, image, fields)
-        sample_detections = tracing.verify_trace(model, traced, image, fields)
-        stages = [stage_files.single_stage(traced, image, fields)]
-    else:
-        stages = staging.split_model(model, image, fields)
+    stages, mode = detector_stages(model, image, fields, detector_mode(settings))
     labels = (
         LabelMap.from_file(settings.label_map)
         if settings.label_map
@@ -191,16 +188,31 @@ def export(settings: ExportSettings) -> ExportResult:
     with tempfile.TemporaryDirectory(prefix="d2t-detector-") as scratch:
         # The detector's files are written and checked here before the repository is touched.
         stage_files.write_stages(stages, fields, Path(scratch))
+        with torch.no_grad():
+            eager = tracing.raw_instances(model, image)
         at_cut = 0
         if mode == "staged":
-            with torch.no_grad():
-                eager = tracing.raw_instances(model, image)
             expected = {field: tracing.field_tensor(eager, field) for field in fields}
             at_cut = stage_files.verify_stages(Path(scratch), expected, image)
-            sample_detections = len(eager)
         written = writer.write_repository(exported, Path(scratch), settings)
     seconds = time.perf_counter() - started
-    return ExportResult(exported, weights, written, sample_detections, at_cut, seconds)
+    return ExportResult(exported, weights, written, len(eager), at_cut, seconds)
+
+
+def detector_stages(model, image, fields: list[str], mode: str):
+    """The detector's traced stages and the mode they are in (``staged`` or ``exact``).
+
+    A model the staged split does not support is exported ``exact``, with a warning.  An
+    exact trace is checked against the eager model here; staged ones once written.
+    """
+    if mode == "staged":
+        try:
+            return staging.split_model(model, image, fields), mode
+        except UnsupportedModelError as error:
+            LOGGER.warning("no stages for this model (%s): exporting it --exact", error)
+    traced = tracing.trace(model, image, fields)
+    tracing.verify_trace(model, traced, image, fields)
+    return [stage_files.single_stage(traced, image, fields)], "exact"
 
 
 def detector_mode(settings: ExportSettings) -> str:

@@ -5,7 +5,7 @@ calibrated frozen BatchNorms, see ``export_tools.random_init.build_random_model`
 checkpoint file, so the exporter loads it through its real "local .pth" path and the
 Detectron2 reference loads the very same file.  A repository is rebuilt whenever the
 exporter, the model templates, the d2_triton modules it imports or the arguments change
-(their hash names the cache entry; see EXPORT_SOURCES).
+(their hash names the cache entry; see ``d2_triton.testing.fingerprint``).
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+from d2_triton.testing.fingerprint import export_fingerprint
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("D2T_CACHE", REPO_ROOT / ".cache")) / "test-exports"
@@ -44,34 +46,6 @@ ARCHITECTURES = {
         ),
     )
 }
-
-
-# What an exported repository is made from: the exporter, the model templates it copies, and
-# the d2_triton modules the exporter imports.  (The served code itself is not copied: the
-# server imports d2_triton from the checkout, so a change to it needs no re-export.)
-EXPORT_SOURCES = (
-    "export_tools",
-    "models",
-    "d2_triton/schema.py",
-    "d2_triton/imaging.py",
-    "d2_triton/labels.py",
-    "d2_triton/errors.py",
-    "d2_triton/model_config.py",
-    "d2_triton/options.py",
-)
-
-
-def _sources_fingerprint(*extra: str) -> str:
-    digest = hashlib.sha256()
-    for source in EXPORT_SOURCES:
-        root = REPO_ROOT / source
-        for path in sorted([root] if root.is_file() else root.rglob("*")):
-            if path.is_file() and "__pycache__" not in path.parts:
-                digest.update(str(path.relative_to(REPO_ROOT)).encode())
-                digest.update(path.read_bytes())
-    for item in extra:
-        digest.update(item.encode())
-    return digest.hexdigest()[:16]
 
 
 def seeded_checkpoint(arch: Architecture, seed: int = SEED) -> Path:
@@ -109,7 +83,7 @@ def export_args(arch: Architecture, weights: Path, repository: Path, *extra: str
 def exported_repository(arch: Architecture, *extra: str) -> Path:
     """A model repository for ``arch``, exported by the real CLI (cached by content)."""
     weights = seeded_checkpoint(arch)
-    key = _sources_fingerprint(arch.config, str(SEED), str(SCORE_THRESH_TEST), *extra)
+    key = export_fingerprint(arch.config, str(SEED), str(SCORE_THRESH_TEST), *extra)
     variant = "".join(f"{arg.strip('-')}-" for arg in extra)
     repository = CACHE / f"{arch.key}-{variant}{key}"
     if (repository / "export_info.json").is_file():

@@ -1,58 +1,68 @@
 """The heart of the project: the served ensemble answers what Detectron2 answers.
 
-For each meta-architecture, a model with fixed-seed weights is exported by the real CLI and
-served by the real tritonserver; each real photo goes over HTTP as raw bytes and the answer
-is compared, instance by instance, with Detectron2's ``DefaultPredictor`` on the same file:
-same classes, boxes within 0.5 px, scores within 1e-3, mask IoU >= 0.99, keypoints within
-0.5 px.  Figures are printed at the end of the run and kept in .cache/reports/parity.json.
+For each meta-architecture, a model with fixed-seed weights is exported by the real CLI,
+twice (the default staged export and ``--exact``), and served by the real tritonserver; each
+real photo goes over HTTP as raw bytes and the answer is compared, instance by instance,
+with Detectron2's ``DefaultPredictor`` on the same file: same classes, boxes within 0.5 px,
+scores within 1e-3, mask IoU >= 0.99, keypoints within 0.5 px; the default export may keep
+or drop instances whose score sits at the cut (``helpers.parity``), and counts them.
+Figures are printed at the end of the run and kept in .cache/reports/parity.json.
 """
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pytest
 
 from conftest import PARITY_FIGURES
 from d2_triton.client import DetectionClient
-from helpers.exports import ARCHITECTURES, exported_repository, seeded_checkpoint
-from helpers.parity import ParityFigures, compare
+from d2_triton.stages import PLAN_FILE, StagePlan
+from helpers.exports import ARCHITECTURES, SCORE_THRESH_TEST, exported_repository, seeded_checkpoint
+from helpers.parity import Cut, ParityFigures, compare
 from helpers.photos import photo_bytes
 from helpers.reference import detectron2_prediction
 
 PHOTOS = sorted(photo_bytes())
 MIN_INSTANCES_PER_ARCHITECTURE = 8  # a parity run that compares nothing proves nothing
+# Export mode -> the export's extra CLI arguments and the cut rule its parity allows.
+MODES = {"default": ((), Cut(SCORE_THRESH_TEST)), "exact": (("--exact",), None)}
 
 
-@pytest.fixture(scope="module", params=sorted(ARCHITECTURES))
+@pytest.fixture(
+    scope="module", params=[(arch, mode) for arch in sorted(ARCHITECTURES) for mode in MODES]
+)
 def served(request, server_pool):
-    """(architecture, its running server); the pool keeps one server per repository."""
-    arch = ARCHITECTURES[request.param]
-    return arch, server_pool.get(exported_repository(arch), arch.key)
+    """(architecture, export mode, its running server); one server runs at a time."""
+    arch, mode = ARCHITECTURES[request.param[0]], request.param[1]
+    repository = exported_repository(arch, *MODES[mode][0])
+    return arch, mode, server_pool.get(repository, f"{arch.key}-{mode}")
 
 
 @pytest.mark.parametrize("photo", PHOTOS)
 def test_served_detections_equal_detectron2(served, photos, photo):
-    arch, server = served
+    arch, mode, server = served
     path = photos[photo]
     reference = detectron2_prediction(arch, seeded_checkpoint(arch), path)
     with DetectionClient(server.http_url) as client:
         result = client.detect(path.read_bytes())
-    figures = compare(result, reference)
-    PARITY_FIGURES.setdefault(arch.key, ParityFigures()).merge(figures)
-    assert not figures.problems, f"{arch.key} / {photo}: " + "; ".join(figures.problems)
+    figures = compare(result, reference, MODES[mode][1])
+    PARITY_FIGURES.setdefault(f"{arch.key} ({mode})", ParityFigures()).merge(figures)
+    assert not figures.problems, f"{arch.key} {mode} / {photo}: " + "; ".join(figures.problems)
     assert len(result.labels) == len(result) and all(result.labels)
 
 
 def test_parity_compared_enough_instances(served):
-    arch, _ = served
-    compared = PARITY_FIGURES.get(arch.key, ParityFigures()).instances
+    arch, mode, _ = served
+    compared = PARITY_FIGURES.get(f"{arch.key} ({mode})", ParityFigures()).instances
     assert compared >= MIN_INSTANCES_PER_ARCHITECTURE, (
-        f"{arch.key}: only {compared} instances compared across the photos"
+        f"{arch.key} {mode}: only {compared} instances compared across the photos"
     )
 
 
 def test_grpc_answers_like_http(served, photos):
-    _, server = served
+    _, _, server = served
     payload = photos["coffee.jpg"].read_bytes()
     with (
         DetectionClient(server.http_url, "http") as http,
@@ -66,3 +76,19 @@ def test_grpc_answers_like_http(served, photos):
     np.testing.assert_array_equal(over_grpc.classes, over_http.classes)
     assert over_grpc.labels == over_http.labels
     assert over_grpc.masks_rle == over_http.masks_rle
+
+
+@pytest.mark.parametrize("arch_key", sorted(ARCHITECTURES))
+def test_each_mode_writes_its_plan(arch_key):
+    """Default: the static parts on OpenVINO; --exact: the one traced TorchScript file."""
+    arch = ARCHITECTURES[arch_key]
+    for mode, (extra, _) in MODES.items():
+        folder = exported_repository(arch, *extra) / "detector" / "1"
+        plan = StagePlan.from_json((folder / PLAN_FILE).read_text())
+        info = json.loads((folder.parents[1] / "export_info.json").read_text())
+        assert info["detector_mode"] == ("exact" if extra else "staged")
+        if mode == "exact":
+            assert [stage.file for stage in plan.stages] == ["model.pt"]
+        else:
+            assert "backbone" in {s.name for s in plan.stages if s.runtime == "openvino"}
+        assert all((folder / stage.file).is_file() for stage in plan.stages)

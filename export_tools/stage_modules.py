@@ -1,0 +1,219 @@
+"""The small ``nn.Module``s each stage of a split Detectron2 model is traced from.
+
+Each wraps the model's own submodules and Detectron2's own functions, so a stage computes
+what the same lines of the single trace compute (``export_tools.staging`` splits and traces).
+Tensor shapes are for one image: ``image`` is uint8 3 x H x W, ``padded`` 1 x 3 x H' x W'
+(normalized and padded to the backbone's size divisibility), features 1 x C x h x w.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+
+import torch
+from torch import nn
+
+# ROI pooling runs torchvision's single-threaded CPU roi_align; this many forked chunks.
+ROI_ALIGN_PARTS = 4
+
+
+def without(module: nn.Module, *children: str) -> nn.Module:
+    """A shallow copy of ``module`` without ``children`` (the original is untouched).
+
+    A stage then saves no weights of the parts another stage runs.
+    """
+    clone = copy.copy(module)
+    clone._modules = {k: v for k, v in module._modules.items() if k not in children}
+    return clone
+
+
+class Normalize(nn.Module):
+    """``preprocess_image`` of Detectron2's meta-architectures, on one image."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.register_buffer("pixel_mean", model.pixel_mean.clone())
+        self.register_buffer("pixel_std", model.pixel_std.clone())
+        self.size_divisibility = model.backbone.size_divisibility
+
+    def forward(self, image):
+        """Args: image (uint8 3 x H x W).  Returns the padded batch (float 1 x 3 x H' x W')."""
+        from detectron2.structures import ImageList
+
+        normalized = (image - self.pixel_mean) / self.pixel_std
+        return ImageList.from_tensors([normalized], self.size_divisibility).tensor
+
+
+class Backbone(nn.Module):
+    """Backbone + FPN + the dense head (RPN or RetinaNet) on the padded batch."""
+
+    def __init__(self, model, feature_names, head_features, head):
+        super().__init__()
+        self.backbone = model.backbone
+        self.head = head
+        self.feature_names = feature_names
+        self.head_features = head_features
+
+    def forward(self, padded):
+        """The features named ``feature_names``, then the head's logits and deltas per level.
+
+        Args:
+            padded: the normalized, padded batch (1 x 3 x H' x W').
+        """
+        features = self.backbone(padded)
+        logits, deltas = self.head([features[name] for name in self.head_features])
+        return (*[features[name] for name in self.feature_names], *logits, *deltas)
+
+
+class RoiHeads(nn.Module):
+    """RPN proposal selection, the box head, and ROI pooling for the mask/keypoint heads."""
+
+    def __init__(self, model, feature_names, levels):
+        super().__init__()
+        self.rpn = without(model.proposal_generator, "rpn_head")
+        self.roi_heads = without(model.roi_heads, "mask_head", "keypoint_head")
+        self.feature_names = feature_names
+        self.levels = levels
+
+    def forward(self, image, *tensors):
+        """Boxes (N x 4), scores (N), classes (N), then the pooled mask/keypoint features.
+
+        Args:
+            image: the uint8 3 x H x W input (only its size is read: proposals are clipped
+                to it, as Detectron2 clips them to ``images.image_sizes``).
+            tensors: the ``Backbone`` stage's outputs, in its order.
+        """
+        from detectron2.structures import ImageList
+
+        features, logits, deltas = unflatten(tensors, self.feature_names, self.levels)
+        images = ImageList(image[None], [(image.shape[-2], image.shape[-1])])
+        rpn = self.rpn
+        head_features = [features[name] for name in rpn.in_features]
+        anchors = rpn.anchor_generator(head_features)
+        logits = [score.permute(0, 2, 3, 1).flatten(1) for score in logits]
+        box_dim = rpn.anchor_generator.box_dim
+        deltas = [
+            delta.view(delta.shape[0], -1, box_dim, delta.shape[-2], delta.shape[-1])
+            .permute(0, 3, 4, 1, 2)
+            .flatten(1, -2)
+            for delta in deltas
+        ]
+        proposals = rpn.predict_proposals(anchors, logits, deltas, images.image_sizes)
+        heads = self.roi_heads
+        instances = heads._forward_box(features, proposals)[0]
+        boxes = [instances.pred_boxes]
+        outputs = [instances.pred_boxes.tensor, instances.scores, instances.pred_classes]
+        if heads.mask_on:
+            pooled = heads.mask_pooler([features[f] for f in heads.mask_in_features], boxes)
+            outputs.append(pooled)
+        if heads.keypoint_on:
+            pooled = heads.keypoint_pooler([features[f] for f in heads.keypoint_in_features], boxes)
+            outputs.append(pooled)
+        return tuple(outputs)
+
+
+class HeadLayers(nn.Module):
+    """The convolution stack of a mask or keypoint head (no per-instance selection)."""
+
+    def __init__(self, head):
+        super().__init__()
+        self.head = head
+
+    def forward(self, pooled):
+        """Args: pooled (N x C x S x S ROI features).  Returns the head's logits per class."""
+        return self.head.layers(pooled)
+
+
+class MaskSelect(nn.Module):
+    """``mask_rcnn_inference`` for one image: the predicted class's mask, as probabilities.
+
+    Detectron2's own function splits its result per image by a Python ``len``, which a trace
+    records as a constant; for one image the split is the identity, so it is left out.
+    """
+
+    def forward(self, mask_logits, classes):
+        """Args: mask_logits (N x K x M x M), classes (N).  Returns N x 1 x M x M in [0, 1]."""
+        if mask_logits.shape[1] == 1:  # class-agnostic
+            return mask_logits.sigmoid()
+        indices = torch.arange(mask_logits.shape[0], device=classes.device)
+        return mask_logits[indices, classes][:, None].sigmoid()
+
+
+class Keypoints(nn.Module):
+    """``keypoint_rcnn_inference`` for one image (without its per-image split, as above)."""
+
+    def forward(self, keypoint_logits, boxes):
+        """Args: heatmap logits (N x K x S x S), boxes (N x 4).  Returns N x K x (x, y, logit)."""
+        from detectron2.structures.keypoints import heatmaps_to_keypoints
+
+        return heatmaps_to_keypoints(keypoint_logits.detach(), boxes.detach())[:, :, [0, 1, 3]]
+
+
+class RetinaNetDecode(nn.Module):
+    """RetinaNet's ``forward_inference``: anchors, decoding, per-level top-k, NMS."""
+
+    def __init__(self, model, feature_names, levels):
+        super().__init__()
+        self.model = without(model, "backbone", "head")
+        self.feature_names = feature_names
+        self.levels = levels
+
+    def forward(self, image, *tensors):
+        """Boxes (N x 4), scores (N), classes (N); arguments as :class:`RoiHeads`'."""
+        from detectron2.structures import ImageList
+
+        features, logits, deltas = unflatten(tensors, self.feature_names, self.levels)
+        images = ImageList(image[None], [(image.shape[-2], image.shape[-1])])
+        head_features = [features[name] for name in self.model.head_in_features]
+        instances = self.model.forward_inference(images, head_features, [logits, deltas])[0]
+        return instances.pred_boxes.tensor, instances.scores, instances.pred_classes
+
+
+def unflatten(tensors, feature_names, levels):
+    """The flat outputs of ``Backbone`` as (features by name, logits list, deltas list)."""
+    count = len(feature_names)
+    features = dict(zip(feature_names, tensors[:count], strict=True))
+    logits = list(tensors[count : count + levels])
+    deltas = list(tensors[count + levels : count + 2 * levels])
+    return features, logits, deltas
+
+
+class SplitRoiAlign(nn.Module):
+    """ROIAlign over chunks of the boxes forked to torch's inter-op threads.
+
+    Each box is pooled independently, so the result is bit-identical to one call; traced,
+    the forks run in parallel (eager runs them inline).
+    """
+
+    def __init__(self, inner, parts):
+        super().__init__()
+        self.inner = inner
+        self.parts = parts
+
+    def forward(self, features, rois):
+        """Args: features (1 x C x h x w), rois (R x 5).  Returns R x C x S x S."""
+        chunks = torch.tensor_split(rois, self.parts)
+        futures = [torch.jit.fork(self.inner, features, chunk) for chunk in chunks[1:]]
+        first = self.inner(features, chunks[0])
+        return torch.cat([first, *[torch.jit.wait(future) for future in futures]])
+
+
+@contextlib.contextmanager
+def roi_align_split(roi_heads, parts: int = ROI_ALIGN_PARTS):
+    """Within the block, every ROI pooler of ``roi_heads`` pools in ``parts`` forked chunks."""
+    poolers = [
+        getattr(roi_heads, name)
+        for name in ("box_pooler", "mask_pooler", "keypoint_pooler")
+        if getattr(roi_heads, name, None) is not None
+    ]
+    originals = [list(pooler.level_poolers) for pooler in poolers]
+    for pooler, inners in zip(poolers, originals, strict=True):
+        for index, inner in enumerate(inners):
+            pooler.level_poolers[index] = SplitRoiAlign(inner, parts)
+    try:
+        yield
+    finally:
+        for pooler, inners in zip(poolers, originals, strict=True):
+            for index, inner in enumerate(inners):
+                pooler.level_poolers[index] = inner
