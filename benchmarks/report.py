@@ -70,6 +70,29 @@ def best(rows: list[PerfRow], model: str, size: str) -> PerfRow:
     return max((r for r in rows if r.model == model and r.size == size), key=lambda r: r.throughput)
 
 
+def against_eager(summary: dict, rows: list[PerfRow]) -> dict[str, dict[str, float]]:
+    """Per size: the ensemble against Detectron2's DefaultPredictor measured in the same run.
+
+    ``throughput_ratio``: the ensemble's img/s at its best concurrency over the eager loop's;
+    ``latency_ratio``: the eager loop's time per image over the ensemble's p50 for one
+    request alone (concurrency 1).  Empty when the run skipped the eager loop.
+    """
+    eager = (summary.get("eager") or {}).get("sizes", {})
+    ratios = {}
+    for size, figures in eager.items():
+        top = best(rows, "ensemble", size)
+        alone = [r for r in rows if r.model == "ensemble" and r.size == size and r.concurrency == 1]
+        ratios[size] = {
+            "eager_img_per_s": figures["throughput"],
+            "ensemble_img_per_s": top.throughput,
+            "throughput_ratio": top.throughput / figures["throughput"],
+            "eager_ms_per_image": figures["wall_ms"],
+            "ensemble_p50_ms_alone": alone[0].p50_ms if alone else float("nan"),
+            "latency_ratio": figures["wall_ms"] / alone[0].p50_ms if alone else float("nan"),
+        }
+    return ratios
+
+
 def markdown(summary: dict, rows: list[PerfRow]) -> str:
     components = summary["components"]["sizes"]
     eager = (summary.get("eager") or {}).get("sizes", {})
@@ -85,8 +108,8 @@ def markdown(summary: dict, rows: list[PerfRow]) -> str:
         "",
         "## Ensemble vs the bare model (same run)",
         "",
-        "Bare model: the TorchScript file called in-process on already-preprocessed images, "
-        f"{summary['components']['threads']} intra-op threads. Ensemble: perf_analyzer over "
+        "Bare model: the exported detector called in-process on already-preprocessed images, "
+        f"{summary['components']['threads']} threads. Ensemble: perf_analyzer over "
         "HTTP, raw JPEG bytes in, labelled detections with RLE masks out, best concurrency. "
         "Detectron2 eager: `DefaultPredictor` in a loop (read_image, resize, model, "
         "detector_postprocess with pasted masks).",
@@ -107,6 +130,16 @@ def markdown(summary: dict, rows: list[PerfRow]) -> str:
         ["size", "detections/img", "bare model img/s", "ensemble img/s", "at concurrency",
          "ensemble / bare", "Detectron2 eager img/s", "ensemble / eager"], table,
     ))  # fmt: skip
+    ratios = against_eager(summary, rows)
+    if ratios:
+        parts += ["", "## Against Detectron2's DefaultPredictor (same run, same photos)", ""]
+        parts.append(_table(
+            ["size", "eager img/s", "ensemble img/s (best)", "**throughput ratio**",
+             "eager ms/img", "ensemble p50 ms, alone", "**latency ratio**"],
+            [[size, r["eager_img_per_s"], r["ensemble_img_per_s"], r["throughput_ratio"],
+              r["eager_ms_per_image"], r["ensemble_p50_ms_alone"], r["latency_ratio"]]
+             for size, r in sorted(ratios.items(), key=lambda item: int(item[0].split("x")[0]))],
+        ))  # fmt: skip
     parts += ["", "## Where the time goes (in-process, per image)", ""]
     share_rows = []
     for size in sizes:
@@ -173,3 +206,23 @@ def markdown(summary: dict, rows: list[PerfRow]) -> str:
         "",
     ]
     return "\n".join(parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Rewrite report.md, results.csv and plot.png of a results folder from its summary.json."""
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("folder", type=Path)
+    args = parser.parse_args(argv)
+    summary = json.loads((args.folder / "summary.json").read_text())
+    rows = [PerfRow(**row) for row in summary["rows"]]
+    write_csv(rows, args.folder / "results.csv")
+    plot(rows, args.folder / "plot.png")
+    (args.folder / "report.md").write_text(markdown(summary, rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

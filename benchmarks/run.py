@@ -256,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "rows": [row.__dict__ for row in rows],
     }
+    summary["against_eager"] = report.against_eager(summary, rows)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     report.write_csv(rows, out / "results.csv")
     report.plot(rows, out / "plot.png")

@@ -157,7 +157,8 @@ class StagedModel:
         if stage.runtime == "torchscript":
             module = torch.jit.load(str(path), map_location=self.device).eval()
             return lambda tensors: _as_tuple(module(*tensors))
-        return OpenVinoStage(path, threads)
+        returned = frozenset(stage.outputs) & frozenset(self.plan.outputs)
+        return OpenVinoStage(path, threads, copy_outputs=bool(returned))
 
     def __call__(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Run the chain on one image; returns the plan's outputs, in order."""
@@ -174,13 +175,20 @@ class StagedModel:
 
 
 class OpenVinoStage:
-    """An OpenVINO IR compiled for the CPU at float32, called on torch tensors."""
+    """An OpenVINO IR compiled for the CPU at float32, called on torch tensors.
 
-    def __init__(self, path: Path, threads: int):
+    Inputs and outputs are shared with OpenVINO, not copied (copying the backbone's features
+    cost ~100 ms per image, see benchmarks/README.md).  A shared output is overwritten by the
+    stage's next call, which is safe inside one :class:`StagedModel` call, where the next
+    stages consume it; outputs the plan returns are copied (``copy_outputs``).
+    """
+
+    def __init__(self, path: Path, threads: int, copy_outputs: bool = False):
         """Compile ``path`` with ``threads`` inference threads and f32 precision pinned.
 
         OpenVINO picks bf16 by default on CPUs with AMX/AVX512-BF16; pinning f32 keeps the
-        results within float rounding of Detectron2's own.
+        results within float rounding of Detectron2's own.  Thread pinning is off so that
+        several instances (or torch's threads) never pile onto the same cores.
         """
         import openvino
 
@@ -196,11 +204,16 @@ class OpenVinoStage:
             },
         )
         self.request = self.compiled.create_infer_request()
+        self.copy_outputs = copy_outputs
 
     def __call__(self, tensors: Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
-        """Infer once; outputs are copied out of OpenVINO's buffers (they are reused)."""
-        results = self.request.infer([tensor.cpu().contiguous().numpy() for tensor in tensors])
-        return tuple(torch.from_numpy(results[output].copy()) for output in self.compiled.outputs)
+        """Infer once on CPU copies of ``tensors`` (no copy when they are on the CPU)."""
+        arrays = [tensor.cpu().contiguous().numpy() for tensor in tensors]
+        results = self.request.infer(arrays, share_inputs=True, share_outputs=True)
+        outputs = [results[output] for output in self.compiled.outputs]
+        if self.copy_outputs:
+            outputs = [array.copy() for array in outputs]
+        return tuple(torch.from_numpy(array) for array in outputs)
 
 
 def _as_tuple(value) -> tuple[torch.Tensor, ...]:

@@ -2,7 +2,7 @@
 
 Tuning runs (instance counts, threads), load tests (a smaller input resolution) and
 deployments with other limits need the same exported model under different settings;
-re-exporting would re-trace it.  The TorchScript file is hard-linked, not copied.
+re-exporting would re-trace it.  The detector's model files are hard-linked, not copied.
 """
 
 from __future__ import annotations
@@ -29,11 +29,12 @@ class Overrides:
     max_size_test: int | None = None
     max_image_bytes: int | None = None
     max_image_pixels: int | None = None
+    detector_warmup: bool | None = None
 
 
 def _link_or_copy(source: str, target: str) -> None:
-    """Hard-link the TorchScript file (large, never edited), copy the rest."""
-    if source.endswith(".pt"):
+    """Hard-link the model files (large, never edited), copy the rest."""
+    if source.endswith((".pt", ".bin")):
         try:
             os.link(source, target)
             return
@@ -76,4 +77,12 @@ def derive(source: Path, target: Path, overrides: Overrides) -> Path:
         intra_op_threads=overrides.detector_threads,
     )
     _edit(target / schema.POSTPROCESS_MODEL / "config.pbtxt", overrides.postprocess_instances)
+    if overrides.detector_warmup is False:
+        _drop_warmup(target / schema.DETECTOR_MODEL / "config.pbtxt")
     return target
+
+
+def _drop_warmup(path: Path) -> None:
+    config = triton_config.parse_pbtxt(path.read_text())
+    del config.model_warmup[:]
+    path.write_text(triton_config.to_pbtxt(config))

@@ -110,3 +110,14 @@ def test_threads_share_out_the_cores_this_process_may_use(monkeypatch):
     assert stages.threads_per_instance(0, 4) == 4
     assert stages.threads_per_instance(0, 32) == 1
     assert stages.threads_per_instance(3, 4) == 3  # configured wins
+
+
+def test_openvino_outputs_the_plan_returns_survive_the_next_call(tmp_path):
+    """OpenVINO's outputs are shared buffers; the ones a plan returns are copied out."""
+    returns_features = StagePlan("image", PLAN.stages, ("features", "total"))
+    write_toy_plan(tmp_path, returns_features)
+    model = StagedModel.load(tmp_path, torch.device("cpu"), threads=1)
+    first = model(torch.zeros((3, 8, 8), dtype=torch.uint8))[0]
+    kept = first.clone()
+    model(torch.full((3, 8, 8), 255, dtype=torch.uint8))
+    assert torch.equal(first, kept)

@@ -1,0 +1,50 @@
+"""export_tools.repository.derive: a copy of an export with only config settings changed."""
+
+from __future__ import annotations
+
+from d2_triton.labels import LabelMap
+from export_tools import triton_config as tc
+from export_tools.repository import Overrides, derive
+from export_tools.settings import ExportSettings
+from export_tools.writer import ExportedModel, InputSettings, model_configs
+
+
+def write_source(root):
+    model = ExportedModel(
+        fields=("pred_boxes", "scores", "pred_classes"),
+        outputs=tc.ModelOutputs(has_masks=False),
+        input=InputSettings(800, 1333, "BGR"),
+        labels=LabelMap.from_names(["a"]),
+        weights_source="random",
+        info={},
+    )
+    for name, config in model_configs(model, ExportSettings(config="x")).items():
+        (root / name / "1").mkdir(parents=True)
+        (root / name / "config.pbtxt").write_text(tc.to_pbtxt(config))
+    for file in ("backbone.bin", "roi_heads.pt", "stages.json"):
+        (root / "detector" / "1" / file).write_text(file)
+
+
+def detector_config(root):
+    return tc.parse_pbtxt((root / "detector" / "config.pbtxt").read_text())
+
+
+def test_derive_changes_only_what_it_is_asked(tmp_path):
+    write_source(tmp_path / "source")
+    target = derive(tmp_path / "source", tmp_path / "target", Overrides(detector_instances=2))
+    config = detector_config(target)
+    assert config.instance_group[0].count == 2
+    assert len(config.model_warmup) == 1  # kept
+    assert detector_config(tmp_path / "source").instance_group[0].count == 1
+
+
+def test_derive_can_drop_the_detector_warmup_and_links_model_files(tmp_path):
+    write_source(tmp_path / "source")
+    target = derive(tmp_path / "source", tmp_path / "target", Overrides(detector_warmup=False))
+    assert len(detector_config(target).model_warmup) == 0
+    assert len(detector_config(tmp_path / "source").model_warmup) == 1
+    for file, linked in (("backbone.bin", True), ("roi_heads.pt", True), ("stages.json", False)):
+        copied = target / "detector" / "1" / file
+        source = tmp_path / "source" / "detector" / "1" / file
+        assert copied.read_text() == file
+        assert (copied.stat().st_ino == source.stat().st_ino) is linked
