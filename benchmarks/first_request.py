@@ -2,8 +2,9 @@
 
     .cache/venv-dev/bin/python -m benchmarks.first_request --out benchmarks/results/X
 
-For each variant (the export as it is, with ``model_warmup``; the same repository without
-it), starts the real tritonserver, notes how long it took to be ready, then sends the same
+For each variant (``model_warmup``: the export as it is; ``no warmup``: the same repository
+without the detector's ``model_warmup``; preprocess and postprocess warm themselves up at
+load in both), starts the real tritonserver, notes how long it took to be ready, then sends the same
 JPEG ``--requests`` times, one after the other, over HTTP, and records each latency.  Writes
 ``first_request.json`` under ``--out``: what "the first request is no slower than the
 tenth" is measured by.

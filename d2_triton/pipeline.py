@@ -85,3 +85,36 @@ def postprocess(
     elif detections.mask_probs is not None and options.mask_format == "dense":
         outputs[schema.MASKS] = paste_masks_dense(detections, original_hw)
     return outputs
+
+
+def warm_up(
+    parameters: PreprocessParameters | None = None,
+    options: PostprocessOptions | None = None,
+    labels: LabelMap | None = None,
+    keypoints: int = 0,
+) -> None:
+    """Run preprocess or postprocess once on a synthetic photo with one masked detection.
+
+    Preprocess runs when ``parameters`` are given, postprocess when ``options`` and
+    ``labels`` are (with ``keypoints`` keypoints per instance if the model has them).
+    Called at load, so the first request does not pay for lazy imports and first calls
+    (OpenCV's decoder, pycocotools' RLE encoder); the detector is warmed up by Triton's
+    ``model_warmup`` in its config.
+    """
+    import cv2
+
+    rows, cols = np.mgrid[0:480, 0:640]
+    photo = np.stack([cols % 256, rows % 256, (rows + cols) % 256], axis=-1).astype(np.uint8)
+    if parameters is not None:
+        preprocess(cv2.imencode(".jpg", photo)[1].tobytes(), parameters)
+    if options is not None and labels is not None:
+        mask = np.zeros((1, 28, 28), np.float32)
+        mask[:, 7:21, 7:21] = 1.0
+        detection = Detections(
+            boxes=np.array([[100.0, 80.0, 300.0, 240.0]], np.float32),
+            scores=np.ones(1, np.float32),
+            classes=np.zeros(1, np.int64),
+            mask_probs=mask,
+            keypoints=np.ones((1, keypoints, 3), np.float32) if keypoints else None,
+        )
+        postprocess(detection, (800, 1067), (480, 640), options, labels)

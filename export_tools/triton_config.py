@@ -125,12 +125,19 @@ def detector_config(
         _tensor(config.output, name, data_type, dims)
     set_parameters(config, parameters)
     if warmup_hw is not None:
-        warmup = config.model_warmup.add(name=f"image_{warmup_hw[0]}x{warmup_hw[1]}", batch_size=1)
+        warmup = config.model_warmup.add(
+            name=f"image_{warmup_hw[0]}x{warmup_hw[1]}", batch_size=1, count=WARMUP_RUNS
+        )
         image = warmup.inputs[schema.IMAGE]
         image.data_type = mc.TYPE_UINT8
         image.dims.extend([3, *warmup_hw])
         image.random_data = True
     return config
+
+
+# The detector runs its warmup image this many times at load: OpenVINO's and oneDNN's first
+# two calls on a new shape are both slower than the rest (benchmarks/README.md).
+WARMUP_RUNS = 2
 
 
 def warmup_size(min_size_test: int, max_size_test: int) -> tuple[int, int]:

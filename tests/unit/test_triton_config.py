@@ -85,7 +85,7 @@ def test_detector_warms_up_on_a_photo_sized_input():
     config = all_configs(VARIANTS["mask"])["detector"]
     (warmup,) = config.model_warmup
     image = warmup.inputs[schema.IMAGE]
-    assert list(image.dims) == [3, 800, 1067] and image.random_data
+    assert list(image.dims) == [3, 800, 1067] and image.random_data and warmup.count == 2
     assert image.data_type == config.input[0].data_type
 
 

@@ -35,6 +35,12 @@ class TritonPythonModel:
         self.dtypes = setup.output_dtypes
         self.has_masks = schema.MASK_PROBS in setup.input_names
         self.has_keypoints = KEYPOINTS in setup.input_names
+        keypoints = [t["dims"][1] for t in setup.config["input"] if t["name"] == KEYPOINTS]
+        pipeline.warm_up(
+            options=self.defaults,
+            labels=self.labels,
+            keypoints=int(keypoints[0]) if keypoints else 0,
+        )
 
     def execute(self, requests):
         """One response per request; a bad option fails only its own request."""

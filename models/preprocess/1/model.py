@@ -26,6 +26,7 @@ class TritonPythonModel:
         self.parameters = setup.parameters
         self.labels = LabelMap.from_file(setup.folder / setup.parameters.label_map)
         self.dtypes = setup.output_dtypes
+        pipeline.warm_up(parameters=self.parameters)
 
     def execute(self, requests):
         """One response per request; a bad image fails only its own request."""
