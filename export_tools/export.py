@@ -5,8 +5,9 @@ r"""Export a Detectron2 model to a complete Triton model repository: the command
         --weights zoo --repository models/
 
 A thin layer over the library (``export_tools.exporter.export``), which writes, under
-``--repository``, the four models' configs, the model files, the traced model, the label
-map and export_info.json (see ``export_tools.writer``).
+``--repository``, the four models' configs, the model files, the detector's stage files
+(OpenVINO and TorchScript; one TorchScript file with ``--exact``), the label map and
+export_info.json (see ``export_tools.writer``).
 """
 
 from __future__ import annotations

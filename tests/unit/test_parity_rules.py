@@ -1,0 +1,93 @@
+"""The parity rules (tests/helpers/parity.py) on hand-made answers: what they allow, what not.
+
+The integration suite compares real answers with these rules; here each allowance is shown
+to admit exactly the case it names, and only for the staged (``cut`` given) comparison.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from d2_triton.results import DetectionResult
+from helpers.parity import Cut, compare
+from helpers.reference import Prediction
+
+CUT = Cut(score_threshold=0.05)
+SIZE = (40, 40)
+
+
+def square(top: int, side: int) -> np.ndarray:
+    mask = np.zeros(SIZE, bool)
+    mask[top : top + side, top : top + side] = True
+    return mask
+
+
+def reference(scores, masks=None, keypoints=None) -> Prediction:
+    count = len(scores)
+    return Prediction(
+        boxes=np.tile(np.array([[1.0, 2.0, 30.0, 35.0]], np.float32), (count, 1))
+        + np.arange(count, dtype=np.float32)[:, None] * 3,
+        scores=np.array(scores, np.float32),
+        classes=np.zeros(count, np.int32),
+        masks=None if masks is None else np.stack(masks),
+        keypoints=keypoints,
+        image_size=SIZE,
+    )
+
+
+def served(prediction: Prediction, keep=None, masks=None, keypoints=None) -> DetectionResult:
+    keep = list(range(len(prediction))) if keep is None else keep
+    return DetectionResult(
+        image_size=SIZE,
+        boxes=prediction.boxes[keep] + 0.01,
+        scores=prediction.scores[keep],
+        classes=prediction.classes[keep],
+        labels=["a"] * len(keep),
+        masks=None if masks is None else np.stack(masks).astype(np.uint8),
+        keypoints=keypoints,
+    )
+
+
+def test_an_instance_at_the_score_threshold_may_be_missing_when_staged():
+    truth = reference([0.9, 0.0505])
+    figures = compare(served(truth, keep=[0]), truth, CUT)
+    assert not figures.problems and figures.at_cut == 1
+    assert compare(served(truth, keep=[0]), truth).problems  # exact: no allowance
+
+
+def test_an_instance_above_the_cut_may_not_be_missing():
+    truth = reference([0.9, 0.3])
+    assert compare(served(truth, keep=[0]), truth, CUT).problems
+
+
+def test_a_boundary_pixel_of_a_small_mask_may_flip_when_staged():
+    mask = square(10, 5)  # 25 px: one flip costs 4 % IoU
+    flipped = mask.copy()
+    flipped[9, 12] = True  # just outside the edge
+    truth = reference([0.9], masks=[mask])
+    figures = compare(served(truth, masks=[flipped]), truth, CUT)
+    assert not figures.problems and figures.small_masks_with_flips == 1
+    assert compare(served(truth, masks=[flipped]), truth).problems
+
+
+def test_a_flip_away_from_the_boundary_or_too_many_flips_fail():
+    mask = square(10, 5)
+    inside_out = mask.copy()
+    inside_out[30, 30] = True  # far from the mask
+    truth = reference([0.9], masks=[mask])
+    assert compare(served(truth, masks=[inside_out]), truth, CUT).problems
+    grown = square(9, 7)  # 24 boundary pixels added: over 4 px + 1 %
+    assert compare(served(truth, masks=[grown]), truth, CUT).problems
+
+
+def test_a_keypoint_may_move_only_to_an_equal_maximum():
+    points = np.array([[[5.0, 5.0, 2.0], [9.0, 9.0, 3.0]]], np.float32)
+    truth = reference([0.9], keypoints=points)
+    tied = points.copy()
+    tied[0, 1, :2] = [15.0, 9.0]  # moved 6 px, same logit: a tied maximum
+    figures = compare(served(truth, keypoints=tied), truth, CUT)
+    assert not figures.problems and figures.keypoint_ties == 1
+    assert compare(served(truth, keypoints=tied), truth).problems
+    other = tied.copy()
+    other[0, 1, 2] = 2.5  # moved and a different logit: a different answer
+    assert compare(served(truth, keypoints=other), truth, CUT).problems
