@@ -149,6 +149,11 @@ class StagedModel:
     @classmethod
     def load(cls, folder: Path, device: torch.device, threads: int) -> StagedModel:
         """Load the plan in ``folder``'s ``stages.json``."""
+        if not (folder / PLAN_FILE).is_file():
+            raise ModelConfigError(
+                f"no {PLAN_FILE} in {folder}: export the model again with this version of "
+                "export_tools (repositories exported before the staged detector have none)"
+            )
         plan = StagePlan.from_json((folder / PLAN_FILE).read_text(encoding="utf-8"))
         return cls(folder, plan, device, threads)
 

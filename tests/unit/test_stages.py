@@ -121,3 +121,8 @@ def test_openvino_outputs_the_plan_returns_survive_the_next_call(tmp_path):
     kept = first.clone()
     model(torch.full((3, 8, 8), 255, dtype=torch.uint8))
     assert torch.equal(first, kept)
+
+
+def test_a_folder_without_a_plan_says_to_export_again(tmp_path):
+    with pytest.raises(ModelConfigError, match="export the model again"):
+        StagedModel.load(tmp_path, torch.device("cpu"), threads=1)
