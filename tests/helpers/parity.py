@@ -116,6 +116,16 @@ class ParityFigures:
             self.problems.append(f"reference #{index}: keypoint logits differ")
 
 
+def parity_rule(repository) -> Cut | None:
+    """The rule an exported repository is held to: the cut rule if staged, None if exact."""
+    import json
+
+    from helpers.exports import SCORE_THRESH_TEST
+
+    info = json.loads((repository / "export_info.json").read_text())
+    return Cut(SCORE_THRESH_TEST) if info["detector_mode"] == "staged" else None
+
+
 def mask_boundary(mask: np.ndarray) -> np.ndarray:
     """Pixels with a 4-neighbour of the other value (both sides of the mask's edge)."""
     mask = mask.astype(bool)

@@ -15,7 +15,7 @@ from d2_triton.imaging import DecodeLimits
 from d2_triton.processes import stub_pids
 from d2_triton.testing.corpus import bad_inputs, encode, odd_valid_images
 from helpers.exports import ARCHITECTURES, seeded_checkpoint
-from helpers.parity import compare
+from helpers.parity import compare, parity_rule
 from helpers.reference import detectron2_prediction
 
 BAD = bad_inputs(max_image_bytes=DecodeLimits().max_bytes)
@@ -71,7 +71,7 @@ def test_wrong_dtype_and_shape_are_refused_by_triton(mask_rcnn_server, stubs_bef
 
 @pytest.mark.parametrize("case", ODD, ids=[case.name for case in ODD])
 def test_odd_but_valid_images_get_detectron2s_answer(
-    mask_rcnn_server, stubs_before, case, tmp_path
+    mask_rcnn_server, mask_rcnn_repository, stubs_before, case, tmp_path
 ):
     """Answered as Detectron2 answers the same file; 16-bit PNGs as their 8-bit values."""
     with DetectionClient(mask_rcnn_server.http_url) as client:
@@ -85,7 +85,7 @@ def test_odd_but_valid_images_get_detectron2s_answer(
             return
     arch = ARCHITECTURES["mask_rcnn"]
     reference = detectron2_prediction(arch, seeded_checkpoint(arch), _write(tmp_path, case.payload))
-    figures = compare(result, reference)
+    figures = compare(result, reference, parity_rule(mask_rcnn_repository))
     assert not figures.problems, "; ".join(figures.problems)
 
 

@@ -20,7 +20,7 @@ from conftest import PARITY_FIGURES
 from d2_triton.client import DetectionClient
 from d2_triton.stages import PLAN_FILE, StagePlan
 from helpers.exports import ARCHITECTURES, SCORE_THRESH_TEST, exported_repository, seeded_checkpoint
-from helpers.parity import Cut, ParityFigures, compare
+from helpers.parity import Cut, ParityFigures, compare, parity_rule
 from helpers.photos import photo_bytes
 from helpers.reference import detectron2_prediction
 
@@ -47,7 +47,9 @@ def test_served_detections_equal_detectron2(served, photos, photo):
     reference = detectron2_prediction(arch, seeded_checkpoint(arch), path)
     with DetectionClient(server.http_url) as client:
         result = client.detect(path.read_bytes())
-    figures = compare(result, reference, MODES[mode][1])
+    rule = parity_rule(exported_repository(arch, *MODES[mode][0]))
+    assert rule == MODES[mode][1]
+    figures = compare(result, reference, rule)
     PARITY_FIGURES.setdefault(f"{arch.key} ({mode})", ParityFigures()).merge(figures)
     assert not figures.problems, f"{arch.key} {mode} / {photo}: " + "; ".join(figures.problems)
     assert len(result.labels) == len(result) and all(result.labels)
