@@ -5,13 +5,17 @@ at 1.0), so each reference instance is matched to the served instance of the sam
 with the closest box.  Tolerances: boxes within 0.5 px, scores within 1e-3, mask IoU >= 0.99,
 and keypoints within 0.5 px.
 
-Three allowances for the default, staged export, whose float32 results differ from
+Four allowances for the default, staged export, whose float32 results differ from
 Detectron2's by rounding (each is counted in the figures; ``--exact`` gets neither):
 
 * the cut: an instance whose score sits at a cut may be kept on one side and dropped on the
   other.  It may be unpaired only if its score is within 1e-3 of the cut (the model's score
   threshold or, when Detectron2 returned its maximum number of detections, the lowest score
   it kept): ``at_cut``;
+* tied copies: where Detectron2 returned several instances of a class with the same score
+  (to 1e-5: translated copies over a uniform region), rounding decides which copies
+  survive NMS and top-k; an unpaired one may stand for another unpaired one of the same
+  class and score (within 1e-3): ``tie_swaps``;
 * keypoint ties: a keypoint more than 0.5 px away whose heatmap logit equals Detectron2's
   within 1e-3 is the other location of a tied maximum: ``keypoint_ties``;
 * boundary pixels of small masks: a pixel whose mask probability sits at the 0.5 threshold
@@ -39,6 +43,8 @@ MASK_FLIPS_PX = 4
 MASK_FLIPS_SHARE = 0.01
 KEYPOINT_TOLERANCE_PX = 0.5
 CUT_TOLERANCE = 1e-3
+# Scores this close are ties: identical copies of one instance (see _tie_swap).
+TIE_TOLERANCE = 1e-5
 
 
 @dataclass(frozen=True)
@@ -64,6 +70,7 @@ class ParityFigures:
     photos: int = 0
     instances: int = 0
     at_cut: int = 0
+    tie_swaps: int = 0
     max_box_error_px: float = 0.0
     max_score_error: float = 0.0
     min_mask_iou: float | None = None
@@ -76,6 +83,7 @@ class ParityFigures:
         self.photos += other.photos
         self.instances += other.instances
         self.at_cut += other.at_cut
+        self.tie_swaps += other.tie_swaps
         self.keypoint_ties += other.keypoint_ties
         self.small_masks_with_flips += other.small_masks_with_flips
         self.max_box_error_px = max(self.max_box_error_px, other.max_box_error_px)
@@ -142,7 +150,12 @@ def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
 def compare(
     served: DetectionResult, reference: Prediction, cut: Cut | None = None
 ) -> ParityFigures:
-    """Pair and compare; ``cut`` (staged exports) allows unpaired instances at the cut."""
+    """Pair and compare; ``cut`` (staged exports) allows the module's four allowances.
+
+    Exact exports pair each reference instance with the closest box of its class and then
+    check the tolerances; staged ones pair only within the box and score tolerances, and
+    what stays unpaired must be at the cut or a tied copy.
+    """
     figures = ParityFigures(photos=1, instances=len(reference))
     if tuple(served.image_size) != tuple(reference.image_size):
         figures.problems.append(f"image size {served.image_size} != {reference.image_size}")
@@ -151,17 +164,24 @@ def compare(
         figures.problems.append(f"{len(served)} instances served, Detectron2: {len(reference)}")
         return figures
     unmatched = set(range(len(served)))
+    unpaired: list[int] = []
     for index in range(len(reference)):
         candidates = [
             j for j in unmatched if int(served.classes[j]) == int(reference.classes[index])
         ]
+        if cut is not None:  # staged: a pair must agree on box and score, else it is unpaired
+            candidates = [
+                j
+                for j in candidates
+                if np.abs(served.boxes[j] - reference.boxes[index]).max() <= BOX_TOLERANCE_PX
+                and abs(float(served.scores[j] - reference.scores[index])) <= SCORE_TOLERANCE
+            ]
         errors = [np.abs(served.boxes[j] - reference.boxes[index]).max() for j in candidates]
-        paired = bool(candidates) and (cut is None or min(errors) <= BOX_TOLERANCE_PX)
-        if not paired:
+        if not candidates:
             if cut is not None and cut.allows(float(reference.scores[index]), reference):
                 figures.at_cut += 1
             else:
-                figures.problems.append(f"reference #{index}: no served instance pairs with it")
+                unpaired.append(index)
             continue
         best = candidates[int(np.argmin(errors))]
         unmatched.discard(best)
@@ -189,9 +209,37 @@ def compare(
             figures.merge_keypoints(
                 served.keypoints[best], reference.keypoints[index], index, cut is not None
             )
+    for index in unpaired:
+        swap = _tie_swap(index, reference, served, unmatched) if cut is not None else None
+        if swap is None:
+            figures.problems.append(f"reference #{index}: no served instance pairs with it")
+        else:
+            unmatched.discard(swap)
+            figures.tie_swaps += 1
     for extra in sorted(unmatched):
         if cut is not None and cut.allows(float(served.scores[extra]), reference):
             figures.at_cut += 1
         else:
             figures.problems.append(f"served #{extra}: no Detectron2 instance pairs with it")
     return figures
+
+
+def _tie_swap(index: int, reference: Prediction, served: DetectionResult, unmatched) -> int | None:
+    """An unpaired served instance that stands for reference ``index`` among tied copies.
+
+    Only when Detectron2 itself returned another instance of the class with the same score
+    (within TIE_TOLERANCE: translated copies on a uniform region): which copies survive NMS
+    and top-k is then decided by rounding.  The stand-in has the class and the score.
+    """
+    klass, score = int(reference.classes[index]), float(reference.scores[index])
+    same_class = reference.classes.astype(int) == klass
+    tied = np.abs(reference.scores[same_class].astype(float) - score) <= TIE_TOLERANCE
+    if tied.sum() < 2:
+        return None
+    for j in sorted(unmatched):
+        if (
+            int(served.classes[j]) == klass
+            and abs(float(served.scores[j]) - score) <= SCORE_TOLERANCE
+        ):
+            return j
+    return None

@@ -91,3 +91,16 @@ def test_a_keypoint_may_move_only_to_an_equal_maximum():
     other = tied.copy()
     other[0, 1, 2] = 2.5  # moved and a different logit: a different answer
     assert compare(served(truth, keypoints=other), truth, CUT).problems
+
+
+def test_tied_copies_may_swap_but_a_lone_instance_may_not():
+    truth = reference([0.9, 0.4, 0.4])  # two tied copies (same class and score)
+    swapped = served(truth)
+    swapped.boxes[2] += 50.0  # another copy of the tie survived, elsewhere
+    figures = compare(swapped, truth, CUT)
+    assert not figures.problems and figures.tie_swaps == 1
+    assert compare(swapped, truth).problems
+    lone = reference([0.9, 0.4, 0.3])  # no tie: a moved instance is a different answer
+    moved = served(lone)
+    moved.boxes[2] += 50.0
+    assert compare(moved, lone, CUT).problems
