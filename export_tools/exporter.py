@@ -151,8 +151,10 @@ def export(settings: ExportSettings) -> ExportResult:
     weights_location = resolve_weights(settings.weights, settings.config)
     model, weights = build_model(cfg, weights_location, settings.seed, settings.fallback_random)
     image = tracing.model_input(cfg, tracing.load_sample_image(settings.sample_image))
-    fields, outputs = tracing.describe_outputs(model, image)
-    stages, mode = detector_stages(model, image, fields, detector_mode(settings))
+    with torch.no_grad():
+        eager = tracing.raw_instances(model, image)  # the reference every check compares to
+    fields, outputs = tracing.describe_outputs(eager)
+    stages, mode = detector_stages(model, image, fields, eager, detector_mode(settings))
     labels = (
         LabelMap.from_file(settings.label_map)
         if settings.label_map
@@ -188,8 +190,6 @@ def export(settings: ExportSettings) -> ExportResult:
     with tempfile.TemporaryDirectory(prefix="d2t-detector-") as scratch:
         # The detector's files are written and checked here before the repository is touched.
         stage_files.write_stages(stages, fields, Path(scratch))
-        with torch.no_grad():
-            eager = tracing.raw_instances(model, image)
         at_cut = 0
         if mode == "staged":
             expected = {field: tracing.field_tensor(eager, field) for field in fields}
@@ -199,11 +199,12 @@ def export(settings: ExportSettings) -> ExportResult:
     return ExportResult(exported, weights, written, len(eager), at_cut, seconds)
 
 
-def detector_stages(model, image, fields: list[str], mode: str):
+def detector_stages(model, image, fields: list[str], eager, mode: str):
     """The detector's traced stages and the mode they are in (``staged`` or ``exact``).
 
     A model the staged split does not support is exported ``exact``, with a warning.  An
-    exact trace is checked against the eager model here; staged ones once written.
+    exact trace is checked against ``eager`` (the eager model's instances on ``image``)
+    here; staged ones once written.
     """
     if mode == "staged":
         try:
@@ -211,7 +212,7 @@ def detector_stages(model, image, fields: list[str], mode: str):
         except UnsupportedModelError as error:
             LOGGER.warning("no stages for this model (%s): exporting it --exact", error)
     traced = tracing.trace(model, image, fields)
-    tracing.verify_trace(model, traced, image, fields)
+    tracing.verify_trace(traced, image, fields, eager)
     return [stage_files.single_stage(traced, image, fields)], "exact"
 
 

@@ -67,10 +67,8 @@ def raw_instances(model, image: torch.Tensor):
     raise UnsupportedModelError(f"unsupported meta-architecture {type(model).__name__}")
 
 
-def describe_outputs(model, image: torch.Tensor) -> tuple[list[str], triton_config.ModelOutputs]:
-    """Which Instances fields the model produces, and their per-instance shapes."""
-    with torch.no_grad():
-        instances = raw_instances(model, image)
+def describe_outputs(instances) -> tuple[list[str], triton_config.ModelOutputs]:
+    """Which Instances fields the model produced (``raw_instances``), and their shapes."""
     fields = [field for field in EXPORTED_FIELDS if instances.has(field)]
     outputs = triton_config.ModelOutputs(
         has_masks="pred_masks" in fields,
@@ -120,10 +118,9 @@ def field_tensor(instances, field: str) -> torch.Tensor:
     return value.tensor if field == "pred_boxes" else value
 
 
-def verify_trace(model, traced, image: torch.Tensor, fields: list[str]) -> int:
-    """The traced file must give what the eager model gives on the sample; returns N."""
+def verify_trace(traced, image: torch.Tensor, fields: list[str], eager) -> None:
+    """The traced file must give ``eager`` (the eager model's instances on ``image``)."""
     with torch.no_grad():
-        eager = raw_instances(model, image)
         outputs = traced(image)
     for field, output in zip(fields, outputs, strict=True):
         expected = field_tensor(eager, field)
@@ -132,4 +129,3 @@ def verify_trace(model, traced, image: torch.Tensor, fields: list[str]) -> int:
         )
         if not same:
             raise TraceMismatchError(f"traced model disagrees with eager Detectron2 on {field}")
-    return len(eager)
