@@ -78,11 +78,6 @@ class StagePlan:
         if missing:
             raise ModelConfigError(f"no stage produces the outputs {missing}")
 
-    @property
-    def runtimes(self) -> frozenset[str]:
-        """The runtimes the plan needs."""
-        return frozenset(stage.runtime for stage in self.stages)
-
     def to_json(self) -> str:
         """The plan as ``stages.json`` stores it."""
         stages = [
