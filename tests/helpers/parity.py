@@ -12,10 +12,11 @@ Detectron2's by rounding (each is counted in the figures; ``--exact`` gets neith
   other.  It may be unpaired only if its score is within 1e-3 of the cut (the model's score
   threshold or, when Detectron2 returned its maximum number of detections, the lowest score
   it kept): ``at_cut``;
-* tied copies: where Detectron2 returned several instances of a class with the same score
-  (to 1e-5: translated copies over a uniform region), rounding decides which copies
-  survive NMS and top-k; an unpaired one may stand for another unpaired one of the same
-  class and score (within 1e-3): ``tie_swaps``;
+* tied copies: over a uniform region a class fires as several translated copies with one
+  score, and rounding of their overlaps decides how many copies survive NMS and top-k.  An
+  unpaired instance may be such a copy if its own side holds another instance of its class
+  with the same score (to 1e-5) and the other side holds an instance of its class and score
+  (to 1e-3), i.e. the detection is there, once more or once less: ``tied_copies``;
 * keypoint ties: a keypoint more than 0.5 px away whose heatmap logit equals Detectron2's
   within 1e-3 is the other location of a tied maximum: ``keypoint_ties``;
 * boundary pixels of small masks: a pixel whose mask probability sits at the 0.5 threshold
@@ -70,7 +71,7 @@ class ParityFigures:
     photos: int = 0
     instances: int = 0
     at_cut: int = 0
-    tie_swaps: int = 0
+    tied_copies: int = 0
     max_box_error_px: float = 0.0
     max_score_error: float = 0.0
     min_mask_iou: float | None = None
@@ -83,7 +84,7 @@ class ParityFigures:
         self.photos += other.photos
         self.instances += other.instances
         self.at_cut += other.at_cut
-        self.tie_swaps += other.tie_swaps
+        self.tied_copies += other.tied_copies
         self.keypoint_ties += other.keypoint_ties
         self.small_masks_with_flips += other.small_masks_with_flips
         self.max_box_error_px = max(self.max_box_error_px, other.max_box_error_px)
@@ -210,36 +211,30 @@ def compare(
                 served.keypoints[best], reference.keypoints[index], index, cut is not None
             )
     for index in unpaired:
-        swap = _tie_swap(index, reference, served, unmatched) if cut is not None else None
-        if swap is None:
-            figures.problems.append(f"reference #{index}: no served instance pairs with it")
+        if cut is not None and _tied_copy(index, reference, served):
+            figures.tied_copies += 1
         else:
-            unmatched.discard(swap)
-            figures.tie_swaps += 1
+            figures.problems.append(f"reference #{index}: no served instance pairs with it")
     for extra in sorted(unmatched):
         if cut is not None and cut.allows(float(served.scores[extra]), reference):
             figures.at_cut += 1
+        elif cut is not None and _tied_copy(extra, served, reference):
+            figures.tied_copies += 1
         else:
             figures.problems.append(f"served #{extra}: no Detectron2 instance pairs with it")
     return figures
 
 
-def _tie_swap(index: int, reference: Prediction, served: DetectionResult, unmatched) -> int | None:
-    """An unpaired served instance that stands for reference ``index`` among tied copies.
+def _tied_copy(index: int, side, other) -> bool:
+    """Whether instance ``index`` of ``side`` is one of several tied copies the other side has.
 
-    Only when Detectron2 itself returned another instance of the class with the same score
-    (within TIE_TOLERANCE: translated copies on a uniform region): which copies survive NMS
-    and top-k is then decided by rounding.  The stand-in has the class and the score.
+    ``side`` and ``other`` are the two answers (served and Detectron2's, either way round).
+    True when ``side`` holds another instance of the class with the same score (within
+    TIE_TOLERANCE: translated copies on a uniform region) and ``other`` holds an instance of
+    the class and score (within SCORE_TOLERANCE): the copies' overlaps, decided by rounding,
+    settled how many of them NMS kept.
     """
-    klass, score = int(reference.classes[index]), float(reference.scores[index])
-    same_class = reference.classes.astype(int) == klass
-    tied = np.abs(reference.scores[same_class].astype(float) - score) <= TIE_TOLERANCE
-    if tied.sum() < 2:
-        return None
-    for j in sorted(unmatched):
-        if (
-            int(served.classes[j]) == klass
-            and abs(float(served.scores[j]) - score) <= SCORE_TOLERANCE
-        ):
-            return j
-    return None
+    klass, score = int(side.classes[index]), float(side.scores[index])
+    own = np.abs(side.scores[side.classes.astype(int) == klass].astype(float) - score)
+    theirs = np.abs(other.scores[other.classes.astype(int) == klass].astype(float) - score)
+    return int((own <= TIE_TOLERANCE).sum()) >= 2 and bool(np.any(theirs <= SCORE_TOLERANCE))

@@ -93,14 +93,28 @@ def test_a_keypoint_may_move_only_to_an_equal_maximum():
     assert compare(served(truth, keypoints=other), truth, CUT).problems
 
 
-def test_tied_copies_may_swap_but_a_lone_instance_may_not():
+def test_tied_copies_may_swap_or_differ_in_number_but_a_lone_instance_may_not():
     truth = reference([0.9, 0.4, 0.4])  # two tied copies (same class and score)
     swapped = served(truth)
-    swapped.boxes[2] += 50.0  # another copy of the tie survived, elsewhere
+    swapped.boxes[2] += 50.0  # another copy of the tie survived NMS, elsewhere
     figures = compare(swapped, truth, CUT)
-    assert not figures.problems and figures.tie_swaps == 1
+    assert not figures.problems and figures.tied_copies == 2  # one missing, one extra
     assert compare(swapped, truth).problems
+    one_less = served(truth, keep=[0, 1])  # NMS kept one copy fewer
+    figures = compare(one_less, truth, CUT)
+    assert not figures.problems and figures.tied_copies == 1
+    one_more = served(truth, keep=[0, 1, 2, 2])  # ... or one more
+    one_more.boxes[3] += 50.0
+    figures = compare(one_more, truth, CUT)
+    assert not figures.problems and figures.tied_copies == 1
+    assert compare(one_more, truth).problems
+    none_left = served(truth, keep=[0])  # the detection itself gone: not a copy
+    assert compare(none_left, truth, CUT).problems
     lone = reference([0.9, 0.4, 0.3])  # no tie: a moved instance is a different answer
     moved = served(lone)
     moved.boxes[2] += 50.0
     assert compare(moved, lone, CUT).problems
+    lone_extra = served(lone, keep=[0, 1, 2, 2])  # a second copy where Detectron2 has one
+    lone_extra.boxes[3] += 50.0
+    lone_extra.scores[3] += 1e-4
+    assert compare(lone_extra, lone, CUT).problems
