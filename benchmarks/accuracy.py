@@ -26,6 +26,7 @@ from d2_triton.client import DetectionClient
 from d2_triton.server import ServerEnvironment, TritonServer
 from d2_triton.testing.fingerprint import export_fingerprint
 from d2_triton.testing.ports import loopback_server_options
+from export_tools.writer import export_info_path
 from training import shapes, train
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -55,7 +56,7 @@ def variant_repository(model: Path, name: str, options: tuple[str, ...], work: P
 def export_variant(model: Path, name: str, options: tuple[str, ...], work: Path) -> Path:
     """The model exported by the real CLI with ``options`` (cached by training and export)."""
     repository = variant_repository(model, name, options, work)
-    if (repository / "export_info.json").is_file():
+    if export_info_path(repository).is_file():
         return repository
     val = shapes.splits(DATA)["val"]
     subprocess.run(

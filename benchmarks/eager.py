@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from export_tools.detectron2_env import import_detectron2
+from export_tools.writer import read_export_info
 
 
 def predictor_for(repository: Path, threads: int):
@@ -29,7 +30,7 @@ def predictor_for(repository: Path, threads: int):
     from export_tools.exporter import load_config
     from export_tools.random_init import build_random_model
 
-    info = json.loads((repository / "export_info.json").read_text())
+    info = read_export_info(repository)
     cfg = load_config(info["config"], info["config_options"], info["score_thresh_test"])
     if threads > 0:
         torch.set_num_threads(threads)

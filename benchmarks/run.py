@@ -48,6 +48,7 @@ from d2_triton.testing.fingerprint import export_fingerprint
 from d2_triton.testing.ports import loopback_server_options
 from export_tools import repository as repository_tools
 from export_tools import triton_config
+from export_tools.writer import export_info_path, read_export_info
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("D2T_CACHE", REPO_ROOT / ".cache"))
@@ -99,7 +100,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def default_repository() -> Path:
     repository = CACHE / "bench-exports" / f"mask_rcnn_R_50_FPN_3x-{export_fingerprint()}"
-    if not (repository / "export_info.json").is_file():
+    if not export_info_path(repository).is_file():
         subprocess.run(
             [sys.executable, "-m", "export_tools.export", "--config", DEFAULT_CONFIG,
              "--weights", "zoo", "--fallback-random", "--repository", str(repository)],
@@ -165,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     repository = variant_repository(source, work / "repository", args)
     sizes = [inputs.parse_size(text) for text in args.sizes.split(",")]
     photos = inputs.write_photos(work / "photos", sizes, args.photos_per_size)
-    info = json.loads((repository / "export_info.json").read_text())
+    info = read_export_info(repository)
 
     print("== in-process baselines (server environment)", flush=True)
     subprocess.run(

@@ -1,4 +1,4 @@
-"""Typed parameters of the three Python-backend models: one schema per model.
+"""Typed parameters of the pipeline's models: one schema per model.
 
 Triton carries a model's settings as strings in ``config.pbtxt``
 (``parameters { key: "min_size_test" value { string_value: "800" } }``).  Each model's
@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 from d2_triton.errors import ModelConfigError
 from d2_triton.imaging import DecodeLimits
+from d2_triton.labels import LabelMap
 from d2_triton.options import MASK_FORMATS
 
 Parameters = TypeVar("Parameters")
@@ -90,6 +91,26 @@ class PostprocessParameters:
                 f"default_mask_format must be one of {', '.join(MASK_FORMATS)}, "
                 f"got {self.default_mask_format!r}"
             )
+
+
+@dataclass(frozen=True)
+class EnsembleParameters:
+    """``ensemble``: what the pipeline tells clients about itself (the gateway's /v1/models).
+
+    Attributes:
+        labels: the class names as a label-map JSON object (``{"0": "person", ...}``),
+            written at export from the same label map as postprocess's ``labels.json``.
+    """
+
+    labels: str = "{}"
+
+    @property
+    def label_map(self) -> LabelMap:
+        """The labels as a LabelMap; ModelConfigError if they are not a label map."""
+        try:
+            return LabelMap.from_json(json.loads(self.labels))
+        except ValueError as error:
+            raise ModelConfigError(f"parameter 'labels': {error}") from None
 
 
 def to_parameters(parameters: Any) -> dict[str, str]:

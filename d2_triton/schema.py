@@ -4,10 +4,22 @@ Keeping them in one place is what lets the exporter generate configs that the mo
 the clients agree with, and lets a test check that they do.
 """
 
+from __future__ import annotations
+
+import argparse
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+# The four models of a pipeline, by role.  The default pipeline's models carry these names.
 ENSEMBLE_MODEL = "ensemble"
 PREPROCESS_MODEL = "preprocess"
 DETECTOR_MODEL = "detector"
 POSTPROCESS_MODEL = "postprocess"
+ROLES = (PREPROCESS_MODEL, DETECTOR_MODEL, POSTPROCESS_MODEL, ENSEMBLE_MODEL)
+# The pipeline ``export`` writes without ``--name``, and clients call without a model name.
+DEFAULT_PIPELINE = "default"
+PIPELINE_NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 
 # The ensemble's single input: the raw bytes of one encoded image.
 IMAGE_BYTES = "image_bytes"
@@ -41,3 +53,80 @@ IMAGE_SIZE = "image_size"
 # Default ports: Triton's own defaults (HTTP, gRPC, metrics) and the REST gateway's.
 DEFAULT_PORTS = {"http": 8000, "grpc": 8001, "metrics": 8002}
 GATEWAY_PORT = 8080
+
+
+@dataclass(frozen=True)
+class PipelineNames:
+    """The Triton model names of one pipeline: ``<name>_<role>``, or ``<role>`` for the default.
+
+    Several pipelines share a model repository (and so one tritonserver) side by side: the
+    pipeline ``keypoints`` is served as ``keypoints_ensemble`` over ``keypoints_preprocess``,
+    ``keypoints_detector`` and ``keypoints_postprocess``, while ``default`` keeps the plain
+    role names.  Names are lower-case letters, digits and ``-`` (so ``_`` only ever separates
+    the name from the role), at most 63 characters.
+    """
+
+    name: str = DEFAULT_PIPELINE
+
+    def __post_init__(self) -> None:
+        if not PIPELINE_NAME_PATTERN.fullmatch(self.name):
+            raise ValueError(
+                f"a pipeline name is 1-63 lower-case letters, digits and '-', starting with a "
+                f"letter or digit; got {self.name!r}"
+            )
+
+    def model(self, role: str) -> str:
+        """The Triton model name of ``role`` (one of ``ROLES``) in this pipeline."""
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
+        return role if self.name == DEFAULT_PIPELINE else f"{self.name}_{role}"
+
+    @property
+    def ensemble(self) -> str:
+        """The model clients call: bytes in, detections out."""
+        return self.model(ENSEMBLE_MODEL)
+
+    @property
+    def preprocess(self) -> str:
+        """The preprocess model (decode and resize)."""
+        return self.model(PREPROCESS_MODEL)
+
+    @property
+    def detector(self) -> str:
+        """The detector model (the Detectron2 model)."""
+        return self.model(DETECTOR_MODEL)
+
+    @property
+    def postprocess(self) -> str:
+        """The postprocess model (boxes, masks and labels)."""
+        return self.model(POSTPROCESS_MODEL)
+
+    def models(self) -> dict[str, str]:
+        """Role -> model name, for the four models."""
+        return {role: self.model(role) for role in ROLES}
+
+    @classmethod
+    def in_repository(cls, repository: Path) -> list[PipelineNames]:
+        """The pipelines whose ensemble has a config in ``repository``, by name."""
+        found = [
+            cls.of_ensemble(config.parent.name) for config in repository.glob("*/config.pbtxt")
+        ]
+        return sorted((names for names in found if names is not None), key=lambda n: n.name)
+
+    @classmethod
+    def of_ensemble(cls, model_name: str) -> PipelineNames | None:
+        """The pipeline whose ensemble is ``model_name``; None for any other model."""
+        if model_name == ENSEMBLE_MODEL:
+            return cls()
+        name, _, role = model_name.rpartition("_")
+        if role != ENSEMBLE_MODEL or not PIPELINE_NAME_PATTERN.fullmatch(name):
+            return None
+        return cls(name)
+
+
+def pipeline_name(text: str) -> str:
+    """A command line's pipeline name (argparse ``type=``): refused unless it is valid."""
+    try:
+        return PipelineNames(text).name
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None

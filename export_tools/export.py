@@ -7,7 +7,8 @@ r"""Export a Detectron2 model to a complete Triton model repository: the command
 A thin layer over the library (``export_tools.exporter.export``), which writes, under
 ``--repository``, the four models' configs, the model files, the detector's stage files
 (OpenVINO and TorchScript; one TorchScript file with ``--exact``), the label map and
-export_info.json (see ``export_tools.writer``).
+export_info.json (see ``export_tools.writer``).  ``--name NAME`` writes a second pipeline
+beside the first (``NAME_preprocess`` ... ``NAME_ensemble``); other pipelines are untouched.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import logging
 import sys
 from pathlib import Path
 
+from d2_triton.schema import DEFAULT_PIPELINE, pipeline_name
 from export_tools.detectron2_env import shims_in_use
 from export_tools.errors import ExportError
 from export_tools.exporter import export
@@ -56,6 +58,14 @@ def parse_args(argv: list[str] | None = None) -> ExportSettings:
         type=Path,
         default=Path("models"),
         help="Triton model repository to write (default: models/)",
+    )
+    parser.add_argument(
+        "--name",
+        type=pipeline_name,
+        default=DEFAULT_PIPELINE,
+        help="the pipeline's name: its models become NAME_preprocess, NAME_detector, "
+        "NAME_postprocess and NAME_ensemble beside the repository's other pipelines "
+        f"(default {DEFAULT_PIPELINE!r}: the plain names preprocess, ..., ensemble)",
     )
     parser.add_argument(
         "--score-thresh-test",
@@ -129,6 +139,7 @@ def parse_args(argv: list[str] | None = None) -> ExportSettings:
         config=args.config,
         weights=args.weights,
         repository=args.repository,
+        name=args.name,
         fallback_random=args.fallback_random,
         seed=args.seed,
         score_thresh_test=args.score_thresh_test,

@@ -12,8 +12,8 @@ import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from d2_triton import schema
 from d2_triton.model_config import DetectorParameters, PreprocessParameters
+from d2_triton.schema import PipelineNames
 from export_tools import triton_config
 
 
@@ -56,29 +56,33 @@ def _edit(path: Path, count: int | None, parameters: type | None = None, **chang
 
 
 def derive(source: Path, target: Path, overrides: Overrides) -> Path:
-    """A copy of ``source`` at ``target`` (replaced if present) with ``overrides`` applied."""
+    """A copy of ``source`` at ``target`` (replaced if present) with ``overrides`` applied.
+
+    The overrides apply to every pipeline in the repository.
+    """
     shutil.rmtree(target, ignore_errors=True)
     shutil.copytree(
         source, target, copy_function=_link_or_copy, ignore=shutil.ignore_patterns("__pycache__")
     )
-    _edit(
-        target / schema.PREPROCESS_MODEL / "config.pbtxt",
-        overrides.preprocess_instances,
-        PreprocessParameters,
-        min_size_test=overrides.min_size_test,
-        max_size_test=overrides.max_size_test,
-        max_image_bytes=overrides.max_image_bytes,
-        max_image_pixels=overrides.max_image_pixels,
-    )
-    _edit(
-        target / schema.DETECTOR_MODEL / "config.pbtxt",
-        overrides.detector_instances,
-        DetectorParameters,
-        intra_op_threads=overrides.detector_threads,
-    )
-    _edit(target / schema.POSTPROCESS_MODEL / "config.pbtxt", overrides.postprocess_instances)
-    if overrides.detector_warmup is False:
-        _drop_warmup(target / schema.DETECTOR_MODEL / "config.pbtxt")
+    for pipeline in PipelineNames.in_repository(target):
+        _edit(
+            target / pipeline.preprocess / "config.pbtxt",
+            overrides.preprocess_instances,
+            PreprocessParameters,
+            min_size_test=overrides.min_size_test,
+            max_size_test=overrides.max_size_test,
+            max_image_bytes=overrides.max_image_bytes,
+            max_image_pixels=overrides.max_image_pixels,
+        )
+        _edit(
+            target / pipeline.detector / "config.pbtxt",
+            overrides.detector_instances,
+            DetectorParameters,
+            intra_op_threads=overrides.detector_threads,
+        )
+        _edit(target / pipeline.postprocess / "config.pbtxt", overrides.postprocess_instances)
+        if overrides.detector_warmup is False:
+            _drop_warmup(target / pipeline.detector / "config.pbtxt")
     return target
 
 

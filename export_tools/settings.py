@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from d2_triton.imaging import DecodeLimits
+from d2_triton.schema import DEFAULT_PIPELINE, PipelineNames
 
 DEVICES = ("cpu", "gpu")
 
@@ -36,6 +37,8 @@ class ExportSettings:
         weights: ``zoo`` (the config's model-zoo checkpoint), a URL, a local .pkl/.pth, or
             ``random`` (a fixed-seed initialisation, for tests only).
         repository: the Triton model repository to write.
+        name: the pipeline's name: its four models are ``<name>_<role>`` (the default
+            pipeline keeps the plain role names), so several share one repository.
         fallback_random: export a random initialisation, loudly, if the weights fail to load.
         seed: seed of the random initialisation.
         score_thresh_test: overrides the model's internal test score threshold.
@@ -58,6 +61,7 @@ class ExportSettings:
     config: str
     weights: str = "zoo"
     repository: Path = Path("models")
+    name: str = DEFAULT_PIPELINE
     fallback_random: bool = False
     seed: int = 0
     score_thresh_test: float | None = None
@@ -74,3 +78,8 @@ class ExportSettings:
     max_image_pixels: int = DecodeLimits.max_pixels
     options: tuple[str, ...] = field(default_factory=tuple)
     datasets: tuple[CocoDataset, ...] = field(default_factory=tuple)
+
+    @property
+    def pipeline(self) -> PipelineNames:
+        """The Triton model names this export writes."""
+        return PipelineNames(self.name)

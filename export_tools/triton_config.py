@@ -20,8 +20,15 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from d2_triton import model_config, schema
-from d2_triton.model_config import DetectorParameters, PostprocessParameters, PreprocessParameters
-from d2_triton.schema import DETECTOR_OUTPUTS
+from d2_triton.model_config import (
+    DetectorParameters,
+    EnsembleParameters,
+    PostprocessParameters,
+    PreprocessParameters,
+)
+from d2_triton.schema import DETECTOR_OUTPUTS, PipelineNames
+
+DEFAULT = PipelineNames()
 
 Parameters = TypeVar("Parameters")
 
@@ -96,9 +103,11 @@ def _detector_output_dims(outputs: ModelOutputs) -> list[tuple[str, int, list[in
     return dims
 
 
-def preprocess_config(parameters: PreprocessParameters, count: int = 1) -> mc.ModelConfig:
+def preprocess_config(
+    parameters: PreprocessParameters, count: int = 1, pipeline: PipelineNames = DEFAULT
+) -> mc.ModelConfig:
     """``preprocess``: encoded bytes in; the model's image and the two sizes out."""
-    config = _python_model(schema.PREPROCESS_MODEL, count)
+    config = _python_model(pipeline.preprocess, count)
     _tensor(config.input, schema.IMAGE_BYTES, mc.TYPE_UINT8, [-1])
     _tensor(config.output, schema.IMAGE, mc.TYPE_UINT8, [3, -1, -1])
     _tensor(config.output, schema.ORIGINAL_SIZE, mc.TYPE_INT32, [2])
@@ -112,6 +121,7 @@ def detector_config(
     parameters: DetectorParameters,
     instances: InstanceSettings,
     warmup_hw: tuple[int, int] | None = None,
+    pipeline: PipelineNames = DEFAULT,
 ) -> mc.ModelConfig:
     """``detector``: the model's image in; its raw outputs out; warmed up on ``warmup_hw``."""
     kind = (
@@ -119,7 +129,7 @@ def detector_config(
         if instances.detector_kind == "gpu"
         else mc.ModelInstanceGroup.KIND_CPU
     )
-    config = _python_model(schema.DETECTOR_MODEL, instances.detector_count, kind)
+    config = _python_model(pipeline.detector, instances.detector_count, kind)
     _tensor(config.input, schema.IMAGE, mc.TYPE_UINT8, [3, -1, -1])
     for name, data_type, dims in _detector_output_dims(outputs):
         _tensor(config.output, name, data_type, dims)
@@ -154,10 +164,13 @@ def warmup_size(min_size_test: int, max_size_test: int) -> tuple[int, int]:
 
 
 def postprocess_config(
-    outputs: ModelOutputs, parameters: PostprocessParameters, count: int = 1
+    outputs: ModelOutputs,
+    parameters: PostprocessParameters,
+    count: int = 1,
+    pipeline: PipelineNames = DEFAULT,
 ) -> mc.ModelConfig:
     """``postprocess``: the detector's outputs and the sizes in; the ensemble's outputs out."""
-    config = _python_model(schema.POSTPROCESS_MODEL, count)
+    config = _python_model(pipeline.postprocess, count)
     for name, data_type, dims in _detector_output_dims(outputs):
         _tensor(config.input, name, data_type, dims)
     _tensor(config.input, schema.ORIGINAL_SIZE, mc.TYPE_INT32, [2])
@@ -187,20 +200,24 @@ def ensemble_output_dims(outputs: ModelOutputs) -> list[tuple[str, int, list[int
     return dims
 
 
-def ensemble_config(outputs: ModelOutputs) -> mc.ModelConfig:
+def ensemble_config(
+    outputs: ModelOutputs,
+    parameters: EnsembleParameters | None = None,
+    pipeline: PipelineNames = DEFAULT,
+) -> mc.ModelConfig:
     """``ensemble``: the three models joined; image bytes in, detections out."""
-    config = mc.ModelConfig(name=schema.ENSEMBLE_MODEL, platform="ensemble", max_batch_size=0)
+    config = mc.ModelConfig(name=pipeline.ensemble, platform="ensemble", max_batch_size=0)
     _tensor(config.input, schema.IMAGE_BYTES, mc.TYPE_UINT8, [-1])
     for name, data_type, dims in ensemble_output_dims(outputs):
         _tensor(config.output, name, data_type, dims)
     steps = config.ensemble_scheduling.step
-    preprocess = steps.add(model_name=schema.PREPROCESS_MODEL, model_version=-1)
+    preprocess = steps.add(model_name=pipeline.preprocess, model_version=-1)
     preprocess.input_map[schema.IMAGE_BYTES] = schema.IMAGE_BYTES
     for name in (schema.IMAGE, schema.ORIGINAL_SIZE, schema.RESIZED_SIZE):
         preprocess.output_map[name] = f"_{name}"
-    detector = steps.add(model_name=schema.DETECTOR_MODEL, model_version=-1)
+    detector = steps.add(model_name=pipeline.detector, model_version=-1)
     detector.input_map[schema.IMAGE] = f"_{schema.IMAGE}"
-    postprocess = steps.add(model_name=schema.POSTPROCESS_MODEL, model_version=-1)
+    postprocess = steps.add(model_name=pipeline.postprocess, model_version=-1)
     for name, _, _ in _detector_output_dims(outputs):
         detector.output_map[name] = f"_raw_{name}"
         postprocess.input_map[name] = f"_raw_{name}"
@@ -208,6 +225,8 @@ def ensemble_config(outputs: ModelOutputs) -> mc.ModelConfig:
         postprocess.input_map[name] = f"_{name}"
     for name, _, _ in ensemble_output_dims(outputs):
         postprocess.output_map[name] = name
+    if parameters is not None:
+        set_parameters(config, parameters)
     return config
 
 

@@ -1,13 +1,17 @@
-"""Write a complete Triton model repository for an exported detector.
+"""Write one pipeline of a Triton model repository for an exported detector.
 
 preprocess/config.pbtxt   preprocess/1/model.py       decode + Detectron2 resize
 detector/config.pbtxt     detector/1/model.py         TorchScript run by torch
                           detector/1/stages.json      the detector's stages (d2_triton.stages)
                           detector/1/*.pt, *.xml/bin  TorchScript and OpenVINO stage files
+                          detector/1/export_info.json what was exported, from what
 postprocess/config.pbtxt  postprocess/1/model.py      boxes, masks, label names
                           postprocess/labels.json     class id -> name
 ensemble/config.pbtxt     ensemble/1/                 the three joined: bytes in, detections out
-export_info.json                                      what was exported, from what
+
+That is the default pipeline; a named one (``--name NAME``) writes the same four folders as
+``NAME_preprocess`` ... ``NAME_ensemble`` (``d2_triton.schema.PipelineNames``) and leaves the
+repository's other pipelines as they are.
 """
 
 from __future__ import annotations
@@ -20,7 +24,13 @@ from pathlib import Path
 
 from d2_triton import schema
 from d2_triton.labels import LabelMap
-from d2_triton.model_config import DetectorParameters, PostprocessParameters, PreprocessParameters
+from d2_triton.model_config import (
+    DetectorParameters,
+    EnsembleParameters,
+    PostprocessParameters,
+    PreprocessParameters,
+)
+from d2_triton.schema import PipelineNames
 from export_tools import triton_config
 from export_tools.settings import ExportSettings
 
@@ -29,6 +39,8 @@ LABEL_MAP_FILE = "labels.json"
 # Files of an earlier export in the detector's version folder that a new one replaces.
 STAGE_SUFFIXES = (".pt", ".xml", ".bin", ".json")
 EXPORT_INFO_FILE = "export_info.json"
+# The version folder every export writes.
+VERSION = "1"
 
 
 @dataclass(frozen=True)
@@ -62,7 +74,8 @@ class InputSettings:
 
 
 def model_configs(model: ExportedModel, settings: ExportSettings) -> dict[str, object]:
-    """The config of each of the four models, by model name."""
+    """The config of each of the pipeline's four models, by role (``schema.ROLES``)."""
+    pipeline = settings.pipeline
     instances = triton_config.InstanceSettings(
         detector_kind=settings.device,
         detector_count=settings.detector_instances,
@@ -73,7 +86,7 @@ def model_configs(model: ExportedModel, settings: ExportSettings) -> dict[str, o
         min_size_test=model.input.min_size_test,
         max_size_test=model.input.max_size_test,
         input_format=model.input.input_format,
-        label_map=f"../{schema.POSTPROCESS_MODEL}/{LABEL_MAP_FILE}",
+        label_map=f"../{pipeline.postprocess}/{LABEL_MAP_FILE}",
         max_image_bytes=settings.max_image_bytes,
         max_image_pixels=settings.max_image_pixels,
     )
@@ -87,9 +100,10 @@ def model_configs(model: ExportedModel, settings: ExportSettings) -> dict[str, o
         default_score_threshold=settings.default_score_threshold,
         default_mask_format="rle",
     )
+    ensemble = EnsembleParameters(labels=json.dumps(model.labels.to_json()))
     return {
         schema.PREPROCESS_MODEL: triton_config.preprocess_config(
-            preprocess, instances.preprocess_count
+            preprocess, instances.preprocess_count, pipeline
         ),
         schema.DETECTOR_MODEL: triton_config.detector_config(
             model.outputs,
@@ -98,35 +112,47 @@ def model_configs(model: ExportedModel, settings: ExportSettings) -> dict[str, o
             warmup_hw=triton_config.warmup_size(
                 model.input.min_size_test, model.input.max_size_test
             ),
+            pipeline=pipeline,
         ),
         schema.POSTPROCESS_MODEL: triton_config.postprocess_config(
-            model.outputs, postprocess, instances.postprocess_count
+            model.outputs, postprocess, instances.postprocess_count, pipeline
         ),
-        schema.ENSEMBLE_MODEL: triton_config.ensemble_config(model.outputs),
+        schema.ENSEMBLE_MODEL: triton_config.ensemble_config(model.outputs, ensemble, pipeline),
     }
+
+
+def export_info_path(repository: Path, pipeline: PipelineNames | None = None) -> Path:
+    """Where the export_info.json of ``pipeline`` (default: the default one) is."""
+    return repository / (pipeline or PipelineNames()).detector / VERSION / EXPORT_INFO_FILE
+
+
+def read_export_info(repository: Path, pipeline: PipelineNames | None = None) -> dict:
+    """The export_info.json of ``pipeline`` in ``repository``."""
+    return json.loads(export_info_path(repository, pipeline).read_text(encoding="utf-8"))
 
 
 def write_repository(
     model: ExportedModel, detector_files: Path, settings: ExportSettings
 ) -> list[Path]:
-    """Write every file of the model repository; returns the paths written.
+    """Write every file of the pipeline's four models; returns the paths written.
 
     ``detector_files`` holds the detector's stage files and plan (``stage_files``); they are
     copied into the detector's version folder, whose stale stage files are removed first.
     """
-    repository = settings.repository
+    repository, pipeline = settings.repository, settings.pipeline
     written = []
-    for name, config in model_configs(model, settings).items():
-        version_dir = repository / name / "1"
+    for role, config in model_configs(model, settings).items():
+        folder = repository / pipeline.model(role)
+        version_dir = folder / VERSION
         version_dir.mkdir(parents=True, exist_ok=True)
-        template = TEMPLATE_REPOSITORY / name / "1" / "model.py"
+        template = TEMPLATE_REPOSITORY / role / VERSION / "model.py"
         if template.is_file() and template.resolve() != (version_dir / "model.py").resolve():
             shutil.copyfile(template, version_dir / "model.py")
             written.append(version_dir / "model.py")
-        config_path = repository / name / "config.pbtxt"
+        config_path = folder / "config.pbtxt"
         config_path.write_text(triton_config.to_pbtxt(config), encoding="utf-8")
         written.append(config_path)
-    detector_version = repository / schema.DETECTOR_MODEL / "1"
+    detector_version = repository / pipeline.detector / VERSION
     for stale in detector_version.iterdir():
         if stale.suffix in STAGE_SUFFIXES:
             stale.unlink()
@@ -134,12 +160,13 @@ def write_repository(
     for source in sorted(detector_files.iterdir()):
         detector_written.append(Path(shutil.copy2(source, detector_version / source.name)))
     written += detector_written
-    label_path = repository / schema.POSTPROCESS_MODEL / LABEL_MAP_FILE
+    label_path = repository / pipeline.postprocess / LABEL_MAP_FILE
     model.labels.write(label_path)
     written.append(label_path)
-    info_path = repository / EXPORT_INFO_FILE
+    info_path = export_info_path(repository, pipeline)
     info = {
         **model.info,
+        "pipeline": pipeline.name,
         "detector_sha256": {path.name: _sha256(path) for path in detector_written},
     }
     info_path.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")

@@ -68,7 +68,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "extra", nargs=argparse.REMAINDER, help="further tritonserver arguments, after '--'"
     )
     args = parser.parse_args(argv)
-    if not (args.model_repository / schema.ENSEMBLE_MODEL / "config.pbtxt").is_file():
+    if not schema.PipelineNames.in_repository(args.model_repository):
         parser.error(
             f"{args.model_repository} has no exported model; run "
             f"python -m export_tools.export --repository {args.model_repository} first"

@@ -18,7 +18,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from d2_triton.schema import PipelineNames
 from d2_triton.testing.fingerprint import export_fingerprint
+from export_tools.writer import export_info_path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("D2T_CACHE", REPO_ROOT / ".cache")) / "test-exports"
@@ -86,7 +88,7 @@ def exported_repository(arch: Architecture, *extra: str) -> Path:
     key = export_fingerprint(arch.config, str(SEED), str(SCORE_THRESH_TEST), *extra)
     variant = "".join(f"{arg.strip('-')}-" for arg in extra)
     repository = CACHE / f"{arch.key}-{variant}{key}"
-    if (repository / "export_info.json").is_file():
+    if export_info_path(repository).is_file():
         return repository
     for stale in CACHE.glob(f"{arch.key}-{variant}" + "?" * len(key)):
         shutil.rmtree(stale, ignore_errors=True)
@@ -97,5 +99,37 @@ def exported_repository(arch: Architecture, *extra: str) -> Path:
         cwd=REPO_ROOT,
         check=True,
     )
+    partial.rename(repository)
+    return repository
+
+
+# The second pipeline of the several-pipelines repository: exported with --name.
+SECOND_PIPELINE = "keypoints"
+
+
+def two_pipeline_repository() -> Path:
+    """The Mask R-CNN export (default pipeline) plus Keypoint R-CNN exported beside it.
+
+    The second one goes in by the real CLI with ``--name keypoints``, into a copy of the
+    Mask R-CNN repository (model files hard-linked), as a user adds a model to a server.
+    """
+    source = exported_repository(ARCHITECTURES["mask_rcnn"])
+    arch = ARCHITECTURES["keypoint_rcnn"]
+    weights = seeded_checkpoint(arch)
+    key = export_fingerprint(arch.config, str(SEED), str(SCORE_THRESH_TEST), source.name)
+    repository = CACHE / f"two-pipelines-{key}"
+    second = PipelineNames(SECOND_PIPELINE)
+    if export_info_path(repository, second).is_file():
+        return repository
+    for stale in CACHE.glob("two-pipelines-" + "?" * len(key)):
+        shutil.rmtree(stale, ignore_errors=True)
+    partial = repository.with_name(repository.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    shutil.copytree(source, partial, copy_function=os.link)
+    subprocess.run(
+        [sys.executable, "-m", "export_tools.export",
+         *export_args(arch, weights, partial, "--name", SECOND_PIPELINE)],
+        cwd=REPO_ROOT, check=True,
+    )  # fmt: skip
     partial.rename(repository)
     return repository

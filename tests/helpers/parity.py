@@ -125,13 +125,13 @@ class ParityFigures:
             self.problems.append(f"reference #{index}: keypoint logits differ")
 
 
-def parity_rule(repository) -> Cut | None:
-    """The rule an exported repository is held to: the cut rule if staged, None if exact."""
-    import json
-
+def parity_rule(repository, pipeline=None) -> Cut | None:
+    """The rule a pipeline (default: the default one) is held to: the cut rule if it is
+    staged, None if exact."""
+    from export_tools.writer import read_export_info
     from helpers.exports import SCORE_THRESH_TEST
 
-    info = json.loads((repository / "export_info.json").read_text())
+    info = read_export_info(repository, pipeline)
     return Cut(SCORE_THRESH_TEST) if info["detector_mode"] == "staged" else None
 
 

@@ -11,14 +11,13 @@ Figures are printed at the end of the run and kept in .cache/reports/parity.json
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 
 from conftest import PARITY_FIGURES
 from d2_triton.client import DetectionClient
 from d2_triton.stages import PLAN_FILE, StagePlan
+from export_tools.writer import read_export_info
 from helpers.exports import ARCHITECTURES, SCORE_THRESH_TEST, exported_repository, seeded_checkpoint
 from helpers.parity import Cut, ParityFigures, compare, parity_rule
 from helpers.photos import photo_bytes
@@ -87,7 +86,7 @@ def test_each_mode_writes_its_plan(arch_key):
     for mode, (extra, _) in MODES.items():
         folder = exported_repository(arch, *extra) / "detector" / "1"
         plan = StagePlan.from_json((folder / PLAN_FILE).read_text())
-        info = json.loads((folder.parents[1] / "export_info.json").read_text())
+        info = read_export_info(folder.parents[1])
         assert info["detector_mode"] == ("exact" if extra else "staged")
         if mode == "exact":
             assert [stage.file for stage in plan.stages] == ["model.pt"]

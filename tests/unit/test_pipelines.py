@@ -1,0 +1,105 @@
+"""Several pipelines in one repository: their names, and an export beside another one."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from d2_triton import schema
+from d2_triton.labels import LabelMap
+from d2_triton.model_config import EnsembleParameters, PreprocessParameters
+from d2_triton.schema import PipelineNames
+from export_tools import triton_config as tc
+from export_tools.repository import Overrides, derive
+from export_tools.settings import ExportSettings
+from export_tools.writer import (
+    LABEL_MAP_FILE,
+    ExportedModel,
+    InputSettings,
+    read_export_info,
+    write_repository,
+)
+
+
+def test_the_default_pipeline_keeps_the_plain_names_and_others_are_prefixed():
+    assert PipelineNames().models() == {role: role for role in schema.ROLES}
+    keypoints = PipelineNames("keypoints")
+    assert keypoints.models() == {role: f"keypoints_{role}" for role in schema.ROLES}
+    assert (keypoints.ensemble, keypoints.detector) == ("keypoints_ensemble", "keypoints_detector")
+
+
+@pytest.mark.parametrize("name", ["", "Mask", "mask_rcnn", "-mask", "a b", "x" * 64, "../up"])
+def test_a_pipeline_name_that_could_collide_or_escape_is_refused(name):
+    with pytest.raises(ValueError, match="pipeline name"):
+        PipelineNames(name)
+
+
+def test_ensembles_name_their_pipeline_and_nothing_else_does():
+    for name in ("default", "keypoints", "mask-rcnn-2"):
+        assert PipelineNames.of_ensemble(PipelineNames(name).ensemble) == PipelineNames(name)
+    for model in ("detector", "keypoints_detector", "my_ensemble_x", "Bad_ensemble", "_ensemble"):
+        assert PipelineNames.of_ensemble(model) is None
+
+
+def exported(labels: list[str], has_masks: bool) -> ExportedModel:
+    fields = ("pred_boxes", "scores", "pred_classes") + (("pred_masks",) if has_masks else ())
+    return ExportedModel(
+        fields=fields,
+        outputs=tc.ModelOutputs(has_masks=has_masks),
+        input=InputSettings(800, 1333, "BGR"),
+        labels=LabelMap.from_names(labels),
+        weights_source="random",
+        info={"config": "x"},
+    )
+
+
+def export_into(repository, tmp_path, name: str, labels: list[str], has_masks: bool) -> list:
+    detector_files = tmp_path / f"files-{name}"
+    detector_files.mkdir()
+    (detector_files / "model.pt").write_text(name)
+    settings = ExportSettings(config="x", repository=repository, name=name)
+    return write_repository(exported(labels, has_masks), detector_files, settings)
+
+
+def config(repository, model: str):
+    return tc.parse_pbtxt((repository / model / "config.pbtxt").read_text())
+
+
+def test_a_named_export_writes_its_own_four_models_beside_the_default(tmp_path):
+    repository = tmp_path / "models"
+    export_into(repository, tmp_path, "default", ["person", "cat"], has_masks=True)
+    before = {path: path.read_bytes() for path in repository.rglob("*") if path.is_file()}
+    written = export_into(repository, tmp_path, "shapes", ["square"], has_masks=False)
+
+    assert all(path.relative_to(repository).parts[0].startswith("shapes_") for path in written)
+    assert {path: path.read_bytes() for path in before} == before  # the default is untouched
+    assert PipelineNames.in_repository(repository) == [PipelineNames(), PipelineNames("shapes")]
+    shapes = PipelineNames("shapes")
+    for role, model in shapes.models().items():
+        assert config(repository, model).name == model
+        if role != schema.ENSEMBLE_MODEL:  # each Python model runs its role's model.py
+            assert (repository / model / "1" / "model.py").is_file()
+    scheduling = config(repository, shapes.ensemble).ensemble_scheduling
+    steps = [step.model_name for step in scheduling.step]
+    assert steps == [shapes.preprocess, shapes.detector, shapes.postprocess]
+    preprocess = tc.parameters_of(PreprocessParameters, config(repository, shapes.preprocess))
+    assert (repository / shapes.preprocess / preprocess.label_map).resolve() == (
+        repository / shapes.postprocess / LABEL_MAP_FILE
+    ).resolve()
+    assert read_export_info(repository, shapes)["pipeline"] == "shapes"
+    assert read_export_info(repository)["pipeline"] == "default"
+    # What the ensemble tells clients is the label map postprocess serves.
+    published = tc.parameters_of(EnsembleParameters, config(repository, shapes.ensemble))
+    served = json.loads((repository / shapes.postprocess / LABEL_MAP_FILE).read_text())
+    assert published.label_map.to_json() == served == {"0": "square"}
+
+
+def test_derive_changes_every_pipeline(tmp_path):
+    source = tmp_path / "source"
+    export_into(source, tmp_path, "default", ["person"], has_masks=True)
+    export_into(source, tmp_path, "shapes", ["square"], has_masks=False)
+    target = derive(source, tmp_path / "target", Overrides(min_size_test=320))
+    for pipeline in (PipelineNames(), PipelineNames("shapes")):
+        preprocess = tc.parameters_of(PreprocessParameters, config(target, pipeline.preprocess))
+        assert preprocess.min_size_test == 320
