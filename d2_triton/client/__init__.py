@@ -12,8 +12,10 @@ client is only a Triton infer call plus a readable result.  As a library::
 ``AsyncDetectionClient`` is the same over asyncio, with one pooled connection (the REST
 gateway uses it).  As a command::
 
-    python -m d2_triton.client infer photo.jpg [--json] [--render out.png]
+    python -m d2_triton.client infer photo.jpg [--json] [--render out.png] [--model NAME]
     python -m d2_triton.client infer photo.jpg --gateway http://localhost:8080
+
+``model`` names the pipeline (``export --name``); without it, the default pipeline answers.
 
 It talks to Triton at ``TRITON_HOST``:``TRITON_PORT`` (default localhost, 8000 for HTTP and
 8001 for gRPC) unless ``--url`` is given, or to the REST gateway with ``--gateway``.
@@ -30,7 +32,9 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 
 from d2_triton import model_config, schema
+from d2_triton.model_config import EnsembleParameters
 from d2_triton.results import DetectionResult
+from d2_triton.schema import DEFAULT_PIPELINE, PipelineNames
 
 PROTOCOLS = ("http", "grpc")
 
@@ -120,7 +124,8 @@ class _EnsembleClient:
     Args:
         url: Triton's host:port (default: ``TRITON_HOST``:``TRITON_PORT``).
         protocol: ``http`` or ``grpc``.
-        model_name: the ensemble to call.
+        model: the pipeline to call when ``detect`` names none (``export --name``); its
+            ensemble is ``PipelineNames(model).ensemble``.  ValueError if not a valid name.
         timeout: seconds to wait for an answer.
     """
 
@@ -131,12 +136,12 @@ class _EnsembleClient:
         self,
         url: str | None = None,
         protocol: str = "http",
-        model_name: str = schema.ENSEMBLE_MODEL,
+        model: str = DEFAULT_PIPELINE,
         timeout: float = 120.0,
     ):
         _check_protocol(protocol)
         self.protocol = protocol
-        self.model_name = model_name
+        self.pipeline = PipelineNames(model)
         self.url = url or default_url(protocol)
         self.timeout = timeout
         self._triton = importlib.import_module(self.MODULES[protocol])
@@ -151,12 +156,22 @@ class _EnsembleClient:
         """GRPC takes a timeout per call; HTTP clients get theirs when created."""
         return {} if self.protocol == "http" else {"client_timeout": self.timeout}
 
+    @property
+    def model_name(self) -> str:
+        """The Triton model ``detect`` calls by default: the pipeline's ensemble."""
+        return self.pipeline.ensemble
+
     def _infer_call(
-        self, image_bytes: bytes, options: RequestOptions | None, fields: dict[str, Any]
+        self,
+        image_bytes: bytes,
+        options: RequestOptions | None,
+        fields: dict[str, Any],
+        model: str | None = None,
     ) -> dict[str, Any]:
         """The keyword arguments of the ensemble's infer call (sync and async alike)."""
+        pipeline = self.pipeline if model is None else PipelineNames(model)
         return {
-            "model_name": self.model_name,
+            "model_name": pipeline.ensemble,
             "inputs": [_image_input(self._triton, image_bytes)],
             "parameters": request_parameters(options, **fields),
             **self._timeout(),
@@ -167,10 +182,18 @@ class DetectionClient(_EnsembleClient):
     """A synchronous Triton client for the ensemble (HTTP or gRPC); arguments as the base's."""
 
     def detect(
-        self, image_bytes: bytes, options: RequestOptions | None = None, **fields: Any
+        self,
+        image_bytes: bytes,
+        options: RequestOptions | None = None,
+        *,
+        model: str | None = None,
+        **fields: Any,
     ) -> DetectionResult:
-        """Detections for one encoded image; options as RequestOptions or its field names."""
-        response = self._client.infer(**self._infer_call(image_bytes, options, fields))
+        """Detections for one encoded image; options as RequestOptions or its field names.
+
+        ``model`` names the pipeline to ask (default: the client's).
+        """
+        response = self._client.infer(**self._infer_call(image_bytes, options, fields, model))
         return _result(response, self.protocol)
 
     def close(self) -> None:
@@ -204,10 +227,15 @@ class AsyncDetectionClient(_EnsembleClient):
         return {"conn_limit": self.connections, "conn_timeout": self.timeout}
 
     async def detect(
-        self, image_bytes: bytes, options: RequestOptions | None = None, **fields: Any
+        self,
+        image_bytes: bytes,
+        options: RequestOptions | None = None,
+        *,
+        model: str | None = None,
+        **fields: Any,
     ) -> DetectionResult:
-        """Detections for one encoded image; options as RequestOptions or its field names."""
-        response = await self._client.infer(**self._infer_call(image_bytes, options, fields))
+        """Detections for one encoded image; options and ``model`` as ``DetectionClient``'s."""
+        response = await self._client.infer(**self._infer_call(image_bytes, options, fields, model))
         return _result(response, self.protocol)
 
     async def readiness(self) -> dict[str, bool]:
@@ -249,6 +277,28 @@ class AsyncDetectionClient(_EnsembleClient):
             })  # fmt: skip
         return models
 
+    async def pipelines(self, models: list[dict[str, str]] | None = None) -> list[dict[str, Any]]:
+        """Every pipeline Triton serves: name, ensemble, state, version and class labels.
+
+        A pipeline is an ensemble named as ``schema.PipelineNames`` names them; its labels
+        come from the ensemble's config (``EnsembleParameters``).  ``models``: what
+        :meth:`models` answered, if the caller has it already.
+        """
+        found = []
+        for entry in models if models is not None else await self.models():
+            pipeline = PipelineNames.of_ensemble(entry["name"])
+            if pipeline is None:
+                continue
+            labels = await self.model_parameters(pipeline.ensemble, EnsembleParameters)
+            found.append({
+                "name": pipeline.name,
+                "ensemble": pipeline.ensemble,
+                "version": entry["version"],
+                "state": entry["state"],
+                "classes": labels.label_map.to_json(),
+            })  # fmt: skip
+        return sorted(found, key=lambda pipeline: pipeline["name"])
+
     async def model_parameters(self, model: str, parameters: type[Parameters]) -> Parameters:
         """The typed parameters (``d2_triton.model_config``) of a model Triton serves."""
         if self.protocol == "http":
@@ -263,8 +313,12 @@ class AsyncDetectionClient(_EnsembleClient):
 
 
 def detect(
-    image_bytes: bytes, url: str | None = None, protocol: str = "http", **fields: Any
+    image_bytes: bytes,
+    url: str | None = None,
+    protocol: str = "http",
+    model: str = DEFAULT_PIPELINE,
+    **fields: Any,
 ) -> DetectionResult:
     """One-shot convenience wrapper around ``DetectionClient.detect``."""
-    with DetectionClient(url, protocol) as client:
+    with DetectionClient(url, protocol, model) as client:
         return client.detect(image_bytes, **fields)

@@ -1,7 +1,7 @@
 """``python -m d2_triton.client``: detect objects in an image from the command line.
 
-python -m d2_triton.client infer photo.jpg [--json] [--render out.png]
-python -m d2_triton.client infer photo.jpg --gateway http://localhost:8080
+python -m d2_triton.client infer photo.jpg [--json] [--render out.png] [--model NAME]
+python -m d2_triton.client infer photo.jpg --gateway http://localhost:8080 [--model NAME]
 """
 
 from __future__ import annotations
@@ -15,17 +15,26 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from d2_triton import schema
 from d2_triton.client import PROTOCOLS, DetectionClient, request_parameters
 from d2_triton.options import MASK_FORMATS
 from d2_triton.results import DetectionResult
+from d2_triton.schema import DEFAULT_PIPELINE, pipeline_name
 
 
 def detect_via_gateway(
-    gateway: str, image_bytes: bytes, timeout: float = 120.0, **fields: Any
+    gateway: str,
+    image_bytes: bytes,
+    timeout: float = 120.0,
+    model: str | None = None,
+    **fields: Any,
 ) -> DetectionResult:
-    """The same answer through the REST gateway (``python -m d2_triton.gateway``)."""
+    """The same answer through the REST gateway (``python -m d2_triton.gateway``).
+
+    ``model`` names the pipeline (default: the gateway's ``DEFAULT_MODEL``).
+    """
     query = {key: str(value) for key, value in request_parameters(**fields).items()}
+    if model is not None:
+        query["model"] = model
     url = f"{gateway.rstrip('/')}/v1/detect?{urllib.parse.urlencode(query)}"
     request = urllib.request.Request(
         url, data=image_bytes, headers={"Content-Type": "application/octet-stream"}
@@ -61,7 +70,12 @@ def main(argv: list[str] | None = None) -> int:
     infer.add_argument("image", type=Path)
     infer.add_argument("--url", default=None, help="Triton host:port (default TRITON_HOST:PORT)")
     infer.add_argument("--protocol", choices=PROTOCOLS, default="http")
-    infer.add_argument("--model-name", default=schema.ENSEMBLE_MODEL)
+    infer.add_argument(
+        "--model",
+        type=pipeline_name,
+        help="the pipeline to ask (export --name; default: the default pipeline, or the "
+        "gateway's DEFAULT_MODEL)",
+    )
     infer.add_argument("--gateway", help="REST gateway base URL instead of Triton, e.g. "
                        "http://localhost:8080")  # fmt: skip
     infer.add_argument("--score-threshold", type=float)
@@ -79,9 +93,10 @@ def main(argv: list[str] | None = None) -> int:
         "mask_format": args.mask_format,
     }
     if args.gateway:
-        result = detect_via_gateway(args.gateway, payload, **options)
+        result = detect_via_gateway(args.gateway, payload, model=args.model, **options)
     else:
-        with DetectionClient(args.url, args.protocol, args.model_name) as client:
+        model = args.model or DEFAULT_PIPELINE
+        with DetectionClient(args.url, args.protocol, model) as client:
             result = client.detect(payload, **options)
     if args.json:
         json.dump(result.to_json(), sys.stdout, indent=2)

@@ -20,7 +20,7 @@ def main() -> int:
     print(
         f"d2-triton gateway on {settings.host}:{settings.port} ({settings.mode} mode) -> "
         f"Triton {settings.triton_url} ({settings.triton_protocol}), model "
-        f"{settings.triton_model_name!r}",
+        f"{settings.default_model!r} unless a request names another",
         flush=True,
     )
     uvicorn.run(

@@ -26,7 +26,6 @@ from fastapi.security import APIKeyHeader
 from starlette.concurrency import run_in_threadpool
 
 import d2_triton
-from d2_triton import schema
 from d2_triton.client import AsyncDetectionClient, RequestOptions
 from d2_triton.errors import ModelConfigError
 from d2_triton.gateway.errors import UPSTREAM_ERRORS, GatewayError, upstream_error
@@ -40,6 +39,7 @@ from d2_triton.gateway.schema import (
     JsonMaskFormat,
     ModelEntry,
     ModelsResponse,
+    PipelineEntry,
     TritonState,
 )
 from d2_triton.gateway.settings import GatewaySettings
@@ -49,6 +49,7 @@ from d2_triton.labels import LabelMap
 from d2_triton.model_config import PreprocessParameters
 from d2_triton.render import render_png
 from d2_triton.results import DetectionResult
+from d2_triton.schema import PipelineNames
 
 LOGGER = logging.getLogger("d2_triton.gateway")
 HEALTH_TIMEOUT_S = 5.0
@@ -57,6 +58,11 @@ ScoreThreshold = Annotated[
     float | None, Query(ge=0.0, le=1.0, description="keep detections with score >= this")
 ]
 MaxDetections = Annotated[int | None, Query(ge=0, description="keep the N best detections")]
+Model = Annotated[
+    str | None,
+    Query(description="the pipeline to ask (`GET /v1/models` lists them); default: "
+          "the gateway's DEFAULT_MODEL"),
+]  # fmt: skip
 Classes = Annotated[
     str | None,
     Query(
@@ -68,8 +74,12 @@ Classes = Annotated[
 
 @dataclass
 class DetectionOptions:
-    """The query options both detection endpoints pass on to the ensemble unchanged."""
+    """The query options of both detection endpoints: which pipeline, and what it returns.
 
+    ``model`` picks the pipeline; the rest go to its ensemble unchanged.
+    """
+
+    model: Model = None
     score_threshold: ScoreThreshold = None
     max_detections: MaxDetections = None
     classes: Classes = None
@@ -94,14 +104,15 @@ class Gateway:
         )
         self.render_limits = DecodeLimits(max_bytes=settings.max_upload_bytes)
         self.client: AsyncDetectionClient | None = None
-        self._server_byte_limit: int | None = None
+        self._server_byte_limits: dict[str, int] = {}
+        self._pipelines: set[str] = set()
 
     async def open(self) -> None:
         """Create the pooled Triton client (inside the running event loop)."""
         self.client = AsyncDetectionClient(
             self.settings.triton_url,
             self.settings.triton_protocol,
-            self.settings.triton_model_name,
+            self.settings.default_model,
             timeout=self.settings.triton_timeout_s,
             connections=self.settings.triton_connections,
         )
@@ -111,26 +122,49 @@ class Gateway:
         if self.client is not None:
             await self.client.close()
 
-    async def byte_limit(self) -> int:
+    async def pipeline(self, model: str | None) -> PipelineNames:
+        """The pipeline ``model`` names (None: the default); GatewayError 404 if Triton has none.
+
+        Names already seen are trusted; an unknown one makes the gateway look again (a
+        pipeline loaded since), and is refused with the names there are.
+        """
+        name = model if model is not None else self.settings.default_model
+        if name not in self._pipelines:
+            try:
+                served = [
+                    PipelineNames.of_ensemble(entry["name"]) for entry in await self.client.models()
+                ]
+            except UPSTREAM_ERRORS as error:
+                raise upstream_error(error, self.settings) from None
+            self._pipelines = {pipeline.name for pipeline in served if pipeline is not None}
+            if name not in self._pipelines:
+                known = ", ".join(sorted(self._pipelines)) or "none"
+                raise GatewayError(404, f"no model {name!r} here; models: {known}")
+        return PipelineNames(name)
+
+    async def byte_limit(self, pipeline: PipelineNames) -> int:
         """The largest image to forward: the gateway's limit or preprocess's, the lower.
 
-        preprocess's ``max_image_bytes`` is read once from Triton; until Triton has answered,
-        the gateway's own limit applies (and Triton still refuses what is over its own).
+        preprocess's ``max_image_bytes`` is read once per pipeline from Triton; until Triton
+        has answered, the gateway's own limit applies (and Triton still refuses what is over
+        its own).
         """
-        if self._server_byte_limit is None:
+        if pipeline.name not in self._server_byte_limits:
             try:
                 parameters = await self.client.model_parameters(
-                    schema.PREPROCESS_MODEL, PreprocessParameters
+                    pipeline.preprocess, PreprocessParameters
                 )
             except (*UPSTREAM_ERRORS, ModelConfigError, KeyError):
                 return self.settings.max_upload_bytes
-            self._server_byte_limit = parameters.max_image_bytes
-        return min(self.settings.max_upload_bytes, self._server_byte_limit)
+            self._server_byte_limits[pipeline.name] = parameters.max_image_bytes
+        return min(self.settings.max_upload_bytes, self._server_byte_limits[pipeline.name])
 
-    async def detect(self, image: bytes, options: RequestOptions) -> DetectionResult:
-        """The ensemble's answer, relabelled if a label map is set; GatewayError if none."""
+    async def detect(
+        self, image: bytes, options: RequestOptions, pipeline: PipelineNames
+    ) -> DetectionResult:
+        """The pipeline's answer, relabelled if a label map is set; GatewayError if none."""
         try:
-            result = await self.client.detect(image, options)
+            result = await self.client.detect(image, options, model=pipeline.name)
         except UPSTREAM_ERRORS as error:
             mapped = upstream_error(error, self.settings)
             LOGGER.log(
@@ -211,12 +245,13 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             JsonMaskFormat, Query(description="masks as COCO RLE, as polygons, or not at all")
         ] = "rle",
     ) -> dict[str, Any]:
-        image = await read_upload(request, await gateway.byte_limit())
+        pipeline = await gateway.pipeline(options.model)
+        image = await read_upload(request, await gateway.byte_limit(pipeline))
         result = await gateway.detect(
-            image, options.request("none" if mask_format == "none" else "rle")
+            image, options.request("none" if mask_format == "none" else "rle"), pipeline
         )
         document = await run_in_threadpool(result.to_json, mask_format)
-        return {"model": settings.triton_model_name, **document}
+        return {"model": pipeline.name, **document}
 
     @app.post(
         "/v1/detect/render",
@@ -232,8 +267,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     async def detect_render(
         request: Request, options: Annotated[DetectionOptions, Depends()]
     ) -> Response:
-        image = await read_upload(request, await gateway.byte_limit())
-        result = await gateway.detect(image, options.request("rle"))
+        pipeline = await gateway.pipeline(options.model)
+        image = await read_upload(request, await gateway.byte_limit(pipeline))
+        result = await gateway.detect(image, options.request("rle"), pipeline)
         png = await run_in_threadpool(render_png, image, result, gateway.render_limits)
         return Response(png, media_type="image/png")
 
@@ -255,7 +291,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             triton=TritonState(
                 url=settings.triton_url,
                 protocol=settings.triton_protocol,
-                model=settings.triton_model_name,
+                model=gateway.client.model_name,
                 **state,
             ),
         )
@@ -266,17 +302,24 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         response_model=ModelsResponse,
         responses={code: errors[code] for code in (401, 502, 504) if code in errors},
         dependencies=protected,
-        summary="The models Triton serves",
+        summary="The models (pipelines) Triton serves, with their classes",
     )
     async def models() -> ModelsResponse:
         try:
             index = await gateway.client.models()
+            pipelines = await gateway.client.pipelines(index)
         except UPSTREAM_ERRORS as error:
             raise upstream_error(error, settings) from None
+        if gateway.labels is not None:  # LABEL_MAPPING_FILE renames every model's classes
+            for pipeline in pipelines:
+                pipeline["classes"] = {
+                    key: gateway.labels.name(int(key)) for key in pipeline["classes"]
+                }
         return ModelsResponse(
             triton=settings.triton_url,
-            ensemble=settings.triton_model_name,
-            models=[
+            default_model=settings.default_model,
+            models=[PipelineEntry(**pipeline) for pipeline in pipelines],
+            triton_models=[
                 ModelEntry(
                     **{key: str(entry[key]) for key in ModelEntry.model_fields if key in entry}
                 )

@@ -57,7 +57,7 @@ class Detection(BaseModel):
 class DetectionResponse(BaseModel):
     """``POST /v1/detect``'s answer."""
 
-    model: str
+    model: str = Field(description="the pipeline that answered")
     image_size: ImageSize
     detections: list[Detection]
 
@@ -90,12 +90,23 @@ class ModelEntry(BaseModel):
     reason: str | None = None
 
 
+class PipelineEntry(BaseModel):
+    """One pipeline (``export --name``): what ``/v1/detect?model=NAME`` calls."""
+
+    name: str
+    ensemble: str = Field(description="its Triton ensemble model")
+    version: str | None = None
+    state: str | None = None
+    classes: dict[str, str] = Field(description="class id -> label, as detections name them")
+
+
 class ModelsResponse(BaseModel):
     """``GET /v1/models``'s answer."""
 
     triton: str
-    ensemble: str
-    models: list[ModelEntry]
+    default_model: str = Field(description="the pipeline a request without ?model= gets")
+    models: list[PipelineEntry]
+    triton_models: list[ModelEntry] = Field(description="every model Triton has loaded")
 
 
 IMAGE_BODY: dict[str, Any] = {
@@ -120,6 +131,7 @@ IMAGE_BODY: dict[str, Any] = {
 }
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "not an acceptable image, or a bad option"},
+    404: {"model": ErrorResponse, "description": "no model (pipeline) of that name"},
     413: {"model": ErrorResponse, "description": "the upload is over the size limit"},
     502: {"model": ErrorResponse, "description": "Triton is unreachable or failed"},
     504: {"model": ErrorResponse, "description": "Triton did not answer in time"},

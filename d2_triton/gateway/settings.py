@@ -32,7 +32,8 @@ class GatewaySettings:
     mode: str = "production"
     triton_host: str = "localhost"
     triton_port: int = schema.DEFAULT_PORTS["http"]
-    triton_model_name: str = schema.ENSEMBLE_MODEL
+    # The pipeline a request without ``?model=`` goes to (``export --name``).
+    default_model: str = schema.DEFAULT_PIPELINE
     triton_protocol: str = "http"
     triton_timeout_s: float = 60.0
     triton_connections: int = 64
@@ -51,6 +52,10 @@ class GatewaySettings:
             )
         if self.label_mapping_file is not None and not self.label_mapping_file.is_file():
             raise SettingsError(f"LABEL_MAPPING_FILE {self.label_mapping_file} does not exist")
+        try:
+            schema.PipelineNames(self.default_model)
+        except ValueError as error:
+            raise SettingsError(f"DEFAULT_MODEL: {error}") from None
         if self.api_key is not None and not self.api_key.strip():
             raise SettingsError("API_KEY is blank: unset it to run without one")
         for name in ("port", "triton_port", "triton_connections", "max_upload_bytes"):
@@ -92,7 +97,7 @@ class GatewaySettings:
                 mode=(env.get("mode") or env.get("MODE") or cls.mode).strip().lower(),
                 triton_host=env.get("TRITON_HOST", cls.triton_host),
                 triton_port=int(env.get("TRITON_PORT", default_port)),
-                triton_model_name=env.get("TRITON_MODEL_NAME", cls.triton_model_name),
+                default_model=env.get("DEFAULT_MODEL", cls.default_model).strip(),
                 triton_protocol=protocol,
                 triton_timeout_s=float(env.get("TRITON_TIMEOUT_S", cls.triton_timeout_s)),
                 triton_connections=int(env.get("TRITON_CONNECTIONS", cls.triton_connections)),

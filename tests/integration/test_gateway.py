@@ -57,7 +57,7 @@ def test_detection_json_equals_the_ensemble_tensors(gateway, direct, photos, mul
     response = post(gateway, "/v1/detect", payload, multipart=multipart)
     assert response.status_code == 200, response.text
     document = response.json()
-    assert document["model"] == "ensemble"
+    assert document["model"] == "default"
     assert document["image_size"] == {"height": 512, "width": 512}
     detections = document["detections"]
     assert len(detections) == len(expected) > 20
@@ -177,8 +177,10 @@ def test_health_and_models_report_what_triton_serves(gateway):
         "live": True, "ready": True, "model_ready": True,
     }  # fmt: skip
     models = requests.get(f"{gateway.url}/v1/models", timeout=10).json()
-    states = {model["name"]: model["state"] for model in models["models"]}
+    states = {model["name"]: model["state"] for model in models["triton_models"]}
     assert states == dict.fromkeys(("ensemble", "preprocess", "detector", "postprocess"), "READY")
+    assert [(model["name"], model["state"]) for model in models["models"]] == [("default", "READY")]
+    assert models["default_model"] == "default"
 
 
 def test_concurrent_requests_get_their_own_answers(gateway, direct, photos):

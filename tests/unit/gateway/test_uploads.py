@@ -13,6 +13,7 @@ from d2_triton.gateway.errors import GatewayError
 from d2_triton.gateway.settings import GatewaySettings
 from d2_triton.gateway.uploads import BodySizeLimit
 from d2_triton.model_config import PreprocessParameters
+from d2_triton.schema import PipelineNames
 
 
 def limited_app(max_bytes: int) -> TestClient:
@@ -42,40 +43,48 @@ def test_bodies_over_the_limit_are_refused_declared_or_streamed():
 
 
 class FakeTriton:
-    """Answers preprocess's parameters, or fails as an unreachable Triton does."""
+    """Answers each preprocess's parameters, or fails as an unreachable Triton does."""
 
-    def __init__(self, max_image_bytes: int | None):
+    def __init__(self, max_image_bytes: dict[str, int] | None):
         self.max_image_bytes = max_image_bytes
-        self.asked = 0
+        self.asked: list[str] = []
 
     async def model_parameters(self, model, parameters):
-        self.asked += 1
+        self.asked.append(model)
         if self.max_image_bytes is None:
             raise InferenceServerException("connection refused", "StatusCode.UNAVAILABLE")
         return PreprocessParameters(
             min_size_test=800, max_size_test=1333, input_format="BGR", label_map="labels.json",
-            max_image_bytes=self.max_image_bytes,
+            max_image_bytes=self.max_image_bytes[model],
         )  # fmt: skip
 
 
-def byte_limit(gateway_limit: int, server_limit: int | None) -> tuple[int, int]:
+def byte_limits(gateway_limit: int, server_limits: dict[str, int] | None, *pipelines: str):
+    """The limit for each pipeline (asked twice each), and the models Triton was asked for."""
     gateway = Gateway(GatewaySettings(max_upload_bytes=gateway_limit))
-    gateway.client = FakeTriton(server_limit)
-    limits = asyncio.run(_twice(gateway))
+    gateway.client = FakeTriton(server_limits)
+    limits = [asyncio.run(_twice(gateway, PipelineNames(name))) for name in pipelines]
     return limits, gateway.client.asked
 
 
-async def _twice(gateway: Gateway) -> int:
-    first = await gateway.byte_limit()
-    assert await gateway.byte_limit() == first
+async def _twice(gateway: Gateway, pipeline: PipelineNames) -> int:
+    first = await gateway.byte_limit(pipeline)
+    assert await gateway.byte_limit(pipeline) == first
     return first
 
 
 def test_the_lower_of_the_gateway_and_server_byte_limits_applies():
     """An image over preprocess's max_image_bytes is the gateway's 413, not Triton's 400."""
-    assert byte_limit(gateway_limit=1000, server_limit=9) == (9, 1)  # asked once, then kept
-    assert byte_limit(gateway_limit=1000, server_limit=5000) == (1000, 1)
+    assert byte_limits(1000, {"preprocess": 9}, "default") == ([9], ["preprocess"])  # kept
+    assert byte_limits(1000, {"preprocess": 5000}, "default") == ([1000], ["preprocess"])
+
+
+def test_each_pipeline_has_its_own_server_byte_limit():
+    limits = {"preprocess": 9, "big_preprocess": 500}
+    assert byte_limits(1000, limits, "default", "big") == (
+        [9, 500], ["preprocess", "big_preprocess"]
+    )  # fmt: skip
 
 
 def test_until_triton_answers_the_gateway_limit_applies_and_it_asks_again():
-    assert byte_limit(gateway_limit=1000, server_limit=None) == (1000, 2)
+    assert byte_limits(1000, None, "default") == ([1000], ["preprocess", "preprocess"])

@@ -1,0 +1,154 @@
+"""Two pipelines in one tritonserver: a Mask R-CNN (the default) and a Keypoint R-CNN
+exported beside it with ``export --name keypoints``.
+
+Each answers as its own Detectron2 ``DefaultPredictor`` does; the client, the CLI and the
+gateway pick one by name; ``/v1/models`` lists both with their classes; the stub watchdog
+brings the second pipeline's detector back after its stub is killed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import requests
+from tritonclient.utils import InferenceServerException
+
+from d2_triton.client import DetectionClient
+from d2_triton.processes import stub_pids
+from d2_triton.results import DetectionResult
+from d2_triton.schema import PipelineNames
+from d2_triton.testing.load import same_answer
+from helpers.exports import (
+    ARCHITECTURES,
+    REPO_ROOT,
+    SECOND_PIPELINE,
+    seeded_checkpoint,
+    two_pipeline_repository,
+)
+from helpers.parity import compare, parity_rule
+from helpers.reference import detectron2_prediction
+from helpers.servers import GatewayProcess
+
+# Pipeline name -> the architecture it serves.
+PIPELINES = {"default": "mask_rcnn", SECOND_PIPELINE: "keypoint_rcnn"}
+PHOTOS = ("astronaut.jpg", "coffee.jpg")
+# Hang catchers only: an answer takes ~2 s here, reloading a detector ~10 s.
+TIMEOUT_S = 180
+RELOAD_LIMIT_S = 300
+
+
+@pytest.fixture(scope="module")
+def repository():
+    return two_pipeline_repository()
+
+
+@pytest.fixture(scope="module")
+def server(server_pool, repository):
+    return server_pool.get(repository, "two-pipelines")
+
+
+@pytest.fixture(scope="module")
+def gateway(server, tmp_path_factory):
+    log = tmp_path_factory.mktemp("gateway-two-pipelines") / "gateway.log"
+    with GatewayProcess(server.http_url, log) as process:
+        yield process
+
+
+@pytest.mark.parametrize("model", sorted(PIPELINES))
+def test_each_pipeline_answers_as_its_own_detectron2_model(server, repository, photos, model):
+    arch = ARCHITECTURES[PIPELINES[model]]
+    rule = parity_rule(repository, PipelineNames(model))
+    compared = 0
+    with DetectionClient(server.http_url, model=model, timeout=TIMEOUT_S) as client:
+        for photo in PHOTOS:
+            result = client.detect(photos[photo].read_bytes())
+            reference = detectron2_prediction(arch, seeded_checkpoint(arch), photos[photo])
+            figures = compare(result, reference, rule)
+            assert not figures.problems, f"{model} / {photo}: " + "; ".join(figures.problems)
+            assert (result.masks_rle is not None) == arch.has_masks
+            assert (result.keypoints is not None) == arch.has_keypoints
+            compared += figures.instances
+    assert compared > 20
+
+
+def test_the_gateway_lists_both_pipelines_with_their_classes(gateway):
+    document = requests.get(f"{gateway.url}/v1/models", timeout=TIMEOUT_S).json()
+    assert document["default_model"] == "default"
+    models = {model["name"]: model for model in document["models"]}
+    assert sorted(models) == sorted(PIPELINES)
+    assert models[SECOND_PIPELINE]["ensemble"] == f"{SECOND_PIPELINE}_ensemble"
+    assert models[SECOND_PIPELINE]["classes"] == {"0": "person"}
+    assert len(models["default"]["classes"]) == 80
+    assert models["default"]["classes"]["0"] == "person"
+    assert all(model["state"] == "READY" for model in models.values())
+    triton_models = {entry["name"] for entry in document["triton_models"]}
+    assert triton_models == {
+        model for name in PIPELINES for model in PipelineNames(name).models().values()
+    }
+
+
+def test_the_gateway_and_the_cli_ask_the_pipeline_they_name(server, gateway, photos, tmp_path):
+    payload = photos["astronaut.jpg"].read_bytes()
+    with DetectionClient(server.http_url) as client:
+        direct = {model: client.detect(payload, model=model) for model in PIPELINES}
+    assert direct[SECOND_PIPELINE].keypoints is not None and direct["default"].keypoints is None
+    for model, expected in direct.items():
+        response = requests.post(
+            f"{gateway.url}/v1/detect", params={"model": model}, data=payload,
+            headers={"Content-Type": "application/octet-stream"}, timeout=TIMEOUT_S,
+        )  # fmt: skip
+        assert response.status_code == 200, response.text
+        assert response.json()["model"] == model
+        assert same_answer(DetectionResult.from_json(response.json()), expected)
+    unknown = requests.post(
+        f"{gateway.url}/v1/detect", params={"model": "faces"}, data=payload, timeout=TIMEOUT_S
+    )
+    assert unknown.status_code == 404
+    assert unknown.json()["detail"] == "no model 'faces' here; models: default, keypoints"
+    image = tmp_path / "astronaut.jpg"
+    image.write_bytes(payload)
+    for where in (["--url", server.http_url], ["--gateway", gateway.url]):
+        printed = subprocess.run(
+            [sys.executable, "-m", "d2_triton.client", "infer", str(image), *where,
+             "--model", SECOND_PIPELINE, "--json"],
+            cwd=REPO_ROOT, capture_output=True, text=True, timeout=TIMEOUT_S, check=True,
+        ).stdout  # fmt: skip
+        answer = DetectionResult.from_json(json.loads(printed))
+        assert same_answer(answer, direct[SECOND_PIPELINE]), where
+
+
+def test_the_watchdog_brings_back_the_second_pipelines_detector(server, photos):
+    """Kill keypoints_detector's stub: that pipeline fails, then answers again; the other
+    pipeline's stubs are never touched."""
+    payload = photos["coffee.jpg"].read_bytes()
+    second = PipelineNames(SECOND_PIPELINE)
+    with DetectionClient(server.http_url, model=SECOND_PIPELINE, timeout=TIMEOUT_S) as client:
+        before_kill = client.detect(payload)
+        stubs = stub_pids(server.process.pid)
+        os.kill(stubs[second.detector], signal.SIGKILL)
+        deadline = time.monotonic() + RELOAD_LIMIT_S
+        while True:
+            try:
+                answer = client.detect(payload)
+                new_stub = stub_pids(server.process.pid).get(second.detector)
+                if new_stub not in (None, stubs[second.detector]):
+                    break
+            except InferenceServerException:
+                pass
+            assert time.monotonic() < deadline, "keypoints_detector was not brought back"
+            time.sleep(1.0)
+    after = stub_pids(server.process.pid)
+    assert {m: p for m, p in after.items() if m != second.detector} == {
+        m: p for m, p in stubs.items() if m != second.detector
+    }
+    reloads = [(reload.model, reload.succeeded) for reload in server.watchdog.reloads]
+    assert reloads[-1] == (second.detector, True)
+    np.testing.assert_array_equal(answer.boxes, before_kill.boxes)
+    np.testing.assert_array_equal(answer.keypoints, before_kill.keypoints)
