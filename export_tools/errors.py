@@ -29,3 +29,7 @@ class TraceMismatchError(ExportError):
 
 class LabelMapError(ExportError):
     """No class names: the config's test dataset has none and no label map was given."""
+
+
+class VersionMismatchError(ExportError):
+    """A new version of a pipeline whose configs would differ from the served ones."""

@@ -76,9 +76,14 @@ def set_parameters(config: mc.ModelConfig, parameters: object) -> None:
         config.parameters[key].string_value = value
 
 
+def read_config(path: Path) -> mc.ModelConfig:
+    """A config.pbtxt file as a ModelConfig message."""
+    return parse_pbtxt(path.read_text(encoding="utf-8"))
+
+
 def read_parameters(cls: type[Parameters], path: Path) -> Parameters:
     """The typed parameters (``d2_triton.model_config``) of a config.pbtxt file."""
-    return parameters_of(cls, parse_pbtxt(path.read_text()))
+    return parameters_of(cls, read_config(path))
 
 
 def parameters_of(cls: type[Parameters], config: mc.ModelConfig) -> Parameters:

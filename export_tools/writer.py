@@ -32,6 +32,7 @@ from d2_triton.model_config import (
 )
 from d2_triton.schema import PipelineNames
 from export_tools import triton_config
+from export_tools.errors import VersionMismatchError
 from export_tools.settings import ExportSettings
 
 TEMPLATE_REPOSITORY = Path(__file__).resolve().parent.parent / "models"
@@ -121,57 +122,131 @@ def model_configs(model: ExportedModel, settings: ExportSettings) -> dict[str, o
     }
 
 
-def export_info_path(repository: Path, pipeline: PipelineNames | None = None) -> Path:
-    """Where the export_info.json of ``pipeline`` (default: the default one) is."""
-    return repository / (pipeline or PipelineNames()).detector / VERSION / EXPORT_INFO_FILE
+def detector_versions(repository: Path, pipeline: PipelineNames | None = None) -> list[int]:
+    """The detector's version folders in ``repository``, oldest first."""
+    folder = repository / (pipeline or PipelineNames()).detector
+    if not folder.is_dir():
+        return []
+    return sorted(
+        int(child.name)
+        for child in folder.iterdir()
+        if child.is_dir() and child.name.isdigit() and not child.name.startswith("0")
+    )
 
 
-def read_export_info(repository: Path, pipeline: PipelineNames | None = None) -> dict:
-    """The export_info.json of ``pipeline`` in ``repository``."""
-    return json.loads(export_info_path(repository, pipeline).read_text(encoding="utf-8"))
+def export_info_path(
+    repository: Path, pipeline: PipelineNames | None = None, version: int | None = None
+) -> Path:
+    """The export_info.json of a detector version (default: the latest) of ``pipeline``."""
+    if version is None:
+        version = max(detector_versions(repository, pipeline), default=int(VERSION))
+    folder = repository / (pipeline or PipelineNames()).detector / str(version)
+    return folder / EXPORT_INFO_FILE
+
+
+def read_export_info(
+    repository: Path, pipeline: PipelineNames | None = None, version: int | None = None
+) -> dict:
+    """The export_info.json of a detector version (default: the latest) of ``pipeline``."""
+    path = export_info_path(repository, pipeline, version)
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def write_repository(
     model: ExportedModel, detector_files: Path, settings: ExportSettings
 ) -> list[Path]:
-    """Write every file of the pipeline's four models; returns the paths written.
+    """Write the pipeline, or a new version of its detector; returns the paths written.
 
-    ``detector_files`` holds the detector's stage files and plan (``stage_files``); they are
-    copied into the detector's version folder, whose stale stage files are removed first.
+    A pipeline the repository does not have yet gets its four models (version 1).  One it
+    has gets the next detector version beside the others, written in a folder Triton
+    ignores and renamed into place when complete (a server watching the repository loads
+    it whole); its configs must be the ones this export generates, else VersionMismatchError.
+    ``detector_files`` holds the detector's stage files and plan (``stage_files``).
     """
     repository, pipeline = settings.repository, settings.pipeline
+    configs = model_configs(model, settings)
+    if (repository / pipeline.detector / "config.pbtxt").is_file():
+        _check_same_configs(repository, pipeline, configs)
+        version = max(detector_versions(repository, pipeline), default=0) + 1
+        return _write_detector_version(model, detector_files, repository, pipeline, version)
     written = []
-    for role, config in model_configs(model, settings).items():
+    for role, config in configs.items():
         folder = repository / pipeline.model(role)
         version_dir = folder / VERSION
         version_dir.mkdir(parents=True, exist_ok=True)
         template = TEMPLATE_REPOSITORY / role / VERSION / "model.py"
-        if template.is_file() and template.resolve() != (version_dir / "model.py").resolve():
-            shutil.copyfile(template, version_dir / "model.py")
-            written.append(version_dir / "model.py")
+        if role != schema.DETECTOR_MODEL and template.is_file():
+            written += _copy_template(template, version_dir)
         config_path = folder / "config.pbtxt"
         config_path.write_text(triton_config.to_pbtxt(config), encoding="utf-8")
         written.append(config_path)
-    detector_version = repository / pipeline.detector / VERSION
-    for stale in detector_version.iterdir():
-        if stale.suffix in STAGE_SUFFIXES:
-            stale.unlink()
-    detector_written = []
-    for source in sorted(detector_files.iterdir()):
-        detector_written.append(Path(shutil.copy2(source, detector_version / source.name)))
-    written += detector_written
     label_path = repository / pipeline.postprocess / LABEL_MAP_FILE
     model.labels.write(label_path)
     written.append(label_path)
-    info_path = export_info_path(repository, pipeline)
+    return written + _write_detector_version(
+        model, detector_files, repository, pipeline, int(VERSION)
+    )
+
+
+def _check_same_configs(repository: Path, pipeline: PipelineNames, configs: dict) -> None:
+    """VersionMismatchError unless the pipeline's configs are the ones ``configs`` holds."""
+    differing = [
+        pipeline.model(role)
+        for role, config in configs.items()
+        if triton_config.read_config(repository / pipeline.model(role) / "config.pbtxt") != config
+    ]
+    if differing:
+        raise VersionMismatchError(
+            f"pipeline {pipeline.name!r} is in {repository} with other settings (the config of "
+            f"{', '.join(differing)} would change): a new version is the same model with new "
+            "weights. Export this one under another --name, or into another --repository."
+        )
+
+
+def _write_detector_version(
+    model: ExportedModel,
+    detector_files: Path,
+    repository: Path,
+    pipeline: PipelineNames,
+    version: int,
+) -> list[Path]:
+    """The detector's version folder: model.py, the stage files, export_info.json."""
+    folder = repository / pipeline.detector
+    final = folder / str(version)
+    # Triton and the launcher's watcher ignore a folder whose name is not a number.
+    target = final if final.is_dir() else folder / f".partial-{version}"
+    if target != final:
+        shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True, exist_ok=True)
+    for stale in target.iterdir():  # an earlier, unfinished export of version 1
+        if stale.suffix in STAGE_SUFFIXES:
+            stale.unlink()
+    template = TEMPLATE_REPOSITORY / schema.DETECTOR_MODEL / VERSION / "model.py"
+    _copy_template(template, target)
+    detector_written = [
+        Path(shutil.copy2(source, target / source.name))
+        for source in sorted(detector_files.iterdir())
+    ]
     info = {
         **model.info,
         "pipeline": pipeline.name,
+        "version": version,
         "detector_sha256": {path.name: _sha256(path) for path in detector_written},
     }
-    info_path.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-    written.append(info_path)
-    return written
+    (target / EXPORT_INFO_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    if target != final:
+        target.rename(final)
+    names = ["model.py", *(path.name for path in detector_written), EXPORT_INFO_FILE]
+    return [final / name for name in names]
+
+
+def _copy_template(template: Path, version_dir: Path) -> list[Path]:
+    """The role's model.py into ``version_dir`` (unless it is the template itself)."""
+    target = version_dir / "model.py"
+    if template.resolve() == target.resolve():
+        return []
+    shutil.copyfile(template, target)
+    return [target]
 
 
 def _sha256(path: Path) -> str:

@@ -15,7 +15,12 @@ from pathlib import Path
 from d2_triton import schema
 from d2_triton.processes import live_stubs
 from d2_triton.server.environment import ServerEnvironment
-from d2_triton.server.watchdog import ADMIN_HEADER, ModelReloader, StubWatchdog
+from d2_triton.server.watchdog import (
+    ADMIN_HEADER,
+    ModelReloader,
+    StubWatchdog,
+    version_folders,
+)
 
 # Where the assembled backend directory is kept (a few MB, rebuilt on every start).
 DEFAULT_CACHE = Path(os.environ.get("D2T_CACHE", Path.home() / ".cache" / "d2-triton"))
@@ -159,11 +164,14 @@ class TritonServer:
         return f"; last lines of {self.log_path}:\n" + "\n".join(tail)
 
     def start_watchdog(self) -> None:
-        """Once ready: reload models whose stub dies (if ``options.watchdog``)."""
+        """Once ready: watch stubs and version folders (if ``options.watchdog``)."""
         if self.options.watchdog and self.watchdog is None:
             pid = self.process.pid
             reloader = ModelReloader(self.http_url, self.options.admin_key)
-            self.watchdog = StubWatchdog(lambda: live_stubs(pid), reloader).start()
+            repository = self.options.model_repository
+            self.watchdog = StubWatchdog(
+                lambda: live_stubs(pid), reloader, lambda: version_folders(repository)
+            ).start()
 
     def stop(self, timeout: float = 60.0) -> int | None:
         """SIGTERM (Triton drains in-flight requests), then SIGKILL after ``timeout``."""

@@ -1,4 +1,4 @@
-"""Reload a model whose Python-backend stub died, so that service resumes by itself.
+"""Reload a model whose Python-backend stub died, or whose versions changed on disk.
 
 Triton 2.51's Python backend does not restart a stub that dies (a crash, the OOM killer):
 every later request to that model fails with "Stub process ... is not healthy" while the
@@ -7,6 +7,12 @@ control (the model-repository API restricted to a per-start secret header) and a
 :class:`StubWatchdog`: when a model's stub process is gone, the model is reloaded in place,
 which starts a new stub.  Requests in flight get errors, never hang; service resumes within
 the model's load time (about 7 s for the detector on 2 CPU cores).
+
+The same thread loads new model versions: when a model's numbered version folders change
+(an export added ``detector/2``, or an operator removed it to roll back), the model is
+loaded again through the same restricted API, and Triton serves its latest version.  Triton
+keeps the previous version serving until the new one is ready, so the switch loses no
+request.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 # Header carrying the admin key: Triton refuses model-repository calls without it.
 ADMIN_HEADER = "d2t-admin-key"
@@ -79,17 +86,34 @@ class ModelReloader:
             response.read()
 
 
+def version_folders(repository: Path) -> dict[str, frozenset[str]]:
+    """Model name -> the version folders Triton would load (positive integers, no leading 0)."""
+    return {
+        model.name: frozenset(
+            version.name
+            for version in model.iterdir()
+            if version.is_dir() and version.name.isdigit() and not version.name.startswith("0")
+        )
+        for model in repository.iterdir()
+        if (model / "config.pbtxt").is_file()
+    }
+
+
 class StubWatchdog:
-    """Reloads any model whose stub process died; :meth:`tick` is one look, run each second.
+    """Reloads a model whose stub died or whose versions changed; :meth:`tick` is one look.
 
     A stub seen before and gone now (or a zombie) means its model instance can only fail
-    from now on, so the model is reloaded.  A failed reload is retried with back-off.  Stop
-    the watchdog before stopping the server, or the server's own shutdown looks like dying
-    stubs.
+    from now on, so the model is reloaded.  A model whose version folders changed (see
+    ``version_folders``) is reloaded so that Triton serves its latest version.  A failed
+    reload is retried with back-off.  Stubs a reload replaced exit on their own afterwards;
+    they are retired, not mourned.  Stop the watchdog before stopping the server, or the
+    server's own shutdown looks like dying stubs.
 
     Args:
         list_stubs: model name -> pids of its live stubs (``processes.live_stubs``).
         reload_model: reloads one model; raises URLError or OSError when that fails.
+        list_versions: model name -> its version folders (``version_folders``); None: do
+            not watch versions.  Models that appear later are not loaded.
         interval: seconds between two ticks of the background thread.
         clock: the time source (``time.monotonic``; tests pass their own).
     """
@@ -98,15 +122,19 @@ class StubWatchdog:
         self,
         list_stubs: Callable[[], dict[str, set[int]]],
         reload_model: Callable[[str], None],
+        list_versions: Callable[[], dict[str, frozenset[str]]] | None = None,
         interval: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ):
         self.list_stubs = list_stubs
         self.reload_model = reload_model
+        self.list_versions = list_versions
         self.interval = interval
         self.clock = clock
         self.reloads: list[Reload] = []
         self._known: dict[str, set[int]] | None = None
+        self._versions: dict[str, frozenset[str]] | None = None
+        self._retired: set[int] = set()  # stubs a reload replaced: they exit on their own
         self._pending: dict[str, tuple[int, float]] = {}  # model -> (failed reloads, due)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="stub-watchdog", daemon=True)
@@ -114,6 +142,8 @@ class StubWatchdog:
     def start(self) -> StubWatchdog:
         """Learn the current stubs and start watching them in a background thread."""
         self._known = self.list_stubs()
+        if self.list_versions is not None:
+            self._versions = self.list_versions()
         self._thread.start()
         return self
 
@@ -128,7 +158,7 @@ class StubWatchdog:
             self._thread.join()
 
     def tick(self) -> None:
-        """One look: schedule the models that lost a stub, reload those that are due."""
+        """One look: schedule models that lost a stub or changed versions, reload those due."""
         if self._known is None:
             self._known = self.list_stubs()
         current = self.list_stubs()
@@ -138,21 +168,41 @@ class StubWatchdog:
                 log(f"stub of model {model!r} (pid {', '.join(map(str, sorted(lost)))}) "
                     "died; reloading the model")  # fmt: skip
                 self._pending[model] = (0, self.clock())
-        reloaded = False
+        self._schedule_version_changes()
         for model, (failures, due) in list(self._pending.items()):
             if self.clock() < due or self._stop.is_set():
                 continue
+            replaced = self.list_stubs().get(model, set())
             if self._reload(model):
                 del self._pending[model]
-                reloaded = True
+                self._retired |= replaced
             else:
                 retry = min(LAST_RETRY_S, FIRST_RETRY_S * 2**failures)
                 self._pending[model] = (failures + 1, self.clock() + retry)
-        if reloaded:
-            current = self.list_stubs()  # learn the new stubs
-        # A model waiting for its reload is learnt again once it is back.
-        merged = {**self._known, **current}
-        self._known = {m: pids for m, pids in merged.items() if m not in self._pending}
+        # Learn the stubs as they are now; a model waiting for its reload is learnt once back.
+        self._known = {
+            model: pids - self._retired
+            for model, pids in self.list_stubs().items()
+            if model not in self._pending
+        }
+
+    def _schedule_version_changes(self) -> None:
+        """Schedule a reload of each model whose version folders changed (none left: no)."""
+        if self.list_versions is None:
+            return
+        versions = self.list_versions()
+        if self._versions is None:
+            self._versions = versions
+            return
+        for model, on_disk in versions.items():
+            before = self._versions.get(model)
+            if before is None or on_disk == before or not on_disk:
+                continue  # a model added later is not ours to load; an empty one cannot be
+            self._versions[model] = on_disk
+            if model not in self._pending:
+                log(f"model {model!r}: versions {sorted(before, key=int)} -> "
+                    f"{sorted(on_disk, key=int)} on disk; loading the latest")  # fmt: skip
+                self._pending[model] = (0, self.clock())
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):

@@ -11,12 +11,14 @@ from d2_triton.labels import LabelMap
 from d2_triton.model_config import EnsembleParameters, PreprocessParameters
 from d2_triton.schema import PipelineNames
 from export_tools import triton_config as tc
+from export_tools.errors import VersionMismatchError
 from export_tools.repository import Overrides, derive
 from export_tools.settings import ExportSettings
 from export_tools.writer import (
     LABEL_MAP_FILE,
     ExportedModel,
     InputSettings,
+    detector_versions,
     read_export_info,
     write_repository,
 )
@@ -54,11 +56,14 @@ def exported(labels: list[str], has_masks: bool) -> ExportedModel:
     )
 
 
-def export_into(repository, tmp_path, name: str, labels: list[str], has_masks: bool) -> list:
-    detector_files = tmp_path / f"files-{name}"
+def export_into(
+    repository, tmp_path, tag: str, labels: list[str], has_masks: bool, name: str | None = None
+) -> list:
+    """Write an export tagged ``tag`` (its model.pt says so) as pipeline ``name`` (``tag``)."""
+    detector_files = tmp_path / f"files-{tag}"
     detector_files.mkdir()
-    (detector_files / "model.pt").write_text(name)
-    settings = ExportSettings(config="x", repository=repository, name=name)
+    (detector_files / "model.pt").write_text(tag)
+    settings = ExportSettings(config="x", repository=repository, name=name or tag)
     return write_repository(exported(labels, has_masks), detector_files, settings)
 
 
@@ -103,3 +108,33 @@ def test_derive_changes_every_pipeline(tmp_path):
     for pipeline in (PipelineNames(), PipelineNames("shapes")):
         preprocess = tc.parameters_of(PreprocessParameters, config(target, pipeline.preprocess))
         assert preprocess.min_size_test == 320
+
+
+def test_exporting_into_an_existing_pipeline_adds_the_next_detector_version(tmp_path):
+    repository = tmp_path / "models"
+    export_into(repository, tmp_path, "default", ["person"], has_masks=True)
+    configs = {path: path.read_bytes() for path in repository.glob("*/config.pbtxt")}
+    written = export_into(repository, tmp_path, "again", ["person"], has_masks=True, name="default")
+
+    assert {path.relative_to(repository).as_posix() for path in written} == {
+        "detector/2/model.py", "detector/2/model.pt", "detector/2/export_info.json"
+    }  # fmt: skip
+    assert (repository / "detector" / "2" / "model.pt").read_text() == "again"
+    assert (repository / "detector" / "1" / "model.pt").read_text() == "default"
+    assert {path: path.read_bytes() for path in configs} == configs
+    assert detector_versions(repository) == [1, 2]
+    assert read_export_info(repository)["version"] == 2
+    assert read_export_info(repository, version=1)["version"] == 1
+    assert not list((repository / "detector").glob(".partial-*"))
+
+
+def test_a_new_version_with_other_settings_is_refused_and_writes_nothing(tmp_path):
+    repository = tmp_path / "models"
+    export_into(repository, tmp_path, "default", ["person"], has_masks=True)
+    before = sorted(repository.rglob("*"))
+    changed = "config of detector, postprocess, ensemble would change"
+    with pytest.raises(VersionMismatchError, match=changed):
+        export_into(repository, tmp_path, "other", ["cat"], has_masks=False, name="default")
+    with pytest.raises(VersionMismatchError, match="another --name"):
+        export_into(repository, tmp_path, "labels", ["cat"], has_masks=True, name="default")
+    assert sorted(repository.rglob("*")) == before

@@ -101,3 +101,52 @@ def test_a_stopping_watchdog_reloads_nothing():
     del server.stubs["detector"]  # the server shutting down looks like dying stubs
     watchdog.tick()
     assert server.calls == []
+
+
+class VersionedServer(FakeServer):
+    """Also has version folders; a reload leaves the replaced stub running for a while."""
+
+    def __init__(self):
+        super().__init__()
+        self.versions = {"preprocess": {"1"}, "detector": {"1"}, "postprocess": {"1"}}
+        self.lingering: set[int] = set()
+
+    def reload(self, model: str) -> None:
+        self.lingering |= self.stubs[model]
+        super().reload(model)
+        self.stubs[model] |= self.lingering  # the old stub exits only later
+
+    def watchdog(self) -> StubWatchdog:
+        return StubWatchdog(
+            lambda: {m: set(p) for m, p in self.stubs.items()}, self.reload,
+            lambda: {m: frozenset(v) for m, v in self.versions.items()},
+            clock=lambda: self.now,
+        )  # fmt: skip
+
+
+def test_a_new_version_folder_loads_the_model_again_and_removing_it_rolls_back():
+    server = VersionedServer()
+    watchdog = server.watchdog()
+    watchdog.tick()
+    server.versions["detector"] = {"1", "2"}  # an export added version 2
+    watchdog.tick()
+    assert [model for _, model in server.calls] == ["detector"]
+    server.stubs["detector"] -= server.lingering  # the replaced stub exits: not a death
+    watchdog.tick()
+    watchdog.tick()
+    assert len(server.calls) == 1
+    server.versions["detector"] = {"1"}  # rolled back
+    watchdog.tick()
+    assert [model for _, model in server.calls] == ["detector", "detector"]
+    assert [(r.model, r.succeeded) for r in watchdog.reloads] == [("detector", True)] * 2
+
+
+def test_a_model_without_versions_or_a_new_model_is_left_alone():
+    server = VersionedServer()
+    watchdog = server.watchdog()
+    watchdog.tick()
+    server.versions["detector"] = set()  # nothing Triton could load
+    server.versions["keypoints_detector"] = {"1"}  # appeared after the start
+    for _ in range(3):
+        watchdog.tick()
+    assert server.calls == []
