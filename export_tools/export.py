@@ -23,6 +23,7 @@ from export_tools.detectron2_env import shims_in_use
 from export_tools.errors import ExportError
 from export_tools.exporter import export
 from export_tools.settings import DEVICES, CocoDataset, ExportSettings
+from export_tools.writer import read_export_info
 
 LOGGER = logging.getLogger("export_tools.export")
 
@@ -185,6 +186,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     for path in result.written:
         print(f"  {path}")
+    version = read_export_info(settings.repository, settings.pipeline)["version"]
+    if version > 1:
+        folder = settings.repository / settings.pipeline.detector / str(version)
+        print(
+            f"version {version} of pipeline {settings.name!r}: a running d2_triton.server loads "
+            f"it within seconds (Triton serves the latest version); to roll back, move "
+            f"{folder} out of the repository."
+        )
     return 0
 
 

@@ -133,3 +133,28 @@ def two_pipeline_repository() -> Path:
     )  # fmt: skip
     partial.rename(repository)
     return repository
+
+
+def two_version_repository(arch: Architecture) -> Path:
+    """``arch``'s export (detector version 1, seed 0) plus version 2 (seed 1) exported into it.
+
+    Version 2 goes in by the real CLI into a copy of the cached export (model files
+    hard-linked), as a user ships new weights for a served model.
+    """
+    source = exported_repository(arch)
+    weights = seeded_checkpoint(arch, seed=1)
+    key = export_fingerprint(arch.config, "seed-1", str(SCORE_THRESH_TEST), source.name)
+    repository = CACHE / f"{arch.key}-two-versions-{key}"
+    if export_info_path(repository, version=2).is_file():
+        return repository
+    for stale in CACHE.glob(f"{arch.key}-two-versions-" + "?" * len(key)):
+        shutil.rmtree(stale, ignore_errors=True)
+    partial = repository.with_name(repository.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    shutil.copytree(source, partial, copy_function=os.link)
+    subprocess.run(
+        [sys.executable, "-m", "export_tools.export", *export_args(arch, weights, partial)],
+        cwd=REPO_ROOT, check=True,
+    )  # fmt: skip
+    partial.rename(repository)
+    return repository

@@ -1,0 +1,142 @@
+"""A new model version goes live, and is rolled back, under load, losing no request.
+
+The repository holds the test Faster R-CNN twice: detector version 1 (seed 0) and version 2
+(seed 1), the second exported into the first's repository by the real CLI.  The server
+starts with version 2 held outside the repository; the launcher's watcher loads it when it
+is moved in (as the exporter's final rename does) and goes back to version 1 when it is
+moved out (the documented rollback).  Four clients keep sending good and bad images
+throughout: none may fail, and every answer must be one whole version's answer.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from d2_triton.processes import stub_pids
+from d2_triton.testing.corpus import mixed_cases
+from d2_triton.testing.load import LoadReport, reference_answers, run_load, same_answer
+from export_tools.repository import Overrides, derive
+from helpers.exports import ARCHITECTURES, two_version_repository
+
+CLIENTS = 4
+# Good answers each version must give, after its switch, before the next step.
+ANSWERS_PER_STEP = 6
+# Hang catchers only: a reload takes ~5 s here, an answer well under a second.
+RELOAD_LIMIT_S = 300
+LOAD_LIMIT_S = 900
+CLIENT_TIMEOUT_S = 300
+
+
+@pytest.fixture(scope="module")
+def repository(tmp_path_factory):
+    """The two-version export at a reduced input size, with version 2 held outside."""
+    work = tmp_path_factory.mktemp("versions")
+    overrides = Overrides(min_size_test=320, max_size_test=533)
+    served = derive(
+        two_version_repository(ARCHITECTURES["faster_rcnn"]), work / "models", overrides
+    )
+    (work / "held").mkdir()
+    (served / "detector" / "2").rename(work / "held" / "2")
+    return served
+
+
+STEPS = ("add", "remove")
+
+
+class Switcher:
+    """Moves version 2 into the repository and out again as the answers come in.
+
+    Called (as ``run_load``'s ``until``) before every request: once the last step's reload
+    is done and ANSWERS_PER_STEP good answers were sent after it, it takes the next step;
+    True when the last one is done.  ``moved_at``: when each step's rename happened;
+    ``switched_at``: when the watcher's reload that followed it finished.
+    """
+
+    def __init__(self, server, version_2: Path, held: Path):
+        self.server = server
+        self.version_2 = version_2
+        self.held = held
+        self.earlier_reloads = len(server.watchdog.reloads)
+        self.moved_at: list[float] = []
+        self.switched_at: list[float] = []
+
+    def __call__(self, report: LoadReport) -> bool:
+        reloads = self.server.watchdog.reloads[self.earlier_reloads :]
+        self.switched_at = [reload.finished_at for reload in reloads if reload.succeeded]
+        if len(self.switched_at) < len(self.moved_at):
+            return False  # the last step is not live yet
+        since = self.switched_at[-1] if self.switched_at else 0.0
+        answered = [r for r in report.timeline if r.outcome == "good_ok" and r.started > since]
+        if len(answered) < ANSWERS_PER_STEP:
+            return False
+        if len(self.moved_at) == len(STEPS):
+            return True
+        if STEPS[len(self.moved_at)] == "add":
+            self.held.rename(self.version_2)
+        else:
+            self.version_2.rename(self.held)
+        self.moved_at.append(time.monotonic())
+        return False
+
+
+def wait_for_reloads(server, count: int) -> None:
+    deadline = time.monotonic() + RELOAD_LIMIT_S
+    while len([r for r in server.watchdog.reloads if r.succeeded]) < count:
+        assert time.monotonic() < deadline, "the detector was not reloaded"
+        time.sleep(0.5)
+
+
+def test_a_new_version_goes_live_and_back_under_load_losing_no_request(server_pool, repository):
+    server_pool.stop()
+    server = server_pool.start(repository, "versions")  # its own: its models get reloaded
+    version_2, held = repository / "detector" / "2", repository.parent / "held" / "2"
+    try:
+        cases = mixed_cases()
+        # Each version's answers, asked alone; the watcher's reloads switch between them.
+        first = reference_answers(server.http_url, cases)
+        held.rename(version_2)
+        wait_for_reloads(server, 1)
+        second = reference_answers(server.http_url, cases)
+        version_2.rename(held)
+        wait_for_reloads(server, 2)
+        assert all(same_answer(reference_answers(server.http_url, cases)[n], a)
+                   for n, a in first.items())  # rolled back to version 1  # fmt: skip
+        differing = [name for name in first if not same_answer(first[name], second[name])]
+        assert len(differing) >= 3, "the two versions must answer differently to tell them apart"
+
+        switcher = Switcher(server, version_2, held)
+        stubs_before = stub_pids(server.process.pid)
+        report = run_load(
+            server.http_url, cases, {name: (first[name], second[name]) for name in first},
+            CLIENTS, until=switcher, deadline=time.monotonic() + LOAD_LIMIT_S,
+            timeout=CLIENT_TIMEOUT_S,
+        )  # fmt: skip
+        versions = [r.answer for r in report.timeline if r.outcome == "good_ok"]
+        print(json.dumps({
+            **report.summary(), "moved_at": switcher.moved_at,
+            "switched_at": switcher.switched_at,
+            "reloads": [(r.model, r.succeeded, round(r.seconds, 1))
+                        for r in server.watchdog.reloads],
+            "answers_by_version": {"1": versions.count(0), "2": versions.count(1),
+                                   "either": versions.count(None)},
+        }, indent=2))  # fmt: skip
+        assert len(switcher.switched_at) == len(STEPS), "version 2 did not go live and back"
+        added, removed = switcher.switched_at
+        assert report.good_failed == 0 and report.bad_unexpected == 0, report.failures[:5]
+        assert report.wrong_answers == 0, report.failures[:5]  # each answer one whole version's
+        # Once a switch had finished, only its version answered (until the next move).
+        rollback_moved = switcher.moved_at[1]
+        between = [
+            r.answer for r in report.timeline if added < r.started and r.ended < rollback_moved
+        ]
+        after = [r.answer for r in report.timeline if r.started > removed]
+        assert 1 in between and 0 not in between, between
+        assert 0 in after and 1 not in after, after
+        assert stub_pids(server.process.pid)["preprocess"] == stubs_before["preprocess"]
+        assert server.is_ready()
+    finally:
+        server.stop()
