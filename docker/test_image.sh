@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Build both images, start them with docker compose, send a real JPEG to Triton and to the
-# gateway, check that labelled detections come back, and remove everything it made.
+# Build both images; start the model server with the README's plain `docker run` line, then
+# both services with docker compose; send a real JPEG to each Triton and to the gateway,
+# check that the same labelled detections come back, and remove everything it made.
 #
 #   docker/test_image.sh            # minutes (torch is ~5.5 GB); needs a Docker engine
 #
@@ -45,6 +46,8 @@ cleanup() {
         compose logs --tail 60 2>&1 | tail -120 >&2 || true
     fi
     compose down --volumes --remove-orphans >/dev/null 2>&1 || true
+    docker rm -f "$project-run" >/dev/null 2>&1 || true
+    docker volume rm "$project-models" >/dev/null 2>&1 || true
     if [ "${KEEP_IMAGES:-0}" != 1 ]; then
         docker rmi d2-triton/model-server:latest d2-triton/gateway:latest >/dev/null 2>&1 || true
         [ $made_base = 1 ] && docker rmi "$BASE_IMAGE" >/dev/null 2>&1 || true
@@ -63,6 +66,34 @@ for image in d2-triton/model-server:latest d2-triton/gateway:latest; do
     log "image $image: $((size / 1024 / 1024)) MiB"
 done
 
+photo="$work/astronaut.jpg"
+"$D2T_CACHE/venv-dev/bin/python" -c "
+import sys; sys.path.insert(0, '$ROOT')
+from benchmarks.inputs import photo_jpegs
+open('$photo', 'wb').write(photo_jpegs((640, 480), 1)[0])"
+
+log "the README's docker run line (the model server alone; it exports at first start)"
+run_name="$project-run"
+run_volume="$project-models"
+run_port="$(free_port)"
+# As in README.md (Docker), with a free host port for HTTP and names of this run's own:
+docker run -d --name "$run_name" --init --shm-size 1g \
+    -p "$run_port:8000" -v "$run_volume:/models" \
+    -e D2T_CONFIG=COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml -e D2T_WEIGHTS=zoo \
+    d2-triton/model-server >/dev/null
+started=$SECONDS
+deadline=$((SECONDS + 1200))
+until [ "$(docker inspect -f '{{.State.Health.Status}}' "$run_name")" = healthy ]; do
+    [ "$(docker inspect -f '{{.State.Running}}' "$run_name")" = true ] \
+        || { log "the docker run container stopped"; docker logs --tail 60 "$run_name" >&2; exit 1; }
+    [ $SECONDS -lt $deadline ] || { log "docker run: not healthy after 20 minutes"; exit 1; }
+    sleep 5
+done
+log "docker run: healthy after $((SECONDS - started)) s"
+"$CLIENT_PYTHON" -m d2_triton.client infer "$photo" --url "127.0.0.1:$run_port" \
+    --max-detections 5 --json > "$work/docker-run.json"
+docker rm -f "$run_name" >/dev/null && docker volume rm "$run_volume" >/dev/null
+
 log "starting both services (the model server exports the default model at first start)"
 started=$SECONDS
 compose up -d
@@ -77,12 +108,6 @@ until [ "$(docker inspect -f '{{.State.Health.Status}}' "$(compose ps -q triton-
     sleep 5
 done
 log "both services healthy after $((SECONDS - started)) s"
-
-photo="$work/astronaut.jpg"
-"$D2T_CACHE/venv-dev/bin/python" -c "
-import sys; sys.path.insert(0, '$ROOT')
-from benchmarks.inputs import photo_jpegs
-open('$photo', 'wb').write(photo_jpegs((640, 480), 1)[0])"
 
 log "a JPEG straight to Triton's ensemble (HTTP $TRITON_HTTP_PORT)"
 "$CLIENT_PYTHON" -m d2_triton.client infer "$photo" --url "127.0.0.1:$TRITON_HTTP_PORT" \
@@ -105,6 +130,9 @@ for name, answer in (("triton", triton), ("gateway", gateway)):
 assert gateway["detections"] == triton["detections"], "gateway and Triton disagree"
 print("gateway answer == Triton answer")
 EOF
+cmp -s "$work/triton.json" "$work/docker-run.json" \
+    || { log "the docker run server and the compose one answer differently"; exit 1; }
+log "docker run answer == compose answer"
 compose logs triton-model-server 2>&1 | grep "the stub watchdog is on" >/dev/null \
     || { log "the model server runs without its stub watchdog"; exit 1; }
 if compose logs triton-model-server 2>&1 | grep "RANDOM WEIGHTS" >/dev/null; then
