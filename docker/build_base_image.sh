@@ -15,11 +15,11 @@ TAG="${1:-d2-triton/bookworm-python3.11}"
 # The Debian mirror this host's apt is configured with (deb822 .sources files or a classic
 # sources.list line), unless DEBIAN_MIRROR names one.
 host_mirror() {
-    {
-        grep -hE '^URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '{print $2}'
+    {  # either file may be missing: that is no error here (hence the || true)
+        grep -hE '^URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '{print $2}' || true
         grep -hE '^deb ' /etc/apt/sources.list 2>/dev/null | sed -E 's/^deb (\[[^]]*\] )?//' \
-            | awk '{print $1}'
-    } | grep -v -- '-security' | head -n 1
+            | awk '{print $1}' || true
+    } | { grep -v -- '-security' || true; } | head -n 1
 }
 MIRROR="${DEBIAN_MIRROR:-$(host_mirror)}"
 [ -n "$MIRROR" ] || { echo "no Debian mirror in apt's configuration: set DEBIAN_MIRROR"; exit 1; }
