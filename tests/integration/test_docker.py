@@ -1,8 +1,9 @@
 """The docker images, built and run for real (opt-in: ``pytest -m docker``; ~5-10 minutes).
 
 docker/test_image.sh builds both images (on a locally built base where no registry is
-reachable), starts them with docker compose, sends a real JPEG to Triton and to the
-gateway, checks labelled detections and identical answers, and removes what it made.
+reachable), starts the model server with the README's ``docker run`` line and then both
+services with docker compose, sends a real JPEG to each Triton and to the gateway, checks
+labelled detections and identical answers, and removes what it made.
 """
 
 from __future__ import annotations
@@ -29,3 +30,4 @@ def test_images_build_start_and_answer_a_jpeg():
     print(run.stdout[-5000:], run.stderr[-5000:])
     assert run.returncode == 0, run.stderr[-5000:]
     assert "gateway answer == Triton answer" in run.stdout
+    assert "docker run answer == compose answer" in run.stderr
