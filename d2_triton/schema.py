@@ -121,7 +121,8 @@ class PipelineNames:
         name, _, role = model_name.rpartition("_")
         if role != ENSEMBLE_MODEL or not PIPELINE_NAME_PATTERN.fullmatch(name):
             return None
-        return cls(name)
+        pipeline = cls(name)
+        return pipeline if pipeline.ensemble == model_name else None  # not "default_ensemble"
 
 
 def pipeline_name(text: str) -> str:

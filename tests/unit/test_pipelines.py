@@ -40,7 +40,9 @@ def test_a_pipeline_name_that_could_collide_or_escape_is_refused(name):
 def test_ensembles_name_their_pipeline_and_nothing_else_does():
     for name in ("default", "keypoints", "mask-rcnn-2"):
         assert PipelineNames.of_ensemble(PipelineNames(name).ensemble) == PipelineNames(name)
-    for model in ("detector", "keypoints_detector", "my_ensemble_x", "Bad_ensemble", "_ensemble"):
+    others = ("detector", "keypoints_detector", "my_ensemble_x", "Bad_ensemble", "_ensemble",
+              "default_ensemble")  # fmt: skip
+    for model in others:
         assert PipelineNames.of_ensemble(model) is None
 
 
