@@ -125,6 +125,17 @@ class PipelineNames:
         return pipeline if pipeline.ensemble == model_name else None  # not "default_ensemble"
 
 
+def model_version(folder_name: str) -> int | None:
+    """The version a model's subfolder holds, as Triton reads its name (None: not a version).
+
+    Triton loads subfolders named by a positive integer without a leading zero and ignores
+    the rest, which is what lets the exporter write a version under another name first.
+    """
+    if folder_name.isdigit() and not folder_name.startswith("0"):
+        return int(folder_name)
+    return None
+
+
 def pipeline_name(text: str) -> str:
     """A command line's pipeline name (argparse ``type=``): refused unless it is valid."""
     try:

@@ -127,11 +127,8 @@ def detector_versions(repository: Path, pipeline: PipelineNames | None = None) -
     folder = repository / (pipeline or PipelineNames()).detector
     if not folder.is_dir():
         return []
-    return sorted(
-        int(child.name)
-        for child in folder.iterdir()
-        if child.is_dir() and child.name.isdigit() and not child.name.startswith("0")
-    )
+    versions = (schema.model_version(child.name) for child in folder.iterdir() if child.is_dir())
+    return sorted(version for version in versions if version is not None)
 
 
 def export_info_path(

@@ -28,6 +28,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from d2_triton.schema import model_version
+
 # Header carrying the admin key: Triton refuses model-repository calls without it.
 ADMIN_HEADER = "d2t-admin-key"
 # Config parameter whose new value makes Triton load an otherwise unchanged config again.
@@ -87,12 +89,12 @@ class ModelReloader:
 
 
 def version_folders(repository: Path) -> dict[str, frozenset[str]]:
-    """Model name -> the version folders Triton would load (positive integers, no leading 0)."""
+    """Model name -> the version folders Triton would load (``schema.model_version``)."""
     return {
         model.name: frozenset(
             version.name
             for version in model.iterdir()
-            if version.is_dir() and version.name.isdigit() and not version.name.startswith("0")
+            if version.is_dir() and model_version(version.name) is not None
         )
         for model in repository.iterdir()
         if (model / "config.pbtxt").is_file()
