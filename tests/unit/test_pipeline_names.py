@@ -1,4 +1,4 @@
-"""Several pipelines in one repository: their names, and an export beside another one."""
+"""Several pipelines in one repository: their names, an export beside another one, versions."""
 
 from __future__ import annotations
 
