@@ -18,9 +18,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from d2_triton.schema import PipelineNames
 from d2_triton.testing.fingerprint import export_fingerprint
-from export_tools.writer import export_info_path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("D2T_CACHE", REPO_ROOT / ".cache")) / "test-exports"
@@ -84,23 +82,9 @@ def export_args(arch: Architecture, weights: Path, repository: Path, *extra: str
 
 def exported_repository(arch: Architecture, *extra: str) -> Path:
     """A model repository for ``arch``, exported by the real CLI (cached by content)."""
-    weights = seeded_checkpoint(arch)
     key = export_fingerprint(arch.config, str(SEED), str(SCORE_THRESH_TEST), *extra)
     variant = "".join(f"{arg.strip('-')}-" for arg in extra)
-    repository = CACHE / f"{arch.key}-{variant}{key}"
-    if export_info_path(repository).is_file():
-        return repository
-    for stale in CACHE.glob(f"{arch.key}-{variant}" + "?" * len(key)):
-        shutil.rmtree(stale, ignore_errors=True)
-    partial = repository.with_name(repository.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    subprocess.run(
-        [sys.executable, "-m", "export_tools.export", *export_args(arch, weights, partial, *extra)],
-        cwd=REPO_ROOT,
-        check=True,
-    )
-    partial.rename(repository)
-    return repository
+    return _cached_export(f"{arch.key}-{variant}", key, arch, seeded_checkpoint(arch), extra)
 
 
 # The second pipeline of the several-pipelines repository: exported with --name.
@@ -115,24 +99,9 @@ def two_pipeline_repository() -> Path:
     """
     source = exported_repository(ARCHITECTURES["mask_rcnn"])
     arch = ARCHITECTURES["keypoint_rcnn"]
-    weights = seeded_checkpoint(arch)
     key = export_fingerprint(arch.config, str(SEED), str(SCORE_THRESH_TEST), source.name)
-    repository = CACHE / f"two-pipelines-{key}"
-    second = PipelineNames(SECOND_PIPELINE)
-    if export_info_path(repository, second).is_file():
-        return repository
-    for stale in CACHE.glob("two-pipelines-" + "?" * len(key)):
-        shutil.rmtree(stale, ignore_errors=True)
-    partial = repository.with_name(repository.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    shutil.copytree(source, partial, copy_function=os.link)
-    subprocess.run(
-        [sys.executable, "-m", "export_tools.export",
-         *export_args(arch, weights, partial, "--name", SECOND_PIPELINE)],
-        cwd=REPO_ROOT, check=True,
-    )  # fmt: skip
-    partial.rename(repository)
-    return repository
+    extra = ("--name", SECOND_PIPELINE)
+    return _cached_export("two-pipelines-", key, arch, seeded_checkpoint(arch), extra, source)
 
 
 def two_version_repository(arch: Architecture) -> Path:
@@ -142,19 +111,38 @@ def two_version_repository(arch: Architecture) -> Path:
     hard-linked), as a user ships new weights for a served model.
     """
     source = exported_repository(arch)
-    weights = seeded_checkpoint(arch, seed=1)
     key = export_fingerprint(arch.config, "seed-1", str(SCORE_THRESH_TEST), source.name)
-    repository = CACHE / f"{arch.key}-two-versions-{key}"
-    if export_info_path(repository, version=2).is_file():
+    weights = seeded_checkpoint(arch, seed=1)
+    return _cached_export(f"{arch.key}-two-versions-", key, arch, weights, (), source)
+
+
+def _cached_export(
+    prefix: str,
+    key: str,
+    arch: Architecture,
+    weights: Path,
+    extra: tuple[str, ...],
+    base: Path | None = None,
+) -> Path:
+    """``CACHE/<prefix><key>``: the real export CLI run once, into a copy of ``base``.
+
+    The export goes into a ``.partial`` folder (a hard-linked copy of ``base``, or nothing)
+    renamed when it succeeded, so a folder under the final name is complete; entries of
+    the same prefix under an older key are removed.
+    """
+    repository = CACHE / f"{prefix}{key}"
+    if repository.is_dir():
         return repository
-    for stale in CACHE.glob(f"{arch.key}-two-versions-" + "?" * len(key)):
+    for stale in CACHE.glob(prefix + "?" * len(key)):
         shutil.rmtree(stale, ignore_errors=True)
     partial = repository.with_name(repository.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
-    shutil.copytree(source, partial, copy_function=os.link)
+    if base is not None:
+        shutil.copytree(base, partial, copy_function=os.link)
     subprocess.run(
-        [sys.executable, "-m", "export_tools.export", *export_args(arch, weights, partial)],
-        cwd=REPO_ROOT, check=True,
-    )  # fmt: skip
+        [sys.executable, "-m", "export_tools.export", *export_args(arch, weights, partial, *extra)],
+        cwd=REPO_ROOT,
+        check=True,
+    )
     partial.rename(repository)
     return repository
