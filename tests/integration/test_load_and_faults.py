@@ -17,6 +17,7 @@ import time
 
 import pytest
 
+from benchmarks.soak import CHECK_DURATION_S, FLOOR_RISE_LIMIT_MIB
 from d2_triton.processes import stub_pids
 from d2_triton.testing.corpus import mixed_cases
 from d2_triton.testing.load import LoadReport, Request, reference_answers, run_load
@@ -62,12 +63,12 @@ def test_concurrent_mixed_load_has_no_failures_and_no_wrong_answers(fast_server,
     assert stub_pids(fast_server.process.pid) == stubs
 
 
-def soak(repository, out, duration_s: int, clients: int, min_requests: int) -> dict:
+def soak(repository, out, duration_s: float, clients: int, min_requests: int) -> dict:
     """Run the soak script (its own server) and check what it measured.
 
     The soak lasts at least ``duration_s`` and at least ``min_requests``: a slower machine
-    soaks longer rather than failing.  Its time limit (ten times ``duration_s``; a 75 s soak
-    answered 99-101 requests here in 75 s) is reached only by a server that is stuck.
+    soaks longer rather than failing.  Its time limit (ten times ``duration_s``; 240 s at 8
+    clients answered ~580 requests here) is reached only by a server that is stuck.
     """
     result = subprocess.run(
         [sys.executable, "-m", "benchmarks.soak", "--repository", str(repository),
@@ -79,11 +80,12 @@ def soak(repository, out, duration_s: int, clients: int, min_requests: int) -> d
     figures = json.loads((out / "soak.json").read_text())
     assert figures["minimum_work_done"] and figures["load"]["requests"] >= min_requests
     assert figures["load"]["good_failed"] == figures["load"]["wrong_answers"] == 0
-    # Flat: after warm-up, the floor of total RSS (server + 3 stubs, ~1.6 GB; per-request
-    # tensors add spikes above it) grows by less than 1%/min and 48 MiB in all.
-    assert len(figures["rss_floors_mib"]) >= 4, figures
-    assert figures["growth_mib_per_minute_after_warmup"] < 16, figures
-    assert figures["rss_floor_mib_end"] - figures["rss_floor_mib_after_warmup"] < 48, figures
+    # Flat: after warm-up, the floor of total RSS (server + 3 stubs, ~2.1 GB; per-request
+    # tensors add spikes above it) rises by less than the limit from the first third to the
+    # last.  benchmarks/results/soak/report.md: what that catches, why the soak is this long.
+    memory = {key: figures[key] for key in ("rss_floors_mib", "floor_rise_mib_by_process")}
+    assert len(figures["rss_floors_mib"]) >= 9, memory
+    assert figures["floor_rise_mib"] < FLOOR_RISE_LIMIT_MIB, memory
     assert (out / "memory.png").read_bytes()[:4] == b"\x89PNG"
     return figures
 
@@ -91,7 +93,7 @@ def soak(repository, out, duration_s: int, clients: int, min_requests: int) -> d
 def test_soak_memory_stays_flat(tmp_path, server_pool, mask_rcnn_repository):
     """A short soak; the long one is opt-in (pytest -m slow)."""
     server_pool.stop()
-    soak(mask_rcnn_repository, tmp_path / "soak", duration_s=75, clients=8, min_requests=100)
+    soak(mask_rcnn_repository, tmp_path / "soak", CHECK_DURATION_S, clients=8, min_requests=250)
 
 
 @pytest.mark.slow
