@@ -45,8 +45,10 @@ MIB = 1024 * 1024
 # catches and how often it would fail with no leak (benchmarks/results/soak/report.md).
 CHECK_DURATION_S = 240.0
 FLOOR_RISE_LIMIT_MIB = 96.0
-# Share of a soak's seconds excluded from the floor statistics (the default of --warmup-fraction).
+# Defaults of --warmup-fraction (share of a soak's seconds excluded from the floor
+# statistics) and --floor-window (seconds per window whose lowest RSS is a floor).
 WARMUP_FRACTION = 0.25
+FLOOR_WINDOW_S = 10.0
 
 
 def load_repository(source: Path, work: Path, min_size: int, max_size: int) -> Path:
@@ -81,6 +83,14 @@ def floors(samples: list[tuple[float, int]], window_s: float) -> list[tuple[floa
         for _, items in sorted(windows.items())
         if len(items) >= enough
     ]
+
+
+def warm_floors(
+    samples: list[tuple[float, int]], warmup_fraction: float, window_s: float
+) -> list[tuple[float, float]]:
+    """:func:`floors` of the samples after the first ``warmup_fraction`` of the run."""
+    warmup_s = warmup_fraction * samples[-1][0]
+    return floors([(t, rss) for t, rss in samples if t >= warmup_s], window_s)
 
 
 def floor_growth(floor_points: list[tuple[float, float]]) -> tuple[float, float, float]:
@@ -154,8 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--floor-window",
         type=float,
-        default=10.0,
-        help="seconds per window whose lowest RSS is the floor the growth estimate follows",
+        default=FLOOR_WINDOW_S,
+        help="seconds per window whose lowest RSS is the floor the statistics follow",
     )
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "soak")
     args = parser.parse_args(argv)
@@ -197,13 +207,12 @@ def main(argv: list[str] | None = None) -> int:
             )
     plot(samples, out / "memory.png")
     totals = [(t, sum(by_name.values())) for t, by_name in samples]
-    warmup_s = args.warmup_fraction * totals[-1][0]
-    warm_floors = floors([(t, rss) for t, rss in totals if t >= warmup_s], args.floor_window)
-    floor_first, floor_last, growth = floor_growth(warm_floors)
+    total_floors = warm_floors(totals, args.warmup_fraction, args.floor_window)
+    floor_first, floor_last, growth = floor_growth(total_floors)
     rise_by_process = {}
     for name in sorted({name for _, by_name in samples for name in by_name}):
-        own = [(t, by_name.get(name, 0)) for t, by_name in samples if t >= warmup_s]
-        first, last, _ = floor_growth(floors(own, args.floor_window))
+        own = [(t, by_name.get(name, 0)) for t, by_name in samples]
+        first, last, _ = floor_growth(warm_floors(own, args.warmup_fraction, args.floor_window))
         rise_by_process[name] = last - first
     result = {
         "duration_s": args.duration,
@@ -220,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         "rss_floor_mib_end": floor_last,
         "floor_rise_mib": floor_last - floor_first,
         "floor_rise_mib_by_process": rise_by_process,
-        "rss_floors_mib": [(round(t, 1), round(v, 1)) for t, v in warm_floors],
+        "rss_floors_mib": [(round(t, 1), round(v, 1)) for t, v in total_floors],
         "growth_mib_per_minute_after_warmup": growth,
         "rss_mib_end_by_process": {k: v / MIB for k, v in samples[-1][1].items()},
     }

@@ -25,15 +25,15 @@ import numpy as np
 from benchmarks.soak import (
     CHECK_DURATION_S,
     FLOOR_RISE_LIMIT_MIB,
+    FLOOR_WINDOW_S,
     MIB,
     WARMUP_FRACTION,
     floor_growth,
-    floors,
+    warm_floors,
 )
 
 LEAKS_MIB_PER_REQUEST = (0.0, 0.25, 0.5, 1.0, 2.0)
 STEP_S = 5.0
-FLOOR_WINDOW_S = 10.0
 
 
 def read_totals(memory_csv: Path) -> list[tuple[float, float]]:
@@ -54,8 +54,7 @@ def window_rises(
             for t, rss in totals
             if start <= t < start + length_s
         ]
-        warm = [(t, rss) for t, rss in window if t >= WARMUP_FRACTION * window[-1][0]]
-        first, last, _ = floor_growth(floors(warm, FLOOR_WINDOW_S))
+        first, last, _ = floor_growth(warm_floors(window, WARMUP_FRACTION, FLOOR_WINDOW_S))
         rises.append(float(last - first))
     return rises
 
