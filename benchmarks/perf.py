@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from d2_triton.processes import rss_by_process
+from d2_triton.schema import ADMIN_HEADER
 
 # perf_analyzer's CSV splits the average latency into these parts (microseconds).
 AVERAGE_LATENCY_PARTS = (
@@ -79,8 +80,13 @@ def run_perf_analyzer(
     stability: int,
     request_parameters: dict[str, str] | None = None,
     log_path: Path | None = None,
+    admin_key: str = "",
 ) -> dict[str, str]:
-    """One perf_analyzer measurement at one concurrency level; returns its CSV row."""
+    """One perf_analyzer measurement at one concurrency level; returns its CSV row.
+
+    perf_analyzer reads Triton's statistics, which the launcher restricts: ``admin_key``
+    goes with every call as the ``schema.ADMIN_HEADER`` header (``-H``).
+    """
     command = [
         str(binary), "-m", model, "-u", url, "-i", "http",
         "--input-data", str(input_data),
@@ -93,12 +99,15 @@ def run_perf_analyzer(
     ]  # fmt: skip
     for name, value in (request_parameters or {}).items():
         command += ["--request-parameter", f"{name}:{value}:string"]
+    if admin_key:
+        command += ["-H", f"{ADMIN_HEADER}:{admin_key}"]
     result = subprocess.run(
         command, env=perf_analyzer_environment(), capture_output=True, text=True
     )
     if log_path:
         with open(log_path, "a") as log:
-            log.write(" ".join(command) + "\n" + result.stdout + result.stderr + "\n")
+            shown = " ".join(command).replace(admin_key or "\0", "***")
+            log.write(shown + "\n" + result.stdout + result.stderr + "\n")
     if result.returncode != 0 or not csv_path.exists():
         raise RuntimeError(
             f"perf_analyzer failed for {model} at concurrency {concurrency}:\n"
@@ -123,9 +132,12 @@ def to_perf_row(row: dict[str, str], model: str, size: str, variant: str) -> Per
     )
 
 
-def model_statistics(http_url: str) -> dict[str, dict[str, int]]:
-    """Cumulative per-model counters from Triton's statistics endpoint."""
-    with urllib.request.urlopen(f"http://{http_url}/v2/models/stats", timeout=30) as response:
+def model_statistics(http_url: str, admin_key: str) -> dict[str, dict[str, int]]:
+    """Cumulative per-model counters from Triton's statistics endpoint (restricted: key)."""
+    request = urllib.request.Request(
+        f"http://{http_url}/v2/models/stats", headers={ADMIN_HEADER: admin_key}
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
         document = json.load(response)
     statistics = {}
     for model in document["model_stats"]:

@@ -208,14 +208,15 @@ def main(argv: list[str] | None = None) -> int:
             for label in photos:
                 data = work / "inputs" / label
                 for level in levels(args.concurrency):
-                    before = model_statistics(server.http_url)
+                    key = server.options.admin_key
+                    before = model_statistics(server.http_url, key)
                     raw = run_perf_analyzer(
                         perf_analyzer, server.http_url, "ensemble", data / "ensemble.json",
                         level, work / f"ensemble-{label}-c{level}.csv", args.request_count,
-                        args.max_trials, args.stability, log_path=log,
+                        args.max_trials, args.stability, log_path=log, admin_key=key,
                     )  # fmt: skip
                     row = to_perf_row(raw, "ensemble", label, args.variant)
-                    row.server_breakdown = breakdown(before, model_statistics(server.http_url))
+                    row.server_breakdown = breakdown(before, model_statistics(server.http_url, key))
                     rows.append(row)
                     print(f"   ensemble {label} c={level}: {row.throughput:.3f} img/s, "
                           f"p50 {row.p50_ms:.0f} ms", flush=True)  # fmt: skip
@@ -230,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
                             perf_analyzer, server.http_url, model, data / file, level,
                             work / f"{model}-{label}-c{level}.csv", count,
                             args.max_trials, args.stability, log_path=log,
+                            admin_key=server.options.admin_key,
                         )  # fmt: skip
                         rows.append(to_perf_row(raw, model, label, args.variant))
                 response_bytes[label] = {

@@ -53,6 +53,16 @@ IMAGE_SIZE = "image_size"
 # Default ports: Triton's own defaults (HTTP, gRPC, metrics) and the REST gateway's.
 DEFAULT_PORTS = {"http": 8000, "grpc": 8001, "metrics": 8002}
 GATEWAY_PORT = 8080
+# Header (gRPC: metadata key) carrying the admin key, without which Triton refuses its
+# restricted APIs (d2_triton.server.process.RESTRICTED_APIS).
+ADMIN_HEADER = "d2t-admin-key"
+# Inference requests admitted per pipeline at once, per detector instance, by the front and
+# by the gateway (the rest are answered 503 at once): one running, the rest waiting.  At
+# ~1.4 s per 800x1067 image on 2 cores the last one admitted waits ~22 s, inside the
+# gateway's 60 s timeout, so admitted work is not wasted on clients that gave up.
+ADMITTED_PER_INSTANCE = 16
+# Seconds an overloaded front or gateway asks clients to wait before trying again.
+RETRY_AFTER_S = 2
 
 
 @dataclass(frozen=True)

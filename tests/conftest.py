@@ -44,7 +44,9 @@ def mask_rcnn_server(server_pool, mask_rcnn_repository):
 def gateway(mask_rcnn_server, tmp_path_factory):
     """The REST gateway (a real uvicorn process) in front of the Mask R-CNN server."""
     log = tmp_path_factory.mktemp("gateway") / "gateway.log"
-    with GatewayProcess(mask_rcnn_server.http_url, log) as process:
+    with GatewayProcess(
+        mask_rcnn_server.http_url, log, mask_rcnn_server.options.admin_key
+    ) as process:
         yield process
 
 

@@ -25,11 +25,12 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
+from tritonclient.utils import InferenceServerException
 
 from d2_triton import model_config, schema
 from d2_triton.model_config import EnsembleParameters
@@ -219,9 +220,21 @@ class AsyncDetectionClient(_EnsembleClient):
         "grpc": "tritonclient.grpc.aio",
     }
 
-    def __init__(self, *args: Any, connections: int = 64, **kwargs: Any):
+    def __init__(
+        self,
+        *args: Any,
+        connections: int = 64,
+        admin_key: Callable[[], str | None] | None = None,
+        **kwargs: Any,
+    ):
         self.connections = connections
+        self.admin_key = admin_key
         super().__init__(*args, **kwargs)
+
+    def _admin_headers(self) -> dict[str, str]:
+        """The admin key header, for the APIs the launcher restricts (statistics)."""
+        key = self.admin_key() if self.admin_key is not None else None
+        return {schema.ADMIN_HEADER: key} if key else {}
 
     def _http_options(self) -> dict[str, Any]:
         return {"conn_limit": self.connections, "conn_timeout": self.timeout}
@@ -253,17 +266,27 @@ class AsyncDetectionClient(_EnsembleClient):
                 state[name] = False
         return state
 
+    async def is_served(self, model: str) -> bool:
+        """Whether Triton has ``model`` loaded and ready; raises when Triton is unreachable."""
+        try:
+            return bool(await self._client.is_model_ready(model, **self._timeout()))
+        except InferenceServerException as error:  # gRPC answers an unknown model so
+            if str(error.status()) in ("StatusCode.UNAVAILABLE", "StatusCode.DEADLINE_EXCEEDED"):
+                raise
+            return False
+
     async def models(self) -> list[dict[str, str]]:
         """name, version and state (READY or UNAVAILABLE) of every model Triton has loaded.
 
-        Read from the statistics and health APIs, not the repository index: the launcher
-        restricts the model-repository API to its stub watchdog (see d2_triton.server).
+        Read from the statistics and health APIs, not the repository index (the launcher
+        keeps that to its stub watchdog); statistics want the admin key (``admin_key``).
         """
+        headers = self._admin_headers()
         if self.protocol == "http":
-            statistics = await self._client.get_inference_statistics()
+            statistics = await self._client.get_inference_statistics(headers=headers)
         else:
             statistics = await self._client.get_inference_statistics(
-                as_json=True, **self._timeout()
+                headers=headers, as_json=True, **self._timeout()
             )
         models = []
         for entry in statistics.get("model_stats", []):
@@ -299,13 +322,20 @@ class AsyncDetectionClient(_EnsembleClient):
             })  # fmt: skip
         return sorted(found, key=lambda pipeline: pipeline["name"])
 
+    async def model_config(self, model: str) -> dict[str, Any]:
+        """The config (JSON form) of a model Triton serves."""
+        if self.protocol == "http":
+            return await self._client.get_model_config(model)
+        return (await self._client.get_model_config(model, as_json=True))["config"]
+
     async def model_parameters(self, model: str, parameters: type[Parameters]) -> Parameters:
         """The typed parameters (``d2_triton.model_config``) of a model Triton serves."""
-        if self.protocol == "http":
-            config = await self._client.get_model_config(model)
-        else:
-            config = (await self._client.get_model_config(model, as_json=True))["config"]
-        return model_config.from_model_config(parameters, config)
+        return model_config.from_model_config(parameters, await self.model_config(model))
+
+    async def instances(self, model: str) -> int:
+        """How many instances of ``model`` Triton runs (its config's ``instance_group``)."""
+        groups = (await self.model_config(model)).get("instance_group", [])
+        return sum(int(group.get("count", 1)) for group in groups) or 1
 
     async def close(self) -> None:
         """Close the pooled connection."""

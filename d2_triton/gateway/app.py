@@ -28,6 +28,7 @@ from starlette.concurrency import run_in_threadpool
 import d2_triton
 from d2_triton.client import AsyncDetectionClient, RequestOptions
 from d2_triton.errors import ModelConfigError
+from d2_triton.gateway.admission import Admission
 from d2_triton.gateway.errors import UPSTREAM_ERRORS, GatewayError, upstream_error
 from d2_triton.gateway.schema import (
     API_KEY_HEADER,
@@ -49,7 +50,7 @@ from d2_triton.labels import LabelMap
 from d2_triton.model_config import PreprocessParameters
 from d2_triton.render import render_png
 from d2_triton.results import DetectionResult
-from d2_triton.schema import PipelineNames
+from d2_triton.schema import ADMITTED_PER_INSTANCE, PipelineNames
 
 LOGGER = logging.getLogger("d2_triton.gateway")
 HEALTH_TIMEOUT_S = 5.0
@@ -105,7 +106,9 @@ class Gateway:
         self.render_limits = DecodeLimits(max_bytes=settings.max_upload_bytes)
         self.client: AsyncDetectionClient | None = None
         self._server_byte_limits: dict[str, int] = {}
+        self._admission_limits: dict[str, int] = {}
         self._pipelines: set[str] = set()
+        self.admission = Admission()
 
     async def open(self) -> None:
         """Create the pooled Triton client (inside the running event loop)."""
@@ -115,6 +118,7 @@ class Gateway:
             self.settings.default_model,
             timeout=self.settings.triton_timeout_s,
             connections=self.settings.triton_connections,
+            admin_key=self.settings.admin_key,
         )
 
     async def close(self) -> None:
@@ -125,22 +129,35 @@ class Gateway:
     async def pipeline(self, model: str | None) -> PipelineNames:
         """The pipeline ``model`` names (None: the default); GatewayError 404 if Triton has none.
 
-        Names already seen are trusted; an unknown one makes the gateway look again (a
-        pipeline loaded since), and is refused with the names there are.
+        Names already seen are trusted; an unknown one is asked of Triton (is its ensemble
+        ready? a question that needs no admin key), so a pipeline loaded since is found.  A
+        refusal names the pipelines there are, when the admin key lets the gateway list them.
         """
         name = model if model is not None else self.settings.default_model
-        if name not in self._pipelines:
-            try:
-                served = [
-                    PipelineNames.of_ensemble(entry["name"]) for entry in await self.client.models()
-                ]
-            except UPSTREAM_ERRORS as error:
-                raise upstream_error(error, self.settings) from None
-            self._pipelines = {pipeline.name for pipeline in served if pipeline is not None}
-            if name not in self._pipelines:
-                known = ", ".join(sorted(self._pipelines)) or "none"
-                raise GatewayError(404, f"no model {name!r} here; models: {known}")
-        return PipelineNames(name)
+        if name in self._pipelines:
+            return PipelineNames(name)
+        try:
+            pipeline = PipelineNames(name)
+        except ValueError:
+            pipeline = None
+        try:
+            served = pipeline is not None and await self.client.is_served(pipeline.ensemble)
+        except UPSTREAM_ERRORS as error:
+            raise upstream_error(error, self.settings) from None
+        if not served:
+            raise GatewayError(404, f"no model {name!r} here; models: {await self._listing()}")
+        self._pipelines.add(name)
+        return pipeline
+
+    async def _listing(self) -> str:
+        """The pipelines Triton serves, for a refusal (Triton's statistics: the admin key)."""
+        try:
+            served = [
+                PipelineNames.of_ensemble(entry["name"]) for entry in await self.client.models()
+            ]
+        except UPSTREAM_ERRORS:
+            return "(not listed: the gateway cannot read Triton's statistics; TRITON_ADMIN_KEY)"
+        return ", ".join(sorted(p.name for p in served if p is not None)) or "none"
 
     async def byte_limit(self, pipeline: PipelineNames) -> int:
         """The largest image to forward: the gateway's limit or preprocess's, the lower.
@@ -158,6 +175,31 @@ class Gateway:
                 return self.settings.max_upload_bytes
             self._server_byte_limits[pipeline.name] = parameters.max_image_bytes
         return min(self.settings.max_upload_bytes, self._server_byte_limits[pipeline.name])
+
+    async def admission_limit(self, pipeline: PipelineNames) -> int:
+        """Detections admitted in flight for ``pipeline``: MAX_IN_FLIGHT, else derived.
+
+        The derived limit (``schema.ADMITTED_PER_INSTANCE`` per detector instance, as the
+        front's) is read once per pipeline from Triton; until Triton has answered, one
+        instance is assumed.
+        """
+        if self.settings.max_in_flight is not None:
+            return self.settings.max_in_flight
+        if pipeline.name not in self._admission_limits:
+            try:
+                instances = await self.client.instances(pipeline.detector)
+            except UPSTREAM_ERRORS:
+                return ADMITTED_PER_INSTANCE
+            self._admission_limits[pipeline.name] = ADMITTED_PER_INSTANCE * instances
+        return self._admission_limits[pipeline.name]
+
+    @asynccontextmanager
+    async def admitted(self, model: str | None) -> AsyncIterator[PipelineNames]:
+        """The pipeline ``model`` names, holding one of its places (503 when none is free)."""
+        pipeline = await self.pipeline(model)
+        limit = await self.admission_limit(pipeline)
+        async with self.admission.admit(pipeline.name, limit):
+            yield pipeline
 
     async def detect(
         self, image: bytes, options: RequestOptions, pipeline: PipelineNames
@@ -245,11 +287,11 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             JsonMaskFormat, Query(description="masks as COCO RLE, as polygons, or not at all")
         ] = "rle",
     ) -> dict[str, Any]:
-        pipeline = await gateway.pipeline(options.model)
-        image = await read_upload(request, await gateway.byte_limit(pipeline))
-        result = await gateway.detect(
-            image, options.request("none" if mask_format == "none" else "rle"), pipeline
-        )
+        async with gateway.admitted(options.model) as pipeline:
+            image = await read_upload(request, await gateway.byte_limit(pipeline))
+            result = await gateway.detect(
+                image, options.request("none" if mask_format == "none" else "rle"), pipeline
+            )
         document = await run_in_threadpool(result.to_json, mask_format)
         return {"model": pipeline.name, **document}
 
@@ -267,9 +309,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     async def detect_render(
         request: Request, options: Annotated[DetectionOptions, Depends()]
     ) -> Response:
-        pipeline = await gateway.pipeline(options.model)
-        image = await read_upload(request, await gateway.byte_limit(pipeline))
-        result = await gateway.detect(image, options.request("rle"), pipeline)
+        async with gateway.admitted(options.model) as pipeline:
+            image = await read_upload(request, await gateway.byte_limit(pipeline))
+            result = await gateway.detect(image, options.request("rle"), pipeline)
         png = await run_in_threadpool(render_png, image, result, gateway.render_limits)
         return Response(png, media_type="image/png")
 

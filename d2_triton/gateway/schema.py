@@ -134,6 +134,11 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorResponse, "description": "no model (pipeline) of that name"},
     413: {"model": ErrorResponse, "description": "the upload is over the size limit"},
     502: {"model": ErrorResponse, "description": "Triton is unreachable or failed"},
+    503: {
+        "model": ErrorResponse,
+        "description": "the model has as many requests in flight as it admits; retry after "
+        "the seconds in the Retry-After header",
+    },
     504: {"model": ErrorResponse, "description": "Triton did not answer in time"},
 }
 UNAUTHORIZED: dict[str, Any] = {

@@ -41,6 +41,14 @@ class GatewaySettings:
     max_upload_bytes: int = DecodeLimits().max_bytes
     # When set, every endpoint but /health wants it in the X-API-Key header.
     api_key: str | None = field(default=None, repr=False)
+    # Detections in flight per pipeline (None: schema.ADMITTED_PER_INSTANCE per detector
+    # instance); the rest are answered 503 at once.
+    max_in_flight: int | None = None
+    # The model server's admin key (its restricted statistics API lists the pipelines): the
+    # key itself, or a file the launcher writes it to (read at each use: it may change at
+    # each start of the model server).
+    triton_admin_key: str | None = field(default=None, repr=False)
+    triton_admin_key_file: Path | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -61,6 +69,17 @@ class GatewaySettings:
         for name in ("port", "triton_port", "triton_connections", "max_upload_bytes"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{name.upper()} must be positive")
+        if self.max_in_flight is not None and self.max_in_flight <= 0:
+            raise SettingsError("MAX_IN_FLIGHT must be positive")
+
+    def admin_key(self) -> str | None:
+        """The model server's admin key: TRITON_ADMIN_KEY, else TRITON_ADMIN_KEY_FILE's text."""
+        if self.triton_admin_key or self.triton_admin_key_file is None:
+            return self.triton_admin_key
+        try:
+            return self.triton_admin_key_file.read_text().strip() or None
+        except OSError:  # the model server has not written it yet
+            return None
 
     @property
     def triton_url(self) -> str:
@@ -88,6 +107,8 @@ class GatewaySettings:
         env = os.environ if environ is None else environ
         protocol = env.get("TRITON_PROTOCOL", "http").strip().lower()
         label_file = env.get("LABEL_MAPPING_FILE", "").strip()
+        key_file = env.get("TRITON_ADMIN_KEY_FILE", "").strip()
+        max_in_flight = env.get("MAX_IN_FLIGHT", "").strip()
         # An unknown protocol is refused below, naming the variable.
         default_port = schema.DEFAULT_PORTS.get(protocol, schema.DEFAULT_PORTS["http"])
         try:
@@ -104,6 +125,9 @@ class GatewaySettings:
                 label_mapping_file=Path(label_file) if label_file else None,
                 max_upload_bytes=int(env.get("MAX_UPLOAD_BYTES", cls.max_upload_bytes)),
                 api_key=env.get("API_KEY") or None,
+                max_in_flight=int(max_in_flight) if max_in_flight else None,
+                triton_admin_key=env.get("TRITON_ADMIN_KEY") or None,
+                triton_admin_key_file=Path(key_file) if key_file else None,
             )
         except ValueError as error:
             if isinstance(error, SettingsError):

@@ -2,8 +2,10 @@
 
     python -m d2_triton.server --model-repository models            # Ctrl-C stops
 
-Ports default to ``HTTP_PORT``, ``GRPC_PORT`` and ``METRICS_PORT`` from the environment, else
-8000, 8001 and 8002.
+Clients connect to the front (nginx, ``d2_triton.server.front``) on ``--host`` and the
+ports ``HTTP_PORT``, ``GRPC_PORT`` and ``METRICS_PORT`` from the environment, else 8000,
+8001 and 8002; tritonserver itself listens on loopback only.  ``--no-front`` makes Triton
+listen on those ports itself, for a trusted network only (docs/security.md).
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 
 from d2_triton import schema
+from d2_triton.errors import ServerEnvironmentError
 from d2_triton.server.environment import ServerEnvironment
 from d2_triton.server.process import ServerOptions, TritonServer
 from d2_triton.server.watchdog import log
@@ -43,7 +47,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="an installed tritonserver (e.g. /opt/tritonserver/bin/tritonserver in NVIDIA's "
         "images) instead of nvidia-pytriton's",
     )
-    parser.add_argument("--host", default="0.0.0.0")
+    parser.add_argument(
+        "--host",
+        default="0.0.0.0",
+        help="the address clients connect to (the front's; Triton's own with --no-front)",
+    )
+    parser.add_argument(
+        "--no-front",
+        action="store_true",
+        help="no nginx in front: Triton 2.51 itself listens on --host (trusted networks only)",
+    )
+    parser.add_argument(
+        "--max-in-flight",
+        type=int,
+        help="inference requests admitted per pipeline at once, the rest answered 503 "
+        f"(default: {schema.ADMITTED_PER_INSTANCE} per detector instance)",
+    )
+    parser.add_argument(
+        "--admin-key-file",
+        type=Path,
+        help="write the admin key (restricted APIs; $D2T_ADMIN_KEY, else new per start) "
+        "here, mode 0600",
+    )
     for protocol in ("http", "grpc", "metrics"):
         variable = f"{protocol.upper()}_PORT"
         parser.add_argument(
@@ -68,6 +93,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "extra", nargs=argparse.REMAINDER, help="further tritonserver arguments, after '--'"
     )
     args = parser.parse_args(argv)
+    if args.max_in_flight is not None and args.max_in_flight < 1:
+        parser.error("--max-in-flight must be at least 1")
     if not schema.PipelineNames.in_repository(args.model_repository):
         parser.error(
             f"{args.model_repository} has no exported model; run "
@@ -85,15 +112,27 @@ def main(argv: list[str] | None = None) -> int:
         grpc_port=args.grpc_port,
         metrics_port=args.metrics_port,
         host=args.host,
+        front=not args.no_front,
+        max_in_flight=args.max_in_flight,
+        admin_key_file=args.admin_key_file,
         log_verbose=args.log_verbose,
         backend_config=args.backend_config,
         extra_args=[item for item in args.extra if item != "--"],
         watchdog=not args.no_watchdog,
     )
-    environment = ServerEnvironment.inspect(args.server_env, args.tritonserver)
-    server = TritonServer(options, environment)
-    command = options.command(environment, server.backend_directory)
-    print("starting:", " ".join(command).replace(options.admin_key, "***"), flush=True)
+    try:
+        environment = ServerEnvironment.inspect(args.server_env, args.tritonserver)
+        server = TritonServer(options, environment)
+    except ServerEnvironmentError as error:
+        print(f"d2_triton.server: {error}", file=sys.stderr)
+        return 2
+    print("starting:", " ".join(server.command()).replace(options.admin_key, "***"), flush=True)
+    if server.front is not None:
+        limits = ", ".join(f"{i.pipeline.name}: {i.max_in_flight}" for i in server.front.limits)
+        print(f"front (nginx) on {args.host}:{args.http_port} (HTTP), {args.grpc_port} (gRPC), "
+              f"{args.metrics_port} (metrics); Triton on loopback {server.ports.triton_http}, "
+              f"{server.ports.triton_grpc}, {server.ports.triton_metrics}; admitted per "
+              f"pipeline: {limits}", flush=True)  # fmt: skip
     return serve_in_foreground(server)
 
 
@@ -109,8 +148,10 @@ def serve_in_foreground(server: TritonServer) -> int:
         stopping.set()
         if server.watchdog is not None:
             server.watchdog.request_stop()
-        if server.process is not None and server.process.poll() is None:
-            os.killpg(server.process.pid, signum)
+        # nginx stops gracefully on SIGQUIT (SIGTERM would drop requests in flight).
+        for process, sent in ((server.front_process, signal.SIGQUIT), (server.process, signum)):
+            if process is not None and process.poll() is None:
+                os.killpg(process.pid, sent)
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, forward)
@@ -122,7 +163,11 @@ def serve_in_foreground(server: TritonServer) -> int:
             log("ready; the stub watchdog is on" if server.watchdog else "ready")
     except RuntimeError as error:  # exited before it was ready
         log(str(error))
-    code = server.process.wait()
-    if server.watchdog is not None:
-        server.watchdog.stop()
-    return code
+    # Either process ending ends the server: the container's restart policy (or Kubernetes)
+    # brings both back, rather than a Triton nobody can reach or a front to a dead Triton.
+    while server.exited() is None:
+        time.sleep(0.5)
+    if stopping.is_set():
+        return server.stop() or 0
+    log(f"{server.exited()}; stopping the rest")
+    return server.stop() or 1

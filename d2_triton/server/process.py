@@ -1,13 +1,15 @@
-"""A tritonserver child process: its command line, start, readiness, stop."""
+"""A tritonserver child process behind its front: command line, start, readiness, stop."""
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
 import subprocess
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,8 +17,8 @@ from pathlib import Path
 from d2_triton import schema
 from d2_triton.processes import live_stubs
 from d2_triton.server.environment import ServerEnvironment
+from d2_triton.server.front import Front, FrontPorts, free_ports, pipeline_limits
 from d2_triton.server.watchdog import (
-    ADMIN_HEADER,
     ModelReloader,
     StubWatchdog,
     version_folders,
@@ -24,6 +26,16 @@ from d2_triton.server.watchdog import (
 
 # Where the assembled backend directory is kept (a few MB, rebuilt on every start).
 DEFAULT_CACHE = Path(os.environ.get("D2T_CACHE", Path.home() / ".cache" / "d2-triton"))
+# Triton's APIs that answer only with the admin key (HTTP header / gRPC metadata
+# ``schema.ADMIN_HEADER``): all but health, metadata, model config and inference.
+RESTRICTED_APIS = ("model-repository", "shared-memory", "logging", "trace", "statistics")
+# A fixed admin key (e.g. from a Kubernetes Secret) instead of a new one per start.
+ADMIN_KEY_VARIABLE = "D2T_ADMIN_KEY"
+LOOPBACK = "127.0.0.1"
+
+
+def _admin_key() -> str:
+    return os.environ.get(ADMIN_KEY_VARIABLE) or secrets.token_hex(16)
 
 
 @dataclass
@@ -32,16 +44,23 @@ class ServerOptions:
 
     Attributes:
         model_repository: the folder the exporter wrote.
-        http_port: Triton's HTTP/REST port.
-        grpc_port: Triton's gRPC port.
-        metrics_port: Triton's Prometheus metrics port.
-        host: the address all three listen on.
+        http_port: the HTTP/REST port clients connect to.
+        grpc_port: the gRPC port clients connect to.
+        metrics_port: the Prometheus metrics port.
+        host: the address clients connect to: the front's (``d2_triton.server.front``), or
+            Triton's own when ``front`` is off.
+        front: put nginx in front of Triton, which then listens on loopback only, on ports
+            of its own.  Off: Triton listens on ``host`` itself (trusted networks only).
+        max_in_flight: inference requests the front admits per pipeline at once (None:
+            ``schema.ADMITTED_PER_INSTANCE`` per detector instance).
         log_verbose: tritonserver's ``--log-verbose``.
         backend_config: ``--backend-config`` values, e.g. ``python,shm-default-byte-size=...``.
         extra_args: further tritonserver arguments, passed as they are.
         watchdog: reload a model whose stub died (see ``watchdog.StubWatchdog``); needs
             explicit model control, which this turns on.
-        admin_key: the secret that the model-repository API asks for (a new one per start).
+        admin_key: the secret the restricted APIs (``RESTRICTED_APIS``) ask for: a new one
+            per start unless ``$D2T_ADMIN_KEY`` sets it.
+        admin_key_file: where to write ``admin_key`` (mode 0600) for the project's own tools.
     """
 
     model_repository: Path
@@ -49,48 +68,57 @@ class ServerOptions:
     grpc_port: int = schema.DEFAULT_PORTS["grpc"]
     metrics_port: int = schema.DEFAULT_PORTS["metrics"]
     host: str = "0.0.0.0"
+    front: bool = True
+    max_in_flight: int | None = None
     log_verbose: int = 0
     backend_config: list[str] = field(default_factory=list)
     extra_args: list[str] = field(default_factory=list)
     watchdog: bool = True
-    admin_key: str = field(default_factory=lambda: secrets.token_hex(16), repr=False)
+    admin_key: str = field(default_factory=_admin_key, repr=False)
+    admin_key_file: Path | None = None
 
-    def command(self, environment: ServerEnvironment, backend_directory: Path) -> list[str]:
+    def ports(self) -> FrontPorts:
+        """Where clients connect and where Triton listens (loopback ports behind a front)."""
+        public = (self.http_port, self.grpc_port, self.metrics_port)
+        triton = tuple(free_ports(3)) if self.front else public
+        return FrontPorts(self.host, *public, *triton)
+
+    def command(
+        self, environment: ServerEnvironment, backend_directory: Path, ports: FrontPorts
+    ) -> list[str]:
         """The tritonserver command line."""
+        address = LOOPBACK if self.front else self.host
+        restricted = f"{','.join(RESTRICTED_APIS)}:{schema.ADMIN_HEADER}={self.admin_key}"
         command = [
             str(environment.tritonserver),
             f"--model-repository={self.model_repository.absolute()}",
             f"--backend-directory={backend_directory}",
-            f"--http-address={self.host}",
-            f"--grpc-address={self.host}",
-            f"--metrics-address={self.host}",
-            f"--http-port={self.http_port}",
-            f"--grpc-port={self.grpc_port}",
-            f"--metrics-port={self.metrics_port}",
+            f"--http-address={address}",
+            f"--grpc-address={address}",
+            f"--metrics-address={address}",
+            f"--http-port={ports.triton_http}",
+            f"--grpc-port={ports.triton_grpc}",
+            f"--metrics-port={ports.triton_metrics}",
             f"--log-verbose={self.log_verbose}",
             "--exit-on-error=true",
             "--strict-readiness=true",
+            f"--http-restricted-api={restricted}",
+            f"--grpc-restricted-protocol={restricted}",
         ]
         if self.watchdog:
-            restricted = f"model-repository:{ADMIN_HEADER}={self.admin_key}"
-            command += [
-                "--model-control-mode=explicit",
-                "--load-model=*",
-                f"--http-restricted-api={restricted}",
-                f"--grpc-restricted-protocol={restricted}",
-            ]
+            command += ["--model-control-mode=explicit", "--load-model=*"]
         command += [f"--backend-config={item}" for item in self.backend_config]
         return command + list(self.extra_args)
 
 
 class TritonServer:
-    """A tritonserver child process; a context manager that waits for readiness.
+    """A tritonserver child process and its front; a context manager that waits for readiness.
 
     Args:
         options: what to serve and how.
         environment: the server environment (default: this interpreter's).
-        log_path: file for tritonserver's output (default: inherit stdout and stderr).
-        cache_dir: where the backend directory is assembled.
+        log_path: file for tritonserver's and nginx's output (default: inherit stdout/stderr).
+        cache_dir: where the backend directory is kept.
     """
 
     def __init__(
@@ -105,25 +133,47 @@ class TritonServer:
         self.backend_directory = self.environment.prepare_backends(
             cache_dir / f"triton-backends-py{self.environment.python_version}"
         )
+        self.ports = options.ports()
+        self.front = None
+        if options.front:
+            limits = pipeline_limits(options.model_repository, options.max_in_flight)
+            self.front = Front(self.ports, limits)
         self.log_path = log_path
         self.process: subprocess.Popen | None = None
         self.watchdog: StubWatchdog | None = None
 
+    def command(self) -> list[str]:
+        """The tritonserver command line."""
+        return self.options.command(self.environment, self.backend_directory, self.ports)
+
     @property
     def http_url(self) -> str:
-        """host:port of the HTTP endpoint, on loopback."""
-        return f"127.0.0.1:{self.options.http_port}"
+        """host:port of the HTTP endpoint clients use (the front's), on loopback."""
+        return f"{LOOPBACK}:{self.ports.http}"
 
     @property
     def grpc_url(self) -> str:
-        """host:port of the gRPC endpoint, on loopback."""
-        return f"127.0.0.1:{self.options.grpc_port}"
+        """host:port of the gRPC endpoint clients use (the front's), on loopback."""
+        return f"{LOOPBACK}:{self.ports.grpc}"
+
+    @property
+    def metrics_url(self) -> str:
+        """host:port of the metrics endpoint clients use (the front's), on loopback."""
+        return f"{LOOPBACK}:{self.ports.metrics}"
+
+    @property
+    def triton_http_url(self) -> str:
+        """host:port of Triton's own HTTP endpoint (behind the front: loopback only)."""
+        return f"{LOOPBACK}:{self.ports.triton_http}"
 
     def start(self) -> TritonServer:
-        """Start tritonserver in a session of its own; does not wait."""
-        stdout = open(self.log_path, "wb") if self.log_path else None  # noqa: SIM115
+        """Start the front and tritonserver, each in a session of its own; does not wait."""
+        self._write_admin_key()
+        stdout = open(self.log_path, "ab") if self.log_path else None  # noqa: SIM115
+        if self.front is not None:
+            self.front.start(stdout)
         self.process = subprocess.Popen(
-            self.options.command(self.environment, self.backend_directory),
+            self.command(),
             env=self.environment.process_environment(),
             stdout=stdout,
             stderr=subprocess.STDOUT if stdout else None,
@@ -131,31 +181,73 @@ class TritonServer:
         )
         return self
 
-    def is_ready(self) -> bool:
-        """Whether the server answers ready (every model loaded)."""
+    def is_ready(self, through_front: bool = True) -> bool:
+        """Whether the server answers ready (every model loaded), through the front or not."""
         try:
-            url = f"http://{self.http_url}/v2/health/ready"
-            with urllib.request.urlopen(url, timeout=2) as response:
+            where = self.http_url if through_front else self.triton_http_url
+            with urllib.request.urlopen(f"http://{where}/v2/health/ready", timeout=2) as response:
                 return response.status == 200
         except (urllib.error.URLError, OSError):
             return False
 
+    def model_statistics(self, model: str) -> dict:
+        """Triton's statistics of ``model`` (a restricted API: asked with the admin key)."""
+        request = urllib.request.Request(
+            f"http://{self.http_url}/v2/models/{urllib.parse.quote(model)}/stats",
+            headers={schema.ADMIN_HEADER: self.options.admin_key},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.load(response)["model_stats"][0]
+
+    def executions(self, model: str) -> int:
+        """How many requests ``model`` has executed or failed since the server started."""
+        inference = self.model_statistics(model)["inference_stats"]
+        return int(inference["success"]["count"]) + int(inference["fail"]["count"])
+
     def wait_ready(self, timeout: float | None = 300.0) -> None:
         """Wait until ready; RuntimeError if it exits first, TimeoutError after ``timeout``.
 
-        The default is a hang catcher: the four models load in ~10 s on 2 cores.
+        The default is a hang catcher: the four models load in ~10 s on 2 cores.  Triton is
+        asked directly until it is ready (it opens its port only then, and the front would
+        log every refused probe), then once through the front.
         """
         deadline = time.monotonic() + (float("inf") if timeout is None else timeout)
+        through_front = False
         while time.monotonic() < deadline:
-            if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError(
-                    f"tritonserver exited with code {self.process.returncode} before it was "
-                    f"ready{self._log_hint()}"
-                )
-            if self.is_ready():
-                return
+            exited = self.exited()
+            if exited:
+                raise RuntimeError(f"{exited} before it was ready{self._log_hint()}")
+            if self.is_ready(through_front):
+                if through_front or self.front is None:
+                    return
+                through_front = True
+                continue
             time.sleep(0.5)
         raise TimeoutError(f"tritonserver not ready after {timeout:.0f}s{self._log_hint()}")
+
+    def exited(self) -> str | None:
+        """Which of tritonserver and the front has exited, with its code (None: neither)."""
+        for name, process in (
+            ("tritonserver", self.process),
+            ("the front (nginx)", self.front_process),
+        ):
+            if process is not None and process.poll() is not None:
+                return f"{name} exited with code {process.returncode}"
+        return None
+
+    @property
+    def front_process(self) -> subprocess.Popen | None:
+        """The front's nginx process (None: no front, or not started)."""
+        return self.front.process if self.front is not None else None
+
+    def _write_admin_key(self) -> None:
+        path = self.options.admin_key_file
+        if path is None:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            file.write(self.options.admin_key + "\n")
 
     def _log_hint(self) -> str:
         if not self.log_path or not self.log_path.exists():
@@ -167,16 +259,22 @@ class TritonServer:
         """Once ready: watch stubs and version folders (if ``options.watchdog``)."""
         if self.options.watchdog and self.watchdog is None:
             pid = self.process.pid
-            reloader = ModelReloader(self.http_url, self.options.admin_key)
+            reloader = ModelReloader(self.triton_http_url, self.options.admin_key)
             repository = self.options.model_repository
             self.watchdog = StubWatchdog(
                 lambda: live_stubs(pid), reloader, lambda: version_folders(repository)
             ).start()
 
     def stop(self, timeout: float = 60.0) -> int | None:
-        """SIGTERM (Triton drains in-flight requests), then SIGKILL after ``timeout``."""
+        """Stop the front and tritonserver; returns tritonserver's exit code.
+
+        The front stops gracefully, then tritonserver gets SIGTERM (it drains requests in
+        flight) and SIGKILL after ``timeout``.
+        """
         if self.watchdog is not None:
             self.watchdog.stop()  # the stubs are about to exit on purpose
+        if self.front is not None:
+            self.front.stop()
         if self.process is None or self.process.poll() is not None:
             return None if self.process is None else self.process.returncode
         os.killpg(self.process.pid, signal.SIGTERM)

@@ -28,10 +28,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from d2_triton.schema import model_version
+from d2_triton.schema import ADMIN_HEADER, model_version
 
-# Header carrying the admin key: Triton refuses model-repository calls without it.
-ADMIN_HEADER = "d2t-admin-key"
 # Config parameter whose new value makes Triton load an otherwise unchanged config again.
 RELOAD_GENERATION_PARAMETER = "d2t_reload_generation"
 # Seconds before retrying a failed reload: 5, 10, 20, 40, then 60 at most.

@@ -52,7 +52,7 @@ class ServerPool:
 class GatewayProcess:
     """The REST gateway (``python -m d2_triton.gateway``) as a real uvicorn process."""
 
-    def __init__(self, triton_url: str, log_path: Path, **settings: str):
+    def __init__(self, triton_url: str, log_path: Path, admin_key: str = "", **settings: str):
         self.port = free_ports(1)[0]
         host, triton_port = triton_url.rsplit(":", 1)
         self.environment = {
@@ -62,6 +62,7 @@ class GatewayProcess:
             "mode": "debug",  # docs on, no reloader process
             "TRITON_HOST": host,
             "TRITON_PORT": triton_port,
+            "TRITON_ADMIN_KEY": admin_key,  # the launcher restricts statistics (pipelines)
             **settings,
         }
         self.environment.pop("PYTHONPATH", None)

@@ -31,10 +31,7 @@ def stubs_before(mask_rcnn_server):
 
 def detector_requests(server) -> int:
     """Requests the detector has executed or failed, from Triton's statistics."""
-    client = httpclient.InferenceServerClient(server.http_url)
-    statistics = client.get_inference_statistics(schema.DETECTOR_MODEL)["model_stats"][0]
-    inference = statistics["inference_stats"]
-    return int(inference["success"]["count"]) + int(inference["fail"]["count"])
+    return server.executions(schema.DETECTOR_MODEL)
 
 
 @pytest.mark.parametrize("case", BAD, ids=[case.name for case in BAD])

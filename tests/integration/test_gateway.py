@@ -201,7 +201,7 @@ def test_grpc_and_a_label_mapping_file(mask_rcnn_server, direct, photos, tmp_pat
     payload = photos["coffee.jpg"].read_bytes()
     expected = direct.detect(payload)
     with GatewayProcess(
-        mask_rcnn_server.grpc_url, tmp_path / "gateway.log",
+        mask_rcnn_server.grpc_url, tmp_path / "gateway.log", mask_rcnn_server.options.admin_key,
         TRITON_PROTOCOL="grpc", LABEL_MAPPING_FILE=str(labels),
     ) as gateway:  # fmt: skip
         answer = detected(gateway, payload)
@@ -250,7 +250,10 @@ def test_an_api_key_guards_every_endpoint_but_health(mask_rcnn_server, direct, p
     """API_KEY set: 401 without the X-API-Key header, the ensemble's answer with it."""
     payload = photos["chelsea.jpg"].read_bytes()
     key = "k3y-for-this-test-only"
-    with GatewayProcess(mask_rcnn_server.http_url, tmp_path / "gateway.log", API_KEY=key) as gw:
+    with GatewayProcess(
+        mask_rcnn_server.http_url, tmp_path / "gateway.log", mask_rcnn_server.options.admin_key,
+        API_KEY=key,
+    ) as gw:  # fmt: skip
         refused = post(gw, "/v1/detect", payload)
         assert refused.status_code == 401 and "X-API-Key" in refused.json()["detail"]
         assert requests.get(f"{gw.url}/v1/models", timeout=10).status_code == 401

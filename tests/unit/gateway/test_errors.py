@@ -22,6 +22,8 @@ SETTINGS = GatewaySettings()
         (InferenceServerException("connection refused", "StatusCode.UNAVAILABLE"), 502),
         (InferenceServerException("too slow", "StatusCode.DEADLINE_EXCEEDED"), 504),
         (InferenceServerException("detector: internal error", status="500"), 502),
+        # The front's admission limit: the client is told to come back, not that it failed.
+        (InferenceServerException("overloaded: too many requests", status="503"), 503),
         (TimeoutError(), 504),
         (ConnectionRefusedError(111, "Connection refused"), 502),
         (aiohttp.ServerDisconnectedError(), 502),
@@ -36,3 +38,5 @@ def test_triton_failures_map_to_http_statuses(error, status):
         assert "unreachable" in mapped.detail
     if status == 400:
         assert mapped.detail == error.message()  # the model's own words reach the client
+    if status == 503:
+        assert mapped.headers == {"Retry-After": "2"}

@@ -20,10 +20,18 @@ class FakeTriton:
         self.loaded = loaded
         self.listed = 0
 
+    async def is_served(self, model: str) -> bool:
+        self.listed += 1
+        if self.loaded is None:
+            raise InferenceServerException("connection refused", "StatusCode.UNAVAILABLE")
+        return model in self.loaded
+
     async def models(self):
         self.listed += 1
         if self.loaded is None:
             raise InferenceServerException("connection refused", "StatusCode.UNAVAILABLE")
+        if self.loaded == "no key":
+            raise InferenceServerException("This API is restricted", "403")
         return [{"name": name, "version": "1", "state": "READY"} for name in self.loaded]
 
 
@@ -72,3 +80,13 @@ def test_an_unreachable_triton_is_a_502():
     with pytest.raises(GatewayError) as error:
         resolve(gateway_for(None), "keypoints")
     assert error.value.status == 502
+
+
+def test_without_the_admin_key_a_served_pipeline_is_found_and_a_refusal_says_why():
+    """Triton's statistics (the listing) need the admin key; readiness does not."""
+    gateway = gateway_for(SERVED)
+    gateway.client.models = FakeTriton("no key").models
+    assert resolve(gateway, "keypoints") == PipelineNames("keypoints")
+    with pytest.raises(GatewayError) as error:
+        resolve(gateway, "masks")
+    assert error.value.status == 404 and "TRITON_ADMIN_KEY" in error.value.detail

@@ -30,8 +30,22 @@ def test_settings_come_from_the_environment():
         ({"LABEL_MAPPING_FILE": "/nowhere/labels.json"}, "does not exist"),
         ({"MAX_UPLOAD_BYTES": "0"}, "MAX_UPLOAD_BYTES must be positive"),
         ({"DEFAULT_MODEL": "Mask_RCNN"}, "DEFAULT_MODEL: a pipeline name is"),
+        ({"MAX_IN_FLIGHT": "0"}, "MAX_IN_FLIGHT must be positive"),
+        ({"MAX_IN_FLIGHT": "many"}, "invalid gateway setting"),
     ],
 )
 def test_bad_settings_name_the_variable(environment, message):
     with pytest.raises(SettingsError, match=message):
         GatewaySettings.from_env(environment)
+
+
+def test_the_admin_key_comes_from_the_environment_or_a_file_read_at_each_use(tmp_path):
+    assert GatewaySettings.from_env({"TRITON_ADMIN_KEY": "k1"}).admin_key() == "k1"
+    key_file = tmp_path / "admin-key"
+    settings = GatewaySettings.from_env({"TRITON_ADMIN_KEY_FILE": str(key_file)})
+    assert settings.admin_key() is None  # the model server has not written it yet
+    key_file.write_text("k2\n")
+    assert settings.admin_key() == "k2"
+    key_file.write_text("k3\n")  # the model server restarted with a new key
+    assert settings.admin_key() == "k3"
+    assert "k1" not in repr(GatewaySettings.from_env({"TRITON_ADMIN_KEY": "k1"}))
