@@ -53,9 +53,10 @@ IMAGE_SIZE = "image_size"
 # Default ports: Triton's own defaults (HTTP, gRPC, metrics) and the REST gateway's.
 DEFAULT_PORTS = {"http": 8000, "grpc": 8001, "metrics": 8002}
 GATEWAY_PORT = 8080
-# Header (gRPC: metadata key) carrying the admin key, without which Triton refuses its
-# restricted APIs (d2_triton.server.process.RESTRICTED_APIS).
+# HTTP header carrying the admin key, without which Triton refuses its restricted APIs
+# (d2_triton.server.process.RESTRICTED_APIS); over gRPC, Triton wants it under its own prefix.
 ADMIN_HEADER = "d2t-admin-key"
+ADMIN_GRPC_METADATA = f"triton-grpc-protocol-{ADMIN_HEADER}"
 # Inference requests admitted per pipeline at once, per detector instance, by the front and
 # by the gateway (the rest are answered 503 at once): one running, the rest waiting.  At
 # ~1.4 s per 800x1067 image on 2 cores the last one admitted waits ~22 s, inside the

@@ -4,6 +4,10 @@
 #   scripts/setup.sh                 server + export + test environments (development, CI)
 #   scripts/setup.sh --export-only   server + export environments (the docker image)
 #
+# System packages (Debian's, installed when missing and we are root): Python 3.11 with venv
+# and libpython, nginx (the front before tritonserver), and for the tests and benchmarks
+# libb64 (perf_analyzer) and curl.
+#
 #   .cache/venv       server environment (requirements.txt): what Triton's Python-backend
 #                     stubs import (torch, numpy<2, opencv, ...), tritonserver itself and
 #                     the clients (requirements-client.txt)
@@ -42,6 +46,9 @@ ensure_system_packages() {
     have_library 'libpython3\.11\.so\.1\.0' || missing+=(libpython3.11)
     # perf_analyzer (benchmarks) links libb64; Debian ships it as libb64-0d.
     [ "$EXPORT_ONLY" = 1 ] || have_library 'libb64\.so\.0d' || missing+=(libb64-0d)
+    # The front before tritonserver (d2_triton/server/front.py); the tests also use curl.
+    command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx)
+    [ "$EXPORT_ONLY" = 1 ] || command -v curl >/dev/null || missing+=(curl)
     python_for_venv -c 'import ensurepip' 2>/dev/null || missing+=(python3.11-venv)
     [ ${#missing[@]} -eq 0 ] && return
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

@@ -234,7 +234,8 @@ class AsyncDetectionClient(_EnsembleClient):
     def _admin_headers(self) -> dict[str, str]:
         """The admin key header, for the APIs the launcher restricts (statistics)."""
         key = self.admin_key() if self.admin_key is not None else None
-        return {schema.ADMIN_HEADER: key} if key else {}
+        name = schema.ADMIN_HEADER if self.protocol == "http" else schema.ADMIN_GRPC_METADATA
+        return {name: key} if key else {}
 
     def _http_options(self) -> dict[str, Any]:
         return {"conn_limit": self.connections, "conn_timeout": self.timeout}

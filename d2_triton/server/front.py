@@ -40,14 +40,16 @@ from d2_triton.errors import ServerEnvironmentError
 from d2_triton.model_config import PreprocessParameters
 from d2_triton.schema import ADMITTED_PER_INSTANCE, RETRY_AFTER_S, ROLES, PipelineNames
 
-# A KServe v2 JSON body spells each image byte as up to four characters ("255,").
-JSON_BYTES_PER_IMAGE_BYTE = 4
 # Room for the request's JSON header, parameters and framing, above the image itself.
 BODY_OVERHEAD_BYTES = 1 << 20
+# The largest JSON request header front.js parses (all of a request without the binary
+# tensor extension): an image of up to ~4 MiB written as JSON numbers.  Larger images go as
+# binary tensors (``Inference-Header-Content-Length``), as tritonclient sends them.
+JSON_HEADER_BYTES = 16 << 20
+# nginx's JavaScript module (Debian's libnginx-mod-http-js), which runs front.js.
+NJS_MODULE = Path("/usr/lib/nginx/modules/ngx_http_js_module.so")
 # Bodies of every other call (health, metadata, config, logging, ...): small JSON.
 OTHER_BODY_BYTES = 1 << 20
-# The gRPC inference call (its model name is inside the message, out of nginx's sight).
-GRPC_INFER = "~^/inference\\.GRPCInferenceService/ModelInfer$"
 NGINX = "nginx"
 # nginx's temp folders (each must be writable by its workers, even those it never uses).
 TEMP_KINDS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
@@ -95,11 +97,11 @@ def admission_limit(repository: Path, pipeline: PipelineNames) -> int:
 
 
 def body_limit(repository: Path, pipeline: PipelineNames) -> int:
-    """The largest infer body: preprocess's ``max_image_bytes`` as JSON, plus overhead."""
+    """The largest infer body: preprocess's ``max_image_bytes``, plus room for the header."""
     config = _read_config(repository / pipeline.preprocess / "config.pbtxt")
     values = {key: value.string_value for key, value in config.parameters.items()}
     limits = model_config.from_parameters(PreprocessParameters, values)
-    return JSON_BYTES_PER_IMAGE_BYTE * limits.max_image_bytes + BODY_OVERHEAD_BYTES
+    return limits.max_image_bytes + BODY_OVERHEAD_BYTES
 
 
 def pipeline_limits(repository: Path, max_in_flight: int | None = None) -> list[PipelineLimits]:
@@ -127,107 +129,54 @@ class FrontPorts:
     triton_metrics: int
 
 
-def _json_error(status: int, message: str) -> str:
-    return (
-        f"location @status{status} {{ default_type application/json; "
-        f'return {status} \'{{"error":"{message}"}}\'; }}'
-    )
-
-
 OWN_ERRORS = {
     400: "bad request",
     408: "request body not received in time",
     413: "request body too large",
     500: "internal error of the front",
     502: "the model server is not reachable",
-    503: "overloaded: too many requests in flight for this model, retry later",
     504: "the model server did not answer in time",
 }
 
 
+def _error_pages() -> str:
+    """The front's own error answers as short JSON (nginx's are HTML naming nginx)."""
+    lines = []
+    for status, message in OWN_ERRORS.items():
+        lines.append(f"    error_page {status} @status{status};")
+        lines.append(
+            f'    location @status{status} {{ return {status} \'{{"error":"{message}"}}\'; }}'
+        )
+    return "\n".join(lines)
+
+
 def render_config(ports: FrontPorts, limits: list[PipelineLimits], prefix: Path) -> str:
     """nginx.conf for the front (``prefix``: its pid file and temp folders)."""
-    maps, zones, infer_limits = [], [], []
-    for item in limits:
-        maps.append(f'map $uri ${item.zone} {{ ~{item.uri_pattern} 1; default ""; }}')
-        zones.append(f"limit_conn_zone ${item.zone} zone={item.zone}:64k;")
-        infer_limits.append(f"limit_conn {item.zone} {item.max_in_flight};")
-    grpc_limit = sum(item.max_in_flight for item in limits) or ADMITTED_PER_INSTANCE
-    body = max((item.max_body_bytes for item in limits), default=OTHER_BODY_BYTES)
-    error_pages = " ".join(
-        f"error_page {status} @status{status};" for status in OWN_ERRORS if status != 503
-    )
-    own_errors = "\n    ".join(_json_error(code, text) for code, text in OWN_ERRORS.items())
-    temp = " ".join(f"{kind}_temp_path {prefix / kind};" for kind in TEMP_KINDS)
-    user = "user nobody nogroup;" if os.geteuid() == 0 else ""
-    return f"""# Written by d2_triton.server.front at each start; edits are lost.
-{user}
-worker_processes 1;
-pid {prefix / "nginx.pid"};
-events {{ worker_connections 4096; }}
-http {{
-  server_tokens off;
-  default_type application/json;
-  access_log off;
-  {temp}
-  client_header_timeout 15s;
-  client_body_timeout 30s;
-  client_body_buffer_size 1m;
-  client_max_body_size {OTHER_BODY_BYTES};
-  large_client_header_buffers 4 16k;
-  proxy_http_version 1.1;
-  proxy_set_header Connection "";
-  proxy_request_buffering on;
-  proxy_max_temp_file_size 0;
-  proxy_read_timeout 3600s;
-  proxy_send_timeout 60s;
-  limit_conn_status 503;
-  limit_conn_log_level warn;
-  {" ".join(maps)}
-  {" ".join(zones)}
-  map "{"".join("$" + item.zone for item in limits)}" $d2t_other {{ "" $uri; default ""; }}
-  limit_conn_zone $d2t_other zone=d2t_other:64k;
-  map $request_uri $d2t_grpc_infer {{ {GRPC_INFER} 1; default ""; }}
-  limit_conn_zone $d2t_grpc_infer zone=d2t_grpc:64k;
-  upstream triton_http {{ server 127.0.0.1:{ports.triton_http}; keepalive 64; }}
-  upstream triton_grpc {{ server 127.0.0.1:{ports.triton_grpc}; keepalive 64; }}
-  upstream triton_metrics {{ server 127.0.0.1:{ports.triton_metrics}; }}
-  server {{
-    listen {ports.host}:{ports.http};
-    {error_pages}
-    error_page 503 @overloaded;
-    location / {{ proxy_pass http://triton_http; }}
-    location ~ ^/v2/models/[^/]+(/versions/[^/]+)?/infer$ {{
-      client_max_body_size {body};
-      {" ".join(infer_limits)}
-      limit_conn d2t_other {ADMITTED_PER_INSTANCE};
-      proxy_pass http://triton_http;
-    }}
-    location @overloaded {{
-      default_type application/json;
-      add_header Retry-After {RETRY_AFTER_S} always;
-      return 503 '{{"error":"{OWN_ERRORS[503]}"}}';
-    }}
-    {own_errors}
-  }}
-  server {{
-    listen {ports.host}:{ports.grpc} http2;
-    client_max_body_size {body};
-    grpc_read_timeout 3600s;
-    location / {{
-      limit_conn d2t_grpc {grpc_limit};
-      grpc_pass grpc://triton_grpc;
-    }}
-  }}
-  server {{
-    listen {ports.host}:{ports.metrics};
-    {error_pages}
-    location = /metrics {{ proxy_pass http://triton_metrics; }}
-    location / {{ return 404 '{{"error":"only /metrics is served here"}}'; }}
-    {own_errors}
-  }}
-}}
-"""
+    zones = [
+        f'  map $uri ${item.zone} {{ ~{item.uri_pattern} 1; default ""; }}\n'
+        f"  limit_conn_zone ${item.zone} zone={item.zone}:64k;"
+        for item in limits
+    ]
+    values = {
+        "user": "user nobody nogroup;" if os.geteuid() == 0 else "",
+        "njs_module": NJS_MODULE,
+        "prefix": prefix,
+        "script": Path(__file__).with_name("front.js"),
+        "other_body_bytes": OTHER_BODY_BYTES,
+        "pipeline_zones": "\n".join(zones),
+        "pipeline_keys": "".join(f"${item.zone}" for item in limits),
+        "infer_limits": "\n".join(
+            f"      limit_conn {item.zone} {item.max_in_flight};" for item in limits
+        ),
+        "other_limit": ADMITTED_PER_INSTANCE,
+        "grpc_limit": sum(item.max_in_flight for item in limits) or ADMITTED_PER_INSTANCE,
+        "infer_body_bytes": max((item.max_body_bytes for item in limits), default=OTHER_BODY_BYTES),
+        "json_header_bytes": JSON_HEADER_BYTES,
+        "retry_after": RETRY_AFTER_S,
+        "error_pages": _error_pages(),
+        **{name: getattr(ports, name) for name in FrontPorts.__dataclass_fields__},
+    }
+    return Path(__file__).with_name("front.conf").read_text() % values
 
 
 def free_ports(count: int) -> list[int]:
@@ -245,10 +194,11 @@ def free_ports(count: int) -> list[int]:
 def nginx_binary() -> Path:
     """Debian's nginx; ServerEnvironmentError saying how to install it when missing."""
     found = shutil.which(NGINX) or (Path("/usr/sbin/nginx").is_file() and "/usr/sbin/nginx")
-    if not found:
+    if not found or not NJS_MODULE.is_file():
         raise ServerEnvironmentError(
-            "nginx is not installed: the front needs it (apt-get install nginx; "
-            "scripts/setup.sh does this), or start with --no-front on a trusted network"
+            "the front needs nginx and its JavaScript module (apt-get install nginx "
+            "libnginx-mod-http-js; scripts/setup.sh does this), or start with --no-front "
+            "on a trusted network"
         )
     return Path(found)
 

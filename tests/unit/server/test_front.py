@@ -12,7 +12,6 @@ from d2_triton.errors import ServerEnvironmentError
 from d2_triton.schema import ADMITTED_PER_INSTANCE, PipelineNames
 from d2_triton.server.front import (
     BODY_OVERHEAD_BYTES,
-    JSON_BYTES_PER_IMAGE_BYTE,
     Front,
     FrontPorts,
     pipeline_limits,
@@ -52,9 +51,7 @@ def test_limits_come_from_the_detector_instances_and_preprocess_byte_limit(repos
     limits = {item.pipeline.name: item for item in pipeline_limits(repository)}
     assert limits["default"].max_in_flight == ADMITTED_PER_INSTANCE
     assert limits["keypoints"].max_in_flight == 2 * ADMITTED_PER_INSTANCE
-    assert limits["keypoints"].max_body_bytes == (
-        JSON_BYTES_PER_IMAGE_BYTE * 5000 + BODY_OVERHEAD_BYTES
-    )
+    assert limits["keypoints"].max_body_bytes == 5000 + BODY_OVERHEAD_BYTES
     assert {item.max_in_flight for item in pipeline_limits(repository, 3)} == {3}
 
 
