@@ -5,8 +5,8 @@
 #   scripts/setup.sh --export-only   server + export environments (the docker image)
 #
 # System packages (Debian's, installed when missing and we are root): Python 3.11 with venv
-# and libpython, nginx (the front before tritonserver), and for the tests and benchmarks
-# libb64 (perf_analyzer) and curl.
+# and libpython, nginx with its JavaScript module (the front before tritonserver), and for
+# the tests and benchmarks libb64 (perf_analyzer) and curl.
 #
 #   .cache/venv       server environment (requirements.txt): what Triton's Python-backend
 #                     stubs import (torch, numpy<2, opencv, ...), tritonserver itself and
@@ -46,8 +46,10 @@ ensure_system_packages() {
     have_library 'libpython3\.11\.so\.1\.0' || missing+=(libpython3.11)
     # perf_analyzer (benchmarks) links libb64; Debian ships it as libb64-0d.
     [ "$EXPORT_ONLY" = 1 ] || have_library 'libb64\.so\.0d' || missing+=(libb64-0d)
-    # The front before tritonserver (d2_triton/server/front.py); the tests also use curl.
+    # The front before tritonserver (d2_triton/server/front.py): nginx and its JavaScript
+    # module (front.js checks inference requests); the tests also use curl.
     command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx)
+    [ -f /usr/lib/nginx/modules/ngx_http_js_module.so ] || missing+=(libnginx-mod-http-js)
     [ "$EXPORT_ONLY" = 1 ] || command -v curl >/dev/null || missing+=(curl)
     python_for_venv -c 'import ensurepip' 2>/dev/null || missing+=(python3.11-venv)
     [ ${#missing[@]} -eq 0 ] && return
