@@ -77,7 +77,7 @@ run_name="$project-run"
 run_volume="$project-models"
 run_port="$(free_port)"
 # As in README.md (Docker), with a free host port for HTTP and names of this run's own:
-docker run -d --name "$run_name" --init --shm-size 1g \
+docker run -d --name "$run_name" --init --restart unless-stopped --shm-size 1g \
     -p "$run_port:8000" -v "$run_volume:/models" \
     -e D2T_CONFIG=COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml -e D2T_WEIGHTS=zoo \
     d2-triton/model-server >/dev/null

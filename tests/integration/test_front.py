@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
-import re
 import socket
 import subprocess
 import time
@@ -27,10 +26,9 @@ from benchmarks.inputs import write_input_data
 from benchmarks.perf import run_perf_analyzer
 from d2_triton import schema
 from d2_triton.client import DetectionClient
+from helpers.leaks import LEAK
 from helpers.servers import SERVER_ENV
 
-# A Python-backend shared-memory region's name, or a file path (two or more segments).
-LEAK = re.compile(r"triton_python_backend_shm|/dev/shm|(?<![\w.:/])/(?:[\w.-]+/)+[\w.-]+")
 # Hang catchers only: the front answers these in well under a second here.
 ANSWER_TIMEOUT_S = 60
 BURST = 100

@@ -23,6 +23,7 @@ from d2_triton.testing.corpus import mixed_cases
 from d2_triton.testing.load import LoadReport, Request, reference_answers, run_load
 from export_tools.repository import Overrides, derive
 from helpers.exports import CACHE, REPO_ROOT
+from helpers.leaks import LEAK
 
 CLIENTS = 16
 REQUESTS_PER_CLIENT = 6
@@ -160,6 +161,8 @@ def test_a_killed_stub_gives_errors_not_hangs_and_service_resumes(
         assert all(("not healthy" in f) or ("ensemble" in f) for f in report.failures), (
             report.failures[:5]
         )
+        # ... and names no shared-memory region or file (they came through the front).
+        assert not [f for f in report.failures if LEAK.search(f)], report.failures[:5]
         assert report.wrong_answers == 0 and report.bad_unexpected == 0
         # Only requests that met the dead stub failed: each was answered after the kill and
         # sent before the watchdog's reload was done.

@@ -74,3 +74,31 @@ def test_the_gateway_reaches_the_model_server_service_and_autoscalers_target_dep
     deployments = by_kind("Deployment")
     for autoscaler in by_kind("HorizontalPodAutoscaler").values():
         assert autoscaler["spec"]["scaleTargetRef"]["name"] in deployments
+
+
+def test_only_the_gateway_and_labelled_clients_reach_the_model_server_and_monitoring_metrics():
+    policy = by_kind("NetworkPolicy")["d2-triton-model-server"]["spec"]
+    pod = by_kind("Deployment")["d2-triton-model-server"]["spec"]["template"]
+    assert policy["podSelector"]["matchLabels"] == pod["metadata"]["labels"]
+    assert policy["policyTypes"] == ["Ingress"]
+    inference, metrics = policy["ingress"]
+    gateway = by_kind("Deployment")["d2-triton-gateway"]["spec"]["template"]["metadata"]
+    assert [peer["podSelector"]["matchLabels"] for peer in inference["from"]] == [
+        gateway["labels"], {"d2-triton/client": "true"},
+    ]  # fmt: skip
+    ports = schema.DEFAULT_PORTS
+    assert {p["port"] for p in inference["ports"]} == {ports["http"], ports["grpc"]}
+    assert [p["port"] for p in metrics["ports"]] == [ports["metrics"]]
+    assert metrics["from"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    ]
+
+
+def test_the_model_server_and_the_gateway_share_the_admin_key_secret():
+    deployments = by_kind("Deployment")
+    sources = {}
+    for name, variable in (("d2-triton-model-server", "D2T_ADMIN_KEY"),
+                           ("d2-triton-gateway", "TRITON_ADMIN_KEY")):  # fmt: skip
+        env = deployments[name]["spec"]["template"]["spec"]["containers"][0]["env"]
+        sources[name] = next(item for item in env if item["name"] == variable)["valueFrom"]
+    assert len({str(source) for source in sources.values()}) == 1
