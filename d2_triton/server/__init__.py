@@ -1,8 +1,9 @@
 """Run the real ``tritonserver`` that nvidia-pytriton ships, on a model repository.
 
 Split by concern: ``environment`` (the Python environment, the binary, the backend
-directory), ``process`` (options, start, readiness, stop), ``watchdog`` (reloading a model
-whose Python-backend stub died) and ``cli`` (``python -m d2_triton.server``).
+directory), ``front`` (nginx before tritonserver: complete, checked, admitted requests
+only), ``process`` (options, start, readiness, stop), ``watchdog`` (reloading a model whose
+Python-backend stub died) and ``cli`` (``python -m d2_triton.server``).
 """
 
 from d2_triton.errors import ServerEnvironmentError

@@ -7,12 +7,11 @@ memory.  Every request here goes to the front's port, as a client's would.
 
 from __future__ import annotations
 
-import concurrent.futures
 import json
 import socket
 import subprocess
 import time
-from collections import Counter
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +25,12 @@ from benchmarks.inputs import write_input_data
 from benchmarks.perf import run_perf_analyzer
 from d2_triton import schema
 from d2_triton.client import DetectionClient
+from d2_triton.testing.burst import (
+    binary_infer_request,
+    send_all,
+    settled_executions,
+    statuses,
+)
 from helpers.leaks import LEAK
 from helpers.servers import SERVER_ENV
 
@@ -46,16 +51,6 @@ def raw_exchange(port: int, head: bytes, body: bytes = b"") -> tuple[int, bytes]
 
 def front_port(server) -> int:
     return int(server.http_url.rsplit(":", 1)[1])
-
-
-def infer_body(image: bytes) -> tuple[bytes, dict[str, str]]:
-    """A KServe v2 binary-tensor request for the ensemble."""
-    header = json.dumps({
-        "inputs": [{"name": schema.IMAGE_BYTES, "shape": [len(image)], "datatype": "UINT8",
-                    "parameters": {"binary_data_size": len(image)}}],
-        "outputs": [{"name": schema.BOXES, "parameters": {"binary_data": False}}],
-    }).encode()  # fmt: skip
-    return header + image, {"Inference-Header-Content-Length": str(len(header))}
 
 
 def test_a_flood_of_tiny_chunks_is_read_by_the_front_and_triton_lives(mask_rcnn_server, photos):
@@ -122,7 +117,7 @@ def test_no_refusal_names_a_region_or_a_file(mask_rcnn_server):
     """The first step of the public chain: a region's name in an error message."""
     url = f"http://{mask_rcnn_server.http_url}/v2/models/ensemble/infer"
     too_big = np.zeros(32 * 1024 * 1024 + 1, np.uint8).tobytes()  # preprocess's limit + 1
-    body, headers = infer_body(too_big)
+    body, headers = binary_infer_request(too_big)
     tensor = {"name": schema.IMAGE_BYTES, "datatype": "UINT8"}
     sent = [
         (body, headers),  # over preprocess's max_image_bytes
@@ -134,7 +129,10 @@ def test_no_refusal_names_a_region_or_a_file(mask_rcnn_server):
         (json.dumps({"inputs": [{**tensor, "datatype": "FP32", "shape": [1], "data": [1]}]}), {}),
         (json.dumps({"inputs": [{**tensor, "name": "x", "shape": [1], "data": [1]}]}), {}),
         (b'{"inputs": [', {}),
-        (infer_body(b"not an image")[0][:-3], {"Inference-Header-Content-Length": "99999"}),
+        (
+            binary_infer_request(b"not an image")[0][:-3],
+            {"Inference-Header-Content-Length": "99999"},
+        ),
     ]
     for payload, extra in sent:
         answer = requests.post(url, data=payload, headers=extra, timeout=ANSWER_TIMEOUT_S)
@@ -143,24 +141,13 @@ def test_no_refusal_names_a_region_or_a_file(mask_rcnn_server):
     assert mask_rcnn_server.is_ready()
 
 
-def burst(send, count: int = BURST) -> Counter:
-    """``count`` requests at once; how many got each status, and the slowest refusal."""
-    with concurrent.futures.ThreadPoolExecutor(count) as pool:
-        answers = list(pool.map(lambda _: send(), range(count)))
-    for answer in answers:
-        if answer.status_code == 503:
-            assert answer.headers["Retry-After"] == str(schema.RETRY_AFTER_S)
-            assert answer.elapsed.total_seconds() < ANSWER_TIMEOUT_S  # at once, not queued
-    return Counter(answer.status_code for answer in answers)
-
-
 def test_a_burst_is_answered_200_or_503_and_no_admitted_work_is_wasted(
     mask_rcnn_server, gateway, photos
 ):
     """100 uploads at once once gave 48 time-outs, and the detector ran 47 images for
     clients that had been told 504; now the excess is refused at once."""
     image = photos["chelsea.jpg"].read_bytes()
-    body, headers = infer_body(image)
+    body, headers = binary_infer_request(image)
     infer_url = f"http://{mask_rcnn_server.http_url}/v2/models/ensemble/infer"
     limit = mask_rcnn_server.front.limits[0].max_in_flight
     assert limit == schema.ADMITTED_PER_INSTANCE  # the test export has one detector instance
@@ -168,14 +155,19 @@ def test_a_burst_is_answered_200_or_503_and_no_admitted_work_is_wasted(
         "front": lambda: requests.post(infer_url, data=body, headers=headers, timeout=600),
         "gateway": lambda: requests.post(f"{gateway.url}/v1/detect", data=image, timeout=600),
     }
+    executions = partial(mask_rcnn_server.executions, schema.DETECTOR_MODEL)
     for where, send in senders.items():
-        before = mask_rcnn_server.executions(schema.DETECTOR_MODEL)
-        statuses = burst(send)
-        ran = mask_rcnn_server.executions(schema.DETECTOR_MODEL) - before
-        print(where, dict(statuses), "detector ran", ran)
-        assert set(statuses) <= {200, 503} and statuses[200] >= 1, (where, statuses)
-        assert statuses[503] >= BURST - limit, (where, statuses)
-        assert ran <= statuses[200] + limit, (where, ran, statuses)
+        before = executions()
+        answers = send_all(send, BURST)
+        counts = statuses(answers)
+        ran = settled_executions(executions) - before
+        print(where, dict(counts), "detector ran", ran)
+        assert set(counts) <= {200, 503} and counts[200] >= 1, (where, counts)
+        assert counts[503] >= BURST - limit, (where, counts)
+        refused = [answer for answer in answers if answer.status == 503]
+        assert {answer.retry_after for answer in refused} == {str(schema.RETRY_AFTER_S)}
+        assert max(answer.seconds for answer in refused) < ANSWER_TIMEOUT_S  # not queued
+        assert ran <= counts[200] + limit, (where, ran, counts)
 
 
 def test_the_design_cards_clients_work_through_the_front(mask_rcnn_server, photos, tmp_path):
