@@ -24,6 +24,9 @@ from d2_triton.server.environment import ServerEnvironment
 from d2_triton.server.process import ServerOptions, TritonServer
 from d2_triton.server.watchdog import log
 
+# Seconds before starting a crashed server again; doubled while it keeps crashing (30 at most).
+FIRST_RESTART_DELAY_S = 1.0
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The launcher's command line."""
@@ -90,6 +93,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="do not reload models whose stub died (keeps Triton's default model control)",
     )
     parser.add_argument(
+        "--no-restart",
+        action="store_true",
+        help="exit when tritonserver or the front dies (default: start both again)",
+    )
+    parser.add_argument(
         "extra", nargs=argparse.REMAINDER, help="further tritonserver arguments, after '--'"
     )
     args = parser.parse_args(argv)
@@ -103,10 +111,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the server until it exits; returns its exit code."""
-    args = parse_args(argv)
-    options = ServerOptions(
+def options_from(args: argparse.Namespace) -> ServerOptions:
+    """The launcher's command line as ServerOptions."""
+    return ServerOptions(
         model_repository=args.model_repository,
         http_port=args.http_port,
         grpc_port=args.grpc_port,
@@ -120,41 +127,72 @@ def main(argv: list[str] | None = None) -> int:
         extra_args=[item for item in args.extra if item != "--"],
         watchdog=not args.no_watchdog,
     )
-    try:
-        environment = ServerEnvironment.inspect(args.server_env, args.tritonserver)
-        server = TritonServer(options, environment)
-    except ServerEnvironmentError as error:
-        print(f"d2_triton.server: {error}", file=sys.stderr)
-        return 2
-    print("starting:", " ".join(server.command()).replace(options.admin_key, "***"), flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the server until it is stopped, starting it again after a crash."""
+    args = parse_args(argv)
+    options = options_from(args)
+    stopping = threading.Event()
+    running: list[TritonServer] = []
+    install_signal_handlers(stopping, running)
+    delay = FIRST_RESTART_DELAY_S
+    while True:
+        try:
+            environment = ServerEnvironment.inspect(args.server_env, args.tritonserver)
+            server = TritonServer(options, environment)  # new loopback ports for Triton
+        except ServerEnvironmentError as error:
+            print(f"d2_triton.server: {error}", file=sys.stderr)
+            return 2
+        announce(server)
+        running[:] = [server]
+        started = time.monotonic()
+        code = serve_in_foreground(server, stopping)
+        if stopping.is_set() or args.no_restart:
+            return code
+        # The same admin key again (the gateway keeps working); back off while it keeps dying.
+        delay = FIRST_RESTART_DELAY_S if time.monotonic() - started > 60 else min(delay * 2, 30)
+        log(f"starting the server again in {delay:.0f} s")
+        if stopping.wait(delay):
+            return code
+
+
+def announce(server: TritonServer) -> None:
+    """Print the command line (key masked) and where the front and Triton listen."""
+    key = server.options.admin_key
+    print("starting:", " ".join(server.command()).replace(key, "***"), flush=True)
     if server.front is not None:
-        limits = ", ".join(f"{i.pipeline.name}: {i.max_in_flight}" for i in server.front.limits)
-        print(f"front (nginx) on {args.host}:{args.http_port} (HTTP), {args.grpc_port} (gRPC), "
-              f"{args.metrics_port} (metrics); Triton on loopback {server.ports.triton_http}, "
-              f"{server.ports.triton_grpc}, {server.ports.triton_metrics}; admitted per "
-              f"pipeline: {limits}", flush=True)  # fmt: skip
-    return serve_in_foreground(server)
+        ports, limits = server.ports, server.front.limits
+        admitted = ", ".join(f"{item.pipeline.name}: {item.max_in_flight}" for item in limits)
+        print(f"front (nginx) on {ports.host}:{ports.http} (HTTP), {ports.grpc} (gRPC), "
+              f"{ports.metrics} (metrics); Triton on loopback {ports.triton_http}, "
+              f"{ports.triton_grpc}, {ports.triton_metrics}; admitted per pipeline: "
+              f"{admitted}", flush=True)  # fmt: skip
 
 
-def serve_in_foreground(server: TritonServer) -> int:
-    """Run tritonserver until it exits; SIGTERM/SIGINT are passed on for a graceful stop.
+def install_signal_handlers(stopping: threading.Event, running: list[TritonServer]) -> None:
+    """SIGTERM/SIGINT stop the running server gracefully (and every restart)."""
+
+    def forward(signum: int, _frame: object) -> None:
+        stopping.set()
+        for server in running:
+            if server.watchdog is not None:
+                server.watchdog.request_stop()
+            # nginx stops gracefully on SIGQUIT (SIGTERM would drop requests in flight).
+            for process, sent in ((server.front_process, signal.SIGQUIT), (server.process, signum)):
+                if process is not None and process.poll() is None:
+                    os.killpg(process.pid, sent)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, forward)
+
+
+def serve_in_foreground(server: TritonServer, stopping: threading.Event) -> int:
+    """Run tritonserver and its front until either exits or ``stopping`` is set.
 
     The launcher stays tritonserver's parent (rather than exec'ing it) to run the stub
     watchdog; under docker, use an init (``init: true``) so signals and orphans are handled.
     """
-    stopping = threading.Event()
-
-    def forward(signum: int, _frame: object) -> None:
-        stopping.set()
-        if server.watchdog is not None:
-            server.watchdog.request_stop()
-        # nginx stops gracefully on SIGQUIT (SIGTERM would drop requests in flight).
-        for process, sent in ((server.front_process, signal.SIGQUIT), (server.process, signum)):
-            if process is not None and process.poll() is None:
-                os.killpg(process.pid, sent)
-
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, forward)
     server.start()
     try:
         server.wait_ready(timeout=None)
@@ -163,9 +201,9 @@ def serve_in_foreground(server: TritonServer) -> int:
             log("ready; the stub watchdog is on" if server.watchdog else "ready")
     except RuntimeError as error:  # exited before it was ready
         log(str(error))
-    # Either process ending ends the server: the container's restart policy (or Kubernetes)
-    # brings both back, rather than a Triton nobody can reach or a front to a dead Triton.
-    while server.exited() is None:
+    # Either process ending ends both: a Triton nobody can reach, or a front to a dead Triton,
+    # serves no one.  main() starts them again (as would a container's restart policy).
+    while server.exited() is None and not stopping.is_set():
         time.sleep(0.5)
     if stopping.is_set():
         return server.stop() or 0

@@ -8,6 +8,8 @@ memory.  Every request here goes to the front's port, as a client's would.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import subprocess
 import time
@@ -31,6 +33,7 @@ from d2_triton.testing.burst import (
     settled_executions,
     statuses,
 )
+from d2_triton.testing.ports import free_ports
 from helpers.leaks import LEAK
 from helpers.servers import SERVER_ENV
 
@@ -199,3 +202,57 @@ def test_the_design_cards_clients_work_through_the_front(mask_rcnn_server, photo
         data, 1, tmp_path / "perf.csv", 2, 3, 1000, admin_key=mask_rcnn_server.options.admin_key,
     )  # fmt: skip
     assert float(row["Inferences/Second"]) > 0
+
+
+def children_named(pid: int, name: str) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        command, rest = text.split("(", 1)[1].rsplit(")", 1)
+        if int(rest.split()[1]) == pid and command == name:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def test_the_launcher_brings_a_crashed_server_back(mask_rcnn_repository, photos, tmp_path):
+    """As ./scripts/serve.sh runs it: tritonserver killed, the launcher starts both again."""
+    http, grpc, metrics = free_ports(3)
+    log = tmp_path / "launcher.log"
+    with open(log, "wb") as output:
+        launcher = subprocess.Popen(
+            [str(SERVER_ENV / "bin" / "python"), "-m", "d2_triton.server", "--model-repository",
+             str(mask_rcnn_repository), "--host", "127.0.0.1", "--http-port", str(http),
+             "--grpc-port", str(grpc), "--metrics-port", str(metrics)],
+            stdout=output, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{http}/v2/health/ready"
+
+    def wait_ready() -> None:
+        deadline = time.monotonic() + 300  # a hang catcher: ready in ~15 s here
+        while time.monotonic() < deadline:
+            assert launcher.poll() is None, log.read_text()[-3000:]
+            try:
+                if requests.get(url, timeout=2).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.5)
+        raise AssertionError("not ready: " + log.read_text()[-3000:])
+
+    try:
+        wait_ready()
+        [victim] = children_named(launcher.pid, "tritonserver")
+        os.kill(victim, signal.SIGKILL)
+        wait_ready()
+        assert children_named(launcher.pid, "tritonserver") != [victim]
+        with DetectionClient(f"127.0.0.1:{http}", timeout=ANSWER_TIMEOUT_S) as client:
+            assert client.detect(photos["chelsea.jpg"].read_bytes()).boxes.shape[1] == 4
+        assert "starting the server again" in log.read_text()
+        [front] = children_named(launcher.pid, "nginx")
+    finally:
+        launcher.terminate()
+        assert launcher.wait(timeout=120) == 0, log.read_text()[-3000:]
+    assert not Path(f"/proc/{front}").exists()  # the front went with it
