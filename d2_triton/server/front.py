@@ -8,6 +8,9 @@ clients connect, on the public HTTP, gRPC and metrics ports:
 
 * it reads every request body itself (chunked or not) and hands Triton only complete bodies
   with a ``Content-Length``, up to a size limit (413 above it);
+* ``front.js`` (nginx's JavaScript module) checks each HTTP inference request first: Triton
+  2.51 allocates a JSON input by its declared shape, so a 96-byte body declaring 2**40
+  elements ends it (std::bad_alloc);
 * it admits a bounded number of inference requests per pipeline at a time and answers the
   rest at once with 503 and ``Retry-After``, instead of queueing work whose clients will
   have given up by the time it runs (:func:`admission_limit`);
@@ -21,6 +24,7 @@ the pipelines' limits.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pwd
 import shutil
@@ -36,9 +40,15 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
 from d2_triton import model_config
-from d2_triton.errors import ServerEnvironmentError
+from d2_triton.errors import ModelConfigError, ServerEnvironmentError
 from d2_triton.model_config import PreprocessParameters
-from d2_triton.schema import ADMITTED_PER_INSTANCE, RETRY_AFTER_S, ROLES, PipelineNames
+from d2_triton.schema import (
+    ADMITTED_PER_INSTANCE,
+    DEFAULT_PIPELINE,
+    RETRY_AFTER_S,
+    ROLES,
+    PipelineNames,
+)
 
 # Room for the request's JSON header, parameters and framing, above the image itself.
 BODY_OVERHEAD_BYTES = 1 << 20
@@ -78,7 +88,7 @@ class PipelineLimits:
     def uri_pattern(self) -> str:
         """The infer URIs of the pipeline's four models (any version)."""
         roles = "|".join(ROLES)
-        prefix = "" if self.pipeline.model(ROLES[0]) == ROLES[0] else f"{self.pipeline.name}_"
+        prefix = "" if self.pipeline.name == DEFAULT_PIPELINE else f"{self.pipeline.name}_"
         return f"^/v2/models/{prefix}({roles})(/versions/[0-9]+)?/infer$"
 
 
@@ -100,7 +110,10 @@ def body_limit(repository: Path, pipeline: PipelineNames) -> int:
     """The largest infer body: preprocess's ``max_image_bytes``, plus room for the header."""
     config = _read_config(repository / pipeline.preprocess / "config.pbtxt")
     values = {key: value.string_value for key, value in config.parameters.items()}
-    limits = model_config.from_parameters(PreprocessParameters, values)
+    try:
+        limits = model_config.from_parameters(PreprocessParameters, values)
+    except ModelConfigError as error:
+        raise ServerEnvironmentError(f"{pipeline.preprocess}: {error}") from None
     return limits.max_image_bytes + BODY_OVERHEAD_BYTES
 
 
@@ -174,7 +187,7 @@ def render_config(ports: FrontPorts, limits: list[PipelineLimits], prefix: Path)
         "json_header_bytes": JSON_HEADER_BYTES,
         "retry_after": RETRY_AFTER_S,
         "error_pages": _error_pages(),
-        **{name: getattr(ports, name) for name in FrontPorts.__dataclass_fields__},
+        **dataclasses.asdict(ports),
     }
     return Path(__file__).with_name("front.conf").read_text() % values
 
