@@ -137,9 +137,13 @@ def main(argv: list[str] | None = None) -> int:
     running: list[TritonServer] = []
     install_signal_handlers(stopping, running)
     delay = FIRST_RESTART_DELAY_S
+    try:
+        environment = ServerEnvironment.inspect(args.server_env, args.tritonserver)
+    except ServerEnvironmentError as error:
+        print(f"d2_triton.server: {error}", file=sys.stderr)
+        return 2
     while True:
         try:
-            environment = ServerEnvironment.inspect(args.server_env, args.tritonserver)
             server = TritonServer(options, environment)  # new loopback ports for Triton
         except ServerEnvironmentError as error:
             print(f"d2_triton.server: {error}", file=sys.stderr)
