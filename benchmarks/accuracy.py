@@ -15,22 +15,22 @@ import argparse
 import contextlib
 import io
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 
+from d2_triton.cache import cache_dir
 from d2_triton.client import DetectionClient
 from d2_triton.server import ServerEnvironment, TritonServer
 from d2_triton.testing.fingerprint import export_fingerprint
 from d2_triton.testing.ports import loopback_server_options
-from export_tools.writer import export_info_path
+from export_tools.repository.writer import export_info_path
 from training import shapes, train
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-CACHE = Path(os.environ.get("D2T_CACHE", REPO_ROOT / ".cache"))
+CACHE = cache_dir()
 TRAINED = CACHE / "trained" / "shapes"
 EXPORTS = CACHE / "accuracy-exports"
 DATA = train.default_data_dir(TRAINED)
@@ -41,7 +41,7 @@ VARIANTS = {"default": (), "exact": ("--exact",)}
 
 def trained_model() -> Path:
     """The trained model's folder (config.yaml, model_final.pth), training it if needed."""
-    from export_tools.detectron2_env import import_detectron2
+    from export_tools.detectron2_setup.shims import import_detectron2
 
     import_detectron2()
     return train.train(TRAINED, DATA)

@@ -3,7 +3,7 @@
 * the bare TorchScript model on already-preprocessed images, with the detector config's
   thread setting and device (a KIND_GPU detector runs on cuda:0; the copies to and from it
   are timed, as the ensemble pays them too): the speed the ensemble is judged against;
-* preprocess alone and postprocess alone (``d2_triton.pipeline``, the code the models run),
+* preprocess alone and postprocess alone (``d2_triton.serving.steps``, the code the models run),
   wall and CPU time.
 
 It also writes perf_analyzer input files for each composing model, built from the real
@@ -26,12 +26,8 @@ import torchvision  # noqa: F401  (registers the ops the traced graph calls)
 from tritonclient.grpc.model_config_pb2 import ModelInstanceGroup
 
 from benchmarks.inputs import write_input_data
-from d2_triton import pipeline
-from d2_triton.detections import Detections
-from d2_triton.labels import LabelMap
 from d2_triton.model_config import DetectorParameters, PostprocessParameters, PreprocessParameters
-from d2_triton.options import PostprocessOptions
-from d2_triton.schema import (
+from d2_triton.names import (
     DETECTOR_MODEL,
     DETECTOR_OUTPUTS,
     IMAGE,
@@ -40,8 +36,12 @@ from d2_triton.schema import (
     PREPROCESS_MODEL,
     RESIZED_SIZE,
 )
-from d2_triton.stages import StagedModel, threads_per_instance
-from export_tools.triton_config import parameters_of, parse_pbtxt, read_parameters
+from d2_triton.serving import steps
+from d2_triton.serving.options import PostprocessOptions
+from d2_triton.serving.stages import StagedModel, threads_per_instance
+from d2_triton.vision.detections import Detections
+from d2_triton.vision.labels import LabelMap
+from export_tools.repository.configs import parameters_of, parse_pbtxt, read_parameters
 
 
 class Repository:
@@ -93,7 +93,7 @@ def raw_detections(fields: list[str], outputs) -> Detections:
     )
 
 
-def postprocess_inputs(model_input: pipeline.ModelInput, fields, outputs) -> dict[str, np.ndarray]:
+def postprocess_inputs(model_input: steps.ModelInput, fields, outputs) -> dict[str, np.ndarray]:
     """The postprocess request these detector outputs make (perf_analyzer's input)."""
     tensors = {
         DETECTOR_OUTPUTS[field]: tensor.numpy()
@@ -112,12 +112,12 @@ def measure_size(repo: Repository, model, photos: list[Path], repeats: int, out:
     detector_requests, postprocess_requests = [], []
     for photo in photos:
         payload = photo.read_bytes()
-        model_input = pipeline.preprocess(payload, repo.preprocess)
+        model_input = steps.preprocess(payload, repo.preprocess)
         image = torch.from_numpy(model_input.image)
         for _ in range(2):  # each new shape: the TorchScript executor profiles, then optimises
             run_model(model, image, repo.device)
         for _ in range(repeats):
-            model_input, wall, cpu = timed(pipeline.preprocess, payload, repo.preprocess)
+            model_input, wall, cpu = timed(steps.preprocess, payload, repo.preprocess)
             stages["preprocess"]["wall"].append(wall)
             stages["preprocess"]["cpu"].append(cpu)
             outputs, wall, cpu = timed(run_model, model, image, repo.device)
@@ -125,7 +125,7 @@ def measure_size(repo: Repository, model, photos: list[Path], repeats: int, out:
             stages["model"]["cpu"].append(cpu)
             raw = raw_detections(repo.fields, outputs)
             result, wall, cpu = timed(
-                pipeline.postprocess, raw, model_input.resized_hw, model_input.original_hw,
+                steps.postprocess, raw, model_input.resized_hw, model_input.original_hw,
                 repo.options, repo.labels,
             )  # fmt: skip
             stages["postprocess"]["wall"].append(wall)

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import torch
 
-from export_tools.detectron2_env import import_detectron2
-from export_tools.writer import read_export_info
+from export_tools.detectron2_setup.shims import import_detectron2
+from export_tools.repository.writer import read_export_info
 
 
 def predictor_for(repository: Path, threads: int):
@@ -27,7 +27,7 @@ def predictor_for(repository: Path, threads: int):
     from detectron2.checkpoint import DetectionCheckpointer
     from detectron2.engine import DefaultPredictor
 
-    from export_tools.exporter import load_config
+    from export_tools.api import load_config
     from export_tools.random_init import build_random_model
 
     info = read_export_info(repository)

@@ -14,18 +14,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
 from benchmarks import inputs
+from d2_triton.cache import cache_dir
 from d2_triton.client import DetectionClient
 from d2_triton.server import ServerEnvironment, TritonServer
 from d2_triton.testing.ports import loopback_server_options
-from export_tools import repository as repository_tools
+from export_tools.repository import derive as repository_tools
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-CACHE = Path(os.environ.get("D2T_CACHE", REPO_ROOT / ".cache"))
+CACHE = cache_dir()
 VARIANTS = {"model_warmup": None, "no warmup": False}
 
 

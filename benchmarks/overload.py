@@ -23,7 +23,7 @@ import numpy as np
 import requests
 
 from benchmarks.run import machine
-from d2_triton import schema
+from d2_triton import names
 from d2_triton.server import ServerEnvironment, TritonServer
 from d2_triton.testing.burst import (
     binary_infer_request,
@@ -64,7 +64,7 @@ def test_image() -> bytes:
 
 def run_burst(server: TritonServer, send, count: int) -> dict[str, object]:
     """One burst: statuses, seconds, the detector's executions (during and settled)."""
-    executions = partial(server.executions, schema.DETECTOR_MODEL)
+    executions = partial(server.executions, names.DETECTOR_MODEL)
     before = executions()
     started = time.monotonic()
     answers = send_all(send, count)

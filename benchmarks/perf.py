@@ -17,8 +17,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from d2_triton.processes import rss_by_process
-from d2_triton.schema import ADMIN_HEADER
+from d2_triton.names import ADMIN_HEADER
+from d2_triton.server.processes import rss_by_process
 
 # perf_analyzer's CSV splits the average latency into these parts (microseconds).
 AVERAGE_LATENCY_PARTS = (

@@ -2,7 +2,7 @@
 
     .cache/venv/bin/python -m benchmarks.postprocess_threads --rounds 5
 
-``pipeline.postprocess`` (what the postprocess model runs) on 100 masked instances of a
+``steps.postprocess`` (what the postprocess model runs) on 100 masked instances of a
 1920x1080 image, RLE masks; each round times it 15 times per setting (median wall and CPU
 ms), alternating the settings.  Meant to run while the cores are busy (as beside the
 detector), where a BLAS worker that waits for a busy core shows up.
@@ -16,10 +16,10 @@ import time
 
 import numpy as np
 
-from d2_triton import pipeline
-from d2_triton.detections import Detections
-from d2_triton.labels import LabelMap
-from d2_triton.options import PostprocessOptions
+from d2_triton.serving import steps
+from d2_triton.serving.options import PostprocessOptions
+from d2_triton.vision.detections import Detections
+from d2_triton.vision.labels import LabelMap
 
 
 def detections(count: int = 100, seed: int = 0) -> Detections:
@@ -43,7 +43,7 @@ def time_postprocess(raw: Detections, repeats: int = 15) -> tuple[float, float]:
     walls, cpus = [], []
     for _ in range(repeats):
         wall, cpu = time.perf_counter(), time.process_time()
-        pipeline.postprocess(raw, (750, 1333), (1080, 1920), options, labels)
+        steps.postprocess(raw, (750, 1333), (1080, 1920), options, labels)
         walls.append(time.perf_counter() - wall)
         cpus.append(time.process_time() - cpu)
     return 1000 * statistics.median(walls), 1000 * statistics.median(cpus)

@@ -41,17 +41,18 @@ from benchmarks.perf import (
     run_perf_analyzer,
     to_perf_row,
 )
+from d2_triton.cache import cache_dir
 from d2_triton.model_config import DetectorParameters
-from d2_triton.schema import DETECTOR_MODEL, POSTPROCESS_MODEL, PREPROCESS_MODEL
+from d2_triton.names import DETECTOR_MODEL, POSTPROCESS_MODEL, PREPROCESS_MODEL
 from d2_triton.server import ServerEnvironment, TritonServer
 from d2_triton.testing.fingerprint import export_fingerprint
 from d2_triton.testing.ports import loopback_server_options
-from export_tools import repository as repository_tools
-from export_tools import triton_config
-from export_tools.writer import export_info_path, read_export_info
+from export_tools.repository import configs
+from export_tools.repository import derive as repository_tools
+from export_tools.repository.writer import export_info_path, read_export_info
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-CACHE = Path(os.environ.get("D2T_CACHE", REPO_ROOT / ".cache"))
+CACHE = cache_dir()
 SERVER_ENV = CACHE / "venv"
 DEFAULT_CONFIG = "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml"
 
@@ -126,9 +127,9 @@ def variant_repository(source: Path, target: Path, args: argparse.Namespace) -> 
 def settings_of(repository: Path, args: argparse.Namespace) -> dict:
     settings = {}
     for model in (PREPROCESS_MODEL, DETECTOR_MODEL, POSTPROCESS_MODEL):
-        config = triton_config.parse_pbtxt((repository / model / "config.pbtxt").read_text())
+        config = configs.parse_pbtxt((repository / model / "config.pbtxt").read_text())
         settings[f"{model}_instances"] = config.instance_group[0].count
-    detector = triton_config.read_parameters(
+    detector = configs.read_parameters(
         DetectorParameters, repository / DETECTOR_MODEL / "config.pbtxt"
     )
     settings["detector_threads"] = detector.intra_op_threads

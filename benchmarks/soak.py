@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -28,14 +27,15 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.perf import MemorySampler
+from d2_triton.cache import cache_dir
 from d2_triton.server import ServerEnvironment, TritonServer
 from d2_triton.testing.corpus import mixed_cases
 from d2_triton.testing.load import LoadReport, reference_answers, run_load
 from d2_triton.testing.ports import loopback_server_options
-from export_tools import repository as repository_tools
+from export_tools.repository import derive as repository_tools
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-CACHE = Path(os.environ.get("D2T_CACHE", REPO_ROOT / ".cache"))
+CACHE = cache_dir()
 MIB = 1024 * 1024
 # The default suite's soak (tests/integration/test_load_and_faults.py): its least seconds of
 # load, and how far the RSS floor may rise from the first third to the last after warm-up.

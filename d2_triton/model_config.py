@@ -5,7 +5,7 @@ Triton carries a model's settings as strings in ``config.pbtxt``
 settings are a frozen dataclass here, with their names, types and defaults; the exporter
 writes them with :func:`to_parameters`, each ``model.py`` reads them back with
 :func:`from_model_config` and the benchmarks with
-``export_tools.triton_config.read_parameters``, all through :func:`from_parameters`.
+``export_tools.repository.configs.read_parameters``, all through :func:`from_parameters`.
 
 Keys that are not fields are ignored (the stub watchdog adds ``d2t_reload_generation``).
 """
@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from d2_triton.errors import ModelConfigError
-from d2_triton.imaging import DecodeLimits
-from d2_triton.labels import LabelMap
-from d2_triton.options import MASK_FORMATS
+from d2_triton.serving.options import MASK_FORMATS
+from d2_triton.vision.imaging import DecodeLimits
+from d2_triton.vision.labels import LabelMap
 
 Parameters = TypeVar("Parameters")
 
@@ -56,7 +56,7 @@ class PreprocessParameters:
 
 @dataclass(frozen=True)
 class DetectorParameters:
-    """``detector``: the exported model (its stages, ``d2_triton.stages``) and how to run it.
+    """``detector``: the exported model (its stages, ``serving.stages``) and how to run it.
 
     Attributes:
         output_fields: Detectron2 ``Instances`` field of each detector output, in order.

@@ -4,10 +4,10 @@ r"""Export a Detectron2 model to a complete Triton model repository: the command
         --config COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml \
         --weights zoo --repository models/
 
-A thin layer over the library (``export_tools.exporter.export``), which writes, under
+A thin layer over the library (``export_tools.api.export``), which writes, under
 ``--repository``, the four models' configs, the model files, the detector's stage files
 (OpenVINO and TorchScript; one TorchScript file with ``--exact``), the label map and
-export_info.json (see ``export_tools.writer``).  ``--name NAME`` writes a second pipeline
+export_info.json (see ``export_tools.repository.writer``).  ``--name NAME`` writes a second pipeline
 beside the first (``NAME_preprocess`` ... ``NAME_ensemble``); other pipelines are untouched.
 """
 
@@ -18,12 +18,12 @@ import logging
 import sys
 from pathlib import Path
 
-from d2_triton.schema import DEFAULT_PIPELINE, pipeline_name
-from export_tools.detectron2_env import shims_in_use
+from d2_triton.names import DEFAULT_PIPELINE, pipeline_name
+from export_tools.api import export
+from export_tools.detectron2_setup.shims import shims_in_use
 from export_tools.errors import ExportError
-from export_tools.exporter import export
+from export_tools.repository.writer import read_export_info
 from export_tools.settings import DEVICES, CocoDataset, ExportSettings
-from export_tools.writer import read_export_info
 
 LOGGER = logging.getLogger("export_tools.export")
 

@@ -10,7 +10,7 @@ import logging
 
 import torch
 
-from export_tools.tracing import model_input, raw_instances, synthetic_sample_image
+from export_tools.trace.tracing import model_input, raw_instances, synthetic_sample_image
 
 LOGGER = logging.getLogger("export_tools.random_init")
 

@@ -1,7 +1,7 @@
 """Everything one export is asked to do, as one typed object.
 
 The command line (``python -m export_tools.export``) builds an :class:`ExportSettings`; the
-library (``export_tools.exporter.export``) takes one; tests and benchmarks build their own.
+library (``export_tools.api.export``) takes one; tests and benchmarks build their own.
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from d2_triton.imaging import DecodeLimits
-from d2_triton.schema import DEFAULT_PIPELINE, PipelineNames
+from d2_triton.names import DEFAULT_PIPELINE, PipelineNames
+from d2_triton.vision.imaging import DecodeLimits
 
 DEVICES = ("cpu", "gpu")
 
@@ -46,7 +46,7 @@ class ExportSettings:
         label_map: a label-map JSON to ship instead of the dataset metadata's names.
         sample_image: the image to trace with (default: a synthetic 480x640 image).
         exact: export the single traced model (bit-identical to Detectron2, slower) instead
-            of the staged one (OpenVINO for the static parts; see export_tools.staging).
+            of the staged one (OpenVINO for the static parts; see export_tools.trace.split).
         device: instance kind of the detector, ``cpu`` or ``gpu``.
         detector_instances: detector instances.
         detector_threads: torch intra-op threads per detector instance (0: torch's default).

@@ -96,13 +96,13 @@ make_server_env() {
 make_dev_env() {
     local stamp="$DEV_ENV/.d2t-requirements" want
     want="$(fingerprint "$DEV_REQUIREMENTS" "$ROOT/requirements-export.txt" \
-        "$ROOT/export_tools/detectron2-source.txt")"
+        "$ROOT/export_tools/detectron2_setup/detectron2-source.txt")"
     [ -x "$DEV_ENV/bin/python" ] || new_venv "$DEV_ENV"
     site_packages "$SERVER_ENV" > "$(site_packages "$DEV_ENV")/d2t-server-environment.pth"
     if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
         log "installing $(basename "$DEV_REQUIREMENTS") into $DEV_ENV"
         "$DEV_ENV/bin/pip" install -q -r "$DEV_REQUIREMENTS"
-        (cd "$ROOT" && "$DEV_ENV/bin/python" -m export_tools.install_detectron2)
+        (cd "$ROOT" && "$DEV_ENV/bin/python" -m export_tools.detectron2_setup.install)
         echo "$want" > "$stamp"
     fi
 }

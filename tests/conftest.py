@@ -7,12 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from helpers.exports import ARCHITECTURES, REPO_ROOT, exported_repository
+from d2_triton.cache import cache_dir
+from helpers.exports import ARCHITECTURES, exported_repository
 from helpers.parity import ParityFigures
 from helpers.photos import write_photos
 from helpers.servers import GatewayProcess, ServerPool
 
-REPORT_DIR = REPO_ROOT / ".cache" / "reports"
+REPORT_DIR = cache_dir() / "reports"
 # Figures the parity tests measured, printed at the end of the run and kept as JSON.
 PARITY_FIGURES: dict[str, ParityFigures] = {}
 

@@ -174,7 +174,7 @@ def train(out: Path, data_dir: Path, spec: TrainingSpec = TrainingSpec()) -> Pat
 
 def main(argv: list[str] | None = None) -> int:
     """Train (or find the cached model) and say where it is."""
-    from export_tools.detectron2_env import import_detectron2
+    from export_tools.detectron2_setup.shims import import_detectron2
 
     parser = argparse.ArgumentParser(
         prog="python -m training.train",

@@ -32,10 +32,10 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 from tritonclient.utils import InferenceServerException
 
-from d2_triton import model_config, schema
+from d2_triton import model_config, names
+from d2_triton.client.results import DetectionResult
 from d2_triton.model_config import EnsembleParameters
-from d2_triton.results import DetectionResult
-from d2_triton.schema import DEFAULT_PIPELINE, PipelineNames
+from d2_triton.names import DEFAULT_PIPELINE, PipelineNames
 
 PROTOCOLS = ("http", "grpc")
 
@@ -52,7 +52,7 @@ Parameters = TypeVar("Parameters")
 
 def default_url(protocol: str = "http") -> str:
     host = os.environ.get("TRITON_HOST", "localhost")
-    port = os.environ.get("TRITON_PORT", str(schema.DEFAULT_PORTS[protocol]))
+    port = os.environ.get("TRITON_PORT", str(names.DEFAULT_PORTS[protocol]))
     return f"{host}:{port}"
 
 
@@ -64,7 +64,7 @@ class RequestOptions:
         score_threshold: keep detections with ``score >= score_threshold``.
         max_detections: keep at most this many, highest scores first.
         classes: class ids and/or names to keep, as a comma-separated string or a list.
-        mask_format: one of ``d2_triton.options.MASK_FORMATS``.
+        mask_format: one of ``d2_triton.serving.options.MASK_FORMATS``.
     """
 
     score_threshold: float | None = None
@@ -104,7 +104,7 @@ def _check_protocol(protocol: str) -> None:
 def _image_input(triton: Any, image_bytes: bytes) -> Any:
     """The ensemble's one input: the file's bytes as UINT8 [n]."""
     payload = np.frombuffer(image_bytes, dtype=np.uint8)
-    tensor = triton.InferInput(schema.IMAGE_BYTES, [payload.size], "UINT8")
+    tensor = triton.InferInput(names.IMAGE_BYTES, [payload.size], "UINT8")
     tensor.set_data_from_numpy(payload)
     return tensor
 
@@ -234,7 +234,7 @@ class AsyncDetectionClient(_EnsembleClient):
     def _admin_headers(self) -> dict[str, str]:
         """The admin key header, for the APIs the launcher restricts (statistics)."""
         key = self.admin_key() if self.admin_key is not None else None
-        name = schema.ADMIN_HEADER if self.protocol == "http" else schema.ADMIN_GRPC_METADATA
+        name = names.ADMIN_HEADER if self.protocol == "http" else names.ADMIN_GRPC_METADATA
         return {name: key} if key else {}
 
     def _http_options(self) -> dict[str, Any]:
@@ -304,7 +304,7 @@ class AsyncDetectionClient(_EnsembleClient):
     async def pipelines(self, models: list[dict[str, str]] | None = None) -> list[dict[str, Any]]:
         """Every pipeline Triton serves: name, ensemble, state, version and class labels.
 
-        A pipeline is an ensemble named as ``schema.PipelineNames`` names them; its labels
+        A pipeline is an ensemble named as ``names.PipelineNames`` names them; its labels
         come from the ensemble's config (``EnsembleParameters``).  ``models``: what
         :meth:`models` answered, if the caller has it already.
         """

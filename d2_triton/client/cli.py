@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from d2_triton.client import PROTOCOLS, DetectionClient, request_parameters
-from d2_triton.options import MASK_FORMATS
-from d2_triton.results import DetectionResult
-from d2_triton.schema import DEFAULT_PIPELINE, pipeline_name
+from d2_triton.client.results import DetectionResult
+from d2_triton.names import DEFAULT_PIPELINE, pipeline_name
+from d2_triton.serving.options import MASK_FORMATS
 
 
 def detect_via_gateway(
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print("\n".join(summary_lines(result)))
     if args.render:
-        from d2_triton.render import render_png
+        from d2_triton.client.render import render_png
 
         args.render.write_bytes(render_png(payload, result))
         print(f"wrote {args.render}", file=sys.stderr)

@@ -27,10 +27,12 @@ from starlette.concurrency import run_in_threadpool
 
 import d2_triton
 from d2_triton.client import AsyncDetectionClient, RequestOptions
+from d2_triton.client.render import render_png
+from d2_triton.client.results import DetectionResult
 from d2_triton.errors import ModelConfigError
 from d2_triton.gateway.admission import Admission
 from d2_triton.gateway.errors import UPSTREAM_ERRORS, GatewayError, upstream_error
-from d2_triton.gateway.schema import (
+from d2_triton.gateway.interface import (
     API_KEY_HEADER,
     ERRORS,
     IMAGE_BODY,
@@ -45,12 +47,10 @@ from d2_triton.gateway.schema import (
 )
 from d2_triton.gateway.settings import GatewaySettings
 from d2_triton.gateway.uploads import MULTIPART_OVERHEAD_BYTES, BodySizeLimit, read_upload
-from d2_triton.imaging import DecodeLimits
-from d2_triton.labels import LabelMap
 from d2_triton.model_config import PreprocessParameters
-from d2_triton.render import render_png
-from d2_triton.results import DetectionResult
-from d2_triton.schema import ADMITTED_PER_INSTANCE, PipelineNames
+from d2_triton.names import ADMITTED_PER_INSTANCE, PipelineNames
+from d2_triton.vision.imaging import DecodeLimits
+from d2_triton.vision.labels import LabelMap
 
 LOGGER = logging.getLogger("d2_triton.gateway")
 HEALTH_TIMEOUT_S = 5.0

@@ -14,7 +14,7 @@ from tritonclient.utils import InferenceServerException
 
 from d2_triton.errors import D2TritonError
 from d2_triton.gateway.settings import GatewaySettings
-from d2_triton.schema import RETRY_AFTER_S
+from d2_triton.names import RETRY_AFTER_S
 
 # What a Triton call can raise when Triton refuses, fails or cannot be reached (gRPC errors
 # arrive as InferenceServerException; HTTP transport errors as aiohttp's or OSError).

@@ -11,9 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from d2_triton import schema
+from d2_triton import names
 from d2_triton.client import PROTOCOLS
-from d2_triton.imaging import DecodeLimits
+from d2_triton.vision.imaging import DecodeLimits
 
 MODES = ("debug", "develop", "production")
 LOG_LEVELS = {"debug": "debug", "develop": "info", "production": "warning"}
@@ -28,12 +28,12 @@ class GatewaySettings:
     """Where the gateway listens, where Triton is, and the limits (see the module docstring)."""
 
     host: str = "0.0.0.0"
-    port: int = schema.GATEWAY_PORT
+    port: int = names.GATEWAY_PORT
     mode: str = "production"
     triton_host: str = "localhost"
-    triton_port: int = schema.DEFAULT_PORTS["http"]
+    triton_port: int = names.DEFAULT_PORTS["http"]
     # The pipeline a request without ``?model=`` goes to (``export --name``).
-    default_model: str = schema.DEFAULT_PIPELINE
+    default_model: str = names.DEFAULT_PIPELINE
     triton_protocol: str = "http"
     triton_timeout_s: float = 60.0
     triton_connections: int = 64
@@ -41,7 +41,7 @@ class GatewaySettings:
     max_upload_bytes: int = DecodeLimits().max_bytes
     # When set, every endpoint but /health wants it in the X-API-Key header.
     api_key: str | None = field(default=None, repr=False)
-    # Detections in flight per pipeline (None: schema.ADMITTED_PER_INSTANCE per detector
+    # Detections in flight per pipeline (None: names.ADMITTED_PER_INSTANCE per detector
     # instance); the rest are answered 503 at once.
     max_in_flight: int | None = None
     # The model server's admin key (its restricted statistics API lists the pipelines): the
@@ -61,7 +61,7 @@ class GatewaySettings:
         if self.label_mapping_file is not None and not self.label_mapping_file.is_file():
             raise SettingsError(f"LABEL_MAPPING_FILE {self.label_mapping_file} does not exist")
         try:
-            schema.PipelineNames(self.default_model)
+            names.PipelineNames(self.default_model)
         except ValueError as error:
             raise SettingsError(f"DEFAULT_MODEL: {error}") from None
         if self.api_key is not None and not self.api_key.strip():
@@ -110,7 +110,7 @@ class GatewaySettings:
         key_file = env.get("TRITON_ADMIN_KEY_FILE", "").strip()
         max_in_flight = env.get("MAX_IN_FLIGHT", "").strip()
         # An unknown protocol is refused below, naming the variable.
-        default_port = schema.DEFAULT_PORTS.get(protocol, schema.DEFAULT_PORTS["http"])
+        default_port = names.DEFAULT_PORTS.get(protocol, names.DEFAULT_PORTS["http"])
         try:
             return cls(
                 host=env.get("HOST", cls.host),

@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from d2_triton.gateway.errors import GatewayError
-from d2_triton.gateway.schema import UPLOAD_FIELD
+from d2_triton.gateway.interface import UPLOAD_FIELD
 
 # Room for multipart boundaries and headers around the image itself.
 MULTIPART_OVERHEAD_BYTES = 64 * 1024

@@ -18,7 +18,7 @@ import threading
 import time
 from pathlib import Path
 
-from d2_triton import schema
+from d2_triton import names
 from d2_triton.errors import ServerEnvironmentError
 from d2_triton.server.environment import ServerEnvironment
 from d2_triton.server.process import ServerOptions, TritonServer
@@ -64,7 +64,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--max-in-flight",
         type=int,
         help="inference requests admitted per pipeline at once, the rest answered 503 "
-        f"(default: {schema.ADMITTED_PER_INSTANCE} per detector instance)",
+        f"(default: {names.ADMITTED_PER_INSTANCE} per detector instance)",
     )
     parser.add_argument(
         "--admin-key-file",
@@ -77,8 +77,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.add_argument(
             f"--{protocol}-port",
             type=int,
-            default=int(os.environ.get(variable, schema.DEFAULT_PORTS[protocol])),
-            help=f"default: ${variable}, else {schema.DEFAULT_PORTS[protocol]}",
+            default=int(os.environ.get(variable, names.DEFAULT_PORTS[protocol])),
+            help=f"default: ${variable}, else {names.DEFAULT_PORTS[protocol]}",
         )
     parser.add_argument("--log-verbose", type=int, default=0)
     parser.add_argument(
@@ -103,7 +103,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.max_in_flight is not None and args.max_in_flight < 1:
         parser.error("--max-in-flight must be at least 1")
-    if not schema.PipelineNames.in_repository(args.model_repository):
+    if not names.PipelineNames.in_repository(args.model_repository):
         parser.error(
             f"{args.model_repository} has no exported model; run "
             f"python -m export_tools.export --repository {args.model_repository} first"

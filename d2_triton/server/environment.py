@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from d2_triton.errors import ServerEnvironmentError
-from d2_triton.numpy_version import check_numpy_version
+from d2_triton.serving.numpy_version import check_numpy_version
 
 _PROBE = (
     "import importlib.util, json, sys, numpy;"

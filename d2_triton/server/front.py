@@ -42,7 +42,7 @@ from tritonclient.grpc import model_config_pb2
 from d2_triton import model_config
 from d2_triton.errors import ModelConfigError, ServerEnvironmentError
 from d2_triton.model_config import PreprocessParameters
-from d2_triton.schema import (
+from d2_triton.names import (
     ADMITTED_PER_INSTANCE,
     DEFAULT_PIPELINE,
     RETRY_AFTER_S,

@@ -14,10 +14,10 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from d2_triton import schema
-from d2_triton.processes import live_stubs
+from d2_triton import cache, names
 from d2_triton.server.environment import ServerEnvironment
 from d2_triton.server.front import Front, FrontPorts, free_ports, pipeline_limits
+from d2_triton.server.processes import live_stubs
 from d2_triton.server.watchdog import (
     ModelReloader,
     StubWatchdog,
@@ -25,9 +25,8 @@ from d2_triton.server.watchdog import (
 )
 
 # Where the assembled backend directory is kept (a few MB, rebuilt on every start).
-DEFAULT_CACHE = Path(os.environ.get("D2T_CACHE", Path.home() / ".cache" / "d2-triton"))
 # Triton's APIs that answer only with the admin key (HTTP header / gRPC metadata
-# ``schema.ADMIN_HEADER``): all but health, metadata, model config and inference.
+# ``names.ADMIN_HEADER``): all but health, metadata, model config and inference.
 RESTRICTED_APIS = ("model-repository", "shared-memory", "logging", "trace", "statistics")
 # A fixed admin key (e.g. from a Kubernetes Secret) instead of a new one per start.
 ADMIN_KEY_VARIABLE = "D2T_ADMIN_KEY"
@@ -52,7 +51,7 @@ class ServerOptions:
         front: put nginx in front of Triton, which then listens on loopback only, on ports
             of its own.  Off: Triton listens on ``host`` itself (trusted networks only).
         max_in_flight: inference requests the front admits per pipeline at once (None:
-            ``schema.ADMITTED_PER_INSTANCE`` per detector instance).
+            ``names.ADMITTED_PER_INSTANCE`` per detector instance).
         log_verbose: tritonserver's ``--log-verbose``.
         backend_config: ``--backend-config`` values, e.g. ``python,shm-default-byte-size=...``.
         extra_args: further tritonserver arguments, passed as they are.
@@ -64,9 +63,9 @@ class ServerOptions:
     """
 
     model_repository: Path
-    http_port: int = schema.DEFAULT_PORTS["http"]
-    grpc_port: int = schema.DEFAULT_PORTS["grpc"]
-    metrics_port: int = schema.DEFAULT_PORTS["metrics"]
+    http_port: int = names.DEFAULT_PORTS["http"]
+    grpc_port: int = names.DEFAULT_PORTS["grpc"]
+    metrics_port: int = names.DEFAULT_PORTS["metrics"]
     host: str = "0.0.0.0"
     front: bool = True
     max_in_flight: int | None = None
@@ -88,7 +87,7 @@ class ServerOptions:
     ) -> list[str]:
         """The tritonserver command line."""
         address = LOOPBACK if self.front else self.host
-        restricted = f"{','.join(RESTRICTED_APIS)}:{schema.ADMIN_HEADER}={self.admin_key}"
+        restricted = f"{','.join(RESTRICTED_APIS)}:{names.ADMIN_HEADER}={self.admin_key}"
         command = [
             str(environment.tritonserver),
             f"--model-repository={self.model_repository.absolute()}",
@@ -118,7 +117,7 @@ class TritonServer:
         options: what to serve and how.
         environment: the server environment (default: this interpreter's).
         log_path: file for tritonserver's and nginx's output (default: inherit stdout/stderr).
-        cache_dir: where the backend directory is kept.
+        cache_dir: where the backend directory is kept (default: ``d2_triton.cache``).
     """
 
     def __init__(
@@ -126,12 +125,13 @@ class TritonServer:
         options: ServerOptions,
         environment: ServerEnvironment | None = None,
         log_path: Path | None = None,
-        cache_dir: Path = DEFAULT_CACHE,
+        cache_dir: Path | None = None,
     ):
         self.options = options
         self.environment = environment or ServerEnvironment.inspect()
         self.backend_directory = self.environment.prepare_backends(
-            cache_dir / f"triton-backends-py{self.environment.python_version}"
+            (cache_dir or cache.cache_dir())
+            / f"triton-backends-py{self.environment.python_version}"
         )
         self.ports = options.ports()
         self.front = None
@@ -194,7 +194,7 @@ class TritonServer:
         """Triton's statistics of ``model`` (a restricted API: asked with the admin key)."""
         request = urllib.request.Request(
             f"http://{self.http_url}/v2/models/{urllib.parse.quote(model)}/stats",
-            headers={schema.ADMIN_HEADER: self.options.admin_key},
+            headers={names.ADMIN_HEADER: self.options.admin_key},
         )
         with urllib.request.urlopen(request, timeout=30) as response:
             return json.load(response)["model_stats"][0]

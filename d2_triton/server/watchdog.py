@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from d2_triton.schema import ADMIN_HEADER, model_version
+from d2_triton.names import ADMIN_HEADER, model_version
 
 # Config parameter whose new value makes Triton load an otherwise unchanged config again.
 RELOAD_GENERATION_PARAMETER = "d2t_reload_generation"

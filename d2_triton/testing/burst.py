@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import requests
 
-from d2_triton import schema
+from d2_triton import names
 
 
 @dataclass(frozen=True)
@@ -30,9 +30,9 @@ class Answer:
 def binary_infer_request(image: bytes) -> tuple[bytes, dict[str, str]]:
     """Body and headers of a KServe v2 request for the ensemble, the image a binary tensor."""
     header = json.dumps({
-        "inputs": [{"name": schema.IMAGE_BYTES, "shape": [len(image)], "datatype": "UINT8",
+        "inputs": [{"name": names.IMAGE_BYTES, "shape": [len(image)], "datatype": "UINT8",
                     "parameters": {"binary_data_size": len(image)}}],
-        "outputs": [{"name": schema.BOXES, "parameters": {"binary_data": False}}],
+        "outputs": [{"name": names.BOXES, "parameters": {"binary_data": False}}],
     }).encode()  # fmt: skip
     return header + image, {"Inference-Header-Content-Length": str(len(header))}
 

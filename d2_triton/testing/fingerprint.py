@@ -15,13 +15,13 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 EXPORT_SOURCES = (
     "export_tools",
     "models",
-    "d2_triton/schema.py",
-    "d2_triton/imaging.py",
-    "d2_triton/labels.py",
+    "d2_triton/names.py",
+    "d2_triton/vision/imaging.py",
+    "d2_triton/vision/labels.py",
     "d2_triton/errors.py",
     "d2_triton/model_config.py",
-    "d2_triton/options.py",
-    "d2_triton/stages.py",
+    "d2_triton/serving/options.py",
+    "d2_triton/serving/stages.py",
 )
 
 

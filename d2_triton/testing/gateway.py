@@ -9,10 +9,11 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from d2_triton.cache import cache_dir
 from d2_triton.testing.ports import free_ports
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SERVER_ENV = Path(os.environ.get("D2T_CACHE", REPO_ROOT / ".cache")) / "venv"
+SERVER_ENV = cache_dir() / "venv"
 
 
 class GatewayProcess:

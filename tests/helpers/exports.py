@@ -18,10 +18,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from d2_triton.cache import cache_dir
 from d2_triton.testing.fingerprint import export_fingerprint
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-CACHE = Path(os.environ.get("D2T_CACHE", REPO_ROOT / ".cache")) / "test-exports"
+CACHE = cache_dir() / "test-exports"
 SEED = 0
 # Low enough that Detectron2's random initialisation still yields detections on photos.
 SCORE_THRESH_TEST = 0.01
@@ -56,10 +57,10 @@ def seeded_checkpoint(arch: Architecture, seed: int = SEED) -> Path:
         return path
     import torch
 
-    from export_tools.detectron2_env import import_detectron2
+    from export_tools.detectron2_setup.shims import import_detectron2
 
     import_detectron2()
-    from export_tools.exporter import load_config
+    from export_tools.api import load_config
     from export_tools.random_init import build_random_model
 
     model = build_random_model(load_config(arch.config, [], None), seed)

@@ -128,7 +128,7 @@ class ParityFigures:
 def parity_rule(repository, pipeline=None) -> Cut | None:
     """The rule a pipeline (default: the default one) is held to: the cut rule if it is
     staged, None if exact."""
-    from export_tools.writer import read_export_info
+    from export_tools.repository.writer import read_export_info
     from helpers.exports import SCORE_THRESH_TEST
 
     info = read_export_info(repository, pipeline)

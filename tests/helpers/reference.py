@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from export_tools.detectron2_env import import_detectron2
+from export_tools.detectron2_setup.shims import import_detectron2
 from helpers.exports import SCORE_THRESH_TEST, Architecture
 
 

@@ -9,11 +9,11 @@ import tritonclient.http as httpclient
 from PIL import Image
 from tritonclient.utils import InferenceServerException
 
-from d2_triton import schema
+from d2_triton import names
 from d2_triton.client import DetectionClient
-from d2_triton.imaging import DecodeLimits
-from d2_triton.processes import stub_pids
+from d2_triton.server.processes import stub_pids
 from d2_triton.testing.corpus import bad_inputs, encode, odd_valid_images
+from d2_triton.vision.imaging import DecodeLimits
 from helpers.exports import ARCHITECTURES, seeded_checkpoint
 from helpers.parity import compare, parity_rule
 from helpers.reference import detectron2_prediction
@@ -31,7 +31,7 @@ def stubs_before(mask_rcnn_server):
 
 def detector_requests(server) -> int:
     """Requests the detector has executed or failed, from Triton's statistics."""
-    return server.executions(schema.DETECTOR_MODEL)
+    return server.executions(names.DETECTOR_MODEL)
 
 
 @pytest.mark.parametrize("case", BAD, ids=[case.name for case in BAD])
@@ -51,18 +51,18 @@ def test_bad_input_gets_a_400_that_says_what_is_wrong(mask_rcnn_server, stubs_be
 
 def test_wrong_dtype_and_shape_are_refused_by_triton(mask_rcnn_server, stubs_before):
     client = httpclient.InferenceServerClient(mask_rcnn_server.http_url)
-    as_float = httpclient.InferInput(schema.IMAGE_BYTES, [16], "FP32")
+    as_float = httpclient.InferInput(names.IMAGE_BYTES, [16], "FP32")
     as_float.set_data_from_numpy(np.zeros(16, np.float32))
     with pytest.raises(InferenceServerException, match="data-type is 'FP32'") as error:
-        client.infer(schema.ENSEMBLE_MODEL, [as_float])
+        client.infer(names.ENSEMBLE_MODEL, [as_float])
     assert error.value.status() == "400"
-    two_d = httpclient.InferInput(schema.IMAGE_BYTES, [4, 4], "UINT8")
+    two_d = httpclient.InferInput(names.IMAGE_BYTES, [4, 4], "UINT8")
     two_d.set_data_from_numpy(np.zeros((4, 4), np.uint8))
     with pytest.raises(InferenceServerException, match="unexpected shape") as error:
-        client.infer(schema.ENSEMBLE_MODEL, [two_d])
+        client.infer(names.ENSEMBLE_MODEL, [two_d])
     assert error.value.status() == "400"
     with pytest.raises(InferenceServerException, match="input") as error:
-        client.infer(schema.ENSEMBLE_MODEL, [])
+        client.infer(names.ENSEMBLE_MODEL, [])
     assert error.value.status() == "400"
 
 

@@ -25,7 +25,7 @@ from tritonclient.utils import InferenceServerException
 
 from benchmarks.inputs import write_input_data
 from benchmarks.perf import run_perf_analyzer
-from d2_triton import schema
+from d2_triton import names
 from d2_triton.client import DetectionClient
 from d2_triton.testing.burst import (
     binary_infer_request,
@@ -86,7 +86,7 @@ def test_bodies_over_the_limit_are_refused_before_triton_sees_them(mask_rcnn_ser
 
 def test_restricted_apis_answer_only_with_the_admin_key(mask_rcnn_server):
     url = f"http://{mask_rcnn_server.http_url}/v2"
-    key = {schema.ADMIN_HEADER: mask_rcnn_server.options.admin_key}
+    key = {names.ADMIN_HEADER: mask_rcnn_server.options.admin_key}
     region = next(p.name for p in Path("/dev/shm").glob("triton_python_backend_shm_region_*"))
     register = {"key": f"/{region}", "offset": 0, "byte_size": 64}
     refused = [
@@ -101,7 +101,7 @@ def test_restricted_apis_answer_only_with_the_admin_key(mask_rcnn_server):
     for method, path, body in refused:
         answer = requests.request(method, url + path, json=body, timeout=ANSWER_TIMEOUT_S)
         assert answer.status_code == 403, (path, answer.text)
-        assert schema.ADMIN_HEADER in answer.json()["error"]
+        assert names.ADMIN_HEADER in answer.json()["error"]
     for path in ("/logging", "/trace/setting", "/systemsharedmemory/status", "/models/stats"):
         assert requests.get(url + path, headers=key, timeout=ANSWER_TIMEOUT_S).status_code == 200
     for path in ("/health/ready", "/models/ensemble", "/models/ensemble/config"):
@@ -111,9 +111,9 @@ def test_restricted_apis_answer_only_with_the_admin_key(mask_rcnn_server):
     grpc = grpcclient.InferenceServerClient(mask_rcnn_server.grpc_url)
     with pytest.raises(InferenceServerException, match="restricted"):
         grpc.get_log_settings()
-    grpc_key = {schema.ADMIN_GRPC_METADATA: mask_rcnn_server.options.admin_key}
+    grpc_key = {names.ADMIN_GRPC_METADATA: mask_rcnn_server.options.admin_key}
     assert grpc.get_log_settings(headers=grpc_key, as_json=True)["settings"]
-    assert grpc.is_model_ready(schema.ENSEMBLE_MODEL)
+    assert grpc.is_model_ready(names.ENSEMBLE_MODEL)
 
 
 def test_no_refusal_names_a_region_or_a_file(mask_rcnn_server):
@@ -121,7 +121,7 @@ def test_no_refusal_names_a_region_or_a_file(mask_rcnn_server):
     url = f"http://{mask_rcnn_server.http_url}/v2/models/ensemble/infer"
     too_big = np.zeros(32 * 1024 * 1024 + 1, np.uint8).tobytes()  # preprocess's limit + 1
     body, headers = binary_infer_request(too_big)
-    tensor = {"name": schema.IMAGE_BYTES, "datatype": "UINT8"}
+    tensor = {"name": names.IMAGE_BYTES, "datatype": "UINT8"}
     sent = [
         (body, headers),  # over preprocess's max_image_bytes
         # Killed tritonserver 2.51 (std::bad_alloc) before the front's check (front.js):
@@ -153,12 +153,12 @@ def test_a_burst_is_answered_200_or_503_and_no_admitted_work_is_wasted(
     body, headers = binary_infer_request(image)
     infer_url = f"http://{mask_rcnn_server.http_url}/v2/models/ensemble/infer"
     limit = mask_rcnn_server.front.limits[0].max_in_flight
-    assert limit == schema.ADMITTED_PER_INSTANCE  # the test export has one detector instance
+    assert limit == names.ADMITTED_PER_INSTANCE  # the test export has one detector instance
     senders = {
         "front": lambda: requests.post(infer_url, data=body, headers=headers, timeout=600),
         "gateway": lambda: requests.post(f"{gateway.url}/v1/detect", data=image, timeout=600),
     }
-    executions = partial(mask_rcnn_server.executions, schema.DETECTOR_MODEL)
+    executions = partial(mask_rcnn_server.executions, names.DETECTOR_MODEL)
     for where, send in senders.items():
         before = executions()
         answers = send_all(send, BURST)
@@ -168,7 +168,7 @@ def test_a_burst_is_answered_200_or_503_and_no_admitted_work_is_wasted(
         assert set(counts) <= {200, 503} and counts[200] >= 1, (where, counts)
         assert counts[503] >= BURST - limit, (where, counts)
         refused = [answer for answer in answers if answer.status == 503]
-        assert {answer.retry_after for answer in refused} == {str(schema.RETRY_AFTER_S)}
+        assert {answer.retry_after for answer in refused} == {str(names.RETRY_AFTER_S)}
         assert max(answer.seconds for answer in refused) < ANSWER_TIMEOUT_S  # not queued
         assert ran <= counts[200] + limit, (where, ran, counts)
 
@@ -177,7 +177,7 @@ def test_the_design_cards_clients_work_through_the_front(mask_rcnn_server, photo
     image = photos["coffee.jpg"].read_bytes()
     with DetectionClient(mask_rcnn_server.http_url) as client:
         expected = client.detect(image)
-    request = {"inputs": [{"name": schema.IMAGE_BYTES, "shape": [len(image)],
+    request = {"inputs": [{"name": names.IMAGE_BYTES, "shape": [len(image)],
                            "datatype": "UINT8", "data": list(image)}]}  # fmt: skip
     (tmp_path / "request.json").write_text(json.dumps(request))
     curl = subprocess.run(
@@ -188,17 +188,17 @@ def test_the_design_cards_clients_work_through_the_front(mask_rcnn_server, photo
     )  # fmt: skip
     assert curl.returncode == 0, curl.stdout + curl.stderr
     outputs = {o["name"]: o for o in json.loads(curl.stdout)["outputs"]}
-    assert np.allclose(np.array(outputs[schema.BOXES]["data"]).reshape(-1, 4), expected.boxes)
+    assert np.allclose(np.array(outputs[names.BOXES]["data"]).reshape(-1, 4), expected.boxes)
     triton = httpclient.InferenceServerClient(mask_rcnn_server.http_url)
-    tensor = httpclient.InferInput(schema.IMAGE_BYTES, [len(image)], "UINT8")
+    tensor = httpclient.InferInput(names.IMAGE_BYTES, [len(image)], "UINT8")
     tensor.set_data_from_numpy(np.frombuffer(image, np.uint8))
-    answer = triton.infer(schema.ENSEMBLE_MODEL, [tensor])
-    assert np.array_equal(answer.as_numpy(schema.BOXES), expected.boxes)
+    answer = triton.infer(names.ENSEMBLE_MODEL, [tensor])
+    assert np.array_equal(answer.as_numpy(names.BOXES), expected.boxes)
     data = write_input_data(
-        tmp_path / "perf.json", [{schema.IMAGE_BYTES: np.frombuffer(image, np.uint8)}]
+        tmp_path / "perf.json", [{names.IMAGE_BYTES: np.frombuffer(image, np.uint8)}]
     )
     row = run_perf_analyzer(
-        SERVER_ENV / "bin" / "perf_analyzer", mask_rcnn_server.http_url, schema.ENSEMBLE_MODEL,
+        SERVER_ENV / "bin" / "perf_analyzer", mask_rcnn_server.http_url, names.ENSEMBLE_MODEL,
         data, 1, tmp_path / "perf.csv", 2, 3, 1000, admin_key=mask_rcnn_server.options.admin_key,
     )  # fmt: skip
     assert float(row["Inferences/Second"]) > 0

@@ -19,11 +19,11 @@ import requests
 from PIL import Image
 
 from d2_triton.client import DetectionClient
-from d2_triton.imaging import decode_image
-from d2_triton.results import DetectionResult
+from d2_triton.client.results import DetectionResult
 from d2_triton.server import ServerOptions, TritonServer
 from d2_triton.testing.load import same_answer
 from d2_triton.testing.ports import free_ports
+from d2_triton.vision.imaging import decode_image
 from helpers.servers import SERVER_ENV, GatewayProcess
 
 TIMEOUT_S = 180

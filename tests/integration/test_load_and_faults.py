@@ -18,10 +18,10 @@ import time
 import pytest
 
 from benchmarks.soak import CHECK_DURATION_S, FLOOR_RISE_LIMIT_MIB
-from d2_triton.processes import stub_pids
+from d2_triton.server.processes import stub_pids
 from d2_triton.testing.corpus import mixed_cases
 from d2_triton.testing.load import LoadReport, Request, reference_answers, run_load
-from export_tools.repository import Overrides, derive
+from export_tools.repository.derive import Overrides, derive
 from helpers.exports import CACHE, REPO_ROOT
 from helpers.leaks import LEAK
 

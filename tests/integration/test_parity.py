@@ -16,8 +16,8 @@ import pytest
 
 from conftest import PARITY_FIGURES
 from d2_triton.client import DetectionClient
-from d2_triton.stages import PLAN_FILE, StagePlan
-from export_tools.writer import read_export_info
+from d2_triton.serving.stages import PLAN_FILE, StagePlan
+from export_tools.repository.writer import read_export_info
 from helpers.exports import ARCHITECTURES, SCORE_THRESH_TEST, exported_repository, seeded_checkpoint
 from helpers.parity import Cut, ParityFigures, compare, parity_rule
 from helpers.photos import photo_bytes

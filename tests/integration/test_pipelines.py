@@ -21,9 +21,9 @@ import requests
 from tritonclient.utils import InferenceServerException
 
 from d2_triton.client import DetectionClient
-from d2_triton.processes import stub_pids
-from d2_triton.results import DetectionResult
-from d2_triton.schema import PipelineNames
+from d2_triton.client.results import DetectionResult
+from d2_triton.names import PipelineNames
+from d2_triton.server.processes import stub_pids
 from d2_triton.testing.load import same_answer
 from helpers.exports import (
     ARCHITECTURES,

@@ -13,27 +13,27 @@ import tritonclient.http as httpclient
 from PIL import Image
 from tritonclient.utils import InferenceServerException
 
-from d2_triton import schema
+from d2_triton import names
 from d2_triton.client import DetectionClient, DetectionResult
-from export_tools import triton_config
+from export_tools.repository import configs
 from helpers.servers import SERVER_ENV
 
 MODELS = (
-    schema.PREPROCESS_MODEL,
-    schema.DETECTOR_MODEL,
-    schema.POSTPROCESS_MODEL,
-    schema.ENSEMBLE_MODEL,
+    names.PREPROCESS_MODEL,
+    names.DETECTOR_MODEL,
+    names.POSTPROCESS_MODEL,
+    names.ENSEMBLE_MODEL,
 )
 
 
 def protocol_datatype(config_dtype: int) -> str:
     """TYPE_FP32 -> FP32, TYPE_STRING -> BYTES: config names vs. the wire protocol's."""
-    name = triton_config.mc.DataType.Name(config_dtype).removeprefix("TYPE_")
+    name = configs.mc.DataType.Name(config_dtype).removeprefix("TYPE_")
     return "BYTES" if name == "STRING" else name
 
 
 def generated(repository, name):
-    return triton_config.parse_pbtxt((repository / name / "config.pbtxt").read_text())
+    return configs.parse_pbtxt((repository / name / "config.pbtxt").read_text())
 
 
 def test_generated_configs_load_and_are_what_the_server_runs(
@@ -53,16 +53,16 @@ def test_generated_configs_load_and_are_what_the_server_runs(
 
 def test_ensemble_interface_matches_the_client(mask_rcnn_server, mask_rcnn_repository):
     client = httpclient.InferenceServerClient(mask_rcnn_server.http_url)
-    metadata = client.get_model_metadata(schema.ENSEMBLE_MODEL)
-    assert metadata["inputs"] == [{"name": schema.IMAGE_BYTES, "datatype": "UINT8", "shape": [-1]}]
+    metadata = client.get_model_metadata(names.ENSEMBLE_MODEL)
+    assert metadata["inputs"] == [{"name": names.IMAGE_BYTES, "datatype": "UINT8", "shape": [-1]}]
     declared = {
         output["name"]: (output["datatype"], output["shape"]) for output in metadata["outputs"]
     }
-    expected = triton_config.ensemble_output_dims(triton_config.ModelOutputs(has_masks=True))
+    expected = configs.ensemble_output_dims(configs.ModelOutputs(has_masks=True))
     assert declared == {name: (protocol_datatype(dtype), dims) for name, dtype, dims in expected}
     # Every output the client reads is one the ensemble declares, with the dtype it assumes.
-    assert {schema.BOXES, schema.SCORES, schema.CLASSES, schema.LABELS, schema.IMAGE_SIZE,
-            schema.MASKS_RLE, schema.MASKS} <= set(declared)  # fmt: skip
+    assert {names.BOXES, names.SCORES, names.CLASSES, names.LABELS, names.IMAGE_SIZE,
+            names.MASKS_RLE, names.MASKS} <= set(declared)  # fmt: skip
 
 
 def test_request_options_travel_through_the_ensemble(mask_rcnn_server, photos):

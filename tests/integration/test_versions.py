@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from d2_triton.processes import stub_pids
+from d2_triton.server.processes import stub_pids
 from d2_triton.testing.corpus import mixed_cases
 from d2_triton.testing.load import LoadReport, reference_answers, run_load, same_answer
-from export_tools.repository import Overrides, derive
+from export_tools.repository.derive import Overrides, derive
 from helpers.exports import ARCHITECTURES, two_version_repository
 
 CLIENTS = 4

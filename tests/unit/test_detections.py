@@ -7,7 +7,7 @@ import pytest
 import torch
 from pycocotools import mask as coco_mask
 
-from d2_triton.detections import (
+from d2_triton.vision.detections import (
     Detections,
     compress_rle_counts,
     decode_rle,
@@ -17,7 +17,7 @@ from d2_triton.detections import (
     region_to_rle_counts,
     rescale_to_original,
 )
-from export_tools.detectron2_env import import_detectron2
+from export_tools.detectron2_setup.shims import import_detectron2
 
 import_detectron2()
 from detectron2.layers.mask_ops import _do_paste_mask, paste_masks_in_image  # noqa: E402

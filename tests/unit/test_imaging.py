@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from d2_triton.imaging import (
+from d2_triton.testing.corpus import encode, gradient_rgb, multi_frame, png_declaring
+from d2_triton.vision.imaging import (
     DecodeLimits,
     InvalidImageError,
     decode_image,
@@ -16,8 +17,7 @@ from d2_triton.imaging import (
     shortest_edge_resized_shape,
     to_model_layout,
 )
-from d2_triton.testing.corpus import encode, gradient_rgb, multi_frame, png_declaring
-from export_tools.detectron2_env import import_detectron2
+from export_tools.detectron2_setup.shims import import_detectron2
 from helpers.photos import photo_bytes
 
 import_detectron2()

@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from d2_triton.detections import Detections
 from d2_triton.errors import InvalidRequestError
-from d2_triton.labels import LabelMap
-from d2_triton.options import PostprocessOptions
+from d2_triton.serving.options import PostprocessOptions
+from d2_triton.vision.detections import Detections
+from d2_triton.vision.labels import LabelMap
 
 LABELS = LabelMap.from_names(["person", "bicycle", "car", "dog"])
 

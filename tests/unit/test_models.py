@@ -21,17 +21,17 @@ from helpers import pb_utils_stub as pb_utils
 
 sys.modules.setdefault("triton_python_backend_utils", pb_utils)
 
-from d2_triton.detections import decode_rle  # noqa: E402
-from d2_triton.imaging import decode_image, resize_shortest_edge, to_model_layout  # noqa: E402
-from d2_triton.labels import LabelMap  # noqa: E402
 from d2_triton.model_config import (  # noqa: E402
     DetectorParameters,
     PostprocessParameters,
     PreprocessParameters,
 )
-from d2_triton.numpy_version import check_numpy_version  # noqa: E402
-from d2_triton.stages import PLAN_FILE, Stage, StagePlan  # noqa: E402
-from export_tools import triton_config as tc  # noqa: E402
+from d2_triton.serving.numpy_version import check_numpy_version  # noqa: E402
+from d2_triton.serving.stages import PLAN_FILE, Stage, StagePlan  # noqa: E402
+from d2_triton.vision.detections import decode_rle  # noqa: E402
+from d2_triton.vision.imaging import decode_image, resize_shortest_edge, to_model_layout  # noqa: E402
+from d2_triton.vision.labels import LabelMap  # noqa: E402
+from export_tools.repository import configs as tc  # noqa: E402
 from helpers.photos import photo_bytes  # noqa: E402
 
 MODELS = Path(__file__).resolve().parents[2] / "models"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from d2_triton.results import DetectionResult
+from d2_triton.client.results import DetectionResult
 from helpers.parity import Cut, compare
 from helpers.reference import Prediction
 

@@ -6,15 +6,14 @@ import json
 
 import pytest
 
-from d2_triton import schema
-from d2_triton.labels import LabelMap
+from d2_triton import names
 from d2_triton.model_config import EnsembleParameters, PreprocessParameters
-from d2_triton.schema import PipelineNames
-from export_tools import triton_config as tc
+from d2_triton.names import PipelineNames
+from d2_triton.vision.labels import LabelMap
 from export_tools.errors import VersionMismatchError
-from export_tools.repository import Overrides, derive
-from export_tools.settings import ExportSettings
-from export_tools.writer import (
+from export_tools.repository import configs as tc
+from export_tools.repository.derive import Overrides, derive
+from export_tools.repository.writer import (
     LABEL_MAP_FILE,
     ExportedModel,
     InputSettings,
@@ -22,12 +21,13 @@ from export_tools.writer import (
     read_export_info,
     write_repository,
 )
+from export_tools.settings import ExportSettings
 
 
 def test_the_default_pipeline_keeps_the_plain_names_and_others_are_prefixed():
-    assert PipelineNames().models() == {role: role for role in schema.ROLES}
+    assert PipelineNames().models() == {role: role for role in names.ROLES}
     keypoints = PipelineNames("keypoints")
-    assert keypoints.models() == {role: f"keypoints_{role}" for role in schema.ROLES}
+    assert keypoints.models() == {role: f"keypoints_{role}" for role in names.ROLES}
     assert (keypoints.ensemble, keypoints.detector) == ("keypoints_ensemble", "keypoints_detector")
 
 
@@ -85,7 +85,7 @@ def test_a_named_export_writes_its_own_four_models_beside_the_default(tmp_path):
     shapes = PipelineNames("shapes")
     for role, model in shapes.models().items():
         assert config(repository, model).name == model
-        if role != schema.ENSEMBLE_MODEL:  # each Python model runs its role's model.py
+        if role != names.ENSEMBLE_MODEL:  # each Python model runs its role's model.py
             assert (repository / model / "1" / "model.py").is_file()
     scheduling = config(repository, shapes.ensemble).ensemble_scheduling
     steps = [step.model_name for step in scheduling.step]

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from test_results import square_result
 
-from d2_triton.detections import decode_rle
-from d2_triton.render import colour_of, draw_detections
+from d2_triton.client.render import colour_of, draw_detections
+from d2_triton.vision.detections import decode_rle
 
 
 def test_drawing_touches_the_detection_and_nothing_far_from_it():

@@ -1,12 +1,12 @@
-"""export_tools.repository.derive: a copy of an export with only config settings changed."""
+"""export_tools.repository.derive.derive: a copy of an export with only config settings changed."""
 
 from __future__ import annotations
 
-from d2_triton.labels import LabelMap
-from export_tools import triton_config as tc
-from export_tools.repository import Overrides, derive
+from d2_triton.vision.labels import LabelMap
+from export_tools.repository import configs as tc
+from export_tools.repository.derive import Overrides, derive
+from export_tools.repository.writer import ExportedModel, InputSettings, model_configs
 from export_tools.settings import ExportSettings
-from export_tools.writer import ExportedModel, InputSettings, model_configs
 
 
 def write_source(root):

@@ -7,12 +7,12 @@ import json
 import numpy as np
 import pytest
 
-from d2_triton.detections import mask_to_polygons
-from d2_triton.results import DetectionResult, exact_float
+from d2_triton.client.results import DetectionResult, exact_float
+from d2_triton.vision.detections import mask_to_polygons
 
 
 def square_result() -> DetectionResult:
-    from d2_triton.detections import compress_rle_counts, region_to_rle_counts
+    from d2_triton.vision.detections import compress_rle_counts, region_to_rle_counts
 
     mask = np.zeros((40, 60), bool)
     mask[10:30, 20:50] = True

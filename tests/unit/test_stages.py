@@ -1,4 +1,4 @@
-"""The staged detector's plan and runner (d2_triton.stages), on toy stages.
+"""The staged detector's plan and runner (d2_triton.serving.stages), on toy stages.
 
 The real stages of each architecture are exported and served by the integration tests
 (parity against Detectron2); here: the plan's validation and JSON form, the chaining of
@@ -10,9 +10,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from d2_triton import stages
 from d2_triton.errors import ModelConfigError
-from d2_triton.stages import PLAN_FILE, Stage, StagedModel, StagePlan
+from d2_triton.serving import stages
+from d2_triton.serving.stages import PLAN_FILE, Stage, StagedModel, StagePlan
 
 
 class Scale(torch.nn.Module):

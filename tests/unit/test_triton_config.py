@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from d2_triton import schema
+from d2_triton import names
 from d2_triton.model_config import DetectorParameters, PostprocessParameters, PreprocessParameters
-from export_tools import triton_config as tc
+from export_tools.repository import configs as tc
 
 VARIANTS = {
     "mask": tc.ModelOutputs(has_masks=True),
@@ -62,10 +62,10 @@ def test_ensemble_steps_connect(variant):
 
 
 def test_outputs_follow_the_model():
-    names = {o.name for o in all_configs(VARIANTS["keypoints"])["ensemble"].output}
-    assert schema.KEYPOINTS in names and schema.MASKS_RLE not in names
-    names = {o.name for o in all_configs(VARIANTS["mask"])["ensemble"].output}
-    assert {schema.MASKS_RLE, schema.MASKS} <= names and schema.KEYPOINTS not in names
+    outputs = {o.name for o in all_configs(VARIANTS["keypoints"])["ensemble"].output}
+    assert names.KEYPOINTS in outputs and names.MASKS_RLE not in outputs
+    outputs = {o.name for o in all_configs(VARIANTS["mask"])["ensemble"].output}
+    assert {names.MASKS_RLE, names.MASKS} <= outputs and names.KEYPOINTS not in outputs
     postprocess = all_configs(VARIANTS["boxes-only"])["postprocess"]
     assert postprocess.parameters["default_mask_format"].string_value == "none"
 
@@ -84,7 +84,7 @@ def test_gpu_instances():
 def test_detector_warms_up_on_a_photo_sized_input():
     config = all_configs(VARIANTS["mask"])["detector"]
     (warmup,) = config.model_warmup
-    image = warmup.inputs[schema.IMAGE]
+    image = warmup.inputs[names.IMAGE]
     assert list(image.dims) == [3, 800, 1067] and image.random_data and warmup.count == 2
     assert image.data_type == config.input[0].data_type
 

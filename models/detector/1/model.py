@@ -1,7 +1,7 @@
 """Triton model `detector`: the exported Detectron2 model, run by torch and OpenVINO.
 
 The version folder holds the model as a chain of stages (``stages.json``, see
-``d2_triton.stages``): by default the static parts (backbone, FPN, RPN head, mask/keypoint
+``d2_triton.serving.stages``): by default the static parts (backbone, FPN, RPN head, mask/keypoint
 heads) as OpenVINO IR and the dynamic glue as TorchScript; an ``--exact`` export is one
 TorchScript file.  TorchScript stages have no device baked in: they are loaded onto the
 GPU when this instance is KIND_GPU and CUDA is available, else onto the CPU.  Tensors cross
@@ -14,10 +14,11 @@ import torch.utils.dlpack
 import torchvision  # noqa: F401  (registers torchvision::nms and roi_align for the graph)
 import triton_python_backend_utils as pb_utils
 
-from d2_triton import backend, schema
+from d2_triton import names
 from d2_triton.errors import InvalidRequestError
 from d2_triton.model_config import DetectorParameters
-from d2_triton.stages import StagedModel, threads_per_instance
+from d2_triton.serving import backend
+from d2_triton.serving.stages import StagedModel, threads_per_instance
 
 
 class TritonPythonModel:
@@ -36,9 +37,9 @@ class TritonPythonModel:
         # Position of each model output -> the detector output it feeds (if any).
         declared = {output["name"] for output in setup.config["output"]}
         self.outputs = [
-            (index, schema.DETECTOR_OUTPUTS[field])
+            (index, names.DETECTOR_OUTPUTS[field])
             for index, field in enumerate(parameters.output_fields)
-            if schema.DETECTOR_OUTPUTS.get(field) in declared
+            if names.DETECTOR_OUTPUTS.get(field) in declared
         ]
         stages = ", ".join(f"{s.name} ({s.runtime})" for s in self.model.plan.stages)
         pb_utils.Logger.log_info(
@@ -64,7 +65,7 @@ class TritonPythonModel:
         return backend.respond_each(requests, self._detect, self.model_name)
 
     def _detect(self, request):
-        image = pb_utils.get_input_tensor_by_name(request, schema.IMAGE)
+        image = pb_utils.get_input_tensor_by_name(request, names.IMAGE)
         pixels = torch.from_dlpack(image.to_dlpack())
         if pixels.dim() != 3 or pixels.shape[0] != 3 or min(pixels.shape[1:]) < 1:
             raise InvalidRequestError(f"image must be 3 x H x W, got {list(pixels.shape)}")

@@ -9,13 +9,14 @@ dense uint8 on request), and class ids are mapped to names from the label-map JS
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from d2_triton import backend, pipeline, schema
-from d2_triton.detections import Detections
-from d2_triton.labels import LabelMap
+from d2_triton import names
 from d2_triton.model_config import PostprocessParameters
-from d2_triton.options import PostprocessOptions
+from d2_triton.serving import backend, steps
+from d2_triton.serving.options import PostprocessOptions
+from d2_triton.vision.detections import Detections
+from d2_triton.vision.labels import LabelMap
 
-KEYPOINTS = schema.DETECTOR_OUTPUTS["pred_keypoints"]
+KEYPOINTS = names.DETECTOR_OUTPUTS["pred_keypoints"]
 
 
 class TritonPythonModel:
@@ -33,10 +34,10 @@ class TritonPythonModel:
             mask_format=parameters.default_mask_format,
         )
         self.dtypes = setup.output_dtypes
-        self.has_masks = schema.MASK_PROBS in setup.input_names
+        self.has_masks = names.MASK_PROBS in setup.input_names
         self.has_keypoints = KEYPOINTS in setup.input_names
         keypoints = [t["dims"][1] for t in setup.config["input"] if t["name"] == KEYPOINTS]
-        pipeline.warm_up(
+        steps.warm_up(
             options=self.defaults,
             labels=self.labels,
             keypoints=int(keypoints[0]) if keypoints else 0,
@@ -48,18 +49,18 @@ class TritonPythonModel:
 
     def _postprocess(self, request):
         options = self.defaults.updated_from(backend.request_parameters(request), self.labels)
-        names = schema.DETECTOR_OUTPUTS
+        fields = names.DETECTOR_OUTPUTS
         raw = Detections(
-            boxes=backend.required_input(request, names["pred_boxes"]),
-            scores=backend.required_input(request, names["scores"]),
-            classes=backend.required_input(request, names["pred_classes"]),
+            boxes=backend.required_input(request, fields["pred_boxes"]),
+            scores=backend.required_input(request, fields["scores"]),
+            classes=backend.required_input(request, fields["pred_classes"]),
             mask_probs=self._mask_probs(request),
             keypoints=backend.required_input(request, KEYPOINTS) if self.has_keypoints else None,
         )
-        outputs = pipeline.postprocess(
+        outputs = steps.postprocess(
             raw,
-            resized_hw=self._size(request, schema.RESIZED_SIZE),
-            original_hw=self._size(request, schema.ORIGINAL_SIZE),
+            resized_hw=self._size(request, names.RESIZED_SIZE),
+            original_hw=self._size(request, names.ORIGINAL_SIZE),
             options=options,
             labels=self.labels,
         )
@@ -69,7 +70,7 @@ class TritonPythonModel:
         if not self.has_masks:
             return None
         # [N, 1, M, M] -> [N, M, M]
-        return backend.required_input(request, schema.MASK_PROBS)[:, 0]
+        return backend.required_input(request, names.MASK_PROBS)[:, 0]
 
     @staticmethod
     def _size(request, name):

@@ -10,9 +10,10 @@ meant for `postprocess` are checked here first, so a bad one costs no inference.
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from d2_triton import backend, pipeline, schema
-from d2_triton.labels import LabelMap
+from d2_triton import names
 from d2_triton.model_config import PreprocessParameters
+from d2_triton.serving import backend, steps
+from d2_triton.vision.labels import LabelMap
 
 
 class TritonPythonModel:
@@ -26,21 +27,21 @@ class TritonPythonModel:
         self.parameters = setup.parameters
         self.labels = LabelMap.from_file(setup.folder / setup.parameters.label_map)
         self.dtypes = setup.output_dtypes
-        pipeline.warm_up(parameters=self.parameters)
+        steps.warm_up(parameters=self.parameters)
 
     def execute(self, requests):
         """One response per request; a bad image fails only its own request."""
         return backend.respond_each(requests, self._preprocess, self.model_name)
 
     def _preprocess(self, request):
-        pipeline.check_options(backend.request_parameters(request), self.labels)
-        encoded = backend.required_input(request, schema.IMAGE_BYTES)
-        model_input = pipeline.preprocess(encoded.tobytes(), self.parameters)
-        image = model_input.image.astype(self.dtypes[schema.IMAGE], copy=False)
+        steps.check_options(backend.request_parameters(request), self.labels)
+        encoded = backend.required_input(request, names.IMAGE_BYTES)
+        model_input = steps.preprocess(encoded.tobytes(), self.parameters)
+        image = model_input.image.astype(self.dtypes[names.IMAGE], copy=False)
         return [
-            pb_utils.Tensor(schema.IMAGE, image),
-            self._size(schema.ORIGINAL_SIZE, model_input.original_hw),
-            self._size(schema.RESIZED_SIZE, model_input.resized_hw),
+            pb_utils.Tensor(names.IMAGE, image),
+            self._size(names.ORIGINAL_SIZE, model_input.original_hw),
+            self._size(names.RESIZED_SIZE, model_input.resized_hw),
         ]
 
     def _size(self, name, height_width):

@@ -11,7 +11,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from d2_triton import schema
+from d2_triton import names
 
 MANIFESTS = Path(__file__).resolve().parents[3] / "deploy" / "kubernetes"
 KUBERNETES_VERSION = "1.37.0"
@@ -49,7 +49,7 @@ def test_the_model_server_is_probed_scraped_and_given_shared_memory():
     assert server["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
     assert server["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
     ports = {port["name"]: port["containerPort"] for port in server["ports"]}
-    assert ports == schema.DEFAULT_PORTS
+    assert ports == names.DEFAULT_PORTS
     assert pod["metadata"]["annotations"]["prometheus.io/port"] == str(ports["metrics"])
     assert {"cpu", "memory"} <= set(server["resources"]["requests"])
     assert {"cpu", "memory"} <= set(server["resources"]["limits"])
@@ -70,7 +70,7 @@ def test_the_gateway_reaches_the_model_server_service_and_autoscalers_target_dep
         port["name"]: port["port"] for port in services[env["TRITON_HOST"]]["spec"]["ports"]
     }
     assert int(env["TRITON_PORT"]) == triton_ports["http"]
-    assert gateway["containers"][0]["ports"][0]["containerPort"] == schema.GATEWAY_PORT
+    assert gateway["containers"][0]["ports"][0]["containerPort"] == names.GATEWAY_PORT
     deployments = by_kind("Deployment")
     for autoscaler in by_kind("HorizontalPodAutoscaler").values():
         assert autoscaler["spec"]["scaleTargetRef"]["name"] in deployments
@@ -86,7 +86,7 @@ def test_only_the_gateway_and_labelled_clients_reach_the_model_server_and_monito
     assert [peer["podSelector"]["matchLabels"] for peer in inference["from"]] == [
         gateway["labels"], {"d2-triton/client": "true"},
     ]  # fmt: skip
-    ports = schema.DEFAULT_PORTS
+    ports = names.DEFAULT_PORTS
     assert {p["port"] for p in inference["ports"]} == {ports["http"], ports["grpc"]}
     assert [p["port"] for p in metrics["ports"]] == [ports["metrics"]]
     assert metrics["from"] == [

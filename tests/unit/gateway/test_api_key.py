@@ -6,7 +6,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from d2_triton.gateway.app import create_app
-from d2_triton.gateway.schema import API_KEY_HEADER
+from d2_triton.gateway.interface import API_KEY_HEADER
 from d2_triton.gateway.settings import GatewaySettings, SettingsError
 from d2_triton.testing.ports import free_ports
 

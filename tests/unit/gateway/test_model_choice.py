@@ -10,7 +10,7 @@ from tritonclient.utils import InferenceServerException
 from d2_triton.gateway.app import Gateway
 from d2_triton.gateway.errors import GatewayError
 from d2_triton.gateway.settings import GatewaySettings
-from d2_triton.schema import PipelineNames
+from d2_triton.names import PipelineNames
 
 
 class FakeTriton:

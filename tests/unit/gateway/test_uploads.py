@@ -13,7 +13,7 @@ from d2_triton.gateway.errors import GatewayError
 from d2_triton.gateway.settings import GatewaySettings
 from d2_triton.gateway.uploads import BodySizeLimit
 from d2_triton.model_config import PreprocessParameters
-from d2_triton.schema import PipelineNames
+from d2_triton.names import PipelineNames
 
 
 def limited_app(max_bytes: int) -> TestClient:

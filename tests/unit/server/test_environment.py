@@ -13,7 +13,7 @@ import pytest
 
 from d2_triton.server import ServerEnvironment, ServerEnvironmentError, ServerOptions
 from d2_triton.server.front import FrontPorts
-from export_tools import detectron2_env
+from export_tools.detectron2_setup import shims
 from helpers import pb_utils_stub
 from helpers.servers import SERVER_ENV
 
@@ -21,16 +21,16 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_detectron2_imports_with_only_the_documented_shims():
-    detectron2_env.import_detectron2()
+    shims.import_detectron2()
     from detectron2.export.flatten import TracingAdapter  # noqa: F401
     from detectron2.modeling import build_model  # noqa: F401
 
-    shims = detectron2_env.shims_in_use()
-    assert all(s.startswith(("detectron2._C placeholder", "detectron2.export")) for s in shims)
+    in_use = shims.shims_in_use()
+    assert all(s.startswith(("detectron2._C placeholder", "detectron2.export")) for s in in_use)
     if "detectron2._C" in sys.modules and isinstance(
-        sys.modules["detectron2._C"], detectron2_env._MissingCppExtension
+        sys.modules["detectron2._C"], shims._MissingCppExtension
     ):
-        with pytest.raises(detectron2_env.MissingCppExtensionError, match="C\\+\\+ extension"):
+        with pytest.raises(shims.MissingCppExtensionError, match="C\\+\\+ extension"):
             sys.modules["detectron2._C"].deform_conv_forward  # noqa: B018
         with pytest.raises(AttributeError):
             sys.modules["detectron2._C"].__file__  # noqa: B018

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from d2_triton.errors import ServerEnvironmentError
-from d2_triton.schema import ADMITTED_PER_INSTANCE, PipelineNames
+from d2_triton.names import ADMITTED_PER_INSTANCE, PipelineNames
 from d2_triton.server.front import (
     BODY_OVERHEAD_BYTES,
     Front,

@@ -13,8 +13,8 @@ import io
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from d2_triton.imaging import DecodeLimits, decode_image
-from d2_triton.results import DetectionResult
+from d2_triton.client.results import DetectionResult
+from d2_triton.vision.imaging import DecodeLimits, decode_image
 
 MASK_OPACITY = 0.45
 BOX_WIDTH = 2

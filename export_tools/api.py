@@ -16,14 +16,15 @@ from pathlib import Path
 
 import torch
 
-from d2_triton.labels import LabelMap
-from export_tools import stage_files, staging, tracing, writer
-from export_tools.detectron2_env import import_detectron2, shims_in_use
+from d2_triton.vision.labels import LabelMap
+from export_tools.detectron2_setup.shims import import_detectron2, shims_in_use
 from export_tools.errors import ConfigError, LabelMapError, UnsupportedModelError, WeightsError
 from export_tools.random_init import announce_random_weights, build_random_model
+from export_tools.repository import writer
 from export_tools.settings import CocoDataset, ExportSettings
+from export_tools.trace import files, split, tracing
 
-LOGGER = logging.getLogger("export_tools.exporter")
+LOGGER = logging.getLogger("export_tools.api")
 
 
 @dataclass(frozen=True)
@@ -189,11 +190,11 @@ def export(settings: ExportSettings) -> ExportResult:
     )
     with tempfile.TemporaryDirectory(prefix="d2t-detector-") as scratch:
         # The detector's files are written and checked here before the repository is touched.
-        stage_files.write_stages(stages, fields, Path(scratch))
+        files.write_stages(stages, fields, Path(scratch))
         at_cut = 0
         if mode == "staged":
             expected = {field: tracing.field_tensor(eager, field) for field in fields}
-            at_cut = stage_files.verify_stages(Path(scratch), expected, image)
+            at_cut = files.verify_stages(Path(scratch), expected, image)
         written = writer.write_repository(exported, Path(scratch), settings)
     seconds = time.perf_counter() - started
     return ExportResult(exported, weights, written, len(eager), at_cut, seconds)
@@ -208,12 +209,12 @@ def detector_stages(model, image, fields: list[str], eager, mode: str):
     """
     if mode == "staged":
         try:
-            return staging.split_model(model, image, fields), mode
+            return split.split_model(model, image, fields), mode
         except UnsupportedModelError as error:
             LOGGER.warning("no stages for this model (%s): exporting it --exact", error)
     traced = tracing.trace(model, image, fields)
     tracing.verify_trace(traced, image, fields, eager)
-    return [stage_files.single_stage(traced, image, fields)], "exact"
+    return [files.single_stage(traced, image, fields)], "exact"
 
 
 def detector_mode(settings: ExportSettings) -> str:

@@ -19,14 +19,14 @@ from typing import TypeVar
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from d2_triton import model_config, schema
+from d2_triton import model_config, names
 from d2_triton.model_config import (
     DetectorParameters,
     EnsembleParameters,
     PostprocessParameters,
     PreprocessParameters,
 )
-from d2_triton.schema import DETECTOR_OUTPUTS, PipelineNames
+from d2_triton.names import DETECTOR_OUTPUTS, PipelineNames
 
 DEFAULT = PipelineNames()
 
@@ -101,7 +101,7 @@ def _detector_output_dims(outputs: ModelOutputs) -> list[tuple[str, int, list[in
     ]
     if outputs.has_masks:
         size = outputs.mask_resolution
-        dims.append((schema.MASK_PROBS, mc.TYPE_FP32, [-1, 1, size, size]))
+        dims.append((names.MASK_PROBS, mc.TYPE_FP32, [-1, 1, size, size]))
     if outputs.has_keypoints:
         keypoints = DETECTOR_OUTPUTS["pred_keypoints"]
         dims.append((keypoints, mc.TYPE_FP32, [-1, outputs.num_keypoints, 3]))
@@ -113,10 +113,10 @@ def preprocess_config(
 ) -> mc.ModelConfig:
     """``preprocess``: encoded bytes in; the model's image and the two sizes out."""
     config = _python_model(pipeline.preprocess, count)
-    _tensor(config.input, schema.IMAGE_BYTES, mc.TYPE_UINT8, [-1])
-    _tensor(config.output, schema.IMAGE, mc.TYPE_UINT8, [3, -1, -1])
-    _tensor(config.output, schema.ORIGINAL_SIZE, mc.TYPE_INT32, [2])
-    _tensor(config.output, schema.RESIZED_SIZE, mc.TYPE_INT32, [2])
+    _tensor(config.input, names.IMAGE_BYTES, mc.TYPE_UINT8, [-1])
+    _tensor(config.output, names.IMAGE, mc.TYPE_UINT8, [3, -1, -1])
+    _tensor(config.output, names.ORIGINAL_SIZE, mc.TYPE_INT32, [2])
+    _tensor(config.output, names.RESIZED_SIZE, mc.TYPE_INT32, [2])
     set_parameters(config, parameters)
     return config
 
@@ -135,7 +135,7 @@ def detector_config(
         else mc.ModelInstanceGroup.KIND_CPU
     )
     config = _python_model(pipeline.detector, instances.detector_count, kind)
-    _tensor(config.input, schema.IMAGE, mc.TYPE_UINT8, [3, -1, -1])
+    _tensor(config.input, names.IMAGE, mc.TYPE_UINT8, [3, -1, -1])
     for name, data_type, dims in _detector_output_dims(outputs):
         _tensor(config.output, name, data_type, dims)
     set_parameters(config, parameters)
@@ -143,7 +143,7 @@ def detector_config(
         warmup = config.model_warmup.add(
             name=f"image_{warmup_hw[0]}x{warmup_hw[1]}", batch_size=1, count=WARMUP_RUNS
         )
-        image = warmup.inputs[schema.IMAGE]
+        image = warmup.inputs[names.IMAGE]
         image.data_type = mc.TYPE_UINT8
         image.dims.extend([3, *warmup_hw])
         image.random_data = True
@@ -178,8 +178,8 @@ def postprocess_config(
     config = _python_model(pipeline.postprocess, count)
     for name, data_type, dims in _detector_output_dims(outputs):
         _tensor(config.input, name, data_type, dims)
-    _tensor(config.input, schema.ORIGINAL_SIZE, mc.TYPE_INT32, [2])
-    _tensor(config.input, schema.RESIZED_SIZE, mc.TYPE_INT32, [2])
+    _tensor(config.input, names.ORIGINAL_SIZE, mc.TYPE_INT32, [2])
+    _tensor(config.input, names.RESIZED_SIZE, mc.TYPE_INT32, [2])
     for name, data_type, dims in ensemble_output_dims(outputs):
         _tensor(config.output, name, data_type, dims)
     if not outputs.has_masks:
@@ -191,17 +191,17 @@ def postprocess_config(
 def ensemble_output_dims(outputs: ModelOutputs) -> list[tuple[str, int, list[int]]]:
     """The ensemble's (= postprocess's) outputs: what a client can ask for."""
     dims = [
-        (schema.BOXES, mc.TYPE_FP32, [-1, 4]),
-        (schema.SCORES, mc.TYPE_FP32, [-1]),
-        (schema.CLASSES, mc.TYPE_INT32, [-1]),
-        (schema.LABELS, mc.TYPE_STRING, [-1]),
-        (schema.IMAGE_SIZE, mc.TYPE_INT32, [2]),
+        (names.BOXES, mc.TYPE_FP32, [-1, 4]),
+        (names.SCORES, mc.TYPE_FP32, [-1]),
+        (names.CLASSES, mc.TYPE_INT32, [-1]),
+        (names.LABELS, mc.TYPE_STRING, [-1]),
+        (names.IMAGE_SIZE, mc.TYPE_INT32, [2]),
     ]
     if outputs.has_masks:
-        dims.append((schema.MASKS_RLE, mc.TYPE_STRING, [-1]))
-        dims.append((schema.MASKS, mc.TYPE_UINT8, [-1, -1, -1]))
+        dims.append((names.MASKS_RLE, mc.TYPE_STRING, [-1]))
+        dims.append((names.MASKS, mc.TYPE_UINT8, [-1, -1, -1]))
     if outputs.has_keypoints:
-        dims.append((schema.KEYPOINTS, mc.TYPE_FP32, [-1, outputs.num_keypoints, 3]))
+        dims.append((names.KEYPOINTS, mc.TYPE_FP32, [-1, outputs.num_keypoints, 3]))
     return dims
 
 
@@ -212,21 +212,21 @@ def ensemble_config(
 ) -> mc.ModelConfig:
     """``ensemble``: the three models joined; image bytes in, detections out."""
     config = mc.ModelConfig(name=pipeline.ensemble, platform="ensemble", max_batch_size=0)
-    _tensor(config.input, schema.IMAGE_BYTES, mc.TYPE_UINT8, [-1])
+    _tensor(config.input, names.IMAGE_BYTES, mc.TYPE_UINT8, [-1])
     for name, data_type, dims in ensemble_output_dims(outputs):
         _tensor(config.output, name, data_type, dims)
     steps = config.ensemble_scheduling.step
     preprocess = steps.add(model_name=pipeline.preprocess, model_version=-1)
-    preprocess.input_map[schema.IMAGE_BYTES] = schema.IMAGE_BYTES
-    for name in (schema.IMAGE, schema.ORIGINAL_SIZE, schema.RESIZED_SIZE):
+    preprocess.input_map[names.IMAGE_BYTES] = names.IMAGE_BYTES
+    for name in (names.IMAGE, names.ORIGINAL_SIZE, names.RESIZED_SIZE):
         preprocess.output_map[name] = f"_{name}"
     detector = steps.add(model_name=pipeline.detector, model_version=-1)
-    detector.input_map[schema.IMAGE] = f"_{schema.IMAGE}"
+    detector.input_map[names.IMAGE] = f"_{names.IMAGE}"
     postprocess = steps.add(model_name=pipeline.postprocess, model_version=-1)
     for name, _, _ in _detector_output_dims(outputs):
         detector.output_map[name] = f"_raw_{name}"
         postprocess.input_map[name] = f"_raw_{name}"
-    for name in (schema.ORIGINAL_SIZE, schema.RESIZED_SIZE):
+    for name in (names.ORIGINAL_SIZE, names.RESIZED_SIZE):
         postprocess.input_map[name] = f"_{name}"
     for name, _, _ in ensemble_output_dims(outputs):
         postprocess.output_map[name] = name

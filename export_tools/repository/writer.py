@@ -2,7 +2,7 @@
 
 preprocess/config.pbtxt   preprocess/1/model.py       decode + Detectron2 resize
 detector/config.pbtxt     detector/1/model.py         TorchScript run by torch
-                          detector/1/stages.json      the detector's stages (d2_triton.stages)
+                          detector/1/stages.json      its stages (d2_triton.serving.stages)
                           detector/1/*.pt, *.xml/bin  TorchScript and OpenVINO stage files
                           detector/1/export_info.json what was exported, from what
 postprocess/config.pbtxt  postprocess/1/model.py      boxes, masks, label names
@@ -10,7 +10,7 @@ postprocess/config.pbtxt  postprocess/1/model.py      boxes, masks, label names
 ensemble/config.pbtxt     ensemble/1/                 the three joined: bytes in, detections out
 
 That is the default pipeline; a named one (``--name NAME``) writes the same four folders as
-``NAME_preprocess`` ... ``NAME_ensemble`` (``d2_triton.schema.PipelineNames``) and leaves the
+``NAME_preprocess`` ... ``NAME_ensemble`` (``d2_triton.names.PipelineNames``) and leaves the
 repository's other pipelines as they are.
 """
 
@@ -22,20 +22,20 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from d2_triton import schema
-from d2_triton.labels import LabelMap
+from d2_triton import names
 from d2_triton.model_config import (
     DetectorParameters,
     EnsembleParameters,
     PostprocessParameters,
     PreprocessParameters,
 )
-from d2_triton.schema import PipelineNames
-from export_tools import triton_config
+from d2_triton.names import PipelineNames
+from d2_triton.vision.labels import LabelMap
 from export_tools.errors import VersionMismatchError
+from export_tools.repository import configs
 from export_tools.settings import ExportSettings
 
-TEMPLATE_REPOSITORY = Path(__file__).resolve().parent.parent / "models"
+TEMPLATE_REPOSITORY = Path(__file__).resolve().parents[2] / "models"
 LABEL_MAP_FILE = "labels.json"
 # Files of an earlier export in the detector's version folder that a new one replaces.
 STAGE_SUFFIXES = (".pt", ".xml", ".bin", ".json")
@@ -58,7 +58,7 @@ class ExportedModel:
     """
 
     fields: tuple[str, ...]
-    outputs: triton_config.ModelOutputs
+    outputs: configs.ModelOutputs
     input: InputSettings
     labels: LabelMap
     weights_source: str
@@ -75,9 +75,9 @@ class InputSettings:
 
 
 def model_configs(model: ExportedModel, settings: ExportSettings) -> dict[str, object]:
-    """The config of each of the pipeline's four models, by role (``schema.ROLES``)."""
+    """The config of each of the pipeline's four models, by role (``names.ROLES``)."""
     pipeline = settings.pipeline
-    instances = triton_config.InstanceSettings(
+    instances = configs.InstanceSettings(
         detector_kind=settings.device,
         detector_count=settings.detector_instances,
         preprocess_count=settings.preprocess_instances,
@@ -103,22 +103,20 @@ def model_configs(model: ExportedModel, settings: ExportSettings) -> dict[str, o
     )
     ensemble = EnsembleParameters(labels=json.dumps(model.labels.to_json()))
     return {
-        schema.PREPROCESS_MODEL: triton_config.preprocess_config(
+        names.PREPROCESS_MODEL: configs.preprocess_config(
             preprocess, instances.preprocess_count, pipeline
         ),
-        schema.DETECTOR_MODEL: triton_config.detector_config(
+        names.DETECTOR_MODEL: configs.detector_config(
             model.outputs,
             detector,
             instances,
-            warmup_hw=triton_config.warmup_size(
-                model.input.min_size_test, model.input.max_size_test
-            ),
+            warmup_hw=configs.warmup_size(model.input.min_size_test, model.input.max_size_test),
             pipeline=pipeline,
         ),
-        schema.POSTPROCESS_MODEL: triton_config.postprocess_config(
+        names.POSTPROCESS_MODEL: configs.postprocess_config(
             model.outputs, postprocess, instances.postprocess_count, pipeline
         ),
-        schema.ENSEMBLE_MODEL: triton_config.ensemble_config(model.outputs, ensemble, pipeline),
+        names.ENSEMBLE_MODEL: configs.ensemble_config(model.outputs, ensemble, pipeline),
     }
 
 
@@ -127,7 +125,7 @@ def detector_versions(repository: Path, pipeline: PipelineNames | None = None) -
     folder = repository / (pipeline or PipelineNames()).detector
     if not folder.is_dir():
         return []
-    versions = (schema.model_version(child.name) for child in folder.iterdir() if child.is_dir())
+    versions = (names.model_version(child.name) for child in folder.iterdir() if child.is_dir())
     return sorted(version for version in versions if version is not None)
 
 
@@ -161,21 +159,21 @@ def write_repository(
     ``detector_files`` holds the detector's stage files and plan (``stage_files``).
     """
     repository, pipeline = settings.repository, settings.pipeline
-    configs = model_configs(model, settings)
+    generated = model_configs(model, settings)
     if (repository / pipeline.detector / "config.pbtxt").is_file():
-        _check_same_configs(repository, pipeline, configs)
+        _check_same_configs(repository, pipeline, generated)
         version = max(detector_versions(repository, pipeline), default=0) + 1
         return _write_detector_version(model, detector_files, repository, pipeline, version)
     written = []
-    for role, config in configs.items():
+    for role, config in generated.items():
         folder = repository / pipeline.model(role)
         version_dir = folder / VERSION
         version_dir.mkdir(parents=True, exist_ok=True)
         template = TEMPLATE_REPOSITORY / role / VERSION / "model.py"
-        if role != schema.DETECTOR_MODEL and template.is_file():
+        if role != names.DETECTOR_MODEL and template.is_file():
             written += _copy_template(template, version_dir)
         config_path = folder / "config.pbtxt"
-        config_path.write_text(triton_config.to_pbtxt(config), encoding="utf-8")
+        config_path.write_text(configs.to_pbtxt(config), encoding="utf-8")
         written.append(config_path)
     label_path = repository / pipeline.postprocess / LABEL_MAP_FILE
     model.labels.write(label_path)
@@ -185,12 +183,12 @@ def write_repository(
     )
 
 
-def _check_same_configs(repository: Path, pipeline: PipelineNames, configs: dict) -> None:
-    """VersionMismatchError unless the pipeline's configs are the ones ``configs`` holds."""
+def _check_same_configs(repository: Path, pipeline: PipelineNames, generated: dict) -> None:
+    """VersionMismatchError unless the pipeline's configs are the ones ``generated`` holds."""
     differing = [
         pipeline.model(role)
-        for role, config in configs.items()
-        if triton_config.read_config(repository / pipeline.model(role) / "config.pbtxt") != config
+        for role, config in generated.items()
+        if configs.read_config(repository / pipeline.model(role) / "config.pbtxt") != config
     ]
     if differing:
         raise VersionMismatchError(
@@ -218,7 +216,7 @@ def _write_detector_version(
     for stale in target.iterdir():  # an earlier, unfinished export of version 1
         if stale.suffix in STAGE_SUFFIXES:
             stale.unlink()
-    template = TEMPLATE_REPOSITORY / schema.DETECTOR_MODEL / VERSION / "model.py"
+    template = TEMPLATE_REPOSITORY / names.DETECTOR_MODEL / VERSION / "model.py"
     _copy_template(template, target)
     detector_written = [
         Path(shutil.copy2(source, target / source.name))
@@ -233,8 +231,8 @@ def _write_detector_version(
     (target / EXPORT_INFO_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     if target != final:
         target.rename(final)
-    names = ["model.py", *(path.name for path in detector_written), EXPORT_INFO_FILE]
-    return [final / name for name in names]
+    files = ["model.py", *(path.name for path in detector_written), EXPORT_INFO_FILE]
+    return [final / name for name in files]
 
 
 def _copy_template(template: Path, version_dir: Path) -> list[Path]:

@@ -18,7 +18,7 @@ import triton_python_backend_utils as pb_utils
 
 from d2_triton import model_config
 from d2_triton.errors import InvalidRequestError
-from d2_triton.numpy_version import check_numpy_version
+from d2_triton.serving.numpy_version import check_numpy_version
 
 Parameters = TypeVar("Parameters")
 

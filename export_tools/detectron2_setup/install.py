@@ -1,15 +1,15 @@
 """Install Detectron2's real Python code into this environment, for export and parity tests.
 
-    python -m export_tools.install_detectron2
+    python -m export_tools.detectron2_setup.install
 
 If ``import detectron2`` already works (e.g. you installed it from GitHub, the standard way:
 ``pip install 'git+https://github.com/facebookresearch/detectron2.git@v0.6'``), this does
 nothing.  Otherwise it fetches Detectron2 v0.6's sources from PyPI (``pb1-detectron2==0.6``,
-hash-pinned in export_tools/detectron2-source.txt), checks the hash, unpacks them under the
-cache folder and adds them to this environment's path with a ``.pth`` file.  ``pip install``
-of that sdist cannot work: it lacks the C++ sources its setup.py compiles.  What it lacks is
-covered by ``export_tools.detectron2_env`` (see there); nothing of Detectron2 is
-re-implemented.
+hash-pinned in ``detectron2-source.txt`` beside this file), checks the hash, unpacks them
+under the cache folder and adds them to this environment's path with a ``.pth`` file.
+``pip install`` of that sdist cannot work: it lacks the C++ sources its setup.py compiles.
+What it lacks is covered by ``export_tools.detectron2_setup.shims`` (see there); nothing of
+Detectron2 is re-implemented.
 """
 
 from __future__ import annotations
@@ -29,15 +29,12 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+from d2_triton.cache import cache_dir
+
 HERE = Path(__file__).resolve().parent
 SOURCE_REQUIREMENT = HERE / "detectron2-source.txt"
 SDIST_NAME = "pb1-detectron2-0.6"
 PTH_NAME = "detectron2-v0.6-sources.pth"
-
-
-def default_cache() -> Path:
-    """Where downloads and sources are kept (``D2T_CACHE``)."""
-    return Path(os.environ.get("D2T_CACHE", HERE.parent / ".cache"))
 
 
 def detectron2_importable() -> bool:
@@ -46,7 +43,7 @@ def detectron2_importable() -> bool:
 
 
 def pinned_source() -> tuple[str, str, str]:
-    """(name, version, sha256) from export_tools/detectron2-source.txt."""
+    """(name, version, sha256) from export_tools/detectron2_setup/detectron2-source.txt."""
     for line in SOURCE_REQUIREMENT.read_text().splitlines():
         match = re.match(r"^\s*([A-Za-z0-9_.\-]+)==(\S+)\s+--hash=sha256:([0-9a-f]{64})", line)
         if match:
@@ -140,9 +137,9 @@ def link_into_environment(source_root: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     """Install Detectron2's sources unless it imports already; returns the exit status."""
     parser = argparse.ArgumentParser(
-        prog="python -m export_tools.install_detectron2", description=__doc__.splitlines()[0]
+        prog="python -m export_tools.detectron2_setup.install", description=__doc__.splitlines()[0]
     )
-    parser.add_argument("--cache", type=Path, default=default_cache())
+    parser.add_argument("--cache", type=Path, default=cache_dir(), help="default: d2_triton.cache")
     parser.add_argument("--force", action="store_true", help="reinstall even if importable")
     args = parser.parse_args(argv)
     if detectron2_importable() and not args.force:

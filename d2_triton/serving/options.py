@@ -23,9 +23,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from d2_triton.detections import Detections
 from d2_triton.errors import InvalidRequestError
-from d2_triton.labels import LabelMap
+from d2_triton.vision.detections import Detections
+from d2_triton.vision.labels import LabelMap
 
 MASK_FORMATS = ("rle", "dense", "none")
 

@@ -4,8 +4,8 @@ A Detectron2 R-CNN spends most of its CPU time in convolutions whose shapes foll
 (backbone, FPN, RPN head) or the number of detections (mask and keypoint heads); the rest
 is dynamic glue (anchor decoding, top-k, NMS, ROI pooling) that OpenVINO cannot convert
 (``aten::where`` of dynamic rank).  Each part is a small ``nn.Module`` over the model's own
-submodules (``export_tools.stage_modules``), traced as the whole model is
-(``export_tools.tracing``); the exporter then converts the static ones
+submodules (``export_tools.trace.modules``), traced as the whole model is
+(``export_tools.trace.tracing``); the exporter then converts the static ones
 (:data:`OPENVINO_STAGES`) to OpenVINO.  The glue stages call the
 same Detectron2 code as the single trace does, so on equal features they give equal results.
 
@@ -32,9 +32,9 @@ from dataclasses import dataclass
 
 import torch
 
-from d2_triton.stages import Stage
+from d2_triton.serving.stages import Stage
 from export_tools.errors import UnsupportedModelError
-from export_tools.stage_modules import (
+from export_tools.trace.modules import (
     Backbone,
     HeadLayers,
     Keypoints,
@@ -44,7 +44,7 @@ from export_tools.stage_modules import (
     RoiHeads,
     roi_align_split,
 )
-from export_tools.tracing import nms_dispatched_at_run_time
+from export_tools.trace.tracing import nms_dispatched_at_run_time
 
 # Stages converted to OpenVINO; every other stage stays TorchScript.
 OPENVINO_STAGES = frozenset({"backbone", "mask_head", "keypoint_head"})

@@ -12,17 +12,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from d2_triton import schema
-from d2_triton.detections import (
+from d2_triton import names
+from d2_triton.model_config import PreprocessParameters
+from d2_triton.serving.options import PostprocessOptions
+from d2_triton.vision.detections import (
     Detections,
     encode_masks_rle,
     paste_masks_dense,
     rescale_to_original,
 )
-from d2_triton.imaging import decode_image, resize_shortest_edge, to_model_layout
-from d2_triton.labels import LabelMap
-from d2_triton.model_config import PreprocessParameters
-from d2_triton.options import PostprocessOptions
+from d2_triton.vision.imaging import decode_image, resize_shortest_edge, to_model_layout
+from d2_triton.vision.labels import LabelMap
 
 
 @dataclass
@@ -70,20 +70,20 @@ def postprocess(
     """Detector outputs -> the ensemble's outputs, by name (BYTES as object arrays)."""
     detections = options.apply(rescale_to_original(raw, resized_hw, original_hw))
     outputs = {
-        schema.BOXES: detections.boxes,
-        schema.SCORES: detections.scores,
-        schema.CLASSES: detections.classes,
-        schema.LABELS: labels.names_for(detections.classes),
-        schema.IMAGE_SIZE: np.array(original_hw),
+        names.BOXES: detections.boxes,
+        names.SCORES: detections.scores,
+        names.CLASSES: detections.classes,
+        names.LABELS: labels.names_for(detections.classes),
+        names.IMAGE_SIZE: np.array(original_hw),
     }
     if detections.keypoints is not None:
-        outputs[schema.KEYPOINTS] = detections.keypoints
+        outputs[names.KEYPOINTS] = detections.keypoints
     if detections.mask_probs is not None and options.mask_format == "rle":
-        outputs[schema.MASKS_RLE] = np.array(
+        outputs[names.MASKS_RLE] = np.array(
             encode_masks_rle(detections, original_hw), dtype=np.object_
         )
     elif detections.mask_probs is not None and options.mask_format == "dense":
-        outputs[schema.MASKS] = paste_masks_dense(detections, original_hw)
+        outputs[names.MASKS] = paste_masks_dense(detections, original_hw)
     return outputs
 
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from d2_triton.model_config import DetectorParameters, PreprocessParameters
-from d2_triton.schema import PipelineNames
-from export_tools import triton_config
+from d2_triton.names import PipelineNames
+from export_tools.repository import configs
 
 
 @dataclass(frozen=True)
@@ -45,14 +45,14 @@ def _link_or_copy(source: str, target: str) -> None:
 
 def _edit(path: Path, count: int | None, parameters: type | None = None, **changes) -> None:
     """Set the instance count and replace typed parameters (None leaves a value as it is)."""
-    config = triton_config.parse_pbtxt(path.read_text())
+    config = configs.parse_pbtxt(path.read_text())
     if count is not None:
         config.instance_group[0].count = count
     changes = {key: value for key, value in changes.items() if value is not None}
     if parameters is not None and changes:
-        typed = triton_config.parameters_of(parameters, config)
-        triton_config.set_parameters(config, replace(typed, **changes))
-    path.write_text(triton_config.to_pbtxt(config))
+        typed = configs.parameters_of(parameters, config)
+        configs.set_parameters(config, replace(typed, **changes))
+    path.write_text(configs.to_pbtxt(config))
 
 
 def derive(source: Path, target: Path, overrides: Overrides) -> Path:
@@ -87,6 +87,6 @@ def derive(source: Path, target: Path, overrides: Overrides) -> Path:
 
 
 def _drop_warmup(path: Path) -> None:
-    config = triton_config.parse_pbtxt(path.read_text())
+    config = configs.parse_pbtxt(path.read_text())
     del config.model_warmup[:]
-    path.write_text(triton_config.to_pbtxt(config))
+    path.write_text(configs.to_pbtxt(config))

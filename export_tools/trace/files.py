@@ -2,7 +2,7 @@
 
 TorchScript stages are saved as ``NAME.pt``; OpenVINO stages are converted from their trace
 and saved as ``NAME.xml`` + ``NAME.bin`` at float32 (OpenVINO's default would halve the
-weights to float16).  ``stages.json`` (:class:`d2_triton.stages.StagePlan`) ties them.
+weights to float16).  ``stages.json`` (:class:`d2_triton.serving.stages.StagePlan`) ties them.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from pathlib import Path
 
 import torch
 
-from d2_triton.stages import PLAN_FILE, Stage, StagedModel, StagePlan, available_cores
+from d2_triton.serving.stages import PLAN_FILE, Stage, StagedModel, StagePlan, available_cores
 from export_tools.errors import TraceMismatchError
-from export_tools.staging import TracedStage
+from export_tools.trace.split import TracedStage
 
 # The exporter's own check of a staged export on its sample image (the served results are
 # measured against Detectron2 by the parity tests and the accuracy benchmark).

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from d2_triton.imaging import resize_shortest_edge, to_model_layout
-from export_tools import triton_config
+from d2_triton.vision.imaging import resize_shortest_edge, to_model_layout
 from export_tools.errors import TraceMismatchError, UnsupportedModelError
+from export_tools.repository import configs
 
 # Instances fields exported, in this order, when the model produces them.
 EXPORTED_FIELDS = ("pred_boxes", "scores", "pred_classes", "pred_masks", "pred_keypoints")
@@ -34,7 +34,7 @@ def load_sample_image(path: Path | None) -> np.ndarray:
     """The image to trace with: ``path`` decoded as preprocess decodes, or the test card."""
     if path is None:
         return synthetic_sample_image()
-    from d2_triton.imaging import decode_image
+    from d2_triton.vision.imaging import decode_image
 
     return decode_image(path.read_bytes())
 
@@ -67,10 +67,10 @@ def raw_instances(model, image: torch.Tensor):
     raise UnsupportedModelError(f"unsupported meta-architecture {type(model).__name__}")
 
 
-def describe_outputs(instances) -> tuple[list[str], triton_config.ModelOutputs]:
+def describe_outputs(instances) -> tuple[list[str], configs.ModelOutputs]:
     """Which Instances fields the model produced (``raw_instances``), and their shapes."""
     fields = [field for field in EXPORTED_FIELDS if instances.has(field)]
-    outputs = triton_config.ModelOutputs(
+    outputs = configs.ModelOutputs(
         has_masks="pred_masks" in fields,
         mask_resolution=instances.pred_masks.shape[-1] if "pred_masks" in fields else 0,
         num_keypoints=instances.pred_keypoints.shape[1] if "pred_keypoints" in fields else 0,

@@ -2,7 +2,7 @@
 
 A full Detectron2 install (``pip install 'git+https://github.com/facebookresearch/detectron2.git'``)
 needs neither shim and gets none.  Where GitHub is out of reach,
-``export_tools/install_detectron2.py`` puts Detectron2 v0.6's Python sources on the path from
+``export_tools/detectron2_setup/install.py`` puts Detectron2 v0.6's Python sources on the path from
 PyPI (the ``pb1-detectron2==0.6`` sdist, hash-pinned), which lacks the C++ extension.  That
 install is complete for what this project uses (Mask/Faster/Keypoint R-CNN and RetinaNet run
 on torchvision's ops), except:

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from d2_triton import schema
+from d2_triton import names
 
 if TYPE_CHECKING:
-    from d2_triton.labels import LabelMap
+    from d2_triton.vision.labels import LabelMap
 
 JSON_MASK_FORMATS = ("rle", "polygon", "none")
 
@@ -50,16 +50,16 @@ class DetectionResult:
     @classmethod
     def from_outputs(cls, outputs: dict[str, np.ndarray]) -> DetectionResult:
         """From the ensemble's output tensors, by name (as a Triton client returns them)."""
-        rle = outputs.get(schema.MASKS_RLE)
+        rle = outputs.get(names.MASKS_RLE)
         return cls(
-            image_size=tuple(int(v) for v in outputs[schema.IMAGE_SIZE]),
-            boxes=outputs[schema.BOXES].reshape(-1, 4),
-            scores=outputs[schema.SCORES],
-            classes=outputs[schema.CLASSES],
-            labels=[_text(label) for label in outputs[schema.LABELS]],
+            image_size=tuple(int(v) for v in outputs[names.IMAGE_SIZE]),
+            boxes=outputs[names.BOXES].reshape(-1, 4),
+            scores=outputs[names.SCORES],
+            classes=outputs[names.CLASSES],
+            labels=[_text(label) for label in outputs[names.LABELS]],
             masks_rle=None if rle is None else [bytes(item) for item in rle],
-            masks=outputs.get(schema.MASKS),
-            keypoints=outputs.get(schema.KEYPOINTS),
+            masks=outputs.get(names.MASKS),
+            keypoints=outputs.get(names.KEYPOINTS),
         )
 
     @property
@@ -72,7 +72,7 @@ class DetectionResult:
         if self.masks is not None:
             return self.masks[index].astype(bool)
         if self.masks_rle is not None:
-            from d2_triton.detections import decode_rle
+            from d2_triton.vision.detections import decode_rle
 
             return decode_rle(self.masks_rle[index], self.image_size)
         return None
@@ -119,7 +119,7 @@ class DetectionResult:
 
     def _json_mask(self, index: int, mask_format: str) -> dict[str, Any]:
         if mask_format == "polygon":
-            from d2_triton.detections import mask_to_polygons
+            from d2_triton.vision.detections import mask_to_polygons
 
             return {"polygons": mask_to_polygons(self.mask(index))}
         if self.masks_rle is not None:

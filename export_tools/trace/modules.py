@@ -1,7 +1,7 @@
 """The small ``nn.Module``s each stage of a split Detectron2 model is traced from.
 
 Each wraps the model's own submodules and Detectron2's own functions, so a stage computes
-what the same lines of the single trace compute (``export_tools.staging`` splits and traces).
+what the same lines of the single trace compute (``export_tools.trace.split`` splits and traces).
 Tensor shapes are for one image: ``image`` is uint8 3 x H x W, ``padded`` 1 x 3 x H' x W'
 (normalized and padded to the backbone's size divisibility), features 1 x C x h x w.
 """
