@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from d2_triton.errors import ModelConfigError
-from d2_triton.serving.options import MASK_FORMATS
+from d2_triton.names import MASK_FORMATS
 from d2_triton.vision.imaging import DecodeLimits
 from d2_triton.vision.labels import LabelMap
 
@@ -155,7 +155,7 @@ def _from_string(name: str, text: str, kind: Any) -> Any:
         if typing.get_origin(kind) is tuple:
             values = json.loads(text)
             if not isinstance(values, list):
-                raise ValueError("not a JSON list")
+                raise ModelConfigError("not a JSON list")
             return tuple(str(value) for value in values)
         return text
     except ValueError as error:

@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from d2_triton.errors import InvalidArgumentError
+
 # The four models of a pipeline, by role.  The default pipeline's models carry these names.
 ENSEMBLE_MODEL = "ensemble"
 PREPROCESS_MODEL = "preprocess"
@@ -50,6 +52,24 @@ MASKS = "masks"
 KEYPOINTS = "keypoints"
 IMAGE_SIZE = "image_size"
 
+# How postprocess returns masks (request parameter ``mask_format``): COCO RLE, dense uint8
+# N x H x W, or not at all.
+MASK_FORMATS = ("rle", "dense", "none")
+# How a result's JSON carries masks (``DetectionResult.to_json``, the gateway): COCO RLE,
+# COCO polygons (computed from the RLE on the client side), or not at all.
+JSON_MASK_FORMATS = ("rle", "polygon", "none")
+
+
+def triton_mask_format(json_mask_format: str) -> str:
+    """The ``mask_format`` to ask postprocess for, to write ``json_mask_format`` JSON.
+
+    Polygons are traced from the RLE masks, so both ``rle`` and ``polygon`` ask for RLE.
+    """
+    if json_mask_format not in JSON_MASK_FORMATS:
+        raise InvalidArgumentError(f"mask format must be one of {JSON_MASK_FORMATS}")
+    return "none" if json_mask_format == "none" else "rle"
+
+
 # Default ports: Triton's own defaults (HTTP, gRPC, metrics) and the REST gateway's.
 DEFAULT_PORTS = {"http": 8000, "grpc": 8001, "metrics": 8002}
 GATEWAY_PORT = 8080
@@ -81,7 +101,7 @@ class PipelineNames:
 
     def __post_init__(self) -> None:
         if not PIPELINE_NAME_PATTERN.fullmatch(self.name):
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"a pipeline name is 1-63 lower-case letters, digits and '-', starting with a "
                 f"letter or digit; got {self.name!r}"
             )
@@ -89,7 +109,7 @@ class PipelineNames:
     def model(self, role: str) -> str:
         """The Triton model name of ``role`` (one of ``ROLES``) in this pipeline."""
         if role not in ROLES:
-            raise ValueError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
+            raise InvalidArgumentError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
         return role if self.name == DEFAULT_PIPELINE else f"{self.name}_{role}"
 
     @property

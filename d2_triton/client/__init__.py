@@ -34,6 +34,7 @@ from tritonclient.utils import InferenceServerException
 
 from d2_triton import model_config, names
 from d2_triton.client.results import DetectionResult
+from d2_triton.errors import InvalidArgumentError
 from d2_triton.model_config import EnsembleParameters
 from d2_triton.names import DEFAULT_PIPELINE, PipelineNames
 
@@ -64,7 +65,7 @@ class RequestOptions:
         score_threshold: keep detections with ``score >= score_threshold``.
         max_detections: keep at most this many, highest scores first.
         classes: class ids and/or names to keep, as a comma-separated string or a list.
-        mask_format: one of ``d2_triton.serving.options.MASK_FORMATS``.
+        mask_format: one of ``d2_triton.names.MASK_FORMATS``.
     """
 
     score_threshold: float | None = None
@@ -92,13 +93,13 @@ class RequestOptions:
 def request_parameters(options: RequestOptions | None = None, **fields: Any) -> dict[str, Any]:
     """Triton request parameters from ``options``, or from RequestOptions' field names."""
     if options is not None and fields:
-        raise TypeError("pass RequestOptions or its fields, not both")
+        raise InvalidArgumentError("pass RequestOptions or its fields, not both")
     return (options or RequestOptions(**fields)).to_parameters()
 
 
 def _check_protocol(protocol: str) -> None:
     if protocol not in PROTOCOLS:
-        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+        raise InvalidArgumentError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
 
 
 def _image_input(triton: Any, image_bytes: bytes) -> Any:

@@ -17,8 +17,8 @@ from typing import Any
 
 from d2_triton.client import PROTOCOLS, DetectionClient, request_parameters
 from d2_triton.client.results import DetectionResult
-from d2_triton.names import DEFAULT_PIPELINE, pipeline_name
-from d2_triton.serving.options import MASK_FORMATS
+from d2_triton.errors import UpstreamError
+from d2_triton.names import DEFAULT_PIPELINE, MASK_FORMATS, pipeline_name
 
 
 def detect_via_gateway(
@@ -44,7 +44,7 @@ def detect_via_gateway(
             return DetectionResult.from_json(json.load(response))
     except urllib.error.HTTPError as error:
         detail = error.read().decode("utf-8", errors="replace")
-        raise RuntimeError(f"gateway answered {error.code}: {detail}") from None
+        raise UpstreamError(f"gateway answered {error.code}: {detail}") from None
 
 
 def summary_lines(result: DetectionResult) -> list[str]:

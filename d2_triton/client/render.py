@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from d2_triton.client.results import DetectionResult
+from d2_triton.errors import InvalidArgumentError
 from d2_triton.vision.imaging import DecodeLimits, decode_image
 
 MASK_OPACITY = 0.45
@@ -41,7 +42,7 @@ def _tag_colour(fill: tuple[int, int, int]) -> tuple[int, int, int]:
 def draw_detections(image_rgb: np.ndarray, result: DetectionResult) -> Image.Image:
     """``image_rgb`` (H x W x 3 uint8, the frame the result refers to) with ``result`` drawn."""
     if tuple(image_rgb.shape[:2]) != tuple(result.image_size):
-        raise ValueError(
+        raise InvalidArgumentError(
             f"image is {image_rgb.shape[1]}x{image_rgb.shape[0]} but the detections are for "
             f"{result.image_size[1]}x{result.image_size[0]}"
         )

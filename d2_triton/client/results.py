@@ -15,11 +15,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from d2_triton import names
+from d2_triton.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
     from d2_triton.vision.labels import LabelMap
-
-JSON_MASK_FORMATS = ("rle", "polygon", "none")
 
 
 def exact_float(value: Any) -> float:
@@ -97,8 +96,10 @@ class DetectionResult:
         ``{"size", "packbits"}`` when dense masks were returned), ``polygon`` (COCO polygons
         ``{"size", "polygons": [[x1, y1, x2, y2, ...], ...]}``) or ``none``.
         """
-        if mask_format not in JSON_MASK_FORMATS:
-            raise ValueError(f"mask_format must be one of {JSON_MASK_FORMATS}, got {mask_format!r}")
+        if mask_format not in names.JSON_MASK_FORMATS:
+            raise InvalidArgumentError(
+                f"mask_format must be one of {names.JSON_MASK_FORMATS}, got {mask_format!r}"
+            )
         height, width = self.image_size
         detections = []
         for index in range(len(self)):
@@ -134,7 +135,7 @@ class DetectionResult:
         detections = document["detections"]
         masks = [d["mask"] for d in detections if "mask" in d]
         if masks and any("counts" not in mask for mask in masks):
-            raise ValueError("only RLE masks can be read back; ask for mask_format=rle")
+            raise InvalidArgumentError("only RLE masks can be read back; ask for mask_format=rle")
         keypoints = [d["keypoints"] for d in detections if "keypoints" in d]
         return cls(
             image_size=size,

@@ -48,7 +48,7 @@ from d2_triton.gateway.interface import (
 from d2_triton.gateway.settings import GatewaySettings
 from d2_triton.gateway.uploads import MULTIPART_OVERHEAD_BYTES, BodySizeLimit, read_upload
 from d2_triton.model_config import PreprocessParameters
-from d2_triton.names import ADMITTED_PER_INSTANCE, PipelineNames
+from d2_triton.names import ADMITTED_PER_INSTANCE, PipelineNames, triton_mask_format
 from d2_triton.vision.imaging import DecodeLimits
 from d2_triton.vision.labels import LabelMap
 
@@ -290,7 +290,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         async with gateway.admitted(options.model) as pipeline:
             image = await read_upload(request, await gateway.byte_limit(pipeline))
             result = await gateway.detect(
-                image, options.request("none" if mask_format == "none" else "rle"), pipeline
+                image, options.request(triton_mask_format(mask_format)), pipeline
             )
         document = await run_in_threadpool(result.to_json, mask_format)
         return {"model": pipeline.name, **document}

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from d2_triton.client.results import JSON_MASK_FORMATS
+from d2_triton.names import JSON_MASK_FORMATS
 
 UPLOAD_FIELD = "image"
 IMAGE_MEDIA_TYPES = tuple(f"image/{name}" for name in ("jpeg", "png", "webp", "bmp", "tiff", "gif"))

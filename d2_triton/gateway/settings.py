@@ -13,13 +13,14 @@ from pathlib import Path
 
 from d2_triton import names
 from d2_triton.client import PROTOCOLS
+from d2_triton.errors import D2TritonError
 from d2_triton.vision.imaging import DecodeLimits
 
 MODES = ("debug", "develop", "production")
 LOG_LEVELS = {"debug": "debug", "develop": "info", "production": "warning"}
 
 
-class SettingsError(ValueError):
+class SettingsError(D2TritonError, ValueError):
     """An invalid gateway setting; the message names the environment variable."""
 
 

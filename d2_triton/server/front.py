@@ -40,7 +40,7 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
 from d2_triton import model_config
-from d2_triton.errors import ModelConfigError, ServerEnvironmentError
+from d2_triton.errors import ModelConfigError, ProcessExitedError, ServerEnvironmentError
 from d2_triton.model_config import PreprocessParameters
 from d2_triton.names import (
     ADMITTED_PER_INSTANCE,
@@ -259,12 +259,14 @@ class Front:
         return self
 
     def wait_listening(self, timeout: float = 30.0) -> None:
-        """Wait until the HTTP port accepts connections; RuntimeError if nginx exits."""
+        """Wait until the HTTP port accepts connections; ProcessExitedError if nginx exits."""
         deadline = time.monotonic() + timeout
         host = "127.0.0.1" if self.ports.host in ("0.0.0.0", "::") else self.ports.host
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"the front (nginx) exited with code {self.process.returncode}")
+                raise ProcessExitedError(
+                    f"the front (nginx) exited with code {self.process.returncode}"
+                )
             try:
                 with socket.create_connection((host, self.ports.http), timeout=1):
                     return

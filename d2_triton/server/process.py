@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from d2_triton import cache, names
+from d2_triton.errors import ProcessExitedError
 from d2_triton.server.environment import ServerEnvironment
 from d2_triton.server.front import Front, FrontPorts, free_ports, pipeline_limits
 from d2_triton.server.processes import live_stubs
@@ -216,7 +217,7 @@ class TritonServer:
         while time.monotonic() < deadline:
             exited = self.exited()
             if exited:
-                raise RuntimeError(f"{exited} before it was ready{self._log_hint()}")
+                raise ProcessExitedError(f"{exited} before it was ready{self._log_hint()}")
             if self.is_ready(through_front):
                 if through_front or self.front is None:
                     return

@@ -24,10 +24,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from d2_triton.errors import InvalidRequestError
+from d2_triton.names import MASK_FORMATS
 from d2_triton.vision.detections import Detections
 from d2_triton.vision.labels import LabelMap
-
-MASK_FORMATS = ("rle", "dense", "none")
 
 
 @dataclass(frozen=True)

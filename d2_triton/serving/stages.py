@@ -166,7 +166,7 @@ class StagedModel:
         for stage, run in zip(self.plan.stages, self._runners, strict=True):
             outputs = run([tensors[name] for name in stage.inputs])
             if len(outputs) != len(stage.outputs):
-                raise RuntimeError(
+                raise ModelConfigError(
                     f"stage {stage.name} gave {len(outputs)} outputs, "
                     f"its plan names {len(stage.outputs)}"
                 )

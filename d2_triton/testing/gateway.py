@@ -10,6 +10,7 @@ import urllib.request
 from pathlib import Path
 
 from d2_triton.cache import cache_dir
+from d2_triton.errors import ProcessExitedError
 from d2_triton.testing.ports import free_ports
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -58,7 +59,7 @@ class GatewayProcess:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"gateway exited: {self.log_path.read_text()[-3000:]}")
+                raise ProcessExitedError(f"gateway exited: {self.log_path.read_text()[-3000:]}")
             try:
                 with urllib.request.urlopen(f"{self.url}/openapi.json", timeout=2):
                     return self

@@ -20,6 +20,7 @@ import numpy as np
 from tritonclient.utils import InferenceServerException
 
 from d2_triton.client import DetectionClient, DetectionResult
+from d2_triton.errors import InvalidArgumentError
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,7 @@ def run_load(
     request's ``Request.answer`` says which one it got.
     """
     if requests_per_client is None and deadline is None:
-        raise ValueError("bound the load by requests_per_client or deadline")
+        raise InvalidArgumentError("bound the load by requests_per_client or deadline")
     report = LoadReport()
     lock = threading.Lock()
 

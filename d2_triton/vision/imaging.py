@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
-from d2_triton.errors import InvalidRequestError
+from d2_triton.errors import InvalidArgumentError, InvalidRequestError
 
 JPEG_SIGNATURE = b"\xff\xd8\xff"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -73,7 +73,7 @@ class DecodeLimits:
 
     def __post_init__(self) -> None:
         if self.max_bytes <= 0 or self.max_pixels <= 0:
-            raise ValueError(f"decode limits must be positive, got {self}")
+            raise InvalidArgumentError(f"decode limits must be positive, got {self}")
 
 
 def sniff_format(data: bytes) -> str:
@@ -214,7 +214,9 @@ def resize_shortest_edge(image: np.ndarray, short_edge: int, max_size: int) -> n
 def to_model_layout(image_bgr: np.ndarray, channel_order: str) -> np.ndarray:
     """HxWx3 BGR -> contiguous 3xHxW in the model's channel order (cfg.INPUT.FORMAT)."""
     if channel_order not in CHANNEL_ORDERS:
-        raise ValueError(f"channel order must be one of {CHANNEL_ORDERS}, got {channel_order!r}")
+        raise InvalidArgumentError(
+            f"channel order must be one of {CHANNEL_ORDERS}, got {channel_order!r}"
+        )
     chw = image_bgr.transpose(2, 0, 1)
     if channel_order == "RGB":
         chw = chw[::-1]

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from d2_triton.errors import LabelMapFormatError, UnknownClassError
+
 
 class LabelMap:
     """Immutable id -> name lookup."""
@@ -25,9 +27,11 @@ class LabelMap:
     def __init__(self, names: Mapping[int, str]):
         for class_id, name in names.items():
             if not isinstance(class_id, int) or class_id < 0:
-                raise ValueError(f"label ids must be non-negative integers, got {class_id!r}")
+                raise LabelMapFormatError(
+                    f"label ids must be non-negative integers, got {class_id!r}"
+                )
             if not isinstance(name, str) or not name:
-                raise ValueError(f"label for id {class_id} must be a non-empty string")
+                raise LabelMapFormatError(f"label for id {class_id} must be a non-empty string")
         self._names = dict(names)
         self._ids_by_name = {name: class_id for class_id, name in self._names.items()}
 
@@ -45,8 +49,10 @@ class LabelMap:
             try:
                 return cls({int(key): value for key, value in document.items()})
             except ValueError as error:
-                raise ValueError(f"label map keys must be integer ids: {error}") from None
-        raise ValueError("a label map must be a JSON list of names or an object of id: name")
+                raise LabelMapFormatError(f"label map keys must be integer ids: {error}") from None
+        raise LabelMapFormatError(
+            "a label map must be a JSON list of names or an object of id: name"
+        )
 
     @classmethod
     def from_file(cls, path: str | Path) -> LabelMap:
@@ -55,7 +61,7 @@ class LabelMap:
             try:
                 return cls.from_json(json.load(handle))
             except ValueError as error:
-                raise ValueError(f"{path}: {error}") from None
+                raise LabelMapFormatError(f"{path}: {error}") from None
 
     def to_json(self) -> dict[str, str]:
         """As the ``{"id": "name"}`` JSON object."""
@@ -80,7 +86,7 @@ class LabelMap:
             return int(text)
         if text in self._ids_by_name:
             return self._ids_by_name[text]
-        raise KeyError(text)
+        raise UnknownClassError(text)
 
     def __len__(self) -> int:
         return len(self._names)

@@ -30,10 +30,17 @@ import urllib.request
 from pathlib import Path
 
 from d2_triton.cache import cache_dir
+from d2_triton.errors import D2TritonError
 
 HERE = Path(__file__).resolve().parent
 SOURCE_REQUIREMENT = HERE / "detectron2-source.txt"
 SDIST_NAME = "pb1-detectron2-0.6"
+
+
+class InstallError(D2TritonError, RuntimeError):
+    """Detectron2's sources cannot be found, fetched, checked or unpacked."""
+
+
 PTH_NAME = "detectron2-v0.6-sources.pth"
 
 
@@ -48,7 +55,7 @@ def pinned_source() -> tuple[str, str, str]:
         match = re.match(r"^\s*([A-Za-z0-9_.\-]+)==(\S+)\s+--hash=sha256:([0-9a-f]{64})", line)
         if match:
             return match.group(1), match.group(2), match.group(3)
-    raise RuntimeError(f"no 'name==version --hash=sha256:...' line in {SOURCE_REQUIREMENT}")
+    raise InstallError(f"no 'name==version --hash=sha256:...' line in {SOURCE_REQUIREMENT}")
 
 
 def pip_index_url() -> str:
@@ -75,7 +82,7 @@ def sdist_url(name: str, filename: str, index: str) -> str:
     for href in re.findall(r'href="([^"]+)"', page):
         if href.split("#", 1)[0].rsplit("/", 1)[-1] == filename:
             return urllib.parse.urljoin(page_url, html.unescape(href).split("#", 1)[0])
-    raise RuntimeError(f"{filename} is not listed on {page_url}")
+    raise InstallError(f"{filename} is not listed on {page_url}")
 
 
 def download_sdist(directory: Path) -> Path:
@@ -97,7 +104,7 @@ def download_sdist(directory: Path) -> Path:
             digest.update(block)
             handle.write(block)
     if digest.hexdigest() != expected:
-        raise RuntimeError(
+        raise InstallError(
             f"{filename}: sha256 {digest.hexdigest()} does not match the pinned {expected}"
         )
     return target
@@ -117,13 +124,13 @@ def unpack(sdist: Path, destination: Path) -> Path:
         for member in members:
             target = (destination / member.name).resolve()
             if not (member.isfile() or member.isdir()) or destination not in target.parents:
-                raise RuntimeError(f"refusing suspicious archive member {member.name!r}")
+                raise InstallError(f"refusing suspicious archive member {member.name!r}")
             member.uid, member.gid, member.uname, member.gname = os.getuid(), os.getgid(), "", ""
             member.mode = 0o755 if member.isdir() else 0o644
         archive.extractall(destination, members=members)
     root = destination / SDIST_NAME
     if not (root / "detectron2" / "__init__.py").is_file():
-        raise RuntimeError(f"{sdist} does not contain detectron2/__init__.py")
+        raise InstallError(f"{sdist} does not contain detectron2/__init__.py")
     return root
 
 
@@ -148,11 +155,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     source_dir = args.cache.absolute() / "detectron2-sources"
     root = source_dir / SDIST_NAME
-    if not (root / "detectron2" / "__init__.py").is_file():
-        source_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory() as download_dir:
-            root = unpack(download_sdist(Path(download_dir)), source_dir)
-    pth = link_into_environment(root)
+    try:
+        if not (root / "detectron2" / "__init__.py").is_file():
+            source_dir.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory() as download_dir:
+                root = unpack(download_sdist(Path(download_dir)), source_dir)
+        pth = link_into_environment(root)
+    except (InstallError, OSError) as error:
+        print(f"installing Detectron2 failed: {error}", file=sys.stderr)
+        return 1
     print(f"Detectron2 v0.6 Python sources in {root}, on this environment's path via {pth}")
     return 0
 

@@ -27,13 +27,13 @@ import sys
 import types
 from pathlib import Path
 
+from d2_triton.errors import D2TritonError
+
 _shims: list[str] = []
 
 
-class MissingCppExtensionError(RuntimeError):
+class MissingCppExtensionError(D2TritonError, RuntimeError):
     """A Detectron2 C++ op was called, which the sources-only install lacks."""
-
-    pass
 
 
 class _MissingCppExtension(types.ModuleType):

@@ -99,7 +99,7 @@ def test_a_stage_giving_the_wrong_number_of_outputs_fails_loudly(tmp_path):
     )
     write_toy_plan(tmp_path, wrong)
     model = StagedModel.load(tmp_path, torch.device("cpu"), threads=1)
-    with pytest.raises(RuntimeError, match="gave 2 outputs, its plan names 1"):
+    with pytest.raises(ModelConfigError, match="gave 2 outputs, its plan names 1"):
         model(torch.zeros((3, 4, 4), dtype=torch.uint8))
 
 
