@@ -15,7 +15,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from d2_triton.client import PROTOCOLS, DetectionClient, request_parameters
+from d2_triton.client import PROTOCOLS, DetectionClient, build_request_parameters
 from d2_triton.client.results import DetectionResult
 from d2_triton.errors import UpstreamError
 from d2_triton.names import DEFAULT_PIPELINE, MASK_FORMATS, pipeline_name
@@ -32,7 +32,7 @@ def detect_via_gateway(
 
     ``model`` names the pipeline (default: the gateway's ``DEFAULT_MODEL``).
     """
-    query = {key: str(value) for key, value in request_parameters(**fields).items()}
+    query = {key: str(value) for key, value in build_request_parameters(**fields).items()}
     if model is not None:
         query["model"] = model
     url = f"{gateway.rstrip('/')}/v1/detect?{urllib.parse.urlencode(query)}"

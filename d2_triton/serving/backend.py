@@ -80,7 +80,7 @@ def stay_on_one_thread() -> None:
     threadpool_limits(limits=1)
 
 
-def request_parameters(request: Any) -> dict[str, Any]:
+def read_request_parameters(request: Any) -> dict[str, Any]:
     """A request's Triton parameters (those sent to the ensemble reach every step)."""
     text = request.parameters()
     return json.loads(text) if text else {}

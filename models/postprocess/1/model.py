@@ -48,7 +48,7 @@ class TritonPythonModel:
         return backend.respond_each(requests, self._postprocess, self.model_name)
 
     def _postprocess(self, request):
-        options = self.defaults.updated_from(backend.request_parameters(request), self.labels)
+        options = self.defaults.updated_from(backend.read_request_parameters(request), self.labels)
         fields = names.DETECTOR_OUTPUTS
         raw = Detections(
             boxes=backend.required_input(request, fields["pred_boxes"]),

@@ -34,7 +34,7 @@ class TritonPythonModel:
         return backend.respond_each(requests, self._preprocess, self.model_name)
 
     def _preprocess(self, request):
-        steps.check_options(backend.request_parameters(request), self.labels)
+        steps.check_options(backend.read_request_parameters(request), self.labels)
         encoded = backend.required_input(request, names.IMAGE_BYTES)
         model_input = steps.preprocess(encoded.tobytes(), self.parameters)
         image = model_input.image.astype(self.dtypes[names.IMAGE], copy=False)
