@@ -11,9 +11,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from d2_triton.names import JSON_MASK_FORMATS
+from d2_triton.vision.imaging import ACCEPTED, SIGNATURES
 
 UPLOAD_FIELD = "image"
-IMAGE_MEDIA_TYPES = tuple(f"image/{name}" for name in ("jpeg", "png", "webp", "bmp", "tiff", "gif"))
+# The media types of the formats preprocess decodes (``vision.imaging.SIGNATURES``).
+IMAGE_MEDIA_TYPES = tuple(f"image/{name}" for name in SIGNATURES)
 # The header that carries the API key, when the gateway has one (API_KEY).
 API_KEY_HEADER = "X-API-Key"
 # ``mask_format`` of the JSON endpoint: COCO RLE, polygons, or none.
@@ -112,8 +114,8 @@ class ModelsResponse(BaseModel):
 IMAGE_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
-        "description": "The image file (JPEG, PNG, WEBP, BMP, TIFF or GIF): as a multipart "
-        f"upload in the field `{UPLOAD_FIELD}`, or as the raw request body.",
+        "description": f"The image file ({ACCEPTED}): as a multipart upload in the field "
+        f"`{UPLOAD_FIELD}`, or as the raw request body.",
         "content": {
             "multipart/form-data": {
                 "schema": {
