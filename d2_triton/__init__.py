@@ -9,7 +9,7 @@ The folders say where code runs and what it may import (a test keeps the torch-f
   OpenVINO for the detector's stages).
 - ``client``: Triton clients, results, rendering, the CLI (tritonclient; no torch).
 - ``gateway``: the REST gateway (FastAPI over ``client``; no torch).
-- ``server``: the launcher (tritonserver, its front, the stub watchdog) on the host.
+- ``server``: the launcher (tritonserver, its front, the reload watchdog) on the host.
 - ``testing``: what the tests and benchmarks share.
 """
 

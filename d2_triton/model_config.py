@@ -7,7 +7,7 @@ writes them with :func:`to_parameters`, each ``model.py`` reads them back with
 :func:`from_model_config` and the benchmarks with
 ``export_tools.repository.configs.read_parameters``, all through :func:`from_parameters`.
 
-Keys that are not fields are ignored (the stub watchdog adds ``d2t_reload_generation``).
+Keys that are not fields are ignored (the reload watchdog adds ``d2t_reload_generation``).
 """
 
 from __future__ import annotations

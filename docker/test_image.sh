@@ -133,8 +133,8 @@ EOF
 cmp -s "$work/triton.json" "$work/docker-run.json" \
     || { log "the docker run server and the compose one answer differently"; exit 1; }
 log "docker run answer == compose answer"
-compose logs triton-model-server 2>&1 | grep "the stub watchdog is on" >/dev/null \
-    || { log "the model server runs without its stub watchdog"; exit 1; }
+compose logs triton-model-server 2>&1 | grep "the reload watchdog is on" >/dev/null \
+    || { log "the model server runs without its reload watchdog"; exit 1; }
 if compose logs triton-model-server 2>&1 | grep "RANDOM WEIGHTS" >/dev/null; then
     log "note: the model server exported RANDOM weights (no route to the model zoo)"
 fi

@@ -93,7 +93,7 @@ class AsyncDetectionClient(EnsembleClient):
         """name, version and state (READY or UNAVAILABLE) of every model Triton has loaded.
 
         Read from the statistics and health APIs, not the repository index (the launcher
-        keeps that to its stub watchdog); statistics want the admin key (``admin_key``).
+        keeps that to its reload watchdog); statistics want the admin key (``admin_key``).
         """
         headers = self._admin_headers()
         if self.protocol == "http":

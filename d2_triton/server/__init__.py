@@ -9,13 +9,13 @@ Python-backend stub died) and ``cli`` (``python -m d2_triton.server``).
 from d2_triton.errors import ServerEnvironmentError
 from d2_triton.server.environment import ServerEnvironment
 from d2_triton.server.process import ServerOptions, TritonServer
-from d2_triton.server.watchdog import Reload, StubWatchdog
+from d2_triton.server.watchdog import Reload, ReloadWatchdog
 
 __all__ = [
     "Reload",
     "ServerEnvironment",
     "ServerEnvironmentError",
     "ServerOptions",
-    "StubWatchdog",
+    "ReloadWatchdog",
     "TritonServer",
 ]

@@ -202,7 +202,7 @@ def serve_in_foreground(server: TritonServer, stopping: threading.Event) -> int:
         server.wait_ready(timeout=None)
         if not stopping.is_set():
             server.start_watchdog()
-            log("ready; the stub watchdog is on" if server.watchdog else "ready")
+            log("ready; the reload watchdog is on" if server.watchdog else "ready")
     except RuntimeError as error:  # exited before it was ready
         log(str(error))
     # Either process ending ends both: a Triton nobody can reach, or a front to a dead Triton,

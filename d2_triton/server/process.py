@@ -21,7 +21,7 @@ from d2_triton.server.front import Front, FrontPorts, free_ports, pipeline_limit
 from d2_triton.server.processes import live_stubs
 from d2_triton.server.watchdog import (
     ModelReloader,
-    StubWatchdog,
+    ReloadWatchdog,
     version_folders,
 )
 
@@ -56,7 +56,7 @@ class ServerOptions:
         log_verbose: tritonserver's ``--log-verbose``.
         backend_config: ``--backend-config`` values, e.g. ``python,shm-default-byte-size=...``.
         extra_args: further tritonserver arguments, passed as they are.
-        watchdog: reload a model whose stub died (see ``watchdog.StubWatchdog``); needs
+        watchdog: reload a model whose stub died (see ``watchdog.ReloadWatchdog``); needs
             explicit model control, which this turns on.
         admin_key: the secret the restricted APIs (``RESTRICTED_APIS``) ask for: a new one
             per start unless ``$D2T_ADMIN_KEY`` sets it.
@@ -141,7 +141,7 @@ class TritonServer:
             self.front = Front(self.ports, limits)
         self.log_path = log_path
         self.process: subprocess.Popen | None = None
-        self.watchdog: StubWatchdog | None = None
+        self.watchdog: ReloadWatchdog | None = None
 
     def command(self) -> list[str]:
         """The tritonserver command line."""
@@ -262,7 +262,7 @@ class TritonServer:
             pid = self.process.pid
             reloader = ModelReloader(self.triton_http_url, self.options.admin_key)
             repository = self.options.model_repository
-            self.watchdog = StubWatchdog(
+            self.watchdog = ReloadWatchdog(
                 lambda: live_stubs(pid), reloader, lambda: version_folders(repository)
             ).start()
 

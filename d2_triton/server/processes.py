@@ -1,6 +1,6 @@
 """The tritonserver process tree: which Python-backend stub serves which model, and its RSS.
 
-Used by the stub watchdog (d2_triton.server) to notice a stub that died, by the benchmarks
+Used by the reload watchdog (d2_triton.server) to notice a stub that died, by the benchmarks
 and the soak script to sample memory per process, and by the tests to check that no stub
 was restarted (or to kill one on purpose).  Linux /proc only.
 """

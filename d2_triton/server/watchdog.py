@@ -4,7 +4,7 @@ Triton 2.51's Python backend does not restart a stub that dies (a crash, the OOM
 every later request to that model fails with "Stub process ... is not healthy" while the
 model still reports READY.  The launcher therefore runs tritonserver with explicit model
 control (the model-repository API restricted to a per-start secret header) and a
-:class:`StubWatchdog`: when a model's stub process is gone, the model is reloaded in place,
+:class:`ReloadWatchdog`: when a model's stub process is gone, the model is reloaded in place,
 which starts a new stub.  Requests in flight get errors, never hang; service resumes within
 the model's load time (about 7 s for the detector on 2 CPU cores).
 
@@ -99,7 +99,7 @@ def version_folders(repository: Path) -> dict[str, frozenset[str]]:
     }
 
 
-class StubWatchdog:
+class ReloadWatchdog:
     """Reloads a model whose stub died or whose versions changed; :meth:`tick` is one look.
 
     A stub seen before and gone now (or a zombie) means its model instance can only fail
@@ -139,7 +139,7 @@ class StubWatchdog:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="stub-watchdog", daemon=True)
 
-    def start(self) -> StubWatchdog:
+    def start(self) -> ReloadWatchdog:
         """Learn the current stubs and start watching them in a background thread."""
         self._known = self.list_stubs()
         if self.list_versions is not None:

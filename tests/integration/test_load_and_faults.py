@@ -109,7 +109,7 @@ def test_a_killed_stub_gives_errors_not_hangs_and_service_resumes(
 ):
     """SIGKILL the detector's stub under load.  Triton 2.51 neither restarts it nor marks the
     model unready: requests fail with "Stub process ... is not healthy".  The launcher's
-    watchdog (d2_triton.server.StubWatchdog) reloads the model; service resumes.
+    watchdog (d2_triton.server.ReloadWatchdog) reloads the model; service resumes.
 
     The load runs until RECOVERED_REQUESTS good requests were sent after the reload and
     answered, however long that takes; the time limit only ends a run that never recovers.

@@ -2,7 +2,7 @@
 exported beside it with ``export --name keypoints``.
 
 Each answers as its own Detectron2 ``DefaultPredictor`` does; the client, the CLI and the
-gateway pick one by name; ``/v1/models`` lists both with their classes; the stub watchdog
+gateway pick one by name; ``/v1/models`` lists both with their classes; the reload watchdog
 brings the second pipeline's detector back after its stub is killed.
 """
 

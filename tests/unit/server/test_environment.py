@@ -89,7 +89,7 @@ def test_server_command_line():
         "--backend-directory=/backends",
     ):
         assert flag in command
-    # The stub watchdog reloads models, so the model-repository API is on, behind a secret,
+    # The reload watchdog reloads models, so the model-repository API is on, behind a secret,
     # as is every other API but health, metadata, model config and inference.
     assert {"--model-control-mode=explicit", "--load-model=*"} <= set(command)
     key = options.admin_key

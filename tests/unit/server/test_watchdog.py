@@ -1,4 +1,4 @@
-"""The stub watchdog's transitions, one tick at a time, with a fake process table and clock."""
+"""The reload watchdog's transitions, one tick at a time, with a fake process table and clock."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import urllib.error
 
 import pytest
 
-from d2_triton.server.watchdog import FIRST_RETRY_S, LAST_RETRY_S, StubWatchdog
+from d2_triton.server.watchdog import FIRST_RETRY_S, LAST_RETRY_S, ReloadWatchdog
 
 
 class FakeServer:
@@ -28,8 +28,8 @@ class FakeServer:
         self._next_pid += 1
         self.stubs[model] = {self._next_pid}
 
-    def watchdog(self) -> StubWatchdog:
-        return StubWatchdog(lambda: {m: set(p) for m, p in self.stubs.items()}, self.reload,
+    def watchdog(self) -> ReloadWatchdog:
+        return ReloadWatchdog(lambda: {m: set(p) for m, p in self.stubs.items()}, self.reload,
                             clock=lambda: self.now)  # fmt: skip
 
 
@@ -116,8 +116,8 @@ class VersionedServer(FakeServer):
         super().reload(model)
         self.stubs[model] |= self.lingering  # the old stub exits only later
 
-    def watchdog(self) -> StubWatchdog:
-        return StubWatchdog(
+    def watchdog(self) -> ReloadWatchdog:
+        return ReloadWatchdog(
             lambda: {m: set(p) for m, p in self.stubs.items()}, self.reload,
             lambda: {m: frozenset(v) for m, v in self.versions.items()},
             clock=lambda: self.now,
