@@ -13,9 +13,9 @@ from d2_triton.server.watchdog import Reload, ReloadWatchdog
 
 __all__ = [
     "Reload",
+    "ReloadWatchdog",
     "ServerEnvironment",
     "ServerEnvironmentError",
     "ServerOptions",
-    "ReloadWatchdog",
     "TritonServer",
 ]

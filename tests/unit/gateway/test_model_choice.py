@@ -7,8 +7,8 @@ import asyncio
 import pytest
 from tritonclient.utils import InferenceServerException
 
-from d2_triton.gateway.service import Gateway
 from d2_triton.gateway.errors import GatewayError
+from d2_triton.gateway.service import Gateway
 from d2_triton.gateway.settings import GatewaySettings
 from d2_triton.names import PipelineNames
 

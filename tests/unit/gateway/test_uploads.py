@@ -8,8 +8,8 @@ from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 from tritonclient.utils import InferenceServerException
 
-from d2_triton.gateway.service import Gateway
 from d2_triton.gateway.errors import GatewayError
+from d2_triton.gateway.service import Gateway
 from d2_triton.gateway.settings import GatewaySettings
 from d2_triton.gateway.uploads import BodySizeLimit
 from d2_triton.model_config import PreprocessParameters
