@@ -18,10 +18,16 @@ import torch
 
 from d2_triton.vision.labels import LabelMap
 from export_tools.detectron2_setup.shims import import_detectron2, shims_in_use
-from export_tools.errors import ConfigError, LabelMapError, UnsupportedModelError, WeightsError
+from export_tools.errors import (
+    ConfigError,
+    DatasetError,
+    LabelMapError,
+    UnsupportedModelError,
+    WeightsError,
+)
 from export_tools.random_init import announce_random_weights, build_random_model
 from export_tools.repository import writer
-from export_tools.settings import CocoDataset, ExportSettings
+from export_tools.settings import CocoDataset, ExportSettings, check_dataset, one_line
 from export_tools.trace import files, split, tracing
 
 LOGGER = logging.getLogger("export_tools.api")
@@ -70,9 +76,15 @@ def load_config(config: str, opts: list[str], score_thresh_test: float | None):
     from detectron2.config import get_cfg
 
     cfg = get_cfg()
-    config_file = config if Path(config).is_file() else model_zoo.get_config_file(config)
-    cfg.merge_from_file(config_file)
-    cfg.merge_from_list(list(opts))
+    try:
+        config_file = config if Path(config).is_file() else model_zoo.get_config_file(config)
+        cfg.merge_from_file(config_file)
+    except Exception as error:  # a missing zoo name, bad YAML, unknown keys: all say why
+        raise ConfigError(f"--config {config}: {one_line(error)}") from None
+    try:
+        cfg.merge_from_list(list(opts))
+    except Exception as error:
+        raise ConfigError(f"config options {' '.join(opts)}: {one_line(error)}") from None
     if score_thresh_test is not None:
         cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = score_thresh_test
         cfg.MODEL.RETINANET.SCORE_THRESH_TEST = score_thresh_test
@@ -119,13 +131,15 @@ def register_coco_datasets(datasets: tuple[CocoDataset, ...]) -> None:
     from detectron2.data.datasets import register_coco_instances
 
     for dataset in datasets:
-        if not dataset.json_file.is_file():
-            raise LabelMapError(f"dataset {dataset.name}: no file {dataset.json_file}")
+        check_dataset(dataset)
         if dataset.name not in DatasetCatalog.list():
             register_coco_instances(
                 dataset.name, {}, str(dataset.json_file), str(dataset.image_root)
             )
-        DatasetCatalog.get(dataset.name)
+        try:
+            DatasetCatalog.get(dataset.name)
+        except Exception as error:  # pycocotools' own complaint about the file's content
+            raise DatasetError(f"--coco-dataset {dataset.name}: {one_line(error)}") from None
 
 
 def label_map_from_metadata(cfg) -> LabelMap:
@@ -146,6 +160,8 @@ def label_map_from_metadata(cfg) -> LabelMap:
 def export(settings: ExportSettings) -> ExportResult:
     """Build, trace, check and write one model repository (ExportError if it cannot)."""
     started = time.perf_counter()
+    settings.check()  # every file, before anything costly
+    labels = settings.read_label_map()
     detectron2 = import_detectron2()
     register_coco_datasets(settings.datasets)
     cfg = load_config(settings.config, settings.options, settings.score_thresh_test)
@@ -156,11 +172,7 @@ def export(settings: ExportSettings) -> ExportResult:
         eager = tracing.raw_instances(model, image)  # the reference every check compares to
     fields, outputs = tracing.describe_outputs(eager)
     stages, mode = detector_stages(model, image, fields, eager, detector_mode(settings))
-    labels = (
-        LabelMap.from_file(settings.label_map)
-        if settings.label_map
-        else label_map_from_metadata(cfg)
-    )
+    labels = labels or label_map_from_metadata(cfg)
     info = {
         "config": settings.config,
         "meta_architecture": cfg.MODEL.META_ARCHITECTURE,

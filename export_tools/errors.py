@@ -28,7 +28,11 @@ class TraceMismatchError(ExportError):
 
 
 class LabelMapError(ExportError):
-    """No class names: the config's test dataset has none and no label map was given."""
+    """No class names: the label map cannot be read, or neither it nor the dataset gives any."""
+
+
+class DatasetError(ExportError):
+    """A dataset to register (``--coco-dataset``) cannot be read as COCO."""
 
 
 class VersionMismatchError(ExportError):

@@ -1,18 +1,39 @@
-"""Everything one export is asked to do, as one typed object.
+"""Everything one export is asked to do, as one typed object, each option described once.
 
-The command line (``python -m export_tools.export``) builds an :class:`ExportSettings`; the
-library (``export_tools.api.export``) takes one; tests and benchmarks build their own.
+:class:`ExportSettings` is the one place an export option is named, typed, defaulted and
+described: each field's ``help`` (its metadata) is what ``python -m export_tools.export
+--help`` prints, and :func:`add_arguments` / :func:`from_arguments` build the command line
+from the fields.  The library (``export_tools.api.export``) takes an ``ExportSettings``;
+tests and benchmarks build their own.  :meth:`ExportSettings.check` looks at every file an
+export is given before any model is built, so a wrong path fails in seconds.
 """
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from d2_triton.names import DEFAULT_PIPELINE, PipelineNames
+from d2_triton.errors import LabelMapFormatError
+from d2_triton.names import DEFAULT_PIPELINE, PipelineNames, pipeline_name
 from d2_triton.vision.imaging import DecodeLimits
+from d2_triton.vision.labels import LabelMap
+from export_tools.errors import ConfigError, DatasetError, LabelMapError, WeightsError
 
 DEVICES = ("cpu", "gpu")
+# --weights values that name no file.
+NAMED_WEIGHTS = ("zoo", "random")
+
+
+def option(default: Any = dataclasses.MISSING, *, help: str, **argparse_options: Any):
+    """A settings field: its default, its one description, and how the command line takes it."""
+    metadata = {"help": help, "argparse": argparse_options}
+    if isinstance(default, tuple):
+        return field(default_factory=lambda: default, metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 @dataclass(frozen=True)
@@ -30,56 +51,176 @@ class CocoDataset:
 
 @dataclass(frozen=True)
 class ExportSettings:
-    """One export.
+    """One export; each field's ``help`` describes it (``export --help`` prints them)."""
 
-    Attributes:
-        config: a model-zoo config name or a Detectron2 yaml file.
-        weights: ``zoo`` (the config's model-zoo checkpoint), a URL, a local .pkl/.pth, or
-            ``random`` (a fixed-seed initialisation, for tests only).
-        repository: the Triton model repository to write.
-        name: the pipeline's name: its four models are ``<name>_<role>`` (the default
-            pipeline keeps the plain role names), so several share one repository.
-        fallback_random: export a random initialisation, loudly, if the weights fail to load.
-        seed: seed of the random initialisation.
-        score_thresh_test: overrides the model's internal test score threshold.
-        default_score_threshold: postprocess' threshold for a request that sets none.
-        label_map: a label-map JSON to ship instead of the dataset metadata's names.
-        sample_image: the image to trace with (default: a synthetic 480x640 image).
-        exact: export the single traced model (bit-identical to Detectron2, slower) instead
-            of the staged one (OpenVINO for the static parts; see export_tools.trace.split).
-        device: instance kind of the detector, ``cpu`` or ``gpu``.
-        detector_instances: detector instances.
-        detector_threads: torch intra-op threads per detector instance (0: torch's default).
-        preprocess_instances: preprocess instances.
-        postprocess_instances: postprocess instances.
-        max_image_bytes: the largest encoded image preprocess accepts.
-        max_image_pixels: the largest decoded image preprocess accepts.
-        options: extra Detectron2 config options, KEY VALUE pairs.
-        datasets: COCO-format datasets to register first (class names of custom models).
-    """
-
-    config: str
-    weights: str = "zoo"
-    repository: Path = Path("models")
-    name: str = DEFAULT_PIPELINE
-    fallback_random: bool = False
-    seed: int = 0
-    score_thresh_test: float | None = None
-    default_score_threshold: float = 0.0
-    label_map: Path | None = None
-    sample_image: Path | None = None
-    exact: bool = False
-    device: str = "cpu"
-    detector_instances: int = 1
-    detector_threads: int = 0
-    preprocess_instances: int = 1
-    postprocess_instances: int = 1
-    max_image_bytes: int = DecodeLimits.max_bytes
-    max_image_pixels: int = DecodeLimits.max_pixels
-    options: tuple[str, ...] = field(default_factory=tuple)
-    datasets: tuple[CocoDataset, ...] = field(default_factory=tuple)
+    config: str = option(
+        help="model-zoo config name (e.g. COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml) "
+        "or a path to a Detectron2 yaml config",
+        required=True,
+    )
+    weights: str = option(
+        "zoo",
+        help="'zoo' (the config's model-zoo checkpoint), a URL, a local .pkl/.pth file, or "
+        "'random' (a fixed-seed initialisation, for tests only)",
+    )
+    repository: Path = option(Path("models"), help="the Triton model repository to write")
+    name: str = option(
+        DEFAULT_PIPELINE,
+        help="the pipeline's name: its models become NAME_preprocess, NAME_detector, "
+        "NAME_postprocess and NAME_ensemble beside the repository's other pipelines "
+        f"({DEFAULT_PIPELINE!r}: the plain names preprocess, ..., ensemble)",
+        type=pipeline_name,
+    )
+    fallback_random: bool = option(
+        False,
+        help="if the weights cannot be loaded (e.g. no network), export a fixed-seed random "
+        "initialisation instead of failing, with a loud warning",
+    )
+    seed: int = option(0, help="seed of the random initialisation")
+    score_thresh_test: float | None = option(
+        None,
+        help="override the model's internal test score threshold "
+        "(MODEL.ROI_HEADS / RETINANET .SCORE_THRESH_TEST)",
+    )
+    default_score_threshold: float = option(
+        0.0,
+        help="postprocess' threshold for a request that sets none (0: return what the model "
+        "returns, as DefaultPredictor does)",
+    )
+    label_map: Path | None = option(
+        None, help="a label-map JSON to ship instead of the dataset metadata's class names"
+    )
+    sample_image: Path | None = option(
+        None, help="the image to trace with (default: a synthetic 480x640 image)"
+    )
+    exact: bool = option(
+        False,
+        help="one traced TorchScript model, bit-identical to Detectron2 (default: stages, the "
+        "static parts run by OpenVINO at float32, within float rounding and faster)",
+    )
+    device: str = option("cpu", help="instance kind of the detector", choices=DEVICES)
+    detector_instances: int = option(1, help="detector instances")
+    detector_threads: int = option(
+        0,
+        help="threads per detector instance, torch's and OpenVINO's (0: the cores the server "
+        "may use when it loads the model, shared out among the instances)",
+    )
+    preprocess_instances: int = option(1, help="preprocess instances")
+    postprocess_instances: int = option(1, help="postprocess instances")
+    max_image_bytes: int = option(
+        DecodeLimits.max_bytes, help="the largest encoded image preprocess accepts"
+    )
+    max_image_pixels: int = option(
+        DecodeLimits.max_pixels, help="the largest decoded image preprocess accepts"
+    )
+    options: tuple[str, ...] = option(
+        (), help="extra Detectron2 config options, KEY VALUE pairs, after '--'"
+    )
+    datasets: tuple[CocoDataset, ...] = option(
+        (),
+        help="register a COCO-format dataset first (register_coco_instances); the class names "
+        "come from the config's DATASETS.TEST, so name your test set here",
+    )
 
     @property
     def pipeline(self) -> PipelineNames:
         """The Triton model names this export writes."""
         return PipelineNames(self.name)
+
+    def check(self) -> None:
+        """Every file this export is given exists and reads; ExportError at the first that not.
+
+        Runs before Detectron2 is imported or a model built, so a typo costs seconds.
+        """
+        if not Path(self.config).suffix == ".yaml":
+            raise ConfigError(f"--config {self.config}: a Detectron2 yaml config is expected")
+        weights = self.weights
+        if weights not in NAMED_WEIGHTS and "://" not in weights and not Path(weights).is_file():
+            raise WeightsError(f"--weights {weights}: no such file (nor 'zoo', 'random', a URL)")
+        if self.label_map is not None:
+            self.read_label_map()
+        if self.sample_image is not None and not self.sample_image.is_file():
+            raise ConfigError(f"--sample-image {self.sample_image}: no such file")
+        for dataset in self.datasets:
+            check_dataset(dataset)
+
+    def read_label_map(self) -> LabelMap | None:
+        """The ``--label-map`` file's names, if one is given (LabelMapError if unreadable)."""
+        if self.label_map is None:
+            return None
+        try:
+            return LabelMap.from_file(self.label_map)
+        except (OSError, LabelMapFormatError) as error:
+            raise LabelMapError(f"--label-map {self.label_map}: {one_line(error)}") from None
+
+
+def check_dataset(dataset: CocoDataset) -> None:
+    """DatasetError unless the dataset's JSON file reads as COCO and its image folder exists."""
+    where = f"--coco-dataset {dataset.name}"
+    if not dataset.image_root.is_dir():
+        raise DatasetError(f"{where}: no image folder {dataset.image_root}")
+    try:
+        document = json.loads(dataset.json_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise DatasetError(f"{where}: cannot read {dataset.json_file}: {one_line(error)}") from None
+    if not isinstance(document, dict) or not {"images", "categories"} <= document.keys():
+        raise DatasetError(f"{where}: {dataset.json_file} is not COCO (no images/categories)")
+
+
+def one_line(error: BaseException) -> str:
+    """An error's message on one line (YAML and JSON parsers write several)."""
+    return " ".join(str(error).split())
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """One command-line option per settings field, from the field's type and metadata."""
+    for setting in dataclasses.fields(ExportSettings):
+        extra = dict(setting.metadata["argparse"])
+        help_text = setting.metadata["help"]
+        if setting.name == "options":
+            parser.add_argument("options", nargs=argparse.REMAINDER, help=help_text)
+        elif setting.name == "datasets":
+            parser.add_argument(
+                "--coco-dataset",
+                dest="datasets",
+                nargs=3,
+                action="append",
+                default=[],
+                metavar=("NAME", "JSON", "IMAGE_ROOT"),
+                help=help_text,
+            )
+        elif setting.type == "bool":
+            parser.add_argument(flag(setting.name), action="store_true", help=help_text)
+        else:
+            default = setting.default if "required" not in extra else None
+            suffix = f" (default: {default})" if default not in (None, "") else ""
+            extra.setdefault("type", value_type(setting.type))
+            parser.add_argument(
+                flag(setting.name), default=default, help=help_text + suffix, **extra
+            )
+
+
+def flag(name: str) -> str:
+    """``--name-with-dashes`` for a field name."""
+    return "--" + name.replace("_", "-")
+
+
+def value_type(annotation: str):
+    """The argparse type of a field's annotation (``from __future__`` makes it a string)."""
+    base = annotation.replace(" | None", "")
+    return {"int": int, "float": float, "Path": Path, "str": str}[base]
+
+
+def from_arguments(arguments: argparse.Namespace) -> ExportSettings:
+    """The settings a parsed command line asks for."""
+    values = {
+        setting.name: getattr(arguments, setting.name)
+        for setting in dataclasses.fields(ExportSettings)
+    }
+    options = values["options"]
+    values["options"] = tuple(options[1:] if options[:1] == ["--"] else options)
+    values["datasets"] = tuple(
+        CocoDataset(name, Path(json_file), Path(root))
+        for name, json_file, root in values["datasets"]
+    )
+    return ExportSettings(**values)

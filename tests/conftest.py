@@ -9,13 +9,11 @@ import pytest
 
 from d2_triton.cache import cache_dir
 from helpers.exports import ARCHITECTURES, exported_repository
-from helpers.parity import ParityFigures
+from helpers.parity import MEASURED
 from helpers.photos import write_photos
 from helpers.servers import GatewayProcess, ServerPool
 
 REPORT_DIR = cache_dir() / "reports"
-# Figures the parity tests measured, printed at the end of the run and kept as JSON.
-PARITY_FIGURES: dict[str, ParityFigures] = {}
 
 
 @pytest.fixture(scope="session")
@@ -52,9 +50,9 @@ def gateway(mask_rcnn_server, tmp_path_factory):
 
 
 def pytest_terminal_summary(terminalreporter) -> None:
-    if not PARITY_FIGURES:
+    if not MEASURED:
         return
-    summaries = {key: figures.summary() for key, figures in sorted(PARITY_FIGURES.items())}
+    summaries = {key: figures.summary() for key, figures in sorted(MEASURED.items())}
     REPORT_DIR.mkdir(parents=True, exist_ok=True)
     (REPORT_DIR / "parity.json").write_text(json.dumps(summaries, indent=2) + "\n")
     terminalreporter.section("parity with Detectron2 (served over HTTP vs DefaultPredictor)")

@@ -7,20 +7,16 @@ weights to float16).  ``stages.json`` (:class:`d2_triton.serving.stages.StagePla
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from d2_triton.serving.stages import PLAN_FILE, Stage, StagedModel, StagePlan, available_cores
+from d2_triton.vision import parity
 from export_tools.errors import TraceMismatchError
 from export_tools.trace.split import TracedStage
-
-# The exporter's own check of a staged export on its sample image (the served results are
-# measured against Detectron2 by the parity tests and the accuracy benchmark).
-BOX_TOLERANCE_PX = 0.5
-SCORE_TOLERANCE = 1e-3
-# Instances may appear or vanish only at a cut: scores this close to the lowest one kept.
-CUT_TOLERANCE = 1e-3
 
 
 def single_stage(traced: torch.jit.ScriptModule, image: torch.Tensor, fields) -> TracedStage:
@@ -59,10 +55,9 @@ def _save_openvino(traced: TracedStage, path: Path) -> None:
 def verify_stages(folder: Path, expected: dict[str, torch.Tensor], image: torch.Tensor) -> int:
     """Load the written plan as the server does and compare it with ``expected`` (eager).
 
-    Boxes within 0.5 px and scores within 1e-3 of the eager instance of the same class with
-    the closest box; an instance may be missing on either side only if its score is within
-    1e-3 of the lowest score kept (where the score threshold or top-k cuts).  Returns how
-    many instances sat at the cut.
+    Instances are paired as the parity tests pair them (``d2_triton.vision.parity``: same
+    class, box and score within tolerance); one may be unpaired on either side only if its
+    score sits at the cut (the lowest score kept).  Returns how many sat there.
 
     Raises:
         TraceMismatchError: any other difference.
@@ -72,29 +67,31 @@ def verify_stages(folder: Path, expected: dict[str, torch.Tensor], image: torch.
         served = dict(zip(model.plan.outputs, model(image), strict=True))
     if "scores" not in expected:
         return 0
-    cut = float(expected["scores"].min()) if len(expected["scores"]) else 0.0
-    at_cut = 0
-    unmatched = set(range(len(served["scores"])))
-    for index in range(len(expected["scores"])):
-        candidates = [
-            j for j in unmatched if served["pred_classes"][j] == expected["pred_classes"][index]
-        ]
-        errors = [
-            float((served["pred_boxes"][j] - expected["pred_boxes"][index]).abs().max())
-            for j in candidates
-        ]
-        if candidates and min(errors) <= BOX_TOLERANCE_PX:
-            best = candidates[errors.index(min(errors))]
-            score_error = abs(float(served["scores"][best] - expected["scores"][index]))
-            if score_error > SCORE_TOLERANCE:
-                raise TraceMismatchError(f"stages: instance {index} score off by {score_error}")
-            unmatched.discard(best)
-        elif float(expected["scores"][index]) - cut <= CUT_TOLERANCE:
-            at_cut += 1
-        else:
-            raise TraceMismatchError(f"stages: no match for instance {index} of the eager model")
-    for j in unmatched:
-        if float(served["scores"][j]) - cut > CUT_TOLERANCE:
-            raise TraceMismatchError(f"stages: served instance {j} has no eager counterpart")
-        at_cut += 1
-    return at_cut
+    eager, staged = _instances(expected), _instances(served)
+    cut = float(eager.scores.min()) if len(eager.scores) else 0.0
+    pairing = parity.pair_instances(eager, staged, within_tolerance=True)
+    for side, answer, unpaired in (
+        ("eager", eager, pairing.unpaired_reference),
+        ("staged", staged, pairing.unpaired_other),
+    ):
+        for index in unpaired:
+            if not parity.at_cut(float(answer.scores[index]), cut):
+                raise TraceMismatchError(
+                    f"stages: {side} instance {index} (score {float(answer.scores[index]):.4f}) "
+                    "has no counterpart within the box and score tolerances"
+                )
+    return len(pairing.unpaired_reference) + len(pairing.unpaired_other)
+
+
+@dataclass(frozen=True)
+class _Answer:
+    classes: np.ndarray
+    boxes: np.ndarray
+    scores: np.ndarray
+
+
+def _instances(fields: dict[str, torch.Tensor]) -> _Answer:
+    """The detector's output tensors as the arrays ``parity`` pairs."""
+    return _Answer(
+        fields["pred_classes"].numpy(), fields["pred_boxes"].numpy(), fields["scores"].numpy()
+    )

@@ -1,9 +1,8 @@
 """Compare the server's answer with Detectron2's, instance by instance.
 
-Instances are paired, not zipped: several can share a score (random weights saturate many
-at 1.0), so each reference instance is matched to the served instance of the same class
-with the closest box.  Tolerances: boxes within 0.5 px, scores within 1e-3, mask IoU >= 0.99,
-and keypoints within 0.5 px.
+Instances are paired as the exporter pairs them (``d2_triton.vision.parity``, which holds
+the box, score and cut tolerances: 0.5 px, 1e-3, 1e-3); here masks (IoU >= 0.99) and
+keypoints (within 0.5 px) are compared too.
 
 Four allowances for the default, staged export, whose float32 results differ from
 Detectron2's by rounding (each is counted in the figures; ``--exact`` gets neither):
@@ -33,17 +32,21 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from d2_triton.client import DetectionResult
+from d2_triton.vision.parity import (
+    BOX_TOLERANCE_PX,
+    SCORE_TOLERANCE,
+    at_cut,
+    box_error,
+    pair_instances,
+)
 from helpers.reference import Prediction
 
-BOX_TOLERANCE_PX = 0.5
-SCORE_TOLERANCE = 1e-3
 MIN_MASK_IOU = 0.99
 # Staged exports: a mask under the IoU bound may differ by at most this many pixels plus
 # this share of its area, all on Detectron2's mask boundary.
 MASK_FLIPS_PX = 4
 MASK_FLIPS_SHARE = 0.01
 KEYPOINT_TOLERANCE_PX = 0.5
-CUT_TOLERANCE = 1e-3
 # Scores this close are ties: identical copies of one instance (see _tie_swap).
 TIE_TOLERANCE = 1e-5
 
@@ -63,7 +66,7 @@ class Cut:
 
     def allows(self, score: float, reference: Prediction) -> bool:
         """An instance with ``score`` may be unpaired: it sits at the cut."""
-        return abs(score - self.score(reference)) <= CUT_TOLERANCE
+        return at_cut(score, self.score(reference))
 
 
 @dataclass
@@ -125,6 +128,11 @@ class ParityFigures:
             self.problems.append(f"reference #{index}: keypoint logits differ")
 
 
+# Figures the parity tests measured, by "architecture (mode)"; conftest prints them at the
+# end of the run and keeps them as JSON.
+MEASURED: dict[str, ParityFigures] = {}
+
+
 def parity_rule(repository, pipeline=None) -> Cut | None:
     """The rule a pipeline (default: the default one) is held to: the cut rule if it is
     staged, None if exact."""
@@ -164,58 +172,21 @@ def compare(
     if cut is None and len(served) != len(reference):
         figures.problems.append(f"{len(served)} instances served, Detectron2: {len(reference)}")
         return figures
-    unmatched = set(range(len(served)))
-    unpaired: list[int] = []
-    for index in range(len(reference)):
-        candidates = [
-            j for j in unmatched if int(served.classes[j]) == int(reference.classes[index])
-        ]
-        if cut is not None:  # staged: a pair must agree on box and score, else it is unpaired
-            candidates = [
-                j
-                for j in candidates
-                if np.abs(served.boxes[j] - reference.boxes[index]).max() <= BOX_TOLERANCE_PX
-                and abs(float(served.scores[j] - reference.scores[index])) <= SCORE_TOLERANCE
-            ]
-        errors = [np.abs(served.boxes[j] - reference.boxes[index]).max() for j in candidates]
-        if not candidates:
-            if cut is not None and cut.allows(float(reference.scores[index]), reference):
-                figures.at_cut += 1
-            else:
-                unpaired.append(index)
-            continue
-        best = candidates[int(np.argmin(errors))]
-        unmatched.discard(best)
-        box_error = float(min(errors))
-        score_error = float(abs(served.scores[best] - reference.scores[index]))
-        figures.max_box_error_px = max(figures.max_box_error_px, box_error)
-        figures.max_score_error = max(figures.max_score_error, score_error)
-        if box_error > BOX_TOLERANCE_PX:
-            figures.problems.append(f"reference #{index}: box off by {box_error:.3f} px")
-        if score_error > SCORE_TOLERANCE:
-            figures.problems.append(f"reference #{index}: score off by {score_error:.2e}")
-        if reference.masks is not None:
-            served_mask, reference_mask = served.mask(best), reference.masks[index]
-            iou = mask_iou(served_mask, reference_mask)
-            figures.min_mask_iou = min(figures.min_mask_iou or 1.0, iou)
-            flipped = np.logical_xor(served_mask, reference_mask)
-            flips = int(flipped.sum())
-            allowed = MASK_FLIPS_PX + MASK_FLIPS_SHARE * float(reference_mask.sum())
-            on_boundary = not np.any(flipped & ~mask_boundary(reference_mask))
-            if iou < MIN_MASK_IOU and cut is not None and flips <= allowed and on_boundary:
-                figures.small_masks_with_flips += 1
-            elif iou < MIN_MASK_IOU:
-                figures.problems.append(f"reference #{index}: mask IoU {iou:.4f} ({flips} px)")
-        if reference.keypoints is not None:
-            figures.merge_keypoints(
-                served.keypoints[best], reference.keypoints[index], index, cut is not None
-            )
+    pairing = pair_instances(reference, served, within_tolerance=cut is not None)
+    unpaired = []
+    for index in pairing.unpaired_reference:
+        if cut is not None and cut.allows(float(reference.scores[index]), reference):
+            figures.at_cut += 1
+        else:
+            unpaired.append(index)
+    for index, best in pairing.pairs.items():
+        compare_pair(figures, served, best, reference, index, cut is not None)
     for index in unpaired:
         if cut is not None and _tied_copy(index, reference, served):
             figures.tied_copies += 1
         else:
             figures.problems.append(f"reference #{index}: no served instance pairs with it")
-    for extra in sorted(unmatched):
+    for extra in pairing.unpaired_other:
         if cut is not None and cut.allows(float(served.scores[extra]), reference):
             figures.at_cut += 1
         elif cut is not None and _tied_copy(extra, served, reference):
@@ -223,6 +194,45 @@ def compare(
         else:
             figures.problems.append(f"served #{extra}: no Detectron2 instance pairs with it")
     return figures
+
+
+def compare_pair(
+    figures: ParityFigures,
+    served: DetectionResult,
+    best: int,
+    reference: Prediction,
+    index: int,
+    staged: bool,
+) -> None:
+    """Box, score, mask and keypoints of one pair, into ``figures``."""
+    box_off = box_error(served.boxes[best], reference.boxes[index])
+    score_error = float(abs(served.scores[best] - reference.scores[index]))
+    figures.max_box_error_px = max(figures.max_box_error_px, box_off)
+    figures.max_score_error = max(figures.max_score_error, score_error)
+    if box_off > BOX_TOLERANCE_PX:
+        figures.problems.append(f"reference #{index}: box off by {box_off:.3f} px")
+    if score_error > SCORE_TOLERANCE:
+        figures.problems.append(f"reference #{index}: score off by {score_error:.2e}")
+    if reference.masks is not None:
+        compare_masks(figures, served.mask(best), reference.masks[index], index, staged)
+    if reference.keypoints is not None:
+        figures.merge_keypoints(served.keypoints[best], reference.keypoints[index], index, staged)
+
+
+def compare_masks(
+    figures: ParityFigures, served: np.ndarray, reference: np.ndarray, index: int, staged: bool
+) -> None:
+    """IoU >= 0.99, or (staged) a few flips on Detectron2's mask boundary."""
+    iou = mask_iou(served, reference)
+    figures.min_mask_iou = min(figures.min_mask_iou or 1.0, iou)
+    flipped = np.logical_xor(served, reference)
+    flips = int(flipped.sum())
+    allowed = MASK_FLIPS_PX + MASK_FLIPS_SHARE * float(reference.sum())
+    on_boundary = not np.any(flipped & ~mask_boundary(reference))
+    if iou < MIN_MASK_IOU and staged and flips <= allowed and on_boundary:
+        figures.small_masks_with_flips += 1
+    elif iou < MIN_MASK_IOU:
+        figures.problems.append(f"reference #{index}: mask IoU {iou:.4f} ({flips} px)")
 
 
 def _tied_copy(index: int, side, other) -> bool:

@@ -14,12 +14,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import PARITY_FIGURES
 from d2_triton.client import DetectionClient
 from d2_triton.serving.stages import PLAN_FILE, StagePlan
 from export_tools.repository.writer import read_export_info
 from helpers.exports import ARCHITECTURES, SCORE_THRESH_TEST, exported_repository, seeded_checkpoint
-from helpers.parity import Cut, ParityFigures, compare, parity_rule
+from helpers.parity import MEASURED, Cut, ParityFigures, compare, parity_rule
 from helpers.photos import photo_bytes
 from helpers.reference import detectron2_prediction
 
@@ -49,14 +48,14 @@ def test_served_detections_equal_detectron2(served, photos, photo):
     rule = parity_rule(exported_repository(arch, *MODES[mode][0]))
     assert rule == MODES[mode][1]
     figures = compare(result, reference, rule)
-    PARITY_FIGURES.setdefault(f"{arch.key} ({mode})", ParityFigures()).merge(figures)
+    MEASURED.setdefault(f"{arch.key} ({mode})", ParityFigures()).merge(figures)
     assert not figures.problems, f"{arch.key} {mode} / {photo}: " + "; ".join(figures.problems)
     assert len(result.labels) == len(result) and all(result.labels)
 
 
 def test_parity_compared_enough_instances(served):
     arch, mode, _ = served
-    compared = PARITY_FIGURES.get(f"{arch.key} ({mode})", ParityFigures()).instances
+    compared = MEASURED.get(f"{arch.key} ({mode})", ParityFigures()).instances
     assert compared >= MIN_INSTANCES_PER_ARCHITECTURE, (
         f"{arch.key} {mode}: only {compared} instances compared across the photos"
     )
