@@ -60,21 +60,38 @@ def export_variant(model: Path, name: str, options: tuple[str, ...], work: Path)
         return repository
     val = shapes.splits(DATA)["val"]
     subprocess.run(
-        [sys.executable, "-m", "export_tools.export",
-         "--config", str(model / train.CONFIG_FILE),
-         "--weights", str(model / train.CHECKPOINT_FILE),
-         "--coco-dataset", val.name, str(val.json_file), str(val.image_root),
-         "--repository", str(repository), *options],
-        cwd=REPO_ROOT, check=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "export_tools.export",
+            "--config",
+            str(model / train.CONFIG_FILE),
+            "--weights",
+            str(model / train.CHECKPOINT_FILE),
+            "--coco-dataset",
+            val.name,
+            str(val.json_file),
+            str(val.image_root),
+            "--repository",
+            str(repository),
+            *options,
+        ],
+        cwd=REPO_ROOT,
+        check=True,
+    )
     return repository
 
 
 def coco_detection(image_id: int, category_id: int, box, score: float, rle: dict) -> dict:
     """One detection in COCO's results format (box as x, y, width, height)."""
     x1, y1, x2, y2 = (float(v) for v in box)
-    return {"image_id": image_id, "category_id": category_id, "bbox": [x1, y1, x2 - x1, y2 - y1],
-            "score": float(score), "segmentation": rle}  # fmt: skip
+    return {
+        "image_id": image_id,
+        "category_id": category_id,
+        "bbox": [x1, y1, x2 - x1, y2 - y1],
+        "score": float(score),
+        "segmentation": rle,
+    }
 
 
 def detectron2_detections(model: Path, images: list[dict], image_root: Path) -> list[dict]:
@@ -96,10 +113,15 @@ def detectron2_detections(model: Path, images: list[dict], image_root: Path) -> 
         for index in range(len(instances)):
             rle = mask_util.encode(np.asfortranarray(masks[index]))
             rle["counts"] = rle["counts"].decode("ascii")
-            detections.append(coco_detection(
-                image["id"], int(instances.pred_classes[index]) + 1,
-                instances.pred_boxes.tensor[index].tolist(), instances.scores[index], rle,
-            ))  # fmt: skip
+            detections.append(
+                coco_detection(
+                    image["id"],
+                    int(instances.pred_classes[index]) + 1,
+                    instances.pred_boxes.tensor[index].tolist(),
+                    instances.scores[index],
+                    rle,
+                )
+            )
     return detections
 
 
@@ -112,10 +134,15 @@ def served_detections(http_url: str, images: list[dict], image_root: Path) -> li
             height, width = result.image_size
             for index in range(len(result)):
                 rle = {"size": [height, width], "counts": result.masks_rle[index].decode("ascii")}
-                detections.append(coco_detection(
-                    image["id"], int(result.classes[index]) + 1, result.boxes[index],
-                    result.scores[index], rle,
-                ))  # fmt: skip
+                detections.append(
+                    coco_detection(
+                        image["id"],
+                        int(result.classes[index]) + 1,
+                        result.boxes[index],
+                        result.scores[index],
+                        rle,
+                    )
+                )
     return detections
 
 
@@ -161,11 +188,14 @@ def write_report(summary: dict, out: Path) -> None:
         (f"served ({name})", figures) for name, figures in summary["served"].items()
     ]
     lines = [
-        "# Accuracy: the trained shapes model, Detectron2 against the served ensemble", "",
+        "# Accuracy: the trained shapes model, Detectron2 against the served ensemble",
+        "",
         f"Model: {summary['model']}; weights: {summary['weights']}; trained in "
-        f"{summary['train_seconds']:.0f} s on the CPU; {summary['val_images']} val images.", "",
-        "| | " + " | ".join(METRICS) + " |", "|---" * (len(METRICS) + 1) + "|",
-    ]  # fmt: skip
+        f"{summary['train_seconds']:.0f} s on the CPU; {summary['val_images']} val images.",
+        "",
+        "| | " + " | ".join(METRICS) + " |",
+        "|---" * (len(METRICS) + 1) + "|",
+    ]
     for name, figures in rows:
         lines.append(f"| {name} | " + " | ".join(f"{figures[m]:.2f}" for m in METRICS) + " |")
     shown = out.relative_to(REPO_ROOT) if out.is_relative_to(REPO_ROOT) else out

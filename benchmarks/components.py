@@ -125,9 +125,13 @@ def measure_size(repo: Repository, model, photos: list[Path], repeats: int, out:
             stages["model"]["cpu"].append(cpu)
             raw = raw_detections(repo.fields, outputs)
             result, wall, cpu = timed(
-                steps.postprocess, raw, model_input.resized_hw, model_input.original_hw,
-                repo.options, repo.labels,
-            )  # fmt: skip
+                steps.postprocess,
+                raw,
+                model_input.resized_hw,
+                model_input.original_hw,
+                repo.options,
+                repo.labels,
+            )
             stages["postprocess"]["wall"].append(wall)
             stages["postprocess"]["cpu"].append(cpu)
         detections.append(len(result["scores"]))

@@ -62,8 +62,10 @@ def write_photos(
 def tensor_entry(array: np.ndarray) -> dict:
     """perf_analyzer's binary form: base64 of the raw (C-order) tensor bytes, plus shape."""
     contiguous = np.ascontiguousarray(array)
-    return {"b64": base64.b64encode(contiguous.tobytes()).decode("ascii"),
-            "shape": list(contiguous.shape)}  # fmt: skip
+    return {
+        "b64": base64.b64encode(contiguous.tobytes()).decode("ascii"),
+        "shape": list(contiguous.shape),
+    }
 
 
 def write_input_data(path: Path, requests: list[dict[str, np.ndarray]]) -> Path:

@@ -115,16 +115,21 @@ def write_report(summary: dict, out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [(mode, name, figures) for mode in ("admission", "baseline")
-            for name, figures in summary[mode].items()]  # fmt: skip
+    rows = [
+        (mode, name, figures)
+        for mode in ("admission", "baseline")
+        for name, figures in summary[mode].items()
+    ]
     lines = [
-        "# Overload: bursts of uploads at once", "",
+        "# Overload: bursts of uploads at once",
+        "",
         f"Machine: {summary['cpu']['machine']}; flags {', '.join(summary['cpu']['flags'])}.",
-        f"Command: `{summary['command']}`; {summary['when']}.", "",
+        f"Command: `{summary['command']}`; {summary['when']}.",
+        "",
         "| mode | via, burst | statuses | goodput (img/s) | detector runs | wasted runs | "
         "slowest 200 (s) | slowest 503 (s) |",
         "|---|---|---|---|---|---|---|---|",
-    ]  # fmt: skip
+    ]
     for mode, name, f in rows:
         lines.append(
             f"| {mode} | {name} | {f['statuses']} | {f['goodput_per_s']} | "

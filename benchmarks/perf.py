@@ -22,9 +22,14 @@ from d2_triton.server.processes import rss_by_process
 
 # perf_analyzer's CSV splits the average latency into these parts (microseconds).
 AVERAGE_LATENCY_PARTS = (
-    "Client Send", "Network+Server Send/Recv", "Server Queue", "Server Compute Input",
-    "Server Compute Infer", "Server Compute Output", "Client Recv",
-)  # fmt: skip
+    "Client Send",
+    "Network+Server Send/Recv",
+    "Server Queue",
+    "Server Compute Input",
+    "Server Compute Infer",
+    "Server Compute Output",
+    "Client Recv",
+)
 MS_PER_NS = 1e-6
 MS_PER_US = 1e-3
 
@@ -88,15 +93,28 @@ def run_perf_analyzer(
     goes with every call as the ``schema.ADMIN_HEADER`` header (``-H``).
     """
     command = [
-        str(binary), "-m", model, "-u", url, "-i", "http",
-        "--input-data", str(input_data),
-        "--concurrency-range", f"{concurrency}:{concurrency}",
-        "--measurement-mode", "count_windows",
-        "--measurement-request-count", str(max(request_count, concurrency * 2)),
-        "--max-trials", str(max_trials),
-        "--stability-percentage", str(stability),
-        "-f", str(csv_path),
-    ]  # fmt: skip
+        str(binary),
+        "-m",
+        model,
+        "-u",
+        url,
+        "-i",
+        "http",
+        "--input-data",
+        str(input_data),
+        "--concurrency-range",
+        f"{concurrency}:{concurrency}",
+        "--measurement-mode",
+        "count_windows",
+        "--measurement-request-count",
+        str(max(request_count, concurrency * 2)),
+        "--max-trials",
+        str(max_trials),
+        "--stability-percentage",
+        str(stability),
+        "-f",
+        str(csv_path),
+    ]
     for name, value in (request_parameters or {}).items():
         command += ["--request-parameter", f"{name}:{value}:string"]
     if admin_key:
@@ -144,9 +162,11 @@ def model_statistics(http_url: str, admin_key: str) -> dict[str, dict[str, int]]
         inference = model["inference_stats"]
         statistics[model["name"]] = {
             "count": inference["success"]["count"],
-            **{key: inference[key]["ns"] for key in
-               ("success", "queue", "compute_input", "compute_infer", "compute_output")},
-        }  # fmt: skip
+            **{
+                key: inference[key]["ns"]
+                for key in ("success", "queue", "compute_input", "compute_infer", "compute_output")
+            },
+        }
     return statistics
 
 
@@ -199,11 +219,19 @@ class MemorySampler:
 
 def response_size(http_url: str, payload: bytes, mask_format: str) -> int:
     """Bytes of the HTTP response body for one image (binary tensor protocol)."""
-    header = json.dumps({
-        "inputs": [{"name": "image_bytes", "shape": [len(payload)], "datatype": "UINT8",
-                    "parameters": {"binary_data_size": len(payload)}}],
-        "parameters": {"mask_format": mask_format, "binary_data_output": True},
-    }).encode()  # fmt: skip
+    header = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "image_bytes",
+                    "shape": [len(payload)],
+                    "datatype": "UINT8",
+                    "parameters": {"binary_data_size": len(payload)},
+                }
+            ],
+            "parameters": {"mask_format": mask_format, "binary_data_output": True},
+        }
+    ).encode()
     request = urllib.request.Request(
         f"http://{http_url}/v2/models/ensemble/infer",
         data=header + payload,

@@ -36,9 +36,13 @@ def plot(rows: list[PerfRow], path: Path) -> None:
         colour = line.get_color()
         for attribute, style in (("p50_ms", "-"), ("p95_ms", "--"), ("p99_ms", ":")):
             latency_axis.plot(
-                levels, [getattr(r, attribute) / 1000 for r in points], style, color=colour,
-                marker="o", label=f"{size} {attribute[:3]}",
-            )  # fmt: skip
+                levels,
+                [getattr(r, attribute) / 1000 for r in points],
+                style,
+                color=colour,
+                marker="o",
+                label=f"{size} {attribute[:3]}",
+            )
     throughput_axis.set(xlabel="concurrency", ylabel="images / s", title="ensemble throughput")
     latency_axis.set(
         xlabel="concurrency", ylabel="latency (s)", title="ensemble latency p50/p95/p99"
@@ -119,49 +123,109 @@ def markdown(summary: dict, rows: list[PerfRow]) -> str:
     for size in sizes:
         top = best(rows, "ensemble", size)
         bare = components[size]["model"]["throughput"]
-        row = [size, components[size]["detections_per_image"], bare, top.throughput,
-               top.concurrency, top.throughput / bare]  # fmt: skip
+        row = [
+            size,
+            components[size]["detections_per_image"],
+            bare,
+            top.throughput,
+            top.concurrency,
+            top.throughput / bare,
+        ]
         if size in eager:
             row += [eager[size]["throughput"], top.throughput / eager[size]["throughput"]]
         else:
             row += ["-", "-"]
         table.append(row)
-    parts.append(_table(
-        ["size", "detections/img", "bare model img/s", "ensemble img/s", "at concurrency",
-         "ensemble / bare", "Detectron2 eager img/s", "ensemble / eager"], table,
-    ))  # fmt: skip
+    parts.append(
+        _table(
+            [
+                "size",
+                "detections/img",
+                "bare model img/s",
+                "ensemble img/s",
+                "at concurrency",
+                "ensemble / bare",
+                "Detectron2 eager img/s",
+                "ensemble / eager",
+            ],
+            table,
+        )
+    )
     ratios = against_eager(summary, rows)
     if ratios:
         parts += ["", "## Against Detectron2's DefaultPredictor (same run, same photos)", ""]
-        parts.append(_table(
-            ["size", "eager img/s", "ensemble img/s (best)", "**throughput ratio**",
-             "eager ms/img", "ensemble p50 ms, alone", "**latency ratio**"],
-            [[size, r["eager_img_per_s"], r["ensemble_img_per_s"], r["throughput_ratio"],
-              r["eager_ms_per_image"], r["ensemble_p50_ms_alone"], r["latency_ratio"]]
-             for size, r in sorted(ratios.items(), key=lambda item: int(item[0].split("x")[0]))],
-        ))  # fmt: skip
+        parts.append(
+            _table(
+                [
+                    "size",
+                    "eager img/s",
+                    "ensemble img/s (best)",
+                    "**throughput ratio**",
+                    "eager ms/img",
+                    "ensemble p50 ms, alone",
+                    "**latency ratio**",
+                ],
+                [
+                    [
+                        size,
+                        r["eager_img_per_s"],
+                        r["ensemble_img_per_s"],
+                        r["throughput_ratio"],
+                        r["eager_ms_per_image"],
+                        r["ensemble_p50_ms_alone"],
+                        r["latency_ratio"],
+                    ]
+                    for size, r in sorted(
+                        ratios.items(), key=lambda item: int(item[0].split("x")[0])
+                    )
+                ],
+            )
+        )
     parts += ["", "## Where the time goes (in-process, per image)", ""]
     share_rows = []
     for size in sizes:
         stage = components[size]
         pre, model, post = stage["preprocess"], stage["model"], stage["postprocess"]
-        share_rows.append([
-            size, pre["wall_ms"], pre["cpu_ms"], post["wall_ms"], post["cpu_ms"],
-            model["wall_ms"], model["cpu_ms"],
-            100 * (pre["cpu_ms"] + post["cpu_ms"]) / model["cpu_ms"],
-            100 * (pre["wall_ms"] + post["wall_ms"]) / model["wall_ms"],
-        ])  # fmt: skip
-    parts.append(_table(
-        ["size", "pre wall ms", "pre CPU ms", "post wall ms", "post CPU ms", "model wall ms",
-         "model CPU ms", "pre+post CPU % of model CPU", "pre+post wall % of model wall"],
-        share_rows,
-    ))  # fmt: skip
+        share_rows.append(
+            [
+                size,
+                pre["wall_ms"],
+                pre["cpu_ms"],
+                post["wall_ms"],
+                post["cpu_ms"],
+                model["wall_ms"],
+                model["cpu_ms"],
+                100 * (pre["cpu_ms"] + post["cpu_ms"]) / model["cpu_ms"],
+                100 * (pre["wall_ms"] + post["wall_ms"]) / model["wall_ms"],
+            ]
+        )
+    parts.append(
+        _table(
+            [
+                "size",
+                "pre wall ms",
+                "pre CPU ms",
+                "post wall ms",
+                "post CPU ms",
+                "model wall ms",
+                "model CPU ms",
+                "pre+post CPU % of model CPU",
+                "pre+post wall % of model wall",
+            ],
+            share_rows,
+        )
+    )
     parts += ["", "## Ensemble sweep (perf_analyzer)", ""]
-    parts.append(_table(
-        ["size", "concurrency", "img/s", "p50 ms", "p95 ms", "p99 ms", "avg ms"],
-        [[r.size, r.concurrency, r.throughput, r.p50_ms, r.p95_ms, r.p99_ms, r.avg_ms]
-         for r in rows if r.model == "ensemble"],
-    ))  # fmt: skip
+    parts.append(
+        _table(
+            ["size", "concurrency", "img/s", "p50 ms", "p95 ms", "p99 ms", "avg ms"],
+            [
+                [r.size, r.concurrency, r.throughput, r.p50_ms, r.p95_ms, r.p99_ms, r.avg_ms]
+                for r in rows
+                if r.model == "ensemble"
+            ],
+        )
+    )
     parts += ["", "Server-side time per request and composing model (Triton statistics, ms):", ""]
     breakdown_rows = []
     for r in rows:
@@ -170,27 +234,52 @@ def markdown(summary: dict, rows: list[PerfRow]) -> str:
         for name in ("preprocess", "detector", "postprocess"):
             stats = r.server_breakdown.get(name)
             if stats:
-                breakdown_rows.append([
-                    r.size, r.concurrency, name, stats["queue_ms"], stats["compute_input_ms"],
-                    stats["compute_infer_ms"], stats["compute_output_ms"], stats["success_ms"],
-                ])  # fmt: skip
-    parts.append(_table(
-        ["size", "concurrency", "model", "queue", "compute input", "compute infer",
-         "compute output", "total"], breakdown_rows,
-    ))  # fmt: skip
+                breakdown_rows.append(
+                    [
+                        r.size,
+                        r.concurrency,
+                        name,
+                        stats["queue_ms"],
+                        stats["compute_input_ms"],
+                        stats["compute_infer_ms"],
+                        stats["compute_output_ms"],
+                        stats["success_ms"],
+                    ]
+                )
+    parts.append(
+        _table(
+            [
+                "size",
+                "concurrency",
+                "model",
+                "queue",
+                "compute input",
+                "compute infer",
+                "compute output",
+                "total",
+            ],
+            breakdown_rows,
+        )
+    )
     composing = [r for r in rows if r.model != "ensemble"]
     if composing:
         parts += ["", "## Composing models alone (perf_analyzer)", ""]
-        parts.append(_table(
-            ["model", "size", "concurrency", "img/s", "p50 ms", "p99 ms"],
-            [[r.model, r.size, r.concurrency, r.throughput, r.p50_ms, r.p99_ms] for r in composing],
-        ))  # fmt: skip
+        parts.append(
+            _table(
+                ["model", "size", "concurrency", "img/s", "p50 ms", "p99 ms"],
+                [
+                    [r.model, r.size, r.concurrency, r.throughput, r.p50_ms, r.p99_ms]
+                    for r in composing
+                ],
+            )
+        )
     parts += ["", "## Response size per image (HTTP body, binary tensors)", ""]
     size_rows = []
     for size, formats in summary["response_bytes"].items():
         ratio = formats["rle"] / formats["dense"] if formats.get("dense") else float("nan")
-        size_rows.append([size, formats.get("none"), formats["rle"], formats["dense"],
-                          f"{100 * ratio:.2f}%"])  # fmt: skip
+        size_rows.append(
+            [size, formats.get("none"), formats["rle"], formats["dense"], f"{100 * ratio:.2f}%"]
+        )
     parts.append(_table(["size", "no masks", "RLE masks", "dense masks", "RLE / dense"], size_rows))
     memory = summary["memory"]
     parts += [

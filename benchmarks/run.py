@@ -103,10 +103,21 @@ def default_repository() -> Path:
     repository = CACHE / "bench-exports" / f"mask_rcnn_R_50_FPN_3x-{export_fingerprint()}"
     if not export_info_path(repository).is_file():
         subprocess.run(
-            [sys.executable, "-m", "export_tools.export", "--config", DEFAULT_CONFIG,
-             "--weights", "zoo", "--fallback-random", "--repository", str(repository)],
-            cwd=REPO_ROOT, check=True,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "export_tools.export",
+                "--config",
+                DEFAULT_CONFIG,
+                "--weights",
+                "zoo",
+                "--fallback-random",
+                "--repository",
+                str(repository),
+            ],
+            cwd=REPO_ROOT,
+            check=True,
+        )
     return repository
 
 
@@ -148,9 +159,13 @@ def backend_config(args: argparse.Namespace) -> list[str]:
 
 def machine() -> str:
     model = next(
-        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-         if line.startswith("model name")), platform.processor(),
-    )  # fmt: skip
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
     return f"{os.cpu_count()} CPU cores ({model}), {platform.system()} {platform.release()}"
 
 
@@ -171,21 +186,45 @@ def main(argv: list[str] | None = None) -> int:
 
     print("== in-process baselines (server environment)", flush=True)
     subprocess.run(
-        [str(SERVER_ENV / "bin" / "python"), "-m", "benchmarks.components",
-         "--repository", str(repository), "--photos", str(work / "photos"),
-         "--out", str(work / "inputs"), "--repeats", str(args.repeats)],
-        cwd=REPO_ROOT, check=True,
-    )  # fmt: skip
+        [
+            str(SERVER_ENV / "bin" / "python"),
+            "-m",
+            "benchmarks.components",
+            "--repository",
+            str(repository),
+            "--photos",
+            str(work / "photos"),
+            "--out",
+            str(work / "inputs"),
+            "--repeats",
+            str(args.repeats),
+        ],
+        cwd=REPO_ROOT,
+        check=True,
+    )
     components = json.loads((work / "inputs" / "components.json").read_text())
     eager = None
     if not args.no_eager:
         print("== Detectron2 eager DefaultPredictor (dev environment)", flush=True)
         subprocess.run(
-            [sys.executable, "-m", "benchmarks.eager", "--repository", str(repository),
-             "--photos", str(work / "photos"), "--out", str(work),
-             "--threads", str(components["threads"]), "--repeats", str(max(1, args.repeats - 1))],
-            cwd=REPO_ROOT, check=True,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "benchmarks.eager",
+                "--repository",
+                str(repository),
+                "--photos",
+                str(work / "photos"),
+                "--out",
+                str(work),
+                "--threads",
+                str(components["threads"]),
+                "--repeats",
+                str(max(1, args.repeats - 1)),
+            ],
+            cwd=REPO_ROOT,
+            check=True,
+        )
         eager = json.loads((work / "eager.json").read_text())
     for label, paths in photos.items():
         requests = [{"image_bytes": np.frombuffer(p.read_bytes(), np.uint8)} for p in paths]
@@ -212,28 +251,49 @@ def main(argv: list[str] | None = None) -> int:
                     key = server.options.admin_key
                     before = model_statistics(server.http_url, key)
                     raw = run_perf_analyzer(
-                        perf_analyzer, server.http_url, "ensemble", data / "ensemble.json",
-                        level, work / f"ensemble-{label}-c{level}.csv", args.request_count,
-                        args.max_trials, args.stability, log_path=log, admin_key=key,
-                    )  # fmt: skip
+                        perf_analyzer,
+                        server.http_url,
+                        "ensemble",
+                        data / "ensemble.json",
+                        level,
+                        work / f"ensemble-{label}-c{level}.csv",
+                        args.request_count,
+                        args.max_trials,
+                        args.stability,
+                        log_path=log,
+                        admin_key=key,
+                    )
                     row = to_perf_row(raw, "ensemble", label, args.variant)
                     row.server_breakdown = breakdown(before, model_statistics(server.http_url, key))
                     rows.append(row)
-                    print(f"   ensemble {label} c={level}: {row.throughput:.3f} img/s, "
-                          f"p50 {row.p50_ms:.0f} ms", flush=True)  # fmt: skip
+                    print(
+                        f"   ensemble {label} c={level}: {row.throughput:.3f} img/s, "
+                        f"p50 {row.p50_ms:.0f} ms",
+                        flush=True,
+                    )
                 # preprocess' input is the ensemble's (image_bytes); the others' were
                 # written by benchmarks.components from the same photos.
-                for model, file in (("preprocess", "ensemble.json"), ("detector", "detector.json"),
-                                    ("postprocess", "postprocess.json")):  # fmt: skip
+                for model, file in (
+                    ("preprocess", "ensemble.json"),
+                    ("detector", "detector.json"),
+                    ("postprocess", "postprocess.json"),
+                ):
                     # pre/post take milliseconds: count more requests per window to be stable
                     count = args.request_count if model == "detector" else 16 * args.request_count
                     for level in levels(args.composing_concurrency):
                         raw = run_perf_analyzer(
-                            perf_analyzer, server.http_url, model, data / file, level,
-                            work / f"{model}-{label}-c{level}.csv", count,
-                            args.max_trials, args.stability, log_path=log,
+                            perf_analyzer,
+                            server.http_url,
+                            model,
+                            data / file,
+                            level,
+                            work / f"{model}-{label}-c{level}.csv",
+                            count,
+                            args.max_trials,
+                            args.stability,
+                            log_path=log,
                             admin_key=server.options.admin_key,
-                        )  # fmt: skip
+                        )
                         rows.append(to_perf_row(raw, model, label, args.variant))
                 response_bytes[label] = {
                     fmt: response_size(server.http_url, photos[label][0].read_bytes(), fmt)

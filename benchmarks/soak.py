@@ -189,9 +189,13 @@ def main(argv: list[str] | None = None) -> int:
 
         with MemorySampler(server.process.pid, interval=1.0) as sampler:
             report = run_load(
-                server.http_url, cases, references, args.clients, until=enough,
+                server.http_url,
+                cases,
+                references,
+                args.clients,
+                until=enough,
                 deadline=started + (args.time_limit or 10 * args.duration),
-            )  # fmt: skip
+            )
         seconds_of_load = time.monotonic() - started
         ready = server.is_ready()
     minimum_work_done = enough(report)
@@ -236,8 +240,11 @@ def main(argv: list[str] | None = None) -> int:
     (out / "soak.json").write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
     if not minimum_work_done:
-        print(f"stuck: {report.requests} of {args.min_requests} requests answered in "
-              f"{seconds_of_load:.0f} s", file=sys.stderr)  # fmt: skip
+        print(
+            f"stuck: {report.requests} of {args.min_requests} requests answered in "
+            f"{seconds_of_load:.0f} s",
+            file=sys.stderr,
+        )
     return 0 if report.clean and ready and minimum_work_done else 1
 
 

@@ -84,8 +84,11 @@ def plot(rises: dict[float, list[float]], limit: float, path: Path) -> None:
     axis.boxplot(list(rises.values()), whis=(0, 100))
     axis.set_xticks(range(1, len(rises) + 1), [f"{leak:g}" for leak in rises])
     axis.axhline(limit, color="red", linestyle="--", label=f"limit {limit:g} MiB")
-    axis.set(xlabel="leak added (MiB per good request)", ylabel="floor rise (MiB)",
-             title="the soak check replayed on recorded soaks")  # fmt: skip
+    axis.set(
+        xlabel="leak added (MiB per good request)",
+        ylabel="floor rise (MiB)",
+        title="the soak check replayed on recorded soaks",
+    )
     axis.grid(alpha=0.3)
     axis.legend()
     figure.tight_layout()

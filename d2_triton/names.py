@@ -74,7 +74,7 @@ def triton_mask_format(json_mask_format: str) -> str:
 DEFAULT_PORTS = {"http": 8000, "grpc": 8001, "metrics": 8002}
 GATEWAY_PORT = 8080
 # HTTP header carrying the admin key, without which Triton refuses its restricted APIs
-# (d2_triton.server.process.RESTRICTED_APIS); over gRPC, Triton wants it under its own prefix.
+# (d2_triton.server.options.RESTRICTED_APIS); over gRPC, Triton wants it under its own prefix.
 ADMIN_HEADER = "d2t-admin-key"
 ADMIN_GRPC_METADATA = f"triton-grpc-protocol-{ADMIN_HEADER}"
 # Inference requests admitted per pipeline at once, per detector instance, by the front and

@@ -26,10 +26,21 @@ from pycocotools import mask as mask_util
 CLASSES = ("circle", "triangle", "square", "star", "ring")
 # Photographs and textures that scikit-image ships in its data folder, used as backgrounds.
 BACKGROUNDS = (
-    "astronaut.png", "coffee.png", "chelsea.png", "rocket.jpg", "motorcycle_left.png",
-    "brick.png", "grass.png", "gravel.png", "hubble_deep_field.jpg", "retina.jpg", "ihc.png",
-    "color.png", "camera.png", "moon.png",
-)  # fmt: skip
+    "astronaut.png",
+    "coffee.png",
+    "chelsea.png",
+    "rocket.jpg",
+    "motorcycle_left.png",
+    "brick.png",
+    "grass.png",
+    "gravel.png",
+    "hubble_deep_field.jpg",
+    "retina.jpg",
+    "ihc.png",
+    "color.png",
+    "camera.png",
+    "moon.png",
+)
 SPLITS = ("train", "val")
 # Bump when the drawing code changes what it draws: it is part of the dataset's fingerprint.
 GENERATOR_VERSION = 1
@@ -171,10 +182,14 @@ def annotation(index: int, image_id: int, kind: int, visible: np.ndarray) -> dic
     rle = mask_util.encode(np.asfortranarray(visible.astype(np.uint8)))
     x, y, w, h = (float(v) for v in mask_util.toBbox(rle))
     return {
-        "id": index, "image_id": image_id, "category_id": kind + 1, "iscrowd": 0,
-        "area": float(mask_util.area(rle)), "bbox": [x, y, w, h],
+        "id": index,
+        "image_id": image_id,
+        "category_id": kind + 1,
+        "iscrowd": 0,
+        "area": float(mask_util.area(rle)),
+        "bbox": [x, y, w, h],
         "segmentation": {"size": list(rle["size"]), "counts": rle["counts"].decode("ascii")},
-    }  # fmt: skip
+    }
 
 
 def write_split(out: Path, split: str, count: int, spec: ShapesSpec, photos) -> None:
@@ -187,8 +202,14 @@ def write_split(out: Path, split: str, count: int, spec: ShapesSpec, photos) -> 
         image, instances = draw_image(rng, photos, spec)
         file_name = f"{image_id:05d}.jpg"
         cv2.imwrite(str(folder / file_name), image, [cv2.IMWRITE_JPEG_QUALITY, 95])
-        images.append({"id": image_id, "file_name": file_name, "height": spec.image_size,
-                       "width": spec.image_size})  # fmt: skip
+        images.append(
+            {
+                "id": image_id,
+                "file_name": file_name,
+                "height": spec.image_size,
+                "width": spec.image_size,
+            }
+        )
         for kind, visible in instances:
             annotations.append(annotation(len(annotations) + 1, image_id, kind, visible))
     categories = [{"id": i + 1, "name": name} for i, name in enumerate(CLASSES)]
@@ -205,8 +226,16 @@ def make_dataset(out: Path, spec: ShapesSpec = ShapesSpec()) -> dict[str, Datase
         photos = load_backgrounds()
         write_split(out, "train", spec.train_images, spec, photos)
         write_split(out, "val", spec.val_images, spec, photos)
-        info.write_text(json.dumps({"fingerprint": spec.fingerprint(), "classes": CLASSES,
-                                    "spec": dataclasses.asdict(spec)}, indent=2))  # fmt: skip
+        info.write_text(
+            json.dumps(
+                {
+                    "fingerprint": spec.fingerprint(),
+                    "classes": CLASSES,
+                    "spec": dataclasses.asdict(spec),
+                },
+                indent=2,
+            )
+        )
     return splits(out)
 
 

@@ -163,12 +163,21 @@ def train(out: Path, data_dir: Path, spec: TrainingSpec = TrainingSpec()) -> Pat
     trainer.train()
     seconds = time.monotonic() - started
     (out / CONFIG_FILE).write_text(cfg.dump())
-    info_path.write_text(json.dumps({
-        "key": key, "base_config": BASE_CONFIG, "train_seconds": seconds,
-        "iterations": spec.max_iter, "training": dataclasses.asdict(spec),
-        "data": dataclasses.asdict(data_spec), "data_dir": str(data_dir),
-        "torch_threads": torch.get_num_threads(),
-    }, indent=2))  # fmt: skip
+    info_path.write_text(
+        json.dumps(
+            {
+                "key": key,
+                "base_config": BASE_CONFIG,
+                "train_seconds": seconds,
+                "iterations": spec.max_iter,
+                "training": dataclasses.asdict(spec),
+                "data": dataclasses.asdict(data_spec),
+                "data_dir": str(data_dir),
+                "torch_threads": torch.get_num_threads(),
+            },
+            indent=2,
+        )
+    )
     return out
 
 
@@ -192,8 +201,10 @@ def main(argv: list[str] | None = None) -> int:
     spec = TrainingSpec(args.max_iter, args.images_per_batch, args.base_lr, args.seed)
     out = train(args.out, args.data or default_data_dir(args.out), spec)
     info = json.loads((out / INFO_FILE).read_text())
-    print(f"trained in {info['train_seconds']:.0f} s: {out / CHECKPOINT_FILE}, "
-          f"config {out / CONFIG_FILE}")  # fmt: skip
+    print(
+        f"trained in {info['train_seconds']:.0f} s: {out / CHECKPOINT_FILE}, "
+        f"config {out / CONFIG_FILE}"
+    )
     return 0
 
 

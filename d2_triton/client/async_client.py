@@ -107,11 +107,13 @@ class AsyncDetectionClient(EnsembleClient):
             ready = await self._client.is_model_ready(
                 entry["name"], entry.get("version", ""), **self._timeout()
             )
-            models.append({
-                "name": entry["name"],
-                "version": str(entry.get("version", "")),
-                "state": "READY" if ready else "UNAVAILABLE",
-            })  # fmt: skip
+            models.append(
+                {
+                    "name": entry["name"],
+                    "version": str(entry.get("version", "")),
+                    "state": "READY" if ready else "UNAVAILABLE",
+                }
+            )
         return models
 
     async def pipelines(self, models: list[dict[str, str]] | None = None) -> list[dict[str, Any]]:
@@ -127,13 +129,15 @@ class AsyncDetectionClient(EnsembleClient):
             if pipeline is None:
                 continue
             labels = await self.model_parameters(pipeline.ensemble, EnsembleParameters)
-            found.append({
-                "name": pipeline.name,
-                "ensemble": pipeline.ensemble,
-                "version": entry["version"],
-                "state": entry["state"],
-                "classes": labels.label_map.to_json(),
-            })  # fmt: skip
+            found.append(
+                {
+                    "name": pipeline.name,
+                    "ensemble": pipeline.ensemble,
+                    "version": entry["version"],
+                    "state": entry["state"],
+                    "classes": labels.label_map.to_json(),
+                }
+            )
         return sorted(found, key=lambda pipeline: pipeline["name"])
 
     async def model_config(self, model: str) -> dict[str, Any]:

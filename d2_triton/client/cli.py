@@ -76,8 +76,9 @@ def main(argv: list[str] | None = None) -> int:
         help="the pipeline to ask (export --name; default: the default pipeline, or the "
         "gateway's DEFAULT_MODEL)",
     )
-    infer.add_argument("--gateway", help="REST gateway base URL instead of Triton, e.g. "
-                       "http://localhost:8080")  # fmt: skip
+    infer.add_argument(
+        "--gateway", help="REST gateway base URL instead of Triton, e.g. http://localhost:8080"
+    )
     infer.add_argument("--score-threshold", type=float)
     infer.add_argument("--max-detections", type=int)
     infer.add_argument("--classes", help="comma-separated class ids or names")

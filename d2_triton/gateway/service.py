@@ -142,7 +142,9 @@ class Gateway:
             mapped = upstream_error(error, self.settings)
             LOGGER.log(
                 logging.INFO if mapped.status < 500 else logging.WARNING,
-                "triton call failed (%d): %s", mapped.status, mapped.detail,
-            )  # fmt: skip
+                "triton call failed (%d): %s",
+                mapped.status,
+                mapped.detail,
+            )
             raise mapped from None
         return result.relabelled(self.labels) if self.labels else result

@@ -8,7 +8,8 @@ Python-backend stub died) and ``cli`` (``python -m d2_triton.server``).
 
 from d2_triton.errors import ServerEnvironmentError
 from d2_triton.server.environment import ServerEnvironment
-from d2_triton.server.process import ServerOptions, TritonServer
+from d2_triton.server.options import ServerOptions
+from d2_triton.server.process import TritonServer
 from d2_triton.server.watchdog import Reload, ReloadWatchdog
 
 __all__ = [

@@ -21,7 +21,8 @@ from pathlib import Path
 from d2_triton import names
 from d2_triton.errors import ServerEnvironmentError
 from d2_triton.server.environment import ServerEnvironment
-from d2_triton.server.process import ServerOptions, TritonServer
+from d2_triton.server.options import ServerOptions
+from d2_triton.server.process import TritonServer
 from d2_triton.server.watchdog import log
 
 # Seconds before starting a crashed server again; doubled while it keeps crashing (30 at most).
@@ -35,6 +36,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    add_serving_arguments(parser)
+    add_port_arguments(parser)
+    add_process_arguments(parser)
+    args = parser.parse_args(argv)
+    if args.max_in_flight is not None and args.max_in_flight < 1:
+        parser.error("--max-in-flight must be at least 1")
+    if not names.PipelineNames.in_repository(args.model_repository):
+        parser.error(
+            f"{args.model_repository} has no exported model; run "
+            f"python -m export_tools.export --repository {args.model_repository} first"
+        )
+    return args
+
+
+def add_serving_arguments(parser: argparse.ArgumentParser) -> None:
+    """What to serve, with which tritonserver and environment, behind which front."""
     parser.add_argument(
         "--model-repository", type=Path, default=Path(os.environ.get("TRT_MODEL_DIR", "models"))
     )
@@ -72,6 +89,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="write the admin key (restricted APIs; $D2T_ADMIN_KEY, else new per start) "
         "here, mode 0600",
     )
+
+
+def add_port_arguments(parser: argparse.ArgumentParser) -> None:
+    """The public ports, from the environment by default."""
     for protocol in ("http", "grpc", "metrics"):
         variable = f"{protocol.upper()}_PORT"
         parser.add_argument(
@@ -80,6 +101,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             default=int(os.environ.get(variable, names.DEFAULT_PORTS[protocol])),
             help=f"default: ${variable}, else {names.DEFAULT_PORTS[protocol]}",
         )
+
+
+def add_process_arguments(parser: argparse.ArgumentParser) -> None:
+    """Logging, backend settings, the watchdog and restarts, tritonserver's own arguments."""
     parser.add_argument("--log-verbose", type=int, default=0)
     parser.add_argument(
         "--backend-config",
@@ -100,15 +125,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "extra", nargs=argparse.REMAINDER, help="further tritonserver arguments, after '--'"
     )
-    args = parser.parse_args(argv)
-    if args.max_in_flight is not None and args.max_in_flight < 1:
-        parser.error("--max-in-flight must be at least 1")
-    if not names.PipelineNames.in_repository(args.model_repository):
-        parser.error(
-            f"{args.model_repository} has no exported model; run "
-            f"python -m export_tools.export --repository {args.model_repository} first"
-        )
-    return args
 
 
 def options_from(args: argparse.Namespace) -> ServerOptions:
@@ -168,10 +184,13 @@ def announce(server: TritonServer) -> None:
     if server.front is not None:
         ports, limits = server.ports, server.front.limits
         admitted = ", ".join(f"{item.pipeline.name}: {item.max_in_flight}" for item in limits)
-        print(f"front (nginx) on {ports.host}:{ports.http} (HTTP), {ports.grpc} (gRPC), "
-              f"{ports.metrics} (metrics); Triton on loopback {ports.triton_http}, "
-              f"{ports.triton_grpc}, {ports.triton_metrics}; admitted per pipeline: "
-              f"{admitted}", flush=True)  # fmt: skip
+        print(
+            f"front (nginx) on {ports.host}:{ports.http} (HTTP), {ports.grpc} (gRPC), "
+            f"{ports.metrics} (metrics); Triton on loopback {ports.triton_http}, "
+            f"{ports.triton_grpc}, {ports.triton_metrics}; admitted per pipeline: "
+            f"{admitted}",
+            flush=True,
+        )
 
 
 def install_signal_handlers(stopping: threading.Event, running: list[TritonServer]) -> None:

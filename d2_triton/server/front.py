@@ -252,10 +252,21 @@ class Front:
         """Start nginx in the foreground of its own process group; does not wait."""
         config = self.write_config()
         self.process = subprocess.Popen(
-            [str(self.binary), "-e", "stderr", "-p", str(self.prefix), "-c", str(config),
-             "-g", "daemon off;"],
-            stdout=stdout, stderr=subprocess.STDOUT if stdout else None, start_new_session=True,
-        )  # fmt: skip
+            [
+                str(self.binary),
+                "-e",
+                "stderr",
+                "-p",
+                str(self.prefix),
+                "-c",
+                str(config),
+                "-g",
+                "daemon off;",
+            ],
+            stdout=stdout,
+            stderr=subprocess.STDOUT if stdout else None,
+            start_new_session=True,
+        )
         return self
 
     def wait_listening(self, timeout: float = 30.0) -> None:

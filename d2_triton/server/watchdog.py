@@ -165,8 +165,10 @@ class ReloadWatchdog:
         for model, pids in self._known.items():
             lost = pids - current.get(model, set())
             if lost and model not in self._pending:
-                log(f"stub of model {model!r} (pid {', '.join(map(str, sorted(lost)))}) "
-                    "died; reloading the model")  # fmt: skip
+                log(
+                    f"stub of model {model!r} (pid {', '.join(map(str, sorted(lost)))}) "
+                    "died; reloading the model"
+                )
                 self._pending[model] = (0, self.clock())
         self._schedule_version_changes()
         for model, (failures, due) in list(self._pending.items()):
@@ -200,8 +202,10 @@ class ReloadWatchdog:
                 continue  # a model added later is not ours to load; an empty one cannot be
             self._versions[model] = on_disk
             if model not in self._pending:
-                log(f"model {model!r}: versions {sorted(before, key=int)} -> "
-                    f"{sorted(on_disk, key=int)} on disk; loading the latest")  # fmt: skip
+                log(
+                    f"model {model!r}: versions {sorted(before, key=int)} -> "
+                    f"{sorted(on_disk, key=int)} on disk; loading the latest"
+                )
                 self._pending[model] = (0, self.clock())
 
     def _run(self) -> None:

@@ -29,11 +29,19 @@ class Answer:
 
 def binary_infer_request(image: bytes) -> tuple[bytes, dict[str, str]]:
     """Body and headers of a KServe v2 request for the ensemble, the image a binary tensor."""
-    header = json.dumps({
-        "inputs": [{"name": names.IMAGE_BYTES, "shape": [len(image)], "datatype": "UINT8",
-                    "parameters": {"binary_data_size": len(image)}}],
-        "outputs": [{"name": names.BOXES, "parameters": {"binary_data": False}}],
-    }).encode()  # fmt: skip
+    header = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": names.IMAGE_BYTES,
+                    "shape": [len(image)],
+                    "datatype": "UINT8",
+                    "parameters": {"binary_data_size": len(image)},
+                }
+            ],
+            "outputs": [{"name": names.BOXES, "parameters": {"binary_data": False}}],
+        }
+    ).encode()
     return header + image, {"Inference-Header-Content-Length": str(len(header))}
 
 

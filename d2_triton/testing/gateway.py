@@ -54,8 +54,11 @@ class GatewayProcess:
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 [str(SERVER_ENV / "bin" / "python"), "-m", "d2_triton.gateway"],
-                cwd=REPO_ROOT, env=self.environment, stdout=log, stderr=subprocess.STDOUT,
-            )  # fmt: skip
+                cwd=REPO_ROOT,
+                env=self.environment,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -98,6 +98,87 @@ def reference_answers(url: str, cases: list[Case]) -> dict[str, DetectionResult]
         return {case.name: client.detect(case.payload) for case in cases if not case.expected_error}
 
 
+@dataclass
+class Bounds:
+    """When a load run's clients stop (the first that holds); see ``run_load``."""
+
+    requests_per_client: int | None = None
+    deadline: float | None = None
+    until: Callable[[LoadReport], bool] | None = None
+
+
+class LoadRun:
+    """The shared state of one run: the report, its lock, the cases and their references."""
+
+    def __init__(self, url: str, cases: list[Case], references: dict, bounds: Bounds):
+        self.url, self.cases, self.references, self.bounds = url, cases, references, bounds
+        self.report = LoadReport()
+        self.lock = threading.Lock()
+
+    def more(self, sent: int) -> bool:
+        """Whether a client that has sent ``sent`` requests sends another."""
+        bounds = self.bounds
+        if bounds.requests_per_client is not None and sent >= bounds.requests_per_client:
+            return False
+        if bounds.deadline is not None and time.monotonic() >= bounds.deadline:
+            return False
+        if bounds.until is not None:
+            with self.lock:
+                return not bounds.until(self.report)
+        return True
+
+    def record(self, case: Case, outcome: str, started: float, failure=None, answer=None):
+        """One request's outcome (a ``LoadReport`` counter), latency and failure text."""
+        ended = time.monotonic()
+        with self.lock:
+            report = self.report
+            report.requests += 1
+            report.outcomes[(case.name, outcome)] += 1
+            report.latencies_ms.append(1000 * (ended - started))
+            report.timeline.append(Request(started, ended, outcome, answer))
+            setattr(report, outcome, getattr(report, outcome) + 1)
+            if failure:
+                report.failures.append(f"{case.name}: {failure}")
+
+    def send(self, client: DetectionClient, case: Case) -> None:
+        """Send ``case`` once and record how it went."""
+        started = time.monotonic()
+        try:
+            result = client.detect(case.payload)
+        except InferenceServerException as error:
+            refused = bool(case.expected_error) and error.status() == "400"
+            refused = refused and case.expected_error in str(error)
+            if case.expected_error:
+                outcome = "bad_rejected" if refused else "bad_unexpected"
+            else:
+                outcome = "good_failed"
+            self.record(case, outcome, started, None if refused else str(error))
+            return
+        except Exception as error:  # timeouts, connection errors
+            outcome = "bad_unexpected" if case.expected_error else "good_failed"
+            self.record(case, outcome, started, repr(error))
+            return
+        if case.expected_error:
+            self.record(case, "bad_unexpected", started, "accepted a bad input")
+            return
+        expected = self.references[case.name]
+        acceptable = expected if isinstance(expected, tuple) else (expected,)
+        matched = [i for i, answer in enumerate(acceptable) if same_answer(result, answer)]
+        if not matched:
+            self.record(case, "wrong_answers", started, "answer differs from its reference")
+            return
+        # answers equal under several references say nothing of which one it was
+        self.record(case, "good_ok", started, answer=matched[0] if len(matched) == 1 else None)
+
+    def client_loop(self, chooser: random.Random, timeout: float) -> None:
+        """One client: its own connection, random cases until the bounds say stop."""
+        with DetectionClient(self.url, timeout=timeout) as client:
+            sent = 0
+            while self.more(sent):
+                sent += 1
+                self.send(client, chooser.choice(self.cases))
+
+
 def run_load(
     url: str,
     cases: list[Case],
@@ -120,77 +201,13 @@ def run_load(
     """
     if requests_per_client is None and deadline is None:
         raise InvalidArgumentError("bound the load by requests_per_client or deadline")
-    report = LoadReport()
-    lock = threading.Lock()
-
-    def finished() -> bool:
-        with lock:
-            return until(report)
-
-    def record(
-        case: Case,
-        outcome: str,
-        started: float,
-        failure: str | None = None,
-        answer: int | None = None,
-    ) -> None:
-        ended = time.monotonic()
-        with lock:
-            report.requests += 1
-            report.outcomes[(case.name, outcome)] += 1
-            report.latencies_ms.append(1000 * (ended - started))
-            report.timeline.append(Request(started, ended, outcome, answer))
-            setattr(report, outcome, getattr(report, outcome) + 1)
-            if failure:
-                report.failures.append(f"{case.name}: {failure}")
-
-    def client_loop(index: int) -> None:
-        chooser = random.Random(seed * 1000 + index)
-        with DetectionClient(url, timeout=timeout) as client:
-            sent = 0
-            while (
-                (requests_per_client is None or sent < requests_per_client)
-                and (deadline is None or time.monotonic() < deadline)
-                and not (until is not None and finished())
-            ):
-                case = chooser.choice(cases)
-                sent += 1
-                started = time.monotonic()
-                try:
-                    result = client.detect(case.payload)
-                except InferenceServerException as error:
-                    message = str(error)
-                    if (
-                        case.expected_error
-                        and error.status() == "400"
-                        and (case.expected_error in message)
-                    ):
-                        record(case, "bad_rejected", started)
-                    elif case.expected_error:
-                        record(case, "bad_unexpected", started, message)
-                    else:
-                        record(case, "good_failed", started, message)
-                    continue
-                except Exception as error:  # timeouts, connection errors
-                    outcome = "bad_unexpected" if case.expected_error else "good_failed"
-                    record(case, outcome, started, repr(error))
-                    continue
-                if case.expected_error:
-                    record(case, "bad_unexpected", started, "accepted a bad input")
-                    continue
-                expected = references[case.name]
-                acceptable = expected if isinstance(expected, tuple) else (expected,)
-                matched = [i for i, answer in enumerate(acceptable) if same_answer(result, answer)]
-                if matched:  # answers equal under several references say nothing of which
-                    record(
-                        case, "good_ok", started, answer=matched[0] if len(matched) == 1 else None
-                    )
-                else:
-                    record(case, "wrong_answers", started, "answer differs from its reference")
-
-    threads = [threading.Thread(target=client_loop, args=(i,)) for i in range(clients)]
+    run = LoadRun(url, cases, references, Bounds(requests_per_client, deadline, until))
+    threads = [
+        threading.Thread(target=run.client_loop, args=(random.Random(seed * 1000 + i), timeout))
+        for i in range(clients)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    return report
+    return run.report

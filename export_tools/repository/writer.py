@@ -1,7 +1,7 @@
 """Write one pipeline of a Triton model repository for an exported detector.
 
 preprocess/config.pbtxt   preprocess/1/model.py       decode + Detectron2 resize
-detector/config.pbtxt     detector/1/model.py         TorchScript run by torch
+detector/config.pbtxt     detector/1/model.py         the stages, run by OpenVINO and torch
                           detector/1/stages.json      its stages (d2_triton.serving.stages)
                           detector/1/*.pt, *.xml/bin  TorchScript and OpenVINO stage files
                           detector/1/export_info.json what was exported, from what

@@ -77,70 +77,87 @@ def split_model(model, image: torch.Tensor, fields: list[str]) -> list[TracedSta
         UnsupportedModelError: the model is not an R-CNN with Detectron2's StandardROIHeads
             and an RPN, nor a RetinaNet (export it with ``--exact``).
     """
-    from detectron2.modeling import GeneralizedRCNN, RetinaNet
-    from detectron2.modeling.proposal_generator import RPN
-    from detectron2.modeling.roi_heads import StandardROIHeads
+    from detectron2.modeling import RetinaNet
 
     feature_names = list(model.backbone.output_shape())
+    head, head_features = dense_head(model)
     tracer = _Tracer()
     padded = tracer.add("normalize", Normalize(model), ("image",), ("padded",), image)[0]
-    if isinstance(model, GeneralizedRCNN):
-        rpn, heads = model.proposal_generator, model.roi_heads
-        if type(rpn) is not RPN or type(heads) is not StandardROIHeads:
-            raise UnsupportedModelError(
-                f"stages need an RPN and StandardROIHeads, not {type(rpn).__name__} and "
-                f"{type(heads).__name__}"
-            )
-        head, head_features = rpn.rpn_head, rpn.in_features
-    elif isinstance(model, RetinaNet):
-        head, head_features = model.head, model.head_in_features
-    else:
-        raise UnsupportedModelError(f"no stages for {type(model).__name__}")
     levels = len(head_features)
     dense_names = (
         *feature_names,
         *[f"logits_{i}" for i in range(levels)],
         *[f"deltas_{i}" for i in range(levels)],
     )
-    dense = tracer.add(
-        "backbone", Backbone(model, feature_names, head_features, head), ("padded",),
-        dense_names, padded,
-    )  # fmt: skip
+    backbone = Backbone(model, feature_names, head_features, head)
+    dense = tracer.add("backbone", backbone, ("padded",), dense_names, padded)
     if isinstance(model, RetinaNet):
         decode = RetinaNetDecode(model, feature_names, levels)
         tracer.add("decode", decode, ("image", *dense_names), _BOX_FIELDS, image, *dense)
-        return tracer.stages
-    pooled_names = (["mask_pooled"] if heads.mask_on else []) + (
-        ["keypoint_pooled"] if heads.keypoint_on else []
-    )
-    with roi_align_split(heads):
-        found = tracer.add(
-            "roi_heads", RoiHeads(model, feature_names, levels), ("image", *dense_names),
-            (*_BOX_FIELDS, *pooled_names), image, *dense,
-        )  # fmt: skip
-    boxes, classes, pooled = found[0], found[2], dict(zip(pooled_names, found[3:], strict=True))
-    if heads.mask_on:
-        logits = tracer.add(
-            "mask_head", HeadLayers(heads.mask_head), ("mask_pooled",), ("mask_logits",),
-            pooled["mask_pooled"],
-        )  # fmt: skip
-        tracer.add(
-            "mask_select", MaskSelect(), ("mask_logits", "pred_classes"),
-            ("pred_masks",), logits[0], classes,
-        )  # fmt: skip
-    if heads.keypoint_on:
-        logits = tracer.add(
-            "keypoint_head", HeadLayers(heads.keypoint_head), ("keypoint_pooled",),
-            ("keypoint_logits",), pooled["keypoint_pooled"],
-        )  # fmt: skip
-        tracer.add(
-            "keypoints", Keypoints(), ("keypoint_logits", "pred_boxes"),
-            ("pred_keypoints",), logits[0], boxes,
-        )  # fmt: skip
+    else:
+        trace_roi_heads(tracer, model, feature_names, (image, *dense), dense_names)
     missing = set(fields) - {name for stage in tracer.stages for name in stage.stage.outputs}
     if missing:
         raise UnsupportedModelError(f"the stages do not produce {sorted(missing)}")
     return tracer.stages
+
+
+def dense_head(model) -> tuple[torch.nn.Module, list[str]]:
+    """The dense head that runs on every feature level, and the levels it reads.
+
+    Raises:
+        UnsupportedModelError: neither an R-CNN with an RPN and StandardROIHeads nor RetinaNet.
+    """
+    from detectron2.modeling import GeneralizedRCNN, RetinaNet
+    from detectron2.modeling.proposal_generator import RPN
+    from detectron2.modeling.roi_heads import StandardROIHeads
+
+    if isinstance(model, RetinaNet):
+        return model.head, model.head_in_features
+    if not isinstance(model, GeneralizedRCNN):
+        raise UnsupportedModelError(f"no stages for {type(model).__name__}")
+    rpn, heads = model.proposal_generator, model.roi_heads
+    if type(rpn) is not RPN or type(heads) is not StandardROIHeads:
+        raise UnsupportedModelError(
+            f"stages need an RPN and StandardROIHeads, not {type(rpn).__name__} and "
+            f"{type(heads).__name__}"
+        )
+    return rpn.rpn_head, rpn.in_features
+
+
+def trace_roi_heads(tracer, model, feature_names, inputs, dense_names) -> None:
+    """The R-CNN's ROI heads: boxes, then the mask and keypoint heads on their own."""
+    heads = model.roi_heads
+    pooled_names = ["mask_pooled"] * heads.mask_on + ["keypoint_pooled"] * heads.keypoint_on
+    with roi_align_split(heads):
+        levels = (len(dense_names) - len(feature_names)) // 2  # logits_i and deltas_i
+        roi_heads = RoiHeads(model, feature_names, levels)
+        found = tracer.add(
+            "roi_heads",
+            roi_heads,
+            ("image", *dense_names),
+            (*_BOX_FIELDS, *pooled_names),
+            *inputs,
+        )
+    boxes, classes, pooled = found[0], found[2], dict(zip(pooled_names, found[3:], strict=True))
+    if heads.mask_on:
+        mask_head = HeadLayers(heads.mask_head)
+        logits = tracer.add(
+            "mask_head", mask_head, ("mask_pooled",), ("mask_logits",), pooled["mask_pooled"]
+        )
+        select_inputs = ("mask_logits", "pred_classes")
+        tracer.add("mask_select", MaskSelect(), select_inputs, ("pred_masks",), logits[0], classes)
+    if heads.keypoint_on:
+        keypoint_head = HeadLayers(heads.keypoint_head)
+        logits = tracer.add(
+            "keypoint_head",
+            keypoint_head,
+            ("keypoint_pooled",),
+            ("keypoint_logits",),
+            pooled["keypoint_pooled"],
+        )
+        keypoint_inputs = ("keypoint_logits", "pred_boxes")
+        tracer.add("keypoints", Keypoints(), keypoint_inputs, ("pred_keypoints",), logits[0], boxes)
 
 
 _BOX_FIELDS = ("pred_boxes", "scores", "pred_classes")

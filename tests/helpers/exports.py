@@ -73,12 +73,16 @@ def seeded_checkpoint(arch: Architecture, seed: int = SEED) -> Path:
 
 def export_args(arch: Architecture, weights: Path, repository: Path, *extra: str) -> list[str]:
     return [
-        "--config", arch.config,
-        "--weights", str(weights),
-        "--repository", str(repository),
-        "--score-thresh-test", str(SCORE_THRESH_TEST),
+        "--config",
+        arch.config,
+        "--weights",
+        str(weights),
+        "--repository",
+        str(repository),
+        "--score-thresh-test",
+        str(SCORE_THRESH_TEST),
         *extra,
-    ]  # fmt: skip
+    ]
 
 
 def exported_repository(arch: Architecture, *extra: str) -> Path:

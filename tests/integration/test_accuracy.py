@@ -61,11 +61,22 @@ def test_labels_come_from_the_dataset_and_a_label_map_overrides_them(
     repository = tmp_path / "repository"
     val = shapes.splits(accuracy.DATA)["val"]
     subprocess.run(
-        [sys.executable, "-m", "export_tools.export", "--config", str(model / train.CONFIG_FILE),
-         "--weights", str(model / train.CHECKPOINT_FILE), "--label-map", str(renamed),
-         "--repository", str(repository)],
-        cwd=REPO_ROOT, check=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "export_tools.export",
+            "--config",
+            str(model / train.CONFIG_FILE),
+            "--weights",
+            str(model / train.CHECKPOINT_FILE),
+            "--label-map",
+            str(renamed),
+            "--repository",
+            str(repository),
+        ],
+        cwd=REPO_ROOT,
+        check=True,
+    )
     server = server_pool.get(repository, "relabelled")
     image = sorted(val.image_root.glob("*.jpg"))[0].read_bytes()
     with DetectionClient(server.http_url) as client:

@@ -15,12 +15,36 @@ def test_benchmark_command_produces_a_report(tmp_path, server_pool):
     repository = exported_repository(ARCHITECTURES["mask_rcnn"])
     out = tmp_path / "report"
     subprocess.run(
-        [sys.executable, "-m", "benchmarks.run", "--repository", str(repository),
-         "--out", str(out), "--variant", "smoke", "--sizes", "640x480",
-         "--photos-per-size", "1", "--concurrency", "1", "--composing-concurrency", "1",
-         "--request-count", "1", "--max-trials", "3", "--stability", "1000", "--repeats", "1"],
-        cwd=REPO_ROOT, check=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.run",
+            "--repository",
+            str(repository),
+            "--out",
+            str(out),
+            "--variant",
+            "smoke",
+            "--sizes",
+            "640x480",
+            "--photos-per-size",
+            "1",
+            "--concurrency",
+            "1",
+            "--composing-concurrency",
+            "1",
+            "--request-count",
+            "1",
+            "--max-trials",
+            "3",
+            "--stability",
+            "1000",
+            "--repeats",
+            "1",
+        ],
+        cwd=REPO_ROOT,
+        check=True,
+    )
     for name in ("report.md", "results.csv", "summary.json", "plot.png"):
         assert (out / name).stat().st_size > 0, name
     rows = list(csv.DictReader((out / "results.csv").read_text().splitlines()))

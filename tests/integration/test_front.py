@@ -90,14 +90,16 @@ def test_restricted_apis_answer_only_with_the_admin_key(mask_rcnn_server):
     region = next(p.name for p in Path("/dev/shm").glob("triton_python_backend_shm_region_*"))
     register = {"key": f"/{region}", "offset": 0, "byte_size": 64}
     refused = [
-        ("get", "/logging", None), ("post", "/logging", {"log_verbose_level": 1}),
+        ("get", "/logging", None),
+        ("post", "/logging", {"log_verbose_level": 1}),
         ("get", "/trace/setting", None),
         ("post", "/trace/setting", {"trace_level": ["TIMESTAMPS"]}),
         ("get", "/systemsharedmemory/status", None),
         ("post", "/systemsharedmemory/region/taken/register", register),
-        ("get", "/cudasharedmemory/status", None), ("post", "/repository/index", None),
+        ("get", "/cudasharedmemory/status", None),
+        ("post", "/repository/index", None),
         ("get", "/models/stats", None),
-    ]  # fmt: skip
+    ]
     for method, path, body in refused:
         answer = requests.request(method, url + path, json=body, timeout=ANSWER_TIMEOUT_S)
         assert answer.status_code == 403, (path, answer.text)
@@ -177,15 +179,34 @@ def test_the_design_cards_clients_work_through_the_front(mask_rcnn_server, photo
     image = photos["coffee.jpg"].read_bytes()
     with DetectionClient(mask_rcnn_server.http_url) as client:
         expected = client.detect(image)
-    request = {"inputs": [{"name": names.IMAGE_BYTES, "shape": [len(image)],
-                           "datatype": "UINT8", "data": list(image)}]}  # fmt: skip
+    request = {
+        "inputs": [
+            {
+                "name": names.IMAGE_BYTES,
+                "shape": [len(image)],
+                "datatype": "UINT8",
+                "data": list(image),
+            }
+        ]
+    }
     (tmp_path / "request.json").write_text(json.dumps(request))
     curl = subprocess.run(
-        ["curl", "-sS", "--fail-with-body", "-X", "POST", "-H", "Content-Type: application/json",
-         f"http://{mask_rcnn_server.http_url}/v2/models/ensemble/infer",
-         "--data-binary", f"@{tmp_path / 'request.json'}"],
-        capture_output=True, text=True, timeout=ANSWER_TIMEOUT_S * 5,
-    )  # fmt: skip
+        [
+            "curl",
+            "-sS",
+            "--fail-with-body",
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            f"http://{mask_rcnn_server.http_url}/v2/models/ensemble/infer",
+            "--data-binary",
+            f"@{tmp_path / 'request.json'}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=ANSWER_TIMEOUT_S * 5,
+    )
     assert curl.returncode == 0, curl.stdout + curl.stderr
     outputs = {o["name"]: o for o in json.loads(curl.stdout)["outputs"]}
     assert np.allclose(np.array(outputs[names.BOXES]["data"]).reshape(-1, 4), expected.boxes)
@@ -198,9 +219,17 @@ def test_the_design_cards_clients_work_through_the_front(mask_rcnn_server, photo
         tmp_path / "perf.json", [{names.IMAGE_BYTES: np.frombuffer(image, np.uint8)}]
     )
     row = run_perf_analyzer(
-        SERVER_ENV / "bin" / "perf_analyzer", mask_rcnn_server.http_url, names.ENSEMBLE_MODEL,
-        data, 1, tmp_path / "perf.csv", 2, 3, 1000, admin_key=mask_rcnn_server.options.admin_key,
-    )  # fmt: skip
+        SERVER_ENV / "bin" / "perf_analyzer",
+        mask_rcnn_server.http_url,
+        names.ENSEMBLE_MODEL,
+        data,
+        1,
+        tmp_path / "perf.csv",
+        2,
+        3,
+        1000,
+        admin_key=mask_rcnn_server.options.admin_key,
+    )
     assert float(row["Inferences/Second"]) > 0
 
 
@@ -223,11 +252,24 @@ def test_the_launcher_brings_a_crashed_server_back(mask_rcnn_repository, photos,
     log = tmp_path / "launcher.log"
     with open(log, "wb") as output:
         launcher = subprocess.Popen(
-            [str(SERVER_ENV / "bin" / "python"), "-m", "d2_triton.server", "--model-repository",
-             str(mask_rcnn_repository), "--host", "127.0.0.1", "--http-port", str(http),
-             "--grpc-port", str(grpc), "--metrics-port", str(metrics)],
-            stdout=output, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            [
+                str(SERVER_ENV / "bin" / "python"),
+                "-m",
+                "d2_triton.server",
+                "--model-repository",
+                str(mask_rcnn_repository),
+                "--host",
+                "127.0.0.1",
+                "--http-port",
+                str(http),
+                "--grpc-port",
+                str(grpc),
+                "--metrics-port",
+                str(metrics),
+            ],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{http}/v2/health/ready"
 
     def wait_ready() -> None:

@@ -173,9 +173,13 @@ def test_health_and_models_report_what_triton_serves(gateway):
     health = requests.get(f"{gateway.url}/health", timeout=10)
     assert health.status_code == 200
     assert health.json()["triton"] | {"url": None} == {
-        "url": None, "protocol": "http", "model": "ensemble",
-        "live": True, "ready": True, "model_ready": True,
-    }  # fmt: skip
+        "url": None,
+        "protocol": "http",
+        "model": "ensemble",
+        "live": True,
+        "ready": True,
+        "model_ready": True,
+    }
     models = requests.get(f"{gateway.url}/v1/models", timeout=10).json()
     states = {model["name"]: model["state"] for model in models["triton_models"]}
     assert states == dict.fromkeys(("ensemble", "preprocess", "detector", "postprocess"), "READY")
@@ -201,9 +205,12 @@ def test_grpc_and_a_label_mapping_file(mask_rcnn_server, direct, photos, tmp_pat
     payload = photos["coffee.jpg"].read_bytes()
     expected = direct.detect(payload)
     with GatewayProcess(
-        mask_rcnn_server.grpc_url, tmp_path / "gateway.log", mask_rcnn_server.options.admin_key,
-        TRITON_PROTOCOL="grpc", LABEL_MAPPING_FILE=str(labels),
-    ) as gateway:  # fmt: skip
+        mask_rcnn_server.grpc_url,
+        tmp_path / "gateway.log",
+        mask_rcnn_server.options.admin_key,
+        TRITON_PROTOCOL="grpc",
+        LABEL_MAPPING_FILE=str(labels),
+    ) as gateway:
         answer = detected(gateway, payload)
         assert requests.get(f"{gateway.url}/health", timeout=10).json()["triton"]["ready"]
     assert answer.labels == [f"thing-{i}" for i in expected.classes]
@@ -233,11 +240,24 @@ def test_triton_down_is_a_502_and_the_gateway_recovers(
 def test_cli_through_the_gateway_prints_json_and_renders(gateway, photos, tmp_path):
     picture = tmp_path / "out.png"
     run = subprocess.run(
-        [str(SERVER_ENV / "bin" / "python"), "-m", "d2_triton.client", "infer",
-         str(photos["coffee.jpg"]), "--gateway", gateway.url, "--max-detections", "4",
-         "--json", "--render", str(picture)],
-        capture_output=True, text=True, timeout=TIMEOUT_S,
-    )  # fmt: skip
+        [
+            str(SERVER_ENV / "bin" / "python"),
+            "-m",
+            "d2_triton.client",
+            "infer",
+            str(photos["coffee.jpg"]),
+            "--gateway",
+            gateway.url,
+            "--max-detections",
+            "4",
+            "--json",
+            "--render",
+            str(picture),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     printed = json.loads(run.stdout)
     served = post(gateway, "/v1/detect", photos["coffee.jpg"].read_bytes(), max_detections=4)
@@ -251,16 +271,20 @@ def test_an_api_key_guards_every_endpoint_but_health(mask_rcnn_server, direct, p
     payload = photos["chelsea.jpg"].read_bytes()
     key = "k3y-for-this-test-only"
     with GatewayProcess(
-        mask_rcnn_server.http_url, tmp_path / "gateway.log", mask_rcnn_server.options.admin_key,
+        mask_rcnn_server.http_url,
+        tmp_path / "gateway.log",
+        mask_rcnn_server.options.admin_key,
         API_KEY=key,
-    ) as gw:  # fmt: skip
+    ) as gw:
         refused = post(gw, "/v1/detect", payload)
         assert refused.status_code == 401 and "X-API-Key" in refused.json()["detail"]
         assert requests.get(f"{gw.url}/v1/models", timeout=10).status_code == 401
         assert requests.get(f"{gw.url}/health", timeout=10).status_code == 200
         response = requests.post(
-            f"{gw.url}/v1/detect", data=payload, timeout=TIMEOUT_S,
+            f"{gw.url}/v1/detect",
+            data=payload,
+            timeout=TIMEOUT_S,
             headers={"Content-Type": "application/octet-stream", "X-API-Key": key},
-        )  # fmt: skip
+        )
     assert response.status_code == 200, response.text
     assert same_answer(DetectionResult.from_json(response.json()), direct.detect(payload))

@@ -46,6 +46,9 @@ def test_gateway_conforms_to_its_openapi_spec(gateway):
     checked = {op.label: examples_checked(op, gateway.url) for op in operations}
     print(checked)
     assert set(checked) == {
-        "POST /v1/detect", "POST /v1/detect/render", "GET /health", "GET /v1/models",
-    }  # fmt: skip
+        "POST /v1/detect",
+        "POST /v1/detect/render",
+        "GET /health",
+        "GET /v1/models",
+    }
     assert all(count >= 1 for count in checked.values()), checked

@@ -72,11 +72,25 @@ def soak(repository, out, duration_s: float, clients: int, min_requests: int) ->
     clients answered ~580 requests here) is reached only by a server that is stuck.
     """
     result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.soak", "--repository", str(repository),
-         "--duration", str(duration_s), "--min-requests", str(min_requests),
-         "--clients", str(clients), "--out", str(out)],
-        cwd=REPO_ROOT, capture_output=True, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.soak",
+            "--repository",
+            str(repository),
+            "--duration",
+            str(duration_s),
+            "--min-requests",
+            str(min_requests),
+            "--clients",
+            str(clients),
+            "--out",
+            str(out),
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     figures = json.loads((out / "soak.json").read_text())
     assert figures["minimum_work_done"] and figures["load"]["requests"] >= min_requests
@@ -139,21 +153,34 @@ def test_a_killed_stub_gives_errors_not_hangs_and_service_resumes(
 
         killer = threading.Thread(target=kill_the_detector_stub)
         killer.start()
-        report = run_load(server.http_url, cases, references, clients=4,
-                          until=recovery_shown, deadline=time.monotonic() + FAULT_TIME_LIMIT_S,
-                          timeout=CLIENT_TIMEOUT_S)  # fmt: skip
+        report = run_load(
+            server.http_url,
+            cases,
+            references,
+            clients=4,
+            until=recovery_shown,
+            deadline=time.monotonic() + FAULT_TIME_LIMIT_S,
+            timeout=CLIENT_TIMEOUT_S,
+        )
         killer.join()
         failed = [r for r in report.timeline if r.outcome == "good_failed"]
         reload = server.watchdog.reloads[0] if server.watchdog.reloads else None
-        print(json.dumps({
-            "requests": report.requests, "good_ok": report.good_ok,
-            "good_failed": report.good_failed, "bad_rejected": report.bad_rejected,
-            "failed_from_s": min((r.ended - killed_at[0] for r in failed), default=None),
-            "failed_until_s": max((r.ended - killed_at[0] for r in failed), default=None),
-            "reload_finished_s": reload and reload.finished_at - killed_at[0],
-            "reloads": [(r.model, r.succeeded, r.seconds) for r in server.watchdog.reloads],
-            "first_failures": report.failures[:3],
-        }, indent=2))  # fmt: skip
+        print(
+            json.dumps(
+                {
+                    "requests": report.requests,
+                    "good_ok": report.good_ok,
+                    "good_failed": report.good_failed,
+                    "bad_rejected": report.bad_rejected,
+                    "failed_from_s": min((r.ended - killed_at[0] for r in failed), default=None),
+                    "failed_until_s": max((r.ended - killed_at[0] for r in failed), default=None),
+                    "reload_finished_s": reload and reload.finished_at - killed_at[0],
+                    "reloads": [(r.model, r.succeeded, r.seconds) for r in server.watchdog.reloads],
+                    "first_failures": report.failures[:3],
+                },
+                indent=2,
+            )
+        )
         assert recovery_shown(report), "the detector never recovered"
         # Errors, not hangs: every failure is Triton's answer about the dead stub (a request
         # that hung would have failed with the client's timeout instead).

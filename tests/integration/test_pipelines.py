@@ -101,9 +101,12 @@ def test_the_gateway_and_the_cli_ask_the_pipeline_they_name(server, gateway, pho
     assert direct[SECOND_PIPELINE].keypoints is not None and direct["default"].keypoints is None
     for model, expected in direct.items():
         response = requests.post(
-            f"{gateway.url}/v1/detect", params={"model": model}, data=payload,
-            headers={"Content-Type": "application/octet-stream"}, timeout=TIMEOUT_S,
-        )  # fmt: skip
+            f"{gateway.url}/v1/detect",
+            params={"model": model},
+            data=payload,
+            headers={"Content-Type": "application/octet-stream"},
+            timeout=TIMEOUT_S,
+        )
         assert response.status_code == 200, response.text
         assert response.json()["model"] == model
         assert same_answer(DetectionResult.from_json(response.json()), expected)
@@ -116,10 +119,23 @@ def test_the_gateway_and_the_cli_ask_the_pipeline_they_name(server, gateway, pho
     image.write_bytes(payload)
     for where in (["--url", server.http_url], ["--gateway", gateway.url]):
         printed = subprocess.run(
-            [sys.executable, "-m", "d2_triton.client", "infer", str(image), *where,
-             "--model", SECOND_PIPELINE, "--json"],
-            cwd=REPO_ROOT, capture_output=True, text=True, timeout=TIMEOUT_S, check=True,
-        ).stdout  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "d2_triton.client",
+                "infer",
+                str(image),
+                *where,
+                "--model",
+                SECOND_PIPELINE,
+                "--json",
+            ],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT_S,
+            check=True,
+        ).stdout
         answer = DetectionResult.from_json(json.loads(printed))
         assert same_answer(answer, direct[SECOND_PIPELINE]), where
 

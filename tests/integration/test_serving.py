@@ -61,8 +61,15 @@ def test_ensemble_interface_matches_the_client(mask_rcnn_server, mask_rcnn_repos
     expected = configs.ensemble_output_dims(configs.ModelOutputs(has_masks=True))
     assert declared == {name: (protocol_datatype(dtype), dims) for name, dtype, dims in expected}
     # Every output the client reads is one the ensemble declares, with the dtype it assumes.
-    assert {names.BOXES, names.SCORES, names.CLASSES, names.LABELS, names.IMAGE_SIZE,
-            names.MASKS_RLE, names.MASKS} <= set(declared)  # fmt: skip
+    assert {
+        names.BOXES,
+        names.SCORES,
+        names.CLASSES,
+        names.LABELS,
+        names.IMAGE_SIZE,
+        names.MASKS_RLE,
+        names.MASKS,
+    } <= set(declared)
 
 
 def test_request_options_travel_through_the_ensemble(mask_rcnn_server, photos):
@@ -99,14 +106,24 @@ def test_a_bad_option_is_a_400_and_the_server_carries_on(mask_rcnn_server, photo
 
 def test_the_thin_client_cli_prints_labelled_detections(mask_rcnn_server, photos, tmp_path):
     host, port = mask_rcnn_server.http_url.split(":")
-    command = [str(SERVER_ENV / "bin" / "python"), "-m", "d2_triton.client", "infer",
-               str(photos["coffee.jpg"]), "--max-detections", "3"]  # fmt: skip
+    command = [
+        str(SERVER_ENV / "bin" / "python"),
+        "-m",
+        "d2_triton.client",
+        "infer",
+        str(photos["coffee.jpg"]),
+        "--max-detections",
+        "3",
+    ]
     environment = {**os.environ, "TRITON_HOST": host, "TRITON_PORT": port}
     picture = tmp_path / "detections.png"
     as_json = subprocess.run(
         [*command, "--json", "--render", str(picture)],
-        env=environment, capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     document = json.loads(as_json.stdout)
     assert document["image_size"] == {"height": 400, "width": 600}
     assert len(document["detections"]) == 3
@@ -119,8 +136,10 @@ def test_the_thin_client_cli_prints_labelled_detections(mask_rcnn_server, photos
     # The default output is a summary; --protocol grpc reaches the same answer.
     summary = subprocess.run(
         [*command, "--protocol", "grpc", "--url", mask_rcnn_server.grpc_url],
-        capture_output=True, text=True, check=True,
-    ).stdout.splitlines()  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
     assert summary[0] == "3 detections in a 600x400 image"
     for line, detection in zip(summary[1:], document["detections"], strict=True):
         assert line.split()[0] == detection["label"].split()[0]

@@ -103,27 +103,42 @@ def test_a_new_version_goes_live_and_back_under_load_losing_no_request(server_po
         second = reference_answers(server.http_url, cases)
         version_2.rename(held)
         wait_for_reloads(server, 2)
-        assert all(same_answer(reference_answers(server.http_url, cases)[n], a)
-                   for n, a in first.items())  # rolled back to version 1  # fmt: skip
+        assert all(
+            same_answer(reference_answers(server.http_url, cases)[n], a) for n, a in first.items()
+        )  # rolled back to version 1
         differing = [name for name in first if not same_answer(first[name], second[name])]
         assert len(differing) >= 3, "the two versions must answer differently to tell them apart"
 
         switcher = Switcher(server, version_2, held)
         stubs_before = stub_pids(server.process.pid)
         report = run_load(
-            server.http_url, cases, {name: (first[name], second[name]) for name in first},
-            CLIENTS, until=switcher, deadline=time.monotonic() + LOAD_LIMIT_S,
+            server.http_url,
+            cases,
+            {name: (first[name], second[name]) for name in first},
+            CLIENTS,
+            until=switcher,
+            deadline=time.monotonic() + LOAD_LIMIT_S,
             timeout=CLIENT_TIMEOUT_S,
-        )  # fmt: skip
+        )
         versions = [r.answer for r in report.timeline if r.outcome == "good_ok"]
-        print(json.dumps({
-            **report.summary(), "moved_at": switcher.moved_at,
-            "switched_at": switcher.switched_at,
-            "reloads": [(r.model, r.succeeded, round(r.seconds, 1))
-                        for r in server.watchdog.reloads],
-            "answers_by_version": {"1": versions.count(0), "2": versions.count(1),
-                                   "either": versions.count(None)},
-        }, indent=2))  # fmt: skip
+        print(
+            json.dumps(
+                {
+                    **report.summary(),
+                    "moved_at": switcher.moved_at,
+                    "switched_at": switcher.switched_at,
+                    "reloads": [
+                        (r.model, r.succeeded, round(r.seconds, 1)) for r in server.watchdog.reloads
+                    ],
+                    "answers_by_version": {
+                        "1": versions.count(0),
+                        "2": versions.count(1),
+                        "either": versions.count(None),
+                    },
+                },
+                indent=2,
+            )
+        )
         assert len(switcher.switched_at) == len(STEPS), "version 2 did not go live and back"
         added, removed = switcher.switched_at
         assert report.good_failed == 0 and report.bad_unexpected == 0, report.failures[:5]

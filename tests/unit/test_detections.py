@@ -94,8 +94,11 @@ def test_mask_values_match_grid_sample_to_float_rounding():
         )
         region, (left, top, right, bottom) = paste_mask(probs, box, ORIGINAL)
         assert (top, bottom, left, right) == (
-            y_slice.start, y_slice.stop, x_slice.start, x_slice.stop,
-        )  # fmt: skip
+            y_slice.start,
+            y_slice.stop,
+            x_slice.start,
+            x_slice.stop,
+        )
         np.testing.assert_array_equal(region, soft[0].numpy() >= 0.5)
 
 

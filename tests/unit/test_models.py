@@ -44,14 +44,16 @@ def load_model(name: str, config, model_dir: Path, kind: str = "CPU"):
     spec.loader.exec_module(module)
     model = module.TritonPythonModel()
     as_json = json_format.MessageToDict(config, preserving_proto_field_name=True)
-    model.initialize({
-        "model_config": json.dumps(as_json),
-        "model_instance_kind": kind,
-        "model_instance_device_id": "0",
-        "model_repository": str(model_dir),
-        "model_version": "1",
-        "model_name": name,
-    })  # fmt: skip
+    model.initialize(
+        {
+            "model_config": json.dumps(as_json),
+            "model_instance_kind": kind,
+            "model_instance_device_id": "0",
+            "model_repository": str(model_dir),
+            "model_version": "1",
+            "model_name": name,
+        }
+    )
     return model
 
 
@@ -71,10 +73,16 @@ def outputs(response) -> dict[str, np.ndarray]:
 
 def preprocess_model(tmp_path, input_format="BGR"):
     LabelMap.from_names(["person", "bicycle", "car"]).write(tmp_path / "labels.json")
-    config = tc.preprocess_config(PreprocessParameters(
-        min_size_test=800, max_size_test=1333, input_format=input_format,
-        max_image_bytes=1_000_000, max_image_pixels=10_000_000, label_map="labels.json",
-    ))  # fmt: skip
+    config = tc.preprocess_config(
+        PreprocessParameters(
+            min_size_test=800,
+            max_size_test=1333,
+            input_format=input_format,
+            max_image_bytes=1_000_000,
+            max_image_pixels=10_000_000,
+            label_map="labels.json",
+        )
+    )
     return load_model("preprocess", config, tmp_path)
 
 
@@ -128,11 +136,13 @@ def test_preprocess_bad_requests_fail_alone(tmp_path):
 def test_preprocess_refuses_bad_postprocess_options_before_decoding(tmp_path):
     model = preprocess_model(tmp_path)
     good = encoded(photo_bytes()["chelsea.jpg"])
-    responses = model.execute([
-        request({"classes": "unicorn"}, image_bytes=good),
-        request({"score_threshold": 2}, image_bytes=np.zeros(0, np.uint8)),  # checked first
-        request({"classes": "car,0", "mask_format": "none"}, image_bytes=good),
-    ])  # fmt: skip
+    responses = model.execute(
+        [
+            request({"classes": "unicorn"}, image_bytes=good),
+            request({"score_threshold": 2}, image_bytes=np.zeros(0, np.uint8)),  # checked first
+            request({"classes": "car,0", "mask_format": "none"}, image_bytes=good),
+        ]
+    )
     assert "classes: unknown class 'unicorn'" in responses[0].error().message()
     assert "score_threshold must be within [0, 1]" in responses[1].error().message()
     assert not responses[2].has_error()
@@ -164,10 +174,12 @@ def detector_model(tmp_path, kind="CPU"):
     config = tc.detector_config(
         outputs=tc.ModelOutputs(has_masks=True),
         parameters=DetectorParameters(
-            output_fields=fields, weights_source="random", intra_op_threads=1,
+            output_fields=fields,
+            weights_source="random",
+            intra_op_threads=1,
         ),
         instances=tc.InstanceSettings(detector_kind=kind.lower()),
-    )  # fmt: skip
+    )
     return load_model("detector", config, tmp_path, kind)
 
 
@@ -213,7 +225,7 @@ def postprocess_model(tmp_path, outputs_=None, threshold=0.0):
         parameters=PostprocessParameters(
             label_map="labels.json", default_score_threshold=threshold, default_mask_format="rle"
         ),
-    )  # fmt: skip
+    )
     return load_model("postprocess", config, tmp_path)
 
 

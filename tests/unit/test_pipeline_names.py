@@ -40,8 +40,14 @@ def test_a_pipeline_name_that_could_collide_or_escape_is_refused(name):
 def test_ensembles_name_their_pipeline_and_nothing_else_does():
     for name in ("default", "keypoints", "mask-rcnn-2"):
         assert PipelineNames.of_ensemble(PipelineNames(name).ensemble) == PipelineNames(name)
-    others = ("detector", "keypoints_detector", "my_ensemble_x", "Bad_ensemble", "_ensemble",
-              "default_ensemble")  # fmt: skip
+    others = (
+        "detector",
+        "keypoints_detector",
+        "my_ensemble_x",
+        "Bad_ensemble",
+        "_ensemble",
+        "default_ensemble",
+    )
     for model in others:
         assert PipelineNames.of_ensemble(model) is None
 
@@ -119,8 +125,10 @@ def test_exporting_into_an_existing_pipeline_adds_the_next_detector_version(tmp_
     written = export_into(repository, tmp_path, "again", ["person"], has_masks=True, name="default")
 
     assert {path.relative_to(repository).as_posix() for path in written} == {
-        "detector/2/model.py", "detector/2/model.pt", "detector/2/export_info.json"
-    }  # fmt: skip
+        "detector/2/model.py",
+        "detector/2/model.pt",
+        "detector/2/export_info.json",
+    }
     assert (repository / "detector" / "2" / "model.pt").read_text() == "again"
     assert (repository / "detector" / "1" / "model.pt").read_text() == "default"
     assert {path: path.read_bytes() for path in configs} == configs

@@ -18,19 +18,28 @@ VARIANTS = {
 def all_configs(outputs: tc.ModelOutputs) -> dict:
     instances = tc.InstanceSettings()
     return {
-        "preprocess": tc.preprocess_config(PreprocessParameters(
-            min_size_test=800, max_size_test=1333, input_format="BGR",
-            max_image_bytes=1000, max_image_pixels=1000, label_map="../labels.json",
-        )),
+        "preprocess": tc.preprocess_config(
+            PreprocessParameters(
+                min_size_test=800,
+                max_size_test=1333,
+                input_format="BGR",
+                max_image_bytes=1000,
+                max_image_pixels=1000,
+                label_map="../labels.json",
+            )
+        ),
         "detector": tc.detector_config(
-            outputs, DetectorParameters(output_fields=("pred_boxes",)),
-            instances, warmup_hw=(800, 1067),
+            outputs,
+            DetectorParameters(output_fields=("pred_boxes",)),
+            instances,
+            warmup_hw=(800, 1067),
         ),
         "postprocess": tc.postprocess_config(
-            outputs, PostprocessParameters(label_map="labels.json", default_mask_format="rle"),
+            outputs,
+            PostprocessParameters(label_map="labels.json", default_mask_format="rle"),
         ),
         "ensemble": tc.ensemble_config(outputs),
-    }  # fmt: skip
+    }
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))

@@ -18,8 +18,14 @@ def test_a_steady_leak_is_growth():
 
 def test_one_plateau_step_is_not_growth():
     """A 75 s soak in CI read these floors (MiB): one step up of 28 MiB, then flat."""
-    points = [(25.1, 1578.2), (34.6, 1571.2), (44.7, 1599.4), (54.7, 1599.4), (64.8, 1611.7),
-              (74.8, 1599.5)]  # fmt: skip
+    points = [
+        (25.1, 1578.2),
+        (34.6, 1571.2),
+        (44.7, 1599.4),
+        (54.7, 1599.4),
+        (64.8, 1611.7),
+        (74.8, 1599.5),
+    ]
     first, last, growth = floor_growth(points)
     assert abs(growth) < 16
     assert (first, last) == (1571.2, 1599.5)  # the total rise is still bounded by the caller

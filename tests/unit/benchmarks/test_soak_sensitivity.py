@@ -48,8 +48,17 @@ def test_a_recorded_leak_fails_the_check_in_every_window(tmp_path):
         load = {"good_ok": 300, "requests": 600}
         (folder / "soak.json").write_text(json.dumps({"load": load, "seconds_of_load": 300.0}))
     out = tmp_path / "out"
-    main(["--soak", str(tmp_path / "flat"), str(tmp_path / "leaky"), "--out", str(out),
-          "--limit", "50"])  # fmt: skip
+    main(
+        [
+            "--soak",
+            str(tmp_path / "flat"),
+            str(tmp_path / "leaky"),
+            "--out",
+            str(out),
+            "--limit",
+            "50",
+        ]
+    )
     summary = json.loads((out / "summary.json").read_text())
     no_leak_added = summary["leaks"][0]
     assert summary["soaks"] == ["flat", "leaky"] and no_leak_added["windows"] == 26

@@ -84,8 +84,9 @@ def test_only_the_gateway_and_labelled_clients_reach_the_model_server_and_monito
     inference, metrics = policy["ingress"]
     gateway = by_kind("Deployment")["d2-triton-gateway"]["spec"]["template"]["metadata"]
     assert [peer["podSelector"]["matchLabels"] for peer in inference["from"]] == [
-        gateway["labels"], {"d2-triton/client": "true"},
-    ]  # fmt: skip
+        gateway["labels"],
+        {"d2-triton/client": "true"},
+    ]
     ports = names.DEFAULT_PORTS
     assert {p["port"] for p in inference["ports"]} == {ports["http"], ports["grpc"]}
     assert [p["port"] for p in metrics["ports"]] == [ports["metrics"]]
@@ -97,8 +98,10 @@ def test_only_the_gateway_and_labelled_clients_reach_the_model_server_and_monito
 def test_the_model_server_and_the_gateway_share_the_admin_key_secret():
     deployments = by_kind("Deployment")
     sources = {}
-    for name, variable in (("d2-triton-model-server", "D2T_ADMIN_KEY"),
-                           ("d2-triton-gateway", "TRITON_ADMIN_KEY")):  # fmt: skip
+    for name, variable in (
+        ("d2-triton-model-server", "D2T_ADMIN_KEY"),
+        ("d2-triton-gateway", "TRITON_ADMIN_KEY"),
+    ):
         env = deployments[name]["spec"]["template"]["spec"]["containers"][0]["env"]
         sources[name] = next(item for item in env if item["name"] == variable)["valueFrom"]
     assert len({str(source) for source in sources.values()}) == 1

@@ -15,16 +15,20 @@ KEY = "correct-horse-battery-staple"
 
 def client_for(api_key: str | None) -> TestClient:
     """The app in front of a Triton that is not there (auth is decided before any call)."""
-    settings = GatewaySettings(triton_host="127.0.0.1", triton_port=free_ports(1)[0],
-                               api_key=api_key)  # fmt: skip
+    settings = GatewaySettings(
+        triton_host="127.0.0.1", triton_port=free_ports(1)[0], api_key=api_key
+    )
     return TestClient(create_app(settings))
 
 
 @pytest.mark.parametrize("headers", [{}, {API_KEY_HEADER: "wrong"}, {API_KEY_HEADER: ""}])
 def test_requests_without_the_key_get_a_401(headers):
     with client_for(KEY) as client:
-        for method, path in (("get", "/v1/models"), ("post", "/v1/detect"),
-                             ("post", "/v1/detect/render")):  # fmt: skip
+        for method, path in (
+            ("get", "/v1/models"),
+            ("post", "/v1/detect"),
+            ("post", "/v1/detect/render"),
+        ):
             response = client.request(method, path, content=b"\xff\xd8\xff", headers=headers)
             assert response.status_code == 401, (path, response.text)
             assert API_KEY_HEADER in response.json()["detail"]

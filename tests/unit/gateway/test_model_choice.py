@@ -45,8 +45,16 @@ def resolve(gateway: Gateway, model: str | None) -> PipelineNames:
     return asyncio.run(gateway.pipeline(model))
 
 
-SERVED = ["ensemble", "preprocess", "detector", "postprocess", "keypoints_ensemble",
-          "keypoints_preprocess", "keypoints_detector", "keypoints_postprocess"]  # fmt: skip
+SERVED = [
+    "ensemble",
+    "preprocess",
+    "detector",
+    "postprocess",
+    "keypoints_ensemble",
+    "keypoints_preprocess",
+    "keypoints_detector",
+    "keypoints_postprocess",
+]
 
 
 def test_a_request_gets_the_pipeline_it_names_or_the_default():

@@ -9,9 +9,15 @@ from d2_triton.gateway.settings import GatewaySettings, SettingsError
 
 def test_settings_come_from_the_environment():
     settings = GatewaySettings.from_env(
-        {"HOST": "127.0.0.1", "PORT": "9000", "mode": "develop", "TRITON_HOST": "triton",
-         "TRITON_PROTOCOL": "grpc", "DEFAULT_MODEL": "keypoints"}
-    )  # fmt: skip
+        {
+            "HOST": "127.0.0.1",
+            "PORT": "9000",
+            "mode": "develop",
+            "TRITON_HOST": "triton",
+            "TRITON_PROTOCOL": "grpc",
+            "DEFAULT_MODEL": "keypoints",
+        }
+    )
     assert (settings.host, settings.port, settings.triton_url) == ("127.0.0.1", 9000, "triton:8001")
     assert settings.default_model == "keypoints"
     assert settings.reload and settings.docs_enabled and settings.log_level == "info"

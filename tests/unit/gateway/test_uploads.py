@@ -54,9 +54,12 @@ class FakeTriton:
         if self.max_image_bytes is None:
             raise InferenceServerException("connection refused", "StatusCode.UNAVAILABLE")
         return PreprocessParameters(
-            min_size_test=800, max_size_test=1333, input_format="BGR", label_map="labels.json",
+            min_size_test=800,
+            max_size_test=1333,
+            input_format="BGR",
+            label_map="labels.json",
             max_image_bytes=self.max_image_bytes[model],
-        )  # fmt: skip
+        )
 
 
 def byte_limits(gateway_limit: int, server_limits: dict[str, int] | None, *pipelines: str):
@@ -82,8 +85,9 @@ def test_the_lower_of_the_gateway_and_server_byte_limits_applies():
 def test_each_pipeline_has_its_own_server_byte_limit():
     limits = {"preprocess": 9, "big_preprocess": 500}
     assert byte_limits(1000, limits, "default", "big") == (
-        [9, 500], ["preprocess", "big_preprocess"]
-    )  # fmt: skip
+        [9, 500],
+        ["preprocess", "big_preprocess"],
+    )
 
 
 def test_until_triton_answers_the_gateway_limit_applies_and_it_asks_again():

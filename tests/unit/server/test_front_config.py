@@ -76,8 +76,10 @@ def test_nginx_accepts_the_config(repository, tmp_path):
         assert "limit_conn d2t_keypoints 32;" in text
         checked = subprocess.run(
             [str(front.binary), "-t", "-e", "stderr", "-p", str(front.prefix), "-c", str(config)],
-            capture_output=True, text=True, timeout=30,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         assert checked.returncode == 0, checked.stderr
     finally:
         front.stop()

@@ -29,8 +29,9 @@ class FakeServer:
         self.stubs[model] = {self._next_pid}
 
     def watchdog(self) -> ReloadWatchdog:
-        return ReloadWatchdog(lambda: {m: set(p) for m, p in self.stubs.items()}, self.reload,
-                            clock=lambda: self.now)  # fmt: skip
+        return ReloadWatchdog(
+            lambda: {m: set(p) for m, p in self.stubs.items()}, self.reload, clock=lambda: self.now
+        )
 
 
 def test_nothing_happens_while_every_stub_lives():
@@ -118,10 +119,11 @@ class VersionedServer(FakeServer):
 
     def watchdog(self) -> ReloadWatchdog:
         return ReloadWatchdog(
-            lambda: {m: set(p) for m, p in self.stubs.items()}, self.reload,
+            lambda: {m: set(p) for m, p in self.stubs.items()},
+            self.reload,
             lambda: {m: frozenset(v) for m, v in self.versions.items()},
             clock=lambda: self.now,
-        )  # fmt: skip
+        )
 
 
 def test_a_new_version_folder_loads_the_model_again_and_removing_it_rolls_back():

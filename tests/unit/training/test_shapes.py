@@ -17,8 +17,9 @@ SMALL = shapes.ShapesSpec(train_images=6, val_images=4)
 def test_the_same_spec_gives_the_same_files_and_another_seed_others(tmp_path):
     first = shapes.make_dataset(tmp_path / "a", SMALL)
     second = shapes.make_dataset(tmp_path / "b", SMALL)
-    other = shapes.make_dataset(tmp_path / "c", shapes.ShapesSpec(seed=1, train_images=6,
-                                                                 val_images=4))  # fmt: skip
+    other = shapes.make_dataset(
+        tmp_path / "c", shapes.ShapesSpec(seed=1, train_images=6, val_images=4)
+    )
     for split in shapes.SPLITS:
         assert first[split].json_file.read_bytes() == second[split].json_file.read_bytes()
         assert first[split].json_file.read_bytes() != other[split].json_file.read_bytes()
