@@ -5,15 +5,14 @@ kubernetes-validate ships the API schemas, so this needs no cluster and no netwo
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import kubernetes_validate
 import pytest
 import yaml
 
 from d2_triton import names
+from d2_triton.cache import CHECKOUT
 
-MANIFESTS = Path(__file__).resolve().parents[3] / "deploy" / "kubernetes"
+MANIFESTS = CHECKOUT / "deploy" / "kubernetes"
 KUBERNETES_VERSION = "1.37.0"
 
 

@@ -17,6 +17,7 @@ import pytest
 import torch
 from google.protobuf import json_format
 
+from d2_triton.cache import CHECKOUT
 from helpers import pb_utils_stub as pb_utils
 
 sys.modules.setdefault("triton_python_backend_utils", pb_utils)
@@ -34,7 +35,7 @@ from d2_triton.vision.labels import LabelMap  # noqa: E402
 from export_tools.repository import configs as tc  # noqa: E402
 from helpers.photos import photo_bytes  # noqa: E402
 
-MODELS = Path(__file__).resolve().parents[2] / "models"
+MODELS = CHECKOUT / "models"
 
 
 def load_model(name: str, config, model_dir: Path, kind: str = "CPU"):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_results import square_result
 
 from d2_triton.client.render import colour_of, draw_detections
 from d2_triton.vision.detections import decode_rle
+from tests.unit.d2_triton.client.test_results import square_result
 
 
 def test_drawing_touches_the_detection_and_nothing_far_from_it():

@@ -11,13 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from d2_triton.cache import CHECKOUT
 from d2_triton.server import ServerEnvironment, ServerEnvironmentError, ServerOptions
 from d2_triton.server.front import FrontPorts
 from export_tools.detectron2_setup import shims
 from helpers import pb_utils_stub
 from helpers.servers import SERVER_ENV
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
+REPO_ROOT = CHECKOUT
 
 
 def test_detectron2_imports_with_only_the_documented_shims():
