@@ -23,6 +23,7 @@ import numpy as np
 
 from d2_triton.cache import cache_dir
 from d2_triton.client import DetectionClient
+from d2_triton.commands import Parser, command
 from d2_triton.server import ServerEnvironment, TritonServer
 from d2_triton.testing.fingerprint import export_fingerprint
 from d2_triton.testing.ports import loopback_server_options
@@ -238,9 +239,10 @@ def measure(out: Path, variants: dict[str, tuple[str, ...]] = VARIANTS) -> dict:
     return summary
 
 
+@command("python -m benchmarks.accuracy")
 def main(argv: list[str] | None = None) -> int:
     """Measure and print the summary."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m benchmarks.accuracy",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -14,7 +14,6 @@ intermediate tensors of the same photos.
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import time
@@ -26,6 +25,7 @@ import torchvision  # noqa: F401  (registers the ops the traced graph calls)
 from tritonclient.grpc.model_config_pb2 import ModelInstanceGroup
 
 from benchmarks.inputs import write_input_data
+from d2_triton.commands import Parser, command
 from d2_triton.model_config import DetectorParameters, PostprocessParameters, PreprocessParameters
 from d2_triton.names import (
     DETECTOR_MODEL,
@@ -155,8 +155,9 @@ def measure_size(repo: Repository, model, photos: list[Path], repeats: int, out:
     return summary
 
 
+@command("python -m benchmarks.components")
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = Parser(description=__doc__.splitlines()[0])
     parser.add_argument("--repository", type=Path, required=True)
     parser.add_argument("--photos", type=Path, required=True, help="one folder per size")
     parser.add_argument("--out", type=Path, required=True)

@@ -10,7 +10,6 @@ resize, eager model, ``detector_postprocess`` with pasted masks.
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from d2_triton.commands import Parser, command
 from export_tools.detectron2_setup.shims import import_detectron2
 from export_tools.repository.writer import read_export_info
 
@@ -45,8 +45,9 @@ def predictor_for(repository: Path, threads: int):
     return predictor
 
 
+@command("python -m benchmarks.eager")
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = Parser(description=__doc__.splitlines()[0])
     parser.add_argument("--repository", type=Path, required=True)
     parser.add_argument("--photos", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)

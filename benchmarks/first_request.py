@@ -12,7 +12,6 @@ tenth" is measured by.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
@@ -20,6 +19,7 @@ from pathlib import Path
 from benchmarks import inputs
 from d2_triton.cache import cache_dir
 from d2_triton.client import DetectionClient
+from d2_triton.commands import Parser, command
 from d2_triton.server import ServerEnvironment, TritonServer
 from d2_triton.testing.ports import loopback_server_options
 from export_tools.repository import derive as repository_tools
@@ -49,11 +49,12 @@ def measure_variant(repository: Path, payload: bytes, requests: int, log: Path) 
     }
 
 
+@command("python -m benchmarks.first_request")
 def main(argv: list[str] | None = None) -> int:
     """Measure both variants and write first_request.json."""
     from benchmarks.run import default_repository
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = Parser(description=__doc__.splitlines()[0])
     parser.add_argument("--repository", type=Path, help="exported repository (default: export one)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--size", default="1280x960")

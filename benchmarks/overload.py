@@ -24,6 +24,7 @@ import requests
 
 from benchmarks.run import machine
 from d2_triton import names
+from d2_triton.commands import Parser, command
 from d2_triton.server import ServerEnvironment, TritonServer
 from d2_triton.testing.burst import (
     binary_infer_request,
@@ -39,7 +40,7 @@ GATEWAY_TIMEOUT_S = 60.0
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.overload", description=__doc__)
+    parser = Parser(prog="python -m benchmarks.overload", description=__doc__)
     parser.add_argument("--repository", type=Path, required=True)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/overload"))
     parser.add_argument("--bursts", default="100,200", help="burst sizes with admission")
@@ -154,6 +155,7 @@ def write_report(summary: dict, out: Path) -> None:
     figure.savefig(out / "plot.png", dpi=110)
 
 
+@command("python -m benchmarks.overload")
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     out = args.out.absolute()

@@ -10,12 +10,12 @@ detector), where a BLAS worker that waits for a busy core shows up.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 
 import numpy as np
 
+from d2_triton.commands import Parser, command
 from d2_triton.serving import steps
 from d2_triton.serving.options import PostprocessOptions
 from d2_triton.vision.detections import Detections
@@ -49,12 +49,13 @@ def time_postprocess(raw: Detections, repeats: int = 15) -> tuple[float, float]:
     return 1000 * statistics.median(walls), 1000 * statistics.median(cpus)
 
 
+@command("python -m benchmarks.postprocess_threads")
 def main(argv: list[str] | None = None) -> int:
     """Alternate the two settings for ``--rounds`` rounds and print each round's figures."""
     import cv2
     from threadpoolctl import threadpool_limits
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = Parser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args(argv)
     raw = detections()

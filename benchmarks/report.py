@@ -7,6 +7,7 @@ import dataclasses
 from pathlib import Path
 
 from benchmarks.perf import PerfRow
+from d2_triton.commands import Parser, command
 
 MIB = 1024 * 1024
 
@@ -297,12 +298,12 @@ def markdown(summary: dict, rows: list[PerfRow]) -> str:
     return "\n".join(parts)
 
 
+@command("python -m benchmarks.report")
 def main(argv: list[str] | None = None) -> int:
     """Rewrite report.md, results.csv and plot.png of a results folder from its summary.json."""
-    import argparse
     import json
 
-    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser = Parser(description=main.__doc__)
     parser.add_argument("folder", type=Path)
     args = parser.parse_args(argv)
     summary = json.loads((args.folder / "summary.json").read_text())

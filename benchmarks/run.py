@@ -42,6 +42,7 @@ from benchmarks.perf import (
     to_perf_row,
 )
 from d2_triton.cache import cache_dir
+from d2_triton.commands import Parser, command
 from d2_triton.model_config import DetectorParameters
 from d2_triton.names import DETECTOR_MODEL, POSTPROCESS_MODEL, PREPROCESS_MODEL
 from d2_triton.server import ServerEnvironment, TritonServer
@@ -58,7 +59,7 @@ DEFAULT_CONFIG = "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m benchmarks.run",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -173,6 +174,7 @@ def levels(text: str) -> list[int]:
     return [int(item) for item in text.split(",") if item.strip()]
 
 
+@command("python -m benchmarks.run")
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     out = args.out.absolute()

@@ -28,6 +28,7 @@ import numpy as np
 
 from benchmarks.perf import MemorySampler
 from d2_triton.cache import cache_dir
+from d2_triton.commands import Parser, command
 from d2_triton.server import ServerEnvironment, TritonServer
 from d2_triton.testing.corpus import mixed_cases
 from d2_triton.testing.load import LoadReport, reference_answers, run_load
@@ -135,8 +136,9 @@ def plot(samples: list[tuple[float, dict[str, int]]], path: Path) -> None:
     plt.close(figure)
 
 
+@command("python -m benchmarks.soak")
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m benchmarks.soak",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -31,6 +31,7 @@ from benchmarks.soak import (
     floor_growth,
     warm_floors,
 )
+from d2_triton.commands import Parser, command
 
 LEAKS_MIB_PER_REQUEST = (0.0, 0.25, 0.5, 1.0, 2.0)
 STEP_S = 5.0
@@ -96,8 +97,9 @@ def plot(rises: dict[float, list[float]], limit: float, path: Path) -> None:
     plt.close(figure)
 
 
+@command("python -m benchmarks.soak_sensitivity")
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m benchmarks.soak_sensitivity",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,

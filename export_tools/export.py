@@ -13,10 +13,10 @@ beside the first (``NAME_preprocess`` ... ``NAME_ensemble``); other pipelines ar
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 
+from d2_triton.commands import Parser, command
 from export_tools import settings as settings_cli
 from export_tools.api import export
 from export_tools.detectron2_setup.shims import shims_in_use
@@ -29,7 +29,7 @@ LOGGER = logging.getLogger("export_tools.export")
 
 def parse_args(argv: list[str] | None = None) -> ExportSettings:
     """The command line as export settings (options and their help: ``ExportSettings``)."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m export_tools.export",
         description="Export a Detectron2 model to a Triton model repository (an ensemble of "
         "preprocess -> detector -> postprocess; the detector staged on OpenVINO, or one "
@@ -39,6 +39,7 @@ def parse_args(argv: list[str] | None = None) -> ExportSettings:
     return settings_cli.from_arguments(parser.parse_args(argv))
 
 
+@command("python -m export_tools.export")
 def main(argv: list[str] | None = None) -> int:
     """Export as the command line says; an ExportError ends it with its message."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")

@@ -23,6 +23,8 @@ import cv2
 import numpy as np
 from pycocotools import mask as mask_util
 
+from d2_triton.commands import Parser, command
+
 CLASSES = ("circle", "triangle", "square", "star", "ring")
 # Photographs and textures that scikit-image ships in its data folder, used as backgrounds.
 BACKGROUNDS = (
@@ -260,9 +262,10 @@ def register(files: dict[str, DatasetFiles]) -> None:
             MetadataCatalog.get(dataset.name).set(thing_classes=list(CLASSES))
 
 
+@command("python -m training.shapes")
 def main(argv: list[str] | None = None) -> int:
     """Write the dataset (or find it cached) and say where it is."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m training.shapes",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,

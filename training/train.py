@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from d2_triton.commands import Parser, command, positive_float, positive_int
 from training import shapes
 
 BASE_CONFIG = "Misc/scratch_mask_rcnn_R_50_FPN_3x_gn.yaml"
@@ -181,20 +182,23 @@ def train(out: Path, data_dir: Path, spec: TrainingSpec = TrainingSpec()) -> Pat
     return out
 
 
+@command("python -m training.train")
 def main(argv: list[str] | None = None) -> int:
     """Train (or find the cached model) and say where it is."""
     from export_tools.detectron2_setup.shims import import_detectron2
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m training.train",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--out", type=Path, required=True, help="checkpoint folder")
     parser.add_argument("--data", type=Path, help="dataset folder (default: OUT-data)")
-    parser.add_argument("--max-iter", type=int, default=TrainingSpec.max_iter)
-    parser.add_argument("--images-per-batch", type=int, default=TrainingSpec.images_per_batch)
-    parser.add_argument("--base-lr", type=float, default=TrainingSpec.base_lr)
+    parser.add_argument("--max-iter", type=positive_int, default=TrainingSpec.max_iter)
+    parser.add_argument(
+        "--images-per-batch", type=positive_int, default=TrainingSpec.images_per_batch
+    )
+    parser.add_argument("--base-lr", type=positive_float, default=TrainingSpec.base_lr)
     parser.add_argument("--seed", type=int, default=TrainingSpec.seed)
     args = parser.parse_args(argv)
     import_detectron2()

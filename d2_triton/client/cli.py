@@ -6,7 +6,6 @@ python -m d2_triton.client infer photo.jpg --gateway http://localhost:8080 [--mo
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import urllib.error
@@ -15,8 +14,11 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from tritonclient.utils import InferenceServerException
+
 from d2_triton.client import PROTOCOLS, DetectionClient, build_request_parameters
 from d2_triton.client.results import DetectionResult
+from d2_triton.commands import Parser, command
 from d2_triton.errors import UpstreamError
 from d2_triton.names import DEFAULT_PIPELINE, MASK_FORMATS, pipeline_name
 
@@ -60,9 +62,10 @@ def summary_lines(result: DetectionResult) -> list[str]:
     return lines
 
 
+@command("python -m d2_triton.client", expected=(InferenceServerException,))
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m d2_triton.client", description="Send an image to the d2-triton ensemble."
     )
     commands = parser.add_subparsers(dest="command", required=True)

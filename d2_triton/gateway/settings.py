@@ -112,25 +112,31 @@ class GatewaySettings:
         max_in_flight = env.get("MAX_IN_FLIGHT", "").strip()
         # An unknown protocol is refused below, naming the variable.
         default_port = names.DEFAULT_PORTS.get(protocol, names.DEFAULT_PORTS["http"])
-        try:
-            return cls(
-                host=env.get("HOST", cls.host),
-                port=int(env.get("PORT", cls.port)),
-                mode=(env.get("mode") or env.get("MODE") or cls.mode).strip().lower(),
-                triton_host=env.get("TRITON_HOST", cls.triton_host),
-                triton_port=int(env.get("TRITON_PORT", default_port)),
-                default_model=env.get("DEFAULT_MODEL", cls.default_model).strip(),
-                triton_protocol=protocol,
-                triton_timeout_s=float(env.get("TRITON_TIMEOUT_S", cls.triton_timeout_s)),
-                triton_connections=int(env.get("TRITON_CONNECTIONS", cls.triton_connections)),
-                label_mapping_file=Path(label_file) if label_file else None,
-                max_upload_bytes=int(env.get("MAX_UPLOAD_BYTES", cls.max_upload_bytes)),
-                api_key=env.get("API_KEY") or None,
-                max_in_flight=int(max_in_flight) if max_in_flight else None,
-                triton_admin_key=env.get("TRITON_ADMIN_KEY") or None,
-                triton_admin_key_file=Path(key_file) if key_file else None,
-            )
-        except ValueError as error:
-            if isinstance(error, SettingsError):
-                raise
-            raise SettingsError(f"invalid gateway setting: {error}") from None
+        return cls(
+            host=env.get("HOST", cls.host),
+            port=number(env, "PORT", int, cls.port),
+            mode=(env.get("mode") or env.get("MODE") or cls.mode).strip().lower(),
+            triton_host=env.get("TRITON_HOST", cls.triton_host),
+            triton_port=number(env, "TRITON_PORT", int, default_port),
+            default_model=env.get("DEFAULT_MODEL", cls.default_model).strip(),
+            triton_protocol=protocol,
+            triton_timeout_s=number(env, "TRITON_TIMEOUT_S", float, cls.triton_timeout_s),
+            triton_connections=number(env, "TRITON_CONNECTIONS", int, cls.triton_connections),
+            label_mapping_file=Path(label_file) if label_file else None,
+            max_upload_bytes=number(env, "MAX_UPLOAD_BYTES", int, cls.max_upload_bytes),
+            api_key=env.get("API_KEY") or None,
+            max_in_flight=number(env, "MAX_IN_FLIGHT", int, None) if max_in_flight else None,
+            triton_admin_key=env.get("TRITON_ADMIN_KEY") or None,
+            triton_admin_key_file=Path(key_file) if key_file else None,
+        )
+
+
+def number(env: Mapping[str, str], variable: str, kind: type, default):
+    """``variable`` read as ``kind`` (int or float), else ``default``; SettingsError names it."""
+    text = env.get(variable)
+    if text is None or not text.strip():
+        return default
+    try:
+        return kind(text)
+    except ValueError:
+        raise SettingsError(f"{variable} must be a number, got {text!r}") from None

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from d2_triton import names
+from d2_triton.commands import Parser, command
 from d2_triton.errors import ServerEnvironmentError
 from d2_triton.server.environment import ServerEnvironment
 from d2_triton.server.options import ServerOptions
@@ -31,7 +32,7 @@ FIRST_RESTART_DELAY_S = 1.0
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The launcher's command line."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m d2_triton.server",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -145,6 +146,7 @@ def options_from(args: argparse.Namespace) -> ServerOptions:
     )
 
 
+@command("python -m d2_triton.server")
 def main(argv: list[str] | None = None) -> int:
     """Run the server until it is stopped, starting it again after a crash."""
     args = parse_args(argv)

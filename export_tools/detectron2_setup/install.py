@@ -14,7 +14,6 @@ Detectron2 is re-implemented.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import html
 import importlib.util
@@ -30,6 +29,7 @@ import urllib.request
 from pathlib import Path
 
 from d2_triton.cache import cache_dir
+from d2_triton.commands import Parser, command
 from d2_triton.errors import D2TritonError
 
 HERE = Path(__file__).resolve().parent
@@ -141,9 +141,10 @@ def link_into_environment(source_root: Path) -> Path:
     return pth
 
 
+@command("python -m export_tools.detectron2_setup.install")
 def main(argv: list[str] | None = None) -> int:
     """Install Detectron2's sources unless it imports already; returns the exit status."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m export_tools.detectron2_setup.install", description=__doc__.splitlines()[0]
     )
     parser.add_argument("--cache", type=Path, default=cache_dir(), help="default: d2_triton.cache")

@@ -32,12 +32,12 @@ def test_settings_come_from_the_environment():
     [
         ({"mode": "fast"}, "mode must be one of"),
         ({"TRITON_PROTOCOL": "ws"}, "TRITON_PROTOCOL"),
-        ({"PORT": "eighty"}, "invalid gateway setting"),
+        ({"PORT": "eighty"}, "PORT must be a number"),
         ({"LABEL_MAPPING_FILE": "/nowhere/labels.json"}, "does not exist"),
         ({"MAX_UPLOAD_BYTES": "0"}, "MAX_UPLOAD_BYTES must be positive"),
         ({"DEFAULT_MODEL": "Mask_RCNN"}, "DEFAULT_MODEL: a pipeline name is"),
         ({"MAX_IN_FLIGHT": "0"}, "MAX_IN_FLIGHT must be positive"),
-        ({"MAX_IN_FLIGHT": "many"}, "invalid gateway setting"),
+        ({"MAX_IN_FLIGHT": "many"}, "MAX_IN_FLIGHT must be a number"),
     ],
 )
 def test_bad_settings_name_the_variable(environment, message):
