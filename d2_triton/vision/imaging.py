@@ -21,6 +21,7 @@ without allocating it).
 from __future__ import annotations
 
 import io
+import re
 import warnings
 from dataclasses import dataclass
 
@@ -45,6 +46,8 @@ SIGNATURES = {
 DECODED_BY_PIL = ("webp", "bmp", "tiff", "gif")
 ACCEPTED = "JPEG, PNG, WEBP, BMP, TIFF (first page) or GIF (first frame)"
 JPEG_END_OF_IMAGE = b"\xff\xd9"
+# A Python object's default repr, as decoders put it in their messages.
+OBJECT_REPR = re.compile(r"\s*<[\w.]+ object at 0x[0-9a-fA-F]+>")
 
 # Detectron2's resize turns very elongated images into empty ones (4000x1 -> 1333x0), which
 # it then fails on; anything of at least one pixel runs (the model pads to its stride).
@@ -97,6 +100,16 @@ class Header:
     mode: str  # PIL's name for the pixel format: "RGB", "L", "CMYK", "I;16", ...
 
 
+def complaint(error: Exception) -> str:
+    """A decoder's message for the client: without Python object reprs, never empty.
+
+    PIL names the stream it read (``cannot identify image file <_io.BytesIO object at
+    0x7f...>``), which says nothing to the client and shows a server address.
+    """
+    text = OBJECT_REPR.sub("", str(error)).strip().rstrip(":")
+    return text or type(error).__name__
+
+
 def read_header(data: bytes, image_format: str) -> Header:
     """Size and pixel format as declared in the header, without decoding pixels.
 
@@ -109,10 +122,10 @@ def read_header(data: bytes, image_format: str) -> Header:
             with Image.open(io.BytesIO(data), formats=[image_format.upper()]) as header:
                 (width, height), mode = header.size, header.mode
     except Image.DecompressionBombError as error:
-        raise InvalidImageError(f"image declares too many pixels: {error}") from None
+        raise InvalidImageError(f"image declares too many pixels: {complaint(error)}") from None
     except Exception as error:  # PIL raises many types for malformed headers
         raise InvalidImageError(
-            f"invalid {image_format.upper()} header: {error or type(error).__name__}"
+            f"invalid {image_format.upper()} header: {complaint(error)}"
         ) from None
     if width <= 0 or height <= 0:
         raise InvalidImageError(f"image header declares an empty image ({width}x{height})")

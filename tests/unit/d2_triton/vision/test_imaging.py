@@ -223,3 +223,11 @@ def test_images_resized_to_nothing_are_refused():
     with pytest.raises(InvalidImageError, match=expected):
         resize_shortest_edge(np.zeros((1, 4000, 3), np.uint8), 800, 1333)
     assert resize_shortest_edge(np.zeros((2, 4000, 3), np.uint8), 800, 1333).shape == (1, 1333, 3)
+
+
+@pytest.mark.parametrize("signature", [b"\xff\xd8\xff", b"BM", b"GIF89a", b"II*\x00"])
+def test_a_refusal_names_no_python_object(signature):
+    with pytest.raises(InvalidImageError) as refused:
+        decode_image(signature + b"not an image" * 4)
+    message = str(refused.value)
+    assert "header" in message and "object at 0x" not in message and "<" not in message

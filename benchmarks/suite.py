@@ -1,0 +1,119 @@
+"""Record how long a fresh clone's test suite took, from its log.
+
+    time bash .ci/run 2>&1 | tee suite.log          # in a fresh clone; note the wall time
+    .cache/venv-dev/bin/python -m benchmarks.suite --log suite.log --wall-seconds 2280
+
+Adds the run (wall time, tests passed, this machine's CPU and flags) to
+``benchmarks/results/suite/summary.json``, keeps the slowest tests of the latest run
+(pytest's ``--durations`` table at the end of the log), and writes ``report.md`` and
+``plot.png`` beside it.  ``python -m benchmarks.figures`` puts the figures into
+docs/testing.md.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+
+from d2_triton.cache import CHECKOUT
+from d2_triton.commands import Parser, command
+from d2_triton.errors import InvalidArgumentError
+
+OUT = CHECKOUT / "benchmarks" / "results" / "suite"
+DURATION = re.compile(r"^\s*([\d.]+)s (call|setup|teardown)\s+(\S+)", re.M)
+RESULT = re.compile(r"=+ (\d+) passed(?:, (\d+) failed)?.* in ([\d.]+)s")
+# CPU flags that decide the speed of this project's numerics.
+FLAGS = ("avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_int8", "avx2")
+
+
+def machine() -> dict:
+    """This machine's CPU model, its relevant flags and its core count."""
+    info = Path("/proc/cpuinfo").read_text()
+    model = re.search(r"^model name\s*:\s*(.+)$", info, re.M)
+    flags = set(re.search(r"^flags\s*:\s*(.+)$", info, re.M).group(1).split())
+    cores = len(re.findall(r"^processor\s*:", info, re.M))
+    return {
+        "cpu": model.group(1).strip() if model else "unknown",
+        "cores": cores,
+        "flags": [flag for flag in FLAGS if flag in flags],
+    }
+
+
+def parse_log(text: str) -> dict:
+    """Tests passed and failed, pytest's own seconds, and the durations table."""
+    result = RESULT.search(text)
+    if result is None:
+        raise InvalidArgumentError("no pytest result line ('N passed ... in Xs') in the log")
+    slowest = [
+        {"seconds": float(seconds), "phase": phase, "test": test}
+        for seconds, phase, test in DURATION.findall(text)
+    ]
+    return {
+        "passed": int(result.group(1)),
+        "failed": int(result.group(2) or 0),
+        "pytest_seconds": float(result.group(3)),
+        "slowest": sorted(slowest, key=lambda row: -row["seconds"])[:15],
+    }
+
+
+def write_report(summary: dict, out: Path) -> None:
+    """report.md and plot.png (the slowest tests of the latest run)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lines = ["# The test suite's time, fresh clone", "", "| run | machine | wall | passed |"]
+    lines.append("| --- | --- | --- | --- |")
+    for run in summary["runs"]:
+        lines.append(
+            f"| {run['when']} | {run['machine']} | {run['wall_seconds'] / 60:.1f} min "
+            f"| {run['passed']} |"
+        )
+    lines += ["", "Slowest tests of the latest run:", "", "| seconds | test |", "| --- | --- |"]
+    lines += [f"| {row['seconds']:.1f} | `{row['test']}` |" for row in summary["slowest"]]
+    (out / "report.md").write_text("\n".join(lines) + "\n")
+    figure, axis = plt.subplots(figsize=(10, 5))
+    rows = summary["slowest"][::-1]
+    axis.barh([row["test"].split("::")[-1][:60] for row in rows], [r["seconds"] for r in rows])
+    axis.set(xlabel="seconds", title="Slowest tests, latest fresh-clone run")
+    axis.tick_params(axis="y", labelsize=7)
+    figure.tight_layout()
+    figure.savefig(out / "plot.png", dpi=100)
+    plt.close(figure)
+
+
+@command("python -m benchmarks.suite", expected=(json.JSONDecodeError,))
+def main(argv: list[str] | None = None) -> int:
+    """Add one run to the suite's summary."""
+    parser = Parser(prog="python -m benchmarks.suite", description=__doc__.splitlines()[0])
+    parser.add_argument("--log", type=Path, required=True, help="the run's output")
+    parser.add_argument("--wall-seconds", type=float, required=True, help="from `time`")
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args(argv)
+    parsed = parse_log(args.log.read_text(errors="replace"))
+    cpu = machine()
+    run = {
+        "when": time.strftime("%Y-%m-%d %H:%M"),
+        "machine": f"{cpu['cores']} cores of {cpu['cpu']} ({', '.join(cpu['flags'])})",
+        "wall_seconds": args.wall_seconds,
+        "passed": parsed["passed"],
+        "failed": parsed["failed"],
+        "pytest_seconds": parsed["pytest_seconds"],
+    }
+    path = args.out / "summary.json"
+    summary = json.loads(path.read_text()) if path.is_file() else {"runs": []}
+    summary["runs"].append(run)
+    summary["slowest"] = parsed["slowest"]
+    summary["command"] = "time bash .ci/run  (a fresh clone)"
+    args.out.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(summary, indent=2) + "\n")
+    write_report(summary, args.out)
+    print(json.dumps(run))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
