@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageColor, ImageDraw, ImageFont
 
 from d2_triton.client.results import DetectionResult
 from d2_triton.errors import InvalidArgumentError
@@ -21,20 +21,8 @@ MASK_OPACITY = 0.45
 BOX_WIDTH = 2
 KEYPOINT_RADIUS = 2
 # Twelve well-separated colours (RGB); class ``c`` gets ``PALETTE[c % 12]``.
-PALETTE = (
-    (230, 25, 75),
-    (60, 180, 75),
-    (255, 225, 25),
-    (0, 130, 200),
-    (245, 130, 48),
-    (145, 30, 180),
-    (70, 240, 240),
-    (240, 50, 230),
-    (210, 245, 60),
-    (250, 190, 212),
-    (0, 128, 128),
-    (170, 110, 40),
-)
+PALETTE_HEX = "e6194b 3cb44b ffe119 0082c8 f58230 911eb4 46f0f0 f032e6 d2f53c fabed4 008080 aa6e28"
+PALETTE = tuple(ImageColor.getrgb(f"#{code}") for code in PALETTE_HEX.split())
 
 
 def colour_of(class_id: int) -> tuple[int, int, int]:

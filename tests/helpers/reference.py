@@ -47,11 +47,18 @@ def _predictor(config: str, weights: str):
 
 
 def detectron2_prediction(arch: Architecture, weights: Path, image_path: Path) -> Prediction:
+    """DefaultPredictor's answer for one photo; kept for the photos of the architecture at
+    hand, which both export modes are compared with (the parity tests run mode after mode)."""
+    return _prediction(arch.config, str(weights), str(image_path))
+
+
+@lru_cache(maxsize=8)
+def _prediction(config: str, weights: str, image_path: str) -> Prediction:
     import_detectron2()
     from detectron2.data.detection_utils import read_image
 
-    predictor = _predictor(arch.config, str(weights))
-    image = read_image(str(image_path), format="BGR")
+    predictor = _predictor(config, weights)
+    image = read_image(image_path, format="BGR")
     instances = predictor(image)["instances"]
     return Prediction(
         boxes=instances.pred_boxes.tensor.numpy(),
