@@ -156,7 +156,7 @@ def write_repository(
     has gets the next detector version beside the others, written in a folder Triton
     ignores and renamed into place when complete (a server watching the repository loads
     it whole); its configs must be the ones this export generates, else VersionMismatchError.
-    ``detector_files`` holds the detector's stage files and plan (``stage_files``).
+    ``detector_files`` holds the detector's stage files and plan (``trace.files``).
     """
     repository, pipeline = settings.repository, settings.pipeline
     generated = model_configs(model, settings)

@@ -3,7 +3,7 @@
 Inside Triton, the Python-backend stub injects C++ classes (Tensor, InferenceRequest,
 InferenceResponse, TritonError, Logger) into that module.  This file mirrors the part of the
 API our models use, closely enough that model.py runs unchanged; integration tests run the
-same code in the real server.  ``tests/unit/server/test_environment.py`` checks its type
+same code in the real server.  ``tests/unit/d2_triton/server/test_environment.py`` checks its type
 table against the real module shipped with Triton.
 """
 
