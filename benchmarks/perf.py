@@ -90,7 +90,7 @@ def run_perf_analyzer(
     """One perf_analyzer measurement at one concurrency level; returns its CSV row.
 
     perf_analyzer reads Triton's statistics, which the launcher restricts: ``admin_key``
-    goes with every call as the ``schema.ADMIN_HEADER`` header (``-H``).
+    goes with every call as the ``names.ADMIN_HEADER`` header (``-H``).
     """
     command = [
         str(binary),

@@ -3,7 +3,7 @@
 Queueing more work than the detector can finish before clients give up only wastes it: with
 100 uploads at once and no bound, half timed out (504) and the detector then ran dozens of
 images for clients that were already gone.  So each pipeline admits at most its limit
-(``MAX_IN_FLIGHT``, else ``schema.ADMITTED_PER_INSTANCE`` per detector instance, as the
+(``MAX_IN_FLIGHT``, else ``names.ADMITTED_PER_INSTANCE`` per detector instance, as the
 front in ``d2_triton.server.front`` does) and answers the rest 503 with ``Retry-After``.
 """
 

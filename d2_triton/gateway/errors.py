@@ -36,7 +36,7 @@ class GatewayError(D2TritonError):
 
 
 def overloaded(detail: str) -> GatewayError:
-    """A 503 asking the client to retry after ``schema.RETRY_AFTER_S`` seconds."""
+    """A 503 asking the client to retry after ``names.RETRY_AFTER_S`` seconds."""
     return GatewayError(
         503, f"overloaded: {detail}; retry later", {"Retry-After": str(RETRY_AFTER_S)}
     )

@@ -110,7 +110,7 @@ class Gateway:
     async def admission_limit(self, pipeline: PipelineNames) -> int:
         """Detections admitted in flight for ``pipeline``: MAX_IN_FLIGHT, else derived.
 
-        The derived limit (``schema.ADMITTED_PER_INSTANCE`` per detector instance, as the
+        The derived limit (``names.ADMITTED_PER_INSTANCE`` per detector instance, as the
         front's) is read once per pipeline from Triton; until Triton has answered, one
         instance is assumed.
         """

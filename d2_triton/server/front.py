@@ -100,7 +100,7 @@ def _read_config(path: Path) -> model_config_pb2.ModelConfig:
 
 
 def admission_limit(repository: Path, pipeline: PipelineNames) -> int:
-    """The default admission limit: ``schema.ADMITTED_PER_INSTANCE`` per detector instance."""
+    """The default admission limit: ``names.ADMITTED_PER_INSTANCE`` per detector instance."""
     config = _read_config(repository / pipeline.detector / "config.pbtxt")
     instances = sum(group.count or 1 for group in config.instance_group) or 1
     return ADMITTED_PER_INSTANCE * instances
