@@ -56,25 +56,25 @@ def front_port(server) -> int:
     return int(server.http_url.rsplit(":", 1)[1])
 
 
-def test_a_flood_of_tiny_chunks_is_read_by_the_front_and_triton_lives(mask_rcnn_server, photos):
+def test_a_flood_of_tiny_chunks_is_read_by_the_front_and_triton_lives(fast_server, photos):
     """CVE-2025-23310/23311: sent to tritonserver 2.51 itself, this body killed it (SIGSEGV)."""
     head = (
         b"POST /v2/models/ensemble/infer HTTP/1.1\r\nHost: d2t\r\nConnection: close\r\n"
         b"Transfer-Encoding: chunked\r\nContent-Type: application/json\r\n\r\n"
     )
     status, body = raw_exchange(
-        front_port(mask_rcnn_server), head, b"1\r\nA\r\n" * 600_000 + b"0\r\n\r\n"
+        front_port(fast_server), head, b"1\r\nA\r\n" * 600_000 + b"0\r\n\r\n"
     )
     assert 400 <= status < 600 and "error" in json.loads(body)  # refused: not a JSON request
-    assert mask_rcnn_server.exited() is None and mask_rcnn_server.is_ready()
-    with DetectionClient(mask_rcnn_server.http_url, timeout=ANSWER_TIMEOUT_S) as client:
+    assert fast_server.exited() is None and fast_server.is_ready()
+    with DetectionClient(fast_server.http_url, timeout=ANSWER_TIMEOUT_S) as client:
         assert client.detect(photos["chelsea.jpg"].read_bytes()).boxes.shape[1] == 4
 
 
-def test_bodies_over_the_limit_are_refused_before_triton_sees_them(mask_rcnn_server):
+def test_bodies_over_the_limit_are_refused_before_triton_sees_them(fast_server):
     """A 1.5 GB body was copied into shared memory before preprocess could refuse it."""
-    port = front_port(mask_rcnn_server)
-    limit = mask_rcnn_server.front.limits[0].max_body_bytes
+    port = front_port(fast_server)
+    limit = fast_server.front.limits[0].max_body_bytes
     started = time.monotonic()
     for path, size in (("/v2/models/ensemble/infer", limit + 1), ("/v2/logging", 2 << 20)):
         head = f"POST {path} HTTP/1.1\r\nHost: d2t\r\nConnection: close\r\n"
@@ -84,9 +84,9 @@ def test_bodies_over_the_limit_are_refused_before_triton_sees_them(mask_rcnn_ser
     assert time.monotonic() - started < ANSWER_TIMEOUT_S
 
 
-def test_restricted_apis_answer_only_with_the_admin_key(mask_rcnn_server):
-    url = f"http://{mask_rcnn_server.http_url}/v2"
-    key = {names.ADMIN_HEADER: mask_rcnn_server.options.admin_key}
+def test_restricted_apis_answer_only_with_the_admin_key(fast_server):
+    url = f"http://{fast_server.http_url}/v2"
+    key = {names.ADMIN_HEADER: fast_server.options.admin_key}
     region = next(p.name for p in Path("/dev/shm").glob("triton_python_backend_shm_region_*"))
     register = {"key": f"/{region}", "offset": 0, "byte_size": 64}
     refused = [
@@ -108,19 +108,19 @@ def test_restricted_apis_answer_only_with_the_admin_key(mask_rcnn_server):
         assert requests.get(url + path, headers=key, timeout=ANSWER_TIMEOUT_S).status_code == 200
     for path in ("/health/ready", "/models/ensemble", "/models/ensemble/config"):
         assert requests.get(url + path, timeout=ANSWER_TIMEOUT_S).status_code == 200
-    metrics = requests.get(f"http://{mask_rcnn_server.metrics_url}/metrics", timeout=30)
+    metrics = requests.get(f"http://{fast_server.metrics_url}/metrics", timeout=30)
     assert "nv_inference_request_success" in metrics.text
-    grpc = grpcclient.InferenceServerClient(mask_rcnn_server.grpc_url)
+    grpc = grpcclient.InferenceServerClient(fast_server.grpc_url)
     with pytest.raises(InferenceServerException, match="restricted"):
         grpc.get_log_settings()
-    grpc_key = {names.ADMIN_GRPC_METADATA: mask_rcnn_server.options.admin_key}
+    grpc_key = {names.ADMIN_GRPC_METADATA: fast_server.options.admin_key}
     assert grpc.get_log_settings(headers=grpc_key, as_json=True)["settings"]
     assert grpc.is_model_ready(names.ENSEMBLE_MODEL)
 
 
-def test_no_refusal_names_a_region_or_a_file(mask_rcnn_server):
+def test_no_refusal_names_a_region_or_a_file(fast_server):
     """The first step of the public chain: a region's name in an error message."""
-    url = f"http://{mask_rcnn_server.http_url}/v2/models/ensemble/infer"
+    url = f"http://{fast_server.http_url}/v2/models/ensemble/infer"
     too_big = np.zeros(32 * 1024 * 1024 + 1, np.uint8).tobytes()  # preprocess's limit + 1
     body, headers = binary_infer_request(too_big)
     tensor = {"name": names.IMAGE_BYTES, "datatype": "UINT8"}
@@ -143,24 +143,24 @@ def test_no_refusal_names_a_region_or_a_file(mask_rcnn_server):
         answer = requests.post(url, data=payload, headers=extra, timeout=ANSWER_TIMEOUT_S)
         assert 400 <= answer.status_code < 600, answer.text
         assert not LEAK.search(answer.text), answer.text
-    assert mask_rcnn_server.is_ready()
+    assert fast_server.is_ready()
 
 
 def test_a_burst_is_answered_200_or_503_and_no_admitted_work_is_wasted(
-    mask_rcnn_server, gateway, photos
+    fast_server, gateway, photos
 ):
     """100 uploads at once once gave 48 time-outs, and the detector ran 47 images for
     clients that had been told 504; now the excess is refused at once."""
     image = photos["chelsea.jpg"].read_bytes()
     body, headers = binary_infer_request(image)
-    infer_url = f"http://{mask_rcnn_server.http_url}/v2/models/ensemble/infer"
-    limit = mask_rcnn_server.front.limits[0].max_in_flight
+    infer_url = f"http://{fast_server.http_url}/v2/models/ensemble/infer"
+    limit = fast_server.front.limits[0].max_in_flight
     assert limit == names.ADMITTED_PER_INSTANCE  # the test export has one detector instance
     senders = {
         "front": lambda: requests.post(infer_url, data=body, headers=headers, timeout=600),
         "gateway": lambda: requests.post(f"{gateway.url}/v1/detect", data=image, timeout=600),
     }
-    executions = partial(mask_rcnn_server.executions, names.DETECTOR_MODEL)
+    executions = partial(fast_server.executions, names.DETECTOR_MODEL)
     for where, send in senders.items():
         before = executions()
         answers = send_all(send, BURST)
@@ -175,9 +175,9 @@ def test_a_burst_is_answered_200_or_503_and_no_admitted_work_is_wasted(
         assert ran <= counts[200] + limit, (where, ran, counts)
 
 
-def test_the_design_cards_clients_work_through_the_front(mask_rcnn_server, photos, tmp_path):
+def test_the_design_cards_clients_work_through_the_front(fast_server, photos, tmp_path):
     image = photos["coffee.jpg"].read_bytes()
-    with DetectionClient(mask_rcnn_server.http_url) as client:
+    with DetectionClient(fast_server.http_url) as client:
         expected = client.detect(image)
     request = {
         "inputs": [
@@ -199,7 +199,7 @@ def test_the_design_cards_clients_work_through_the_front(mask_rcnn_server, photo
             "POST",
             "-H",
             "Content-Type: application/json",
-            f"http://{mask_rcnn_server.http_url}/v2/models/ensemble/infer",
+            f"http://{fast_server.http_url}/v2/models/ensemble/infer",
             "--data-binary",
             f"@{tmp_path / 'request.json'}",
         ],
@@ -210,7 +210,7 @@ def test_the_design_cards_clients_work_through_the_front(mask_rcnn_server, photo
     assert curl.returncode == 0, curl.stdout + curl.stderr
     outputs = {o["name"]: o for o in json.loads(curl.stdout)["outputs"]}
     assert np.allclose(np.array(outputs[names.BOXES]["data"]).reshape(-1, 4), expected.boxes)
-    triton = httpclient.InferenceServerClient(mask_rcnn_server.http_url)
+    triton = httpclient.InferenceServerClient(fast_server.http_url)
     tensor = httpclient.InferInput(names.IMAGE_BYTES, [len(image)], "UINT8")
     tensor.set_data_from_numpy(np.frombuffer(image, np.uint8))
     answer = triton.infer(names.ENSEMBLE_MODEL, [tensor])
@@ -220,7 +220,7 @@ def test_the_design_cards_clients_work_through_the_front(mask_rcnn_server, photo
     )
     row = run_perf_analyzer(
         SERVER_ENV / "bin" / "perf_analyzer",
-        mask_rcnn_server.http_url,
+        fast_server.http_url,
         names.ENSEMBLE_MODEL,
         data,
         1,
@@ -228,7 +228,7 @@ def test_the_design_cards_clients_work_through_the_front(mask_rcnn_server, photo
         2,
         3,
         1000,
-        admin_key=mask_rcnn_server.options.admin_key,
+        admin_key=fast_server.options.admin_key,
     )
     assert float(row["Inferences/Second"]) > 0
 
@@ -246,7 +246,7 @@ def children_named(pid: int, name: str) -> list[int]:
     return found
 
 
-def test_the_launcher_brings_a_crashed_server_back(mask_rcnn_repository, photos, tmp_path):
+def test_the_launcher_brings_a_crashed_server_back(fast_repository, photos, tmp_path):
     """As ./scripts/serve.sh runs it: tritonserver killed, the launcher starts both again."""
     http, grpc, metrics = free_ports(3)
     log = tmp_path / "launcher.log"
@@ -257,7 +257,7 @@ def test_the_launcher_brings_a_crashed_server_back(mask_rcnn_repository, photos,
                 "-m",
                 "d2_triton.server",
                 "--model-repository",
-                str(mask_rcnn_repository),
+                str(fast_repository),
                 "--host",
                 "127.0.0.1",
                 "--http-port",

@@ -45,8 +45,8 @@ def detected(gateway, payload: bytes, **params) -> DetectionResult:
 
 
 @pytest.fixture(scope="module")
-def direct(mask_rcnn_server):
-    with DetectionClient(mask_rcnn_server.http_url) as client:
+def direct(fast_server):
+    with DetectionClient(fast_server.http_url) as client:
         yield client
 
 
@@ -198,16 +198,16 @@ def test_concurrent_requests_get_their_own_answers(gateway, direct, photos):
         assert same_answer(answer, references[name]), name
 
 
-def test_grpc_and_a_label_mapping_file(mask_rcnn_server, direct, photos, tmp_path):
+def test_grpc_and_a_label_mapping_file(fast_server, direct, photos, tmp_path):
     """TRITON_PROTOCOL=grpc gives the same answer; LABEL_MAPPING_FILE renames the classes."""
     labels = tmp_path / "labels.json"
     labels.write_text(json.dumps({str(i): f"thing-{i}" for i in range(80)}))
     payload = photos["coffee.jpg"].read_bytes()
     expected = direct.detect(payload)
     with GatewayProcess(
-        mask_rcnn_server.grpc_url,
+        fast_server.grpc_url,
         tmp_path / "gateway.log",
-        mask_rcnn_server.options.admin_key,
+        fast_server.options.admin_key,
         TRITON_PROTOCOL="grpc",
         LABEL_MAPPING_FILE=str(labels),
     ) as gateway:
@@ -219,7 +219,7 @@ def test_grpc_and_a_label_mapping_file(mask_rcnn_server, direct, photos, tmp_pat
 
 
 def test_triton_down_is_a_502_and_the_gateway_recovers(
-    mask_rcnn_repository, server_pool, photos, tmp_path
+    fast_repository, server_pool, photos, tmp_path
 ):
     """A server of its own, on ports chosen before it starts (the pool's keeps serving)."""
     payload = photos["chelsea.jpg"].read_bytes()
@@ -229,7 +229,7 @@ def test_triton_down_is_a_502_and_the_gateway_recovers(
         down = post(gateway, "/v1/detect", payload)
         assert down.status_code == 502 and "unreachable" in down.json()["detail"]
         assert requests.get(f"{gateway.url}/v1/models", timeout=10).status_code == 502
-        options = ServerOptions(mask_rcnn_repository, http, grpc, metrics, host="127.0.0.1")
+        options = ServerOptions(fast_repository, http, grpc, metrics, host="127.0.0.1")
         with TritonServer(options, server_pool.environment, log_path=tmp_path / "triton.log"):
             assert requests.get(f"{gateway.url}/health", timeout=10).status_code == 200
             assert len(detected(gateway, payload)) > 0
@@ -266,14 +266,14 @@ def test_cli_through_the_gateway_prints_json_and_renders(gateway, photos, tmp_pa
         assert image.format == "PNG" and image.size == (600, 400)
 
 
-def test_an_api_key_guards_every_endpoint_but_health(mask_rcnn_server, direct, photos, tmp_path):
+def test_an_api_key_guards_every_endpoint_but_health(fast_server, direct, photos, tmp_path):
     """API_KEY set: 401 without the X-API-Key header, the ensemble's answer with it."""
     payload = photos["chelsea.jpg"].read_bytes()
     key = "k3y-for-this-test-only"
     with GatewayProcess(
-        mask_rcnn_server.http_url,
+        fast_server.http_url,
         tmp_path / "gateway.log",
-        mask_rcnn_server.options.admin_key,
+        fast_server.options.admin_key,
         API_KEY=key,
     ) as gw:
         refused = post(gw, "/v1/detect", payload)

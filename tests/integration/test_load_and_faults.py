@@ -1,8 +1,9 @@
 """Sustained, mixed load: no failed or wrong answers, flat memory, and what happens when a
 Python-backend stub dies under load.
 
-The server here serves the test Mask R-CNN at a reduced input resolution (short edge 320),
-so each image costs a fraction of a second on 2 cores and the tests can send many.
+The server here serves the test Mask R-CNN at a reduced input resolution (short edge 320,
+conftest's ``fast_server``), so each image costs a fraction of a second on 2 cores and the
+tests can send many.
 """
 
 from __future__ import annotations
@@ -21,8 +22,7 @@ from benchmarks.soak import CHECK_DURATION_S, FLOOR_RISE_LIMIT_MIB
 from d2_triton.server.processes import stub_pids
 from d2_triton.testing.corpus import mixed_cases
 from d2_triton.testing.load import LoadReport, Request, reference_answers, run_load
-from export_tools.repository.derive import Overrides, derive
-from helpers.exports import CACHE, REPO_ROOT
+from helpers.exports import REPO_ROOT
 from helpers.leaks import LEAK
 
 CLIENTS = 16
@@ -33,17 +33,6 @@ RECOVERED_REQUESTS = 5
 # the requests that met the dead stub were answered 7.6 s after the kill.
 CLIENT_TIMEOUT_S = 300
 FAULT_TIME_LIMIT_S = 900
-
-
-@pytest.fixture(scope="module")
-def fast_repository(mask_rcnn_repository):
-    overrides = Overrides(min_size_test=320, max_size_test=533)
-    return derive(mask_rcnn_repository, CACHE / "load-repository", overrides)
-
-
-@pytest.fixture(scope="module")
-def fast_server(server_pool, fast_repository):
-    return server_pool.get(fast_repository, "load")
 
 
 @pytest.fixture(scope="module")
