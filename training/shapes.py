@@ -67,10 +67,10 @@ class ShapesSpec:
     seed: int = 0
     train_images: int = 800
     val_images: int = 100
-    image_size: int = 256
+    image_size: int = 160
     max_shapes: int = 4
-    min_extent: int = 32
-    max_extent: int = 100
+    min_extent: int = 20
+    max_extent: int = 62
     min_visible: float = 0.6
 
     def fingerprint(self) -> str:
