@@ -72,6 +72,9 @@ new_venv() {
 }
 
 # Skip pip when the requirement files are unchanged since the last successful install.
+# --no-compile: pip would byte-compile every file of torch and friends, most never imported;
+# Python compiles what it imports on first import instead (the Docker image compiles all,
+# since its user cannot write there).
 fingerprint() { cat "$@" | sha256sum | cut -d' ' -f1; }
 
 site_packages() { "$1/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'; }
@@ -82,7 +85,7 @@ make_server_env() {
     [ -x "$SERVER_ENV/bin/python" ] || new_venv "$SERVER_ENV"
     if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
         log "installing server requirements into $SERVER_ENV (first time: torch, ~5.5 GB)"
-        "$SERVER_ENV/bin/pip" install -q -r "$ROOT/requirements.txt"
+        "$SERVER_ENV/bin/pip" install -q --no-compile -r "$ROOT/requirements.txt"
         # Earlier versions installed the checkout editable; the .pth below replaces that.
         "$SERVER_ENV/bin/pip" uninstall -q -y d2-triton 2>/dev/null || true
         echo "$want" > "$stamp"
@@ -101,7 +104,7 @@ make_dev_env() {
     site_packages "$SERVER_ENV" > "$(site_packages "$DEV_ENV")/d2t-server-environment.pth"
     if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
         log "installing $(basename "$DEV_REQUIREMENTS") into $DEV_ENV"
-        "$DEV_ENV/bin/pip" install -q -r "$DEV_REQUIREMENTS"
+        "$DEV_ENV/bin/pip" install -q --no-compile -r "$DEV_REQUIREMENTS"
         (cd "$ROOT" && "$DEV_ENV/bin/python" -m export_tools.detectron2_setup.install)
         echo "$want" > "$stamp"
     fi

@@ -136,14 +136,17 @@ def test_rendered_png_shows_the_detections_and_nothing_else(gateway, photos):
     changed = np.any(rendered != original, axis=-1)
     result = detected(gateway, payload, max_detections=3)
     touched = np.zeros_like(changed)
+    masks_seen = 0
     for index, (x1, y1, x2, y2) in enumerate(np.rint(result.boxes).astype(int)):
         assert changed[y1:y2, x1:x2].mean() > 0.01, index
         edge = changed[max(y1 - 1, 0) : y1 + 2, x1 + 3 : x2 - 3]  # the box's top outline
         assert edge.any(axis=0).mean() > 0.9, index
         mask = result.mask(index)
-        assert changed[mask].mean() > 0.9, index  # the translucent mask
+        if mask.any():  # a small box can have an empty mask: nothing of it to draw
+            masks_seen += 1
+            assert changed[mask].mean() > 0.9, index  # the translucent mask
         touched[max(y1 - 20, 0) : y2 + 3, max(x1 - 3, 0) : max(x2, x1 + 160) + 3] = True
-    assert changed.any() and not changed[~touched].any()
+    assert masks_seen >= 1 and changed.any() and not changed[~touched].any()
 
 
 def test_bad_uploads_get_400_or_413_and_the_gateway_carries_on(gateway, photos):
