@@ -83,7 +83,7 @@ def suite() -> str:
         "| --- | --- | --- | --- |",
         *(
             f"| {run['when']} | {run['machine']} | {run['wall_seconds'] / 60:.1f} min | "
-            f"{run['passed']} passed |"
+            f"{run['passed']} passed, {run['failed']} failed |"
             for run in summary["runs"]
         ),
         "",

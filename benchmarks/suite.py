@@ -23,7 +23,8 @@ from d2_triton.errors import InvalidArgumentError
 
 OUT = CHECKOUT / "benchmarks" / "results" / "suite"
 DURATION = re.compile(r"^\s*([\d.]+)s (call|setup|teardown)\s+(\S+)", re.M)
-RESULT = re.compile(r"=+ (\d+) passed(?:, (\d+) failed)?.* in ([\d.]+)s")
+# pytest's last line, e.g. "=== 3 failed, 410 passed, 2 deselected in 2958.01s (0:49:18) ==="
+RESULT = re.compile(r"^=+ (.*\d+ passed.*) in ([\d.]+)s", re.M)
 # CPU flags that decide the speed of this project's numerics.
 FLAGS = ("avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_int8", "avx2")
 
@@ -43,17 +44,19 @@ def machine() -> dict:
 
 def parse_log(text: str) -> dict:
     """Tests passed and failed, pytest's own seconds, and the durations table."""
-    result = RESULT.search(text)
-    if result is None:
+    results = RESULT.findall(text)
+    if not results:
         raise InvalidArgumentError("no pytest result line ('N passed ... in Xs') in the log")
+    counts, seconds = results[-1]
+    count = {word: int(n) for n, word in re.findall(r"(\d+) (passed|failed|error)", counts)}
     slowest = [
         {"seconds": float(seconds), "phase": phase, "test": test}
         for seconds, phase, test in DURATION.findall(text)
     ]
     return {
-        "passed": int(result.group(1)),
-        "failed": int(result.group(2) or 0),
-        "pytest_seconds": float(result.group(3)),
+        "passed": count.get("passed", 0),
+        "failed": count.get("failed", 0) + count.get("error", 0),
+        "pytest_seconds": float(seconds),
         "slowest": sorted(slowest, key=lambda row: -row["seconds"])[:15],
     }
 
@@ -65,12 +68,12 @@ def write_report(summary: dict, out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    lines = ["# The test suite's time, fresh clone", "", "| run | machine | wall | passed |"]
+    lines = ["# The test suite's time, fresh clone", "", "| run | machine | wall | tests |"]
     lines.append("| --- | --- | --- | --- |")
     for run in summary["runs"]:
         lines.append(
             f"| {run['when']} | {run['machine']} | {run['wall_seconds'] / 60:.1f} min "
-            f"| {run['passed']} |"
+            f"| {run['passed']} passed, {run['failed']} failed |"
         )
     lines += ["", "Slowest tests of the latest run:", "", "| seconds | test |", "| --- | --- |"]
     lines += [f"| {row['seconds']:.1f} | `{row['test']}` |" for row in summary["slowest"]]

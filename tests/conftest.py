@@ -74,6 +74,7 @@ MODULE_ORDER = (
     "test_accuracy",
     "test_bad_inputs",
     "test_serving",
+    "test_gateway_masks",
     "test_parity",
     "test_pipelines",
     "test_versions",
