@@ -54,32 +54,30 @@ def variant_repository(model: Path, name: str, options: tuple[str, ...], work: P
     return work / f"{name}-{key}-{export_fingerprint(*options)}"
 
 
+def export_command(model: Path, repository: Path, *options: str) -> list[str]:
+    """The export command line for the trained model, into ``repository``."""
+    return [
+        sys.executable,
+        "-m",
+        "export_tools.export",
+        "--config",
+        str(model / train.CONFIG_FILE),
+        "--weights",
+        str(model / train.CHECKPOINT_FILE),
+        "--repository",
+        str(repository),
+        *options,
+    ]
+
+
 def export_variant(model: Path, name: str, options: tuple[str, ...], work: Path) -> Path:
     """The model exported by the real CLI with ``options`` (cached by training and export)."""
     repository = variant_repository(model, name, options, work)
     if export_info_path(repository).is_file():
         return repository
     val = shapes.splits(DATA)["val"]
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "export_tools.export",
-            "--config",
-            str(model / train.CONFIG_FILE),
-            "--weights",
-            str(model / train.CHECKPOINT_FILE),
-            "--coco-dataset",
-            val.name,
-            str(val.json_file),
-            str(val.image_root),
-            "--repository",
-            str(repository),
-            *options,
-        ],
-        cwd=REPO_ROOT,
-        check=True,
-    )
+    dataset = ("--coco-dataset", val.name, str(val.json_file), str(val.image_root))
+    subprocess.run(export_command(model, repository, *dataset, *options), cwd=REPO_ROOT, check=True)
     return repository
 
 

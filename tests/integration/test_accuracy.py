@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 
 import pytest
 
 from benchmarks import accuracy
 from d2_triton.client import DetectionClient
 from helpers.exports import REPO_ROOT
-from training import shapes, train
+from training import shapes
 
 # Served within this many AP points of Detectron2 on every metric: the default (staged,
 # float32 OpenVINO) export within 0.3, the exact export within 0.1.
@@ -60,23 +59,8 @@ def test_labels_come_from_the_dataset_and_a_label_map_overrides_them(
     )
     repository = tmp_path / "repository"
     val = shapes.splits(accuracy.DATA)["val"]
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "export_tools.export",
-            "--config",
-            str(model / train.CONFIG_FILE),
-            "--weights",
-            str(model / train.CHECKPOINT_FILE),
-            "--label-map",
-            str(renamed),
-            "--repository",
-            str(repository),
-        ],
-        cwd=REPO_ROOT,
-        check=True,
-    )
+    command = accuracy.export_command(model, repository, "--label-map", str(renamed))
+    subprocess.run(command, cwd=REPO_ROOT, check=True)
     server = server_pool.get(repository, "relabelled")
     image = sorted(val.image_root.glob("*.jpg"))[0].read_bytes()
     with DetectionClient(server.http_url) as client:
