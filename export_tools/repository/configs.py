@@ -140,14 +140,21 @@ def detector_config(
         _tensor(config.output, name, data_type, dims)
     set_parameters(config, parameters)
     if warmup_hw is not None:
-        warmup = config.model_warmup.add(
-            name=f"image_{warmup_hw[0]}x{warmup_hw[1]}", batch_size=1, count=WARMUP_RUNS
-        )
+        warmup = config.model_warmup.add(batch_size=1, count=WARMUP_RUNS)
         image = warmup.inputs[names.IMAGE]
         image.data_type = mc.TYPE_UINT8
-        image.dims.extend([3, *warmup_hw])
         image.random_data = True
+        resize_warmup(config, warmup_hw)
     return config
+
+
+def resize_warmup(config: mc.ModelConfig, warmup_hw: tuple[int, int]) -> None:
+    """Give the detector's warmup image (if it has one) the model input size ``warmup_hw``."""
+    for warmup in config.model_warmup:
+        warmup.name = f"image_{warmup_hw[0]}x{warmup_hw[1]}"
+        dims = warmup.inputs[names.IMAGE].dims
+        del dims[:]
+        dims.extend([3, *warmup_hw])
 
 
 # The detector runs its warmup image this many times at load: OpenVINO's and oneDNN's first

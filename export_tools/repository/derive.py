@@ -81,12 +81,24 @@ def derive(source: Path, target: Path, overrides: Overrides) -> Path:
             intra_op_threads=overrides.detector_threads,
         )
         _edit(target / pipeline.postprocess / "config.pbtxt", overrides.postprocess_instances)
-        if overrides.detector_warmup is False:
-            _drop_warmup(target / pipeline.detector / "config.pbtxt")
+        _edit_warmup(target, pipeline, keep=overrides.detector_warmup is not False)
     return target
 
 
-def _drop_warmup(path: Path) -> None:
+def _edit_warmup(repository: Path, pipeline: PipelineNames, keep: bool) -> None:
+    """Drop the detector's warmup, or warm it up at the (possibly changed) input size.
+
+    Warming up an 800-pixel image for a model that serves 320-pixel ones would cost seconds
+    at every load and leave the served shape cold.
+    """
+    preprocess = configs.parse_pbtxt(
+        (repository / pipeline.preprocess / "config.pbtxt").read_text()
+    )
+    size = configs.parameters_of(PreprocessParameters, preprocess)
+    path = repository / pipeline.detector / "config.pbtxt"
     config = configs.parse_pbtxt(path.read_text())
-    del config.model_warmup[:]
+    if keep:
+        configs.resize_warmup(config, configs.warmup_size(size.min_size_test, size.max_size_test))
+    else:
+        del config.model_warmup[:]
     path.write_text(configs.to_pbtxt(config))

@@ -35,7 +35,20 @@ def test_derive_changes_only_what_it_is_asked(tmp_path):
     config = detector_config(target)
     assert config.instance_group[0].count == 2
     assert len(config.model_warmup) == 1  # kept
+    assert list(config.model_warmup[0].inputs["image"].dims) == [3, 800, 1067]
     assert detector_config(tmp_path / "source").instance_group[0].count == 1
+
+
+def test_a_new_input_size_moves_the_warmup_image_to_it(tmp_path):
+    """Warming up 800-pixel images would leave a model that serves 320-pixel ones cold."""
+    write_source(tmp_path / "source")
+    overrides = Overrides(min_size_test=320, max_size_test=533)
+    [warmup] = detector_config(
+        derive(tmp_path / "source", tmp_path / "target", overrides)
+    ).model_warmup
+    assert list(warmup.inputs["image"].dims) == [3, 320, 427]
+    assert warmup.name == "image_320x427" and warmup.count == tc.WARMUP_RUNS
+    assert warmup.inputs["image"].random_data
 
 
 def test_derive_can_drop_the_detector_warmup_and_links_model_files(tmp_path):
