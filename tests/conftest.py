@@ -9,7 +9,7 @@ import pytest
 
 from d2_triton.cache import cache_dir
 from export_tools.repository.derive import Overrides, derive
-from helpers.exports import ARCHITECTURES, CACHE, exported_repository
+from helpers.exports import ARCHITECTURES, CACHE, both_modes_repository, exported_repository
 from helpers.parity import MEASURED
 from helpers.photos import write_photos
 from helpers.servers import GatewayProcess, ServerPool
@@ -35,9 +35,13 @@ def mask_rcnn_repository() -> Path:
 
 
 @pytest.fixture(scope="module")
-def mask_rcnn_server(server_pool, mask_rcnn_repository):
-    """The default model (Mask R-CNN R50-FPN) served by a real tritonserver."""
-    return server_pool.get(mask_rcnn_repository, "mask_rcnn")
+def mask_rcnn_server(server_pool):
+    """The default model (Mask R-CNN R50-FPN) served by a real tritonserver.
+
+    Its ``--exact`` export is served beside it (pipeline "exact"), for the parity tests,
+    which run next and so need no server of their own for Mask R-CNN.
+    """
+    return server_pool.get(both_modes_repository(ARCHITECTURES["mask_rcnn"]), "mask_rcnn")
 
 
 # Detections per image of the plumbing export.  With random weights nearly every proposal

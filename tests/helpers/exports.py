@@ -107,6 +107,24 @@ def two_pipeline_repository() -> Path:
     return _cached_export("two-pipelines-", key, arch, seeded_checkpoint(arch), extra, source)
 
 
+# The --exact export's pipeline in ``both_modes_repository``.
+EXACT_PIPELINE = "exact"
+
+
+def both_modes_repository(arch: Architecture) -> Path:
+    """``arch``'s default export plus its ``--exact`` export beside it as pipeline "exact".
+
+    One server answers in both modes (a server start costs ~15 s here); the exact export
+    goes in by the real CLI with ``--exact --name exact``, into a copy of the default one.
+    """
+    source = exported_repository(arch)
+    key = export_fingerprint(arch.config, str(SEED), str(SCORE_THRESH_TEST), source.name)
+    extra = ("--exact", "--name", EXACT_PIPELINE)
+    return _cached_export(
+        f"{arch.key}-both-modes-", key, arch, seeded_checkpoint(arch), extra, source
+    )
+
+
 def two_version_repository(arch: Architecture) -> Path:
     """``arch``'s export (detector version 1, seed 0) plus version 2 (seed 1) exported into it.
 

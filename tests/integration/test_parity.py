@@ -1,11 +1,12 @@
 """The heart of the project: the served ensemble answers what Detectron2 answers.
 
 For each meta-architecture, a model with fixed-seed weights is exported by the real CLI,
-twice (the default staged export and ``--exact``), and served by the real tritonserver; each
-real photo goes over HTTP as raw bytes and the answer is compared, instance by instance,
-with Detectron2's ``DefaultPredictor`` on the same file: same classes, boxes within 0.5 px,
-scores within 1e-3, mask IoU >= 0.99, keypoints within 0.5 px; the default export may keep
-or drop instances whose score sits at the cut (``helpers.parity``), and counts them.
+twice (the default staged export and ``--exact``, two pipelines of one repository), and
+served by the real tritonserver; each real photo goes over HTTP as raw bytes to each
+pipeline and the answer is compared, instance by instance, with Detectron2's
+``DefaultPredictor`` on the same file: same classes, boxes within 0.5 px, scores within
+1e-3, mask IoU >= 0.99, keypoints within 0.5 px; the default export may keep or drop
+instances whose score sits at the cut (``helpers.parity``), and counts them.
 Figures are printed at the end of the run and kept in .cache/reports/parity.json.
 """
 
@@ -15,60 +16,75 @@ import numpy as np
 import pytest
 
 from d2_triton.client import DetectionClient
+from d2_triton.names import PipelineNames
 from d2_triton.serving.stages import PLAN_FILE, StagePlan
 from export_tools.repository.writer import read_export_info
-from helpers.exports import ARCHITECTURES, SCORE_THRESH_TEST, exported_repository, seeded_checkpoint
+from helpers.exports import (
+    ARCHITECTURES,
+    EXACT_PIPELINE,
+    SCORE_THRESH_TEST,
+    both_modes_repository,
+    seeded_checkpoint,
+)
 from helpers.parity import MEASURED, Cut, ParityFigures, compare, parity_rule
 from helpers.photos import photo_bytes
 from helpers.reference import detectron2_prediction
 
 PHOTOS = sorted(photo_bytes())
 MIN_INSTANCES_PER_ARCHITECTURE = 8  # a parity run that compares nothing proves nothing
-# Export mode -> the export's extra CLI arguments and the cut rule its parity allows.
-MODES = {"default": ((), Cut(SCORE_THRESH_TEST)), "exact": (("--exact",), None)}
+# Export mode -> its pipeline in the repository and the cut rule its parity allows.
+MODES = {
+    "default": (PipelineNames(), Cut(SCORE_THRESH_TEST)),
+    "exact": (PipelineNames(EXACT_PIPELINE), None),
+}
 
 
-# Mask R-CNN's default export first: the server the modules before this one left running.
+# Mask R-CNN first: the server the modules before this one left running.
 ORDER = sorted(ARCHITECTURES, key=lambda key: (key != "mask_rcnn", key))
 
 
-@pytest.fixture(scope="module", params=[(arch, mode) for arch in ORDER for mode in MODES])
+@pytest.fixture(scope="module", params=ORDER)
 def served(request, server_pool):
-    """(architecture, export mode, its running server); one server runs at a time."""
-    arch, mode = ARCHITECTURES[request.param[0]], request.param[1]
-    repository = exported_repository(arch, *MODES[mode][0])
-    return arch, mode, server_pool.get(repository, f"{arch.key}-{mode}")
+    """(architecture, its repository with both modes, the running server); one at a time."""
+    arch = ARCHITECTURES[request.param]
+    repository = both_modes_repository(arch)
+    return arch, repository, server_pool.get(repository, arch.key)
 
 
 @pytest.mark.parametrize("photo", PHOTOS)
-def test_served_detections_equal_detectron2(served, photos, photo):
-    arch, mode, server = served
+@pytest.mark.parametrize("mode", MODES)
+def test_served_detections_equal_detectron2(served, photos, mode, photo):
+    arch, repository, server = served
+    pipeline, expected_rule = MODES[mode]
     path = photos[photo]
     reference = detectron2_prediction(arch, seeded_checkpoint(arch), path)
-    with DetectionClient(server.http_url) as client:
+    with DetectionClient(server.http_url, model=pipeline.name) as client:
         result = client.detect(path.read_bytes())
-    rule = parity_rule(exported_repository(arch, *MODES[mode][0]))
-    assert rule == MODES[mode][1]
+    rule = parity_rule(repository, pipeline)
+    assert rule == expected_rule
     figures = compare(result, reference, rule)
     MEASURED.setdefault(f"{arch.key} ({mode})", ParityFigures()).merge(figures)
     assert not figures.problems, f"{arch.key} {mode} / {photo}: " + "; ".join(figures.problems)
     assert len(result.labels) == len(result) and all(result.labels)
 
 
-def test_parity_compared_enough_instances(served):
-    arch, mode, _ = served
+@pytest.mark.parametrize("mode", MODES)
+def test_parity_compared_enough_instances(served, mode):
+    arch, _, _ = served
     compared = MEASURED.get(f"{arch.key} ({mode})", ParityFigures()).instances
     assert compared >= MIN_INSTANCES_PER_ARCHITECTURE, (
         f"{arch.key} {mode}: only {compared} instances compared across the photos"
     )
 
 
-def test_grpc_answers_like_http(served, photos):
+@pytest.mark.parametrize("mode", MODES)
+def test_grpc_answers_like_http(served, photos, mode):
     _, _, server = served
+    model = MODES[mode][0].name
     payload = photos["coffee.jpg"].read_bytes()
     with (
-        DetectionClient(server.http_url, "http") as http,
-        DetectionClient(server.grpc_url, "grpc") as grpc,
+        DetectionClient(server.http_url, "http", model=model) as http,
+        DetectionClient(server.grpc_url, "grpc", model=model) as grpc,
     ):
         over_http = http.detect(payload)
         over_grpc = grpc.detect(payload)
@@ -83,12 +99,12 @@ def test_grpc_answers_like_http(served, photos):
 @pytest.mark.parametrize("arch_key", sorted(ARCHITECTURES))
 def test_each_mode_writes_its_plan(arch_key):
     """Default: the static parts on OpenVINO; --exact: the one traced TorchScript file."""
-    arch = ARCHITECTURES[arch_key]
-    for mode, (extra, _) in MODES.items():
-        folder = exported_repository(arch, *extra) / "detector" / "1"
+    repository = both_modes_repository(ARCHITECTURES[arch_key])
+    for mode, (pipeline, _) in MODES.items():
+        folder = repository / pipeline.detector / "1"
         plan = StagePlan.from_json((folder / PLAN_FILE).read_text())
-        info = read_export_info(folder.parents[1])
-        assert info["detector_mode"] == ("exact" if extra else "staged")
+        info = read_export_info(repository, pipeline)
+        assert info["detector_mode"] == ("exact" if mode == "exact" else "staged")
         if mode == "exact":
             assert [stage.file for stage in plan.stages] == ["model.pt"]
         else:
