@@ -8,8 +8,15 @@ from pathlib import Path
 import pytest
 
 from d2_triton.cache import cache_dir
-from export_tools.repository.derive import Overrides, derive
-from helpers.exports import ARCHITECTURES, CACHE, both_modes_repository, exported_repository
+from export_tools.repository.derive import derive
+from helpers.exports import (
+    ARCHITECTURES,
+    CACHE,
+    PLUMBING_OPTIONS,
+    both_modes_repository,
+    exported_repository,
+    plumbing_overrides,
+)
 from helpers.parity import MEASURED
 from helpers.photos import write_photos
 from helpers.servers import GatewayProcess, ServerPool
@@ -44,26 +51,18 @@ def mask_rcnn_server(server_pool):
     return server_pool.get(both_modes_repository(ARCHITECTURES["mask_rcnn"]), "mask_rcnn")
 
 
-# Detections per image of the plumbing export.  With random weights nearly every proposal
-# passes the 0.01 score cut, so Detectron2's default of 100 instances per image is always
-# reached, and the mask head, the paste and the RLE encoding run on all of them: most of an
-# image's cost at 320 px.  25 still leaves more than the gateway tests need (> 20).
-PLUMBING_DETECTIONS = 25
-
-
 @pytest.fixture(scope="session")
 def fast_repository() -> Path:
-    """The test Mask R-CNN with at most 25 detections per image, at a short edge of 320.
+    """The test Mask R-CNN with fewer proposals and detections, at a short edge of 320.
 
-    For the tests of the plumbing around the model (the front, the gateway, load, faults,
-    the benchmark smoke): what they check depends neither on the input size nor on the
-    number of instances, and an image costs a fraction of a second instead of ~2.4 s.  The
-    parity, bad-input and serving tests use the export as it is, at Detectron2's size.
+    For the tests of the plumbing around the model (bad and odd inputs, the front, the
+    gateway, load, faults, the benchmark smoke): what they check depends neither on the
+    input size nor on the number of instances (``helpers.exports.PLUMBING_OPTIONS``), and an
+    image costs a fraction of a second instead of ~2.4 s.  The parity and serving tests use
+    the export as it is, at Detectron2's size.
     """
-    arch = ARCHITECTURES["mask_rcnn"]
-    source = exported_repository(arch, "TEST.DETECTIONS_PER_IMAGE", str(PLUMBING_DETECTIONS))
-    overrides = Overrides(min_size_test=320, max_size_test=533)
-    return derive(source, CACHE / "fast-repository", overrides)
+    source = exported_repository(ARCHITECTURES["mask_rcnn"], *PLUMBING_OPTIONS)
+    return derive(source, CACHE / "fast-repository", plumbing_overrides())
 
 
 @pytest.fixture(scope="module")
@@ -85,13 +84,13 @@ def gateway(fast_server, tmp_path_factory):
 # tests on the fast server.  Modules not named keep their place after these.
 MODULE_ORDER = (
     "test_accuracy",
-    "test_bad_inputs",
     "test_serving",
     "test_gateway_masks",
     "test_parity",
     "test_pipelines",
     "test_versions",
     "test_benchmark_smoke",
+    "test_bad_inputs",
     "test_front",
     "test_gateway",
     "test_gateway_openapi",

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from d2_triton.cache import cache_dir
 from d2_triton.testing.fingerprint import export_fingerprint
+from export_tools.repository.derive import Overrides, derive
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CACHE = cache_dir() / "test-exports"
@@ -90,21 +91,48 @@ def exported_repository(arch: Architecture, *extra: str) -> Path:
     return _cached_export(f"{arch.key}-{variant}", key, arch, seeded_checkpoint(arch), extra)
 
 
+# The plumbing export (conftest's ``fast_repository``): the Mask R-CNN exported with these
+# Detectron2 options and served at a short edge of 320.  With random weights nearly every
+# proposal passes the 0.01 score cut: Detectron2's defaults run the box head on 1000
+# proposals and the mask head, the paste and the RLE encoding on 100 detections per image,
+# whatever the input size.  Fewer of both took an image at 320 px from 1.2 s to 0.45 s
+# here; 25 detections still leave more than the gateway tests need (> 20).
+PLUMBING_OPTIONS = ("MODEL.RPN.POST_NMS_TOPK_TEST", "100", "TEST.DETECTIONS_PER_IMAGE", "25")
+PLUMBING_SIZE = (320, 533)  # min_size_test, max_size_test
+# What DefaultPredictor is given to answer as the plumbing export does.
+PLUMBING_REFERENCE_OPTIONS = (
+    *PLUMBING_OPTIONS,
+    "INPUT.MIN_SIZE_TEST",
+    str(PLUMBING_SIZE[0]),
+    "INPUT.MAX_SIZE_TEST",
+    str(PLUMBING_SIZE[1]),
+)
+
+
 # The second pipeline of the several-pipelines repository: exported with --name.
 SECOND_PIPELINE = "keypoints"
 
 
 def two_pipeline_repository() -> Path:
-    """The Mask R-CNN export (default pipeline) plus Keypoint R-CNN exported beside it.
+    """The plumbing Mask R-CNN export (default pipeline) plus Keypoint R-CNN beside it.
 
-    The second one goes in by the real CLI with ``--name keypoints``, into a copy of the
-    Mask R-CNN repository (model files hard-linked), as a user adds a model to a server.
+    The second one goes in by the real CLI with ``--name keypoints`` (and the plumbing
+    options), into a copy of the Mask R-CNN repository (model files hard-linked), as a user
+    adds a model to a server; both are served at the plumbing size.
     """
-    source = exported_repository(ARCHITECTURES["mask_rcnn"])
+    source = exported_repository(ARCHITECTURES["mask_rcnn"], *PLUMBING_OPTIONS)
     arch = ARCHITECTURES["keypoint_rcnn"]
-    key = export_fingerprint(arch.config, str(SEED), str(SCORE_THRESH_TEST), source.name)
-    extra = ("--name", SECOND_PIPELINE)
-    return _cached_export("two-pipelines-", key, arch, seeded_checkpoint(arch), extra, source)
+    key = export_fingerprint(
+        arch.config, str(SEED), str(SCORE_THRESH_TEST), source.name, *PLUMBING_OPTIONS
+    )
+    extra = ("--name", SECOND_PIPELINE, *PLUMBING_OPTIONS)
+    exported = _cached_export("two-pipelines-", key, arch, seeded_checkpoint(arch), extra, source)
+    return derive(exported, CACHE / "two-pipelines-served", plumbing_overrides())
+
+
+def plumbing_overrides() -> Overrides:
+    """The plumbing export's input size, as ``derive`` overrides."""
+    return Overrides(min_size_test=PLUMBING_SIZE[0], max_size_test=PLUMBING_SIZE[1])
 
 
 # The --exact export's pipeline in ``both_modes_repository``.
@@ -126,15 +154,18 @@ def both_modes_repository(arch: Architecture) -> Path:
 
 
 def two_version_repository(arch: Architecture) -> Path:
-    """``arch``'s export (detector version 1, seed 0) plus version 2 (seed 1) exported into it.
+    """``arch``'s plumbing export (detector version 1, seed 0) plus version 2 (seed 1).
 
     Version 2 goes in by the real CLI into a copy of the cached export (model files
-    hard-linked), as a user ships new weights for a served model.
+    hard-linked), as a user ships new weights for a served model; both with the plumbing
+    options.
     """
-    source = exported_repository(arch)
-    key = export_fingerprint(arch.config, "seed-1", str(SCORE_THRESH_TEST), source.name)
+    source = exported_repository(arch, *PLUMBING_OPTIONS)
+    key = export_fingerprint(
+        arch.config, "seed-1", str(SCORE_THRESH_TEST), source.name, *PLUMBING_OPTIONS
+    )
     weights = seeded_checkpoint(arch, seed=1)
-    return _cached_export(f"{arch.key}-two-versions-", key, arch, weights, (), source)
+    return _cached_export(f"{arch.key}-two-versions-", key, arch, weights, PLUMBING_OPTIONS, source)
 
 
 def _cached_export(

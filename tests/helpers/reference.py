@@ -32,7 +32,7 @@ class Prediction:
 
 
 @lru_cache(maxsize=1)
-def _predictor(config: str, weights: str):
+def _predictor(config: str, weights: str, options: tuple[str, ...]):
     from detectron2 import model_zoo
     from detectron2.config import get_cfg
     from detectron2.engine import DefaultPredictor
@@ -43,21 +43,25 @@ def _predictor(config: str, weights: str):
     cfg.MODEL.WEIGHTS = weights
     cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = SCORE_THRESH_TEST
     cfg.MODEL.RETINANET.SCORE_THRESH_TEST = SCORE_THRESH_TEST
+    cfg.merge_from_list(list(options))
     return DefaultPredictor(cfg)
 
 
-def detectron2_prediction(arch: Architecture, weights: Path, image_path: Path) -> Prediction:
-    """DefaultPredictor's answer for one photo; kept for the photos of the architecture at
-    hand, which both export modes are compared with (the parity tests run mode after mode)."""
-    return _prediction(arch.config, str(weights), str(image_path))
+def detectron2_prediction(
+    arch: Architecture, weights: Path, image_path: Path, options: tuple[str, ...] = ()
+) -> Prediction:
+    """DefaultPredictor's answer for one photo (``options``: config options, as the export's
+    and the served input size); kept for the photos of the architecture at hand, which both
+    export modes are compared with (the parity tests run mode after mode)."""
+    return _prediction(arch.config, str(weights), str(image_path), tuple(options))
 
 
 @lru_cache(maxsize=8)
-def _prediction(config: str, weights: str, image_path: str) -> Prediction:
+def _prediction(config: str, weights: str, image_path: str, options: tuple[str, ...]) -> Prediction:
     import_detectron2()
     from detectron2.data.detection_utils import read_image
 
-    predictor = _predictor(config, weights)
+    predictor = _predictor(config, weights, options)
     image = read_image(image_path, format="BGR")
     instances = predictor(image)["instances"]
     return Prediction(

@@ -1,5 +1,10 @@
 """Every bad input gets a clear 400, every odd-but-valid image a correct answer, and the
-server, its models and its stub processes are unharmed afterwards."""
+server, its models and its stub processes are unharmed afterwards.
+
+On the plumbing export (conftest's ``fast_server``): decoding does not depend on the model's
+size, and Detectron2's reference answers with the same options (``PLUMBING_OPTIONS``, short
+edge 320), so each odd image costs about a second instead of ~7 s.
+"""
 
 from __future__ import annotations
 
@@ -14,19 +19,19 @@ from d2_triton.client import DetectionClient
 from d2_triton.server.processes import stub_pids
 from d2_triton.testing.corpus import bad_inputs, encode, odd_valid_images
 from d2_triton.vision.imaging import DecodeLimits
-from helpers.exports import ARCHITECTURES, seeded_checkpoint
+from helpers.exports import ARCHITECTURES, PLUMBING_REFERENCE_OPTIONS, seeded_checkpoint
 from helpers.parity import compare, parity_rule
 from helpers.reference import detectron2_prediction
 
 BAD = bad_inputs(max_image_bytes=DecodeLimits().max_bytes)
 ODD = odd_valid_images()
-# A hang catcher only: refusals take milliseconds here, inference of a good image ~3 s.
+# A hang catcher only: refusals take milliseconds here, inference of a good image ~0.5 s.
 HANG_TIMEOUT_S = 120
 
 
 @pytest.fixture(scope="module")
-def stubs_before(mask_rcnn_server):
-    return stub_pids(mask_rcnn_server.process.pid)
+def stubs_before(fast_server):
+    return stub_pids(fast_server.process.pid)
 
 
 def detector_requests(server) -> int:
@@ -35,22 +40,22 @@ def detector_requests(server) -> int:
 
 
 @pytest.mark.parametrize("case", BAD, ids=[case.name for case in BAD])
-def test_bad_input_gets_a_400_that_says_what_is_wrong(mask_rcnn_server, stubs_before, case):
+def test_bad_input_gets_a_400_that_says_what_is_wrong(fast_server, stubs_before, case):
     """Refused by preprocess, before the detector spends any time on it."""
-    detector_before = detector_requests(mask_rcnn_server)
+    detector_before = detector_requests(fast_server)
     with (
-        DetectionClient(mask_rcnn_server.http_url, timeout=HANG_TIMEOUT_S) as client,
+        DetectionClient(fast_server.http_url, timeout=HANG_TIMEOUT_S) as client,
         pytest.raises(InferenceServerException) as error,
     ):
         client.detect(case.payload)
     assert error.value.status() == "400"
     assert case.expected_error in error.value.message()
     assert "preprocess: " in error.value.message()  # says which step refused it
-    assert detector_requests(mask_rcnn_server) == detector_before
+    assert detector_requests(fast_server) == detector_before
 
 
-def test_wrong_dtype_and_shape_are_refused_by_triton(mask_rcnn_server, stubs_before):
-    client = httpclient.InferenceServerClient(mask_rcnn_server.http_url)
+def test_wrong_dtype_and_shape_are_refused_by_triton(fast_server, stubs_before):
+    client = httpclient.InferenceServerClient(fast_server.http_url)
     as_float = httpclient.InferInput(names.IMAGE_BYTES, [16], "FP32")
     as_float.set_data_from_numpy(np.zeros(16, np.float32))
     with pytest.raises(InferenceServerException, match="data-type is 'FP32'") as error:
@@ -68,10 +73,10 @@ def test_wrong_dtype_and_shape_are_refused_by_triton(mask_rcnn_server, stubs_bef
 
 @pytest.mark.parametrize("case", ODD, ids=[case.name for case in ODD])
 def test_odd_but_valid_images_get_detectron2s_answer(
-    mask_rcnn_server, mask_rcnn_repository, stubs_before, case, tmp_path
+    fast_server, fast_repository, stubs_before, case, tmp_path
 ):
     """Answered as Detectron2 answers the same file; 16-bit PNGs as their 8-bit values."""
-    with DetectionClient(mask_rcnn_server.http_url) as client:
+    with DetectionClient(fast_server.http_url) as client:
         result = client.detect(case.payload)
         if case.name == "sixteen-bit-png":
             eight_bit = np.asarray(Image.open(_write(tmp_path, case.payload))) // 257
@@ -81,17 +86,20 @@ def test_odd_but_valid_images_get_detectron2s_answer(
             assert result.masks_rle == expected.masks_rle
             return
     arch = ARCHITECTURES["mask_rcnn"]
-    reference = detectron2_prediction(arch, seeded_checkpoint(arch), _write(tmp_path, case.payload))
-    figures = compare(result, reference, parity_rule(mask_rcnn_repository))
+    image = _write(tmp_path, case.payload)
+    reference = detectron2_prediction(
+        arch, seeded_checkpoint(arch), image, PLUMBING_REFERENCE_OPTIONS
+    )
+    figures = compare(result, reference, parity_rule(fast_repository))
     assert not figures.problems, "; ".join(figures.problems)
 
 
-def test_server_models_and_stubs_are_unharmed(mask_rcnn_server, stubs_before):
-    client = httpclient.InferenceServerClient(mask_rcnn_server.http_url)
+def test_server_models_and_stubs_are_unharmed(fast_server, stubs_before):
+    client = httpclient.InferenceServerClient(fast_server.http_url)
     assert client.is_server_live() and client.is_server_ready()
     for name in ("preprocess", "detector", "postprocess", "ensemble"):
         assert client.is_model_ready(name), name
-    assert stub_pids(mask_rcnn_server.process.pid) == stubs_before  # none died or restarted
+    assert stub_pids(fast_server.process.pid) == stubs_before  # none died or restarted
 
 
 def _write(directory, payload: bytes):

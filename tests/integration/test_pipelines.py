@@ -1,5 +1,6 @@
 """Two pipelines in one tritonserver: a Mask R-CNN (the default) and a Keypoint R-CNN
-exported beside it with ``export --name keypoints``.
+exported beside it with ``export --name keypoints`` (both with the plumbing options, at a
+short edge of 320: ``helpers.exports.PLUMBING_OPTIONS``).
 
 Each answers as its own Detectron2 ``DefaultPredictor`` does; the client, the CLI and the
 gateway pick one by name; ``/v1/models`` lists both with their classes; the reload watchdog
@@ -27,6 +28,7 @@ from d2_triton.server.processes import stub_pids
 from d2_triton.testing.load import same_answer
 from helpers.exports import (
     ARCHITECTURES,
+    PLUMBING_REFERENCE_OPTIONS,
     REPO_ROOT,
     SECOND_PIPELINE,
     seeded_checkpoint,
@@ -39,7 +41,7 @@ from helpers.servers import GatewayProcess
 # Pipeline name -> the architecture it serves.
 PIPELINES = {"default": "mask_rcnn", SECOND_PIPELINE: "keypoint_rcnn"}
 PHOTOS = ("astronaut.jpg", "coffee.jpg")
-# Hang catchers only: an answer takes ~2 s here, reloading a detector ~10 s.
+# Hang catchers only: an answer takes ~0.5 s here, reloading a detector ~10 s.
 TIMEOUT_S = 180
 RELOAD_LIMIT_S = 300
 
@@ -69,7 +71,9 @@ def test_each_pipeline_answers_as_its_own_detectron2_model(server, repository, p
     with DetectionClient(server.http_url, model=model, timeout=TIMEOUT_S) as client:
         for photo in PHOTOS:
             result = client.detect(photos[photo].read_bytes())
-            reference = detectron2_prediction(arch, seeded_checkpoint(arch), photos[photo])
+            reference = detectron2_prediction(
+                arch, seeded_checkpoint(arch), photos[photo], PLUMBING_REFERENCE_OPTIONS
+            )
             figures = compare(result, reference, rule)
             assert not figures.problems, f"{model} / {photo}: " + "; ".join(figures.problems)
             assert (result.masks_rle is not None) == arch.has_masks

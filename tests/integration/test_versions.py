@@ -1,10 +1,11 @@
 """A new model version goes live, and is rolled back, under load, losing no request.
 
 The repository holds the test Faster R-CNN twice: detector version 1 (seed 0) and version 2
-(seed 1), the second exported into the first's repository by the real CLI.  The server
-starts with version 2 held outside the repository; the launcher's watcher loads it when it
-is moved in (as the exporter's final rename does) and goes back to version 1 when it is
-moved out (the documented rollback).  Four clients keep sending good and bad images
+(seed 1), the second exported into the first's repository by the real CLI (both with the
+plumbing options, served at a short edge of 320: ``helpers.exports.PLUMBING_OPTIONS``).
+The server starts with version 2 held outside the repository; the launcher's watcher loads
+it when it is moved in (as the exporter's final rename does) and goes back to version 1
+when it is moved out (the documented rollback).  Four clients keep sending good and bad images
 throughout: none may fail, and every answer must be one whole version's answer.
 """
 
@@ -19,8 +20,8 @@ import pytest
 from d2_triton.server.processes import stub_pids
 from d2_triton.testing.corpus import mixed_cases
 from d2_triton.testing.load import LoadReport, reference_answers, run_load, same_answer
-from export_tools.repository.derive import Overrides, derive
-from helpers.exports import ARCHITECTURES, two_version_repository
+from export_tools.repository.derive import derive
+from helpers.exports import ARCHITECTURES, plumbing_overrides, two_version_repository
 
 CLIENTS = 4
 # Good answers each version must give, after its switch, before the next step.
@@ -35,10 +36,8 @@ CLIENT_TIMEOUT_S = 300
 def repository(tmp_path_factory):
     """The two-version export at a reduced input size, with version 2 held outside."""
     work = tmp_path_factory.mktemp("versions")
-    overrides = Overrides(min_size_test=320, max_size_test=533)
-    served = derive(
-        two_version_repository(ARCHITECTURES["faster_rcnn"]), work / "models", overrides
-    )
+    source = two_version_repository(ARCHITECTURES["faster_rcnn"])
+    served = derive(source, work / "models", plumbing_overrides())
     (work / "held").mkdir()
     (served / "detector" / "2").rename(work / "held" / "2")
     return served
