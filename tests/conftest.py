@@ -20,7 +20,6 @@ from helpers.exports import (
 from helpers.parity import MEASURED
 from helpers.photos import write_photos
 from helpers.servers import GatewayProcess, ServerPool
-from helpers.training import BackgroundTraining
 
 REPORT_DIR = cache_dir() / "reports"
 
@@ -82,10 +81,9 @@ def gateway(fast_server, tmp_path_factory):
 
 # Integration modules in an order that lets neighbours share a server (a start costs ~20 s
 # on 2 cores): Mask R-CNN at Detectron2's size, then other repositories, then the plumbing
-# tests on the fast server.  Modules not named keep their place after these; the accuracy
-# module runs last, after the unit tests too: it waits for the model that trains in the
-# background from the start of the session (``helpers.training``).
+# tests on the fast server.  Modules not named keep their place after these.
 MODULE_ORDER = (
+    "test_accuracy",
     "test_serving",
     "test_gateway_masks",
     "test_parity",
@@ -98,32 +96,15 @@ MODULE_ORDER = (
     "test_gateway_openapi",
     "test_load_and_faults",
 )
-LAST_MODULE = "test_accuracy"
-TRAINING = BackgroundTraining(REPORT_DIR / "training.log")
 
 
-def pytest_collection_modifyitems(config, items) -> None:
+def pytest_collection_modifyitems(items) -> None:
     def rank(item) -> int:
         name = item.path.stem
-        if item.path.parent.name != "integration":
-            return len(MODULE_ORDER)
-        if name == LAST_MODULE:
-            return len(MODULE_ORDER) + 1
-        return MODULE_ORDER.index(name) if name in MODULE_ORDER else len(MODULE_ORDER)
+        in_order = item.path.parent.name == "integration" and name in MODULE_ORDER
+        return MODULE_ORDER.index(name) if in_order else len(MODULE_ORDER)
 
     items.sort(key=rank)  # stable: tests keep their order within a module
-    if not config.option.collectonly and any(i.path.stem == LAST_MODULE for i in items):
-        TRAINING.start()
-
-
-@pytest.fixture(scope="session")
-def trained_in_background():
-    """Waits for the background training; the accuracy tests' first fixture."""
-    TRAINING.wait()
-
-
-def pytest_sessionfinish() -> None:
-    TRAINING.stop()
 
 
 def pytest_terminal_summary(terminalreporter) -> None:

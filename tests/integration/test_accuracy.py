@@ -1,8 +1,7 @@
 """The model trained here, served: accuracy equal to Detectron2's, labels from the dataset.
 
-On a fresh machine the model trains in the background from the start of the session
-(``helpers.training``; ``training.train``, cached under ``.cache/trained``) and these tests,
-the last of the run, wait for it; later runs reuse it.
+On a fresh machine the first test trains the model (``training.train``, cached under
+``.cache/trained``); later runs reuse it.
 """
 
 from __future__ import annotations
@@ -25,8 +24,8 @@ MIN_AP50 = 90.0
 
 
 @pytest.fixture(scope="module")
-def summary(tmp_path_factory, server_pool, trained_in_background):
-    server_pool.stop()  # the rest of the training and the accuracy run want both cores
+def summary(tmp_path_factory, server_pool):
+    server_pool.stop()  # training and the accuracy run want both cores
     return accuracy.measure(tmp_path_factory.mktemp("accuracy"))
 
 
