@@ -17,6 +17,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from benchmarks.suite import run_table
 from d2_triton.cache import CHECKOUT
 from d2_triton.commands import Parser, command
 
@@ -79,13 +80,7 @@ def suite() -> str:
     """How long a fresh clone's ``.ci/run`` took, and its slowest tests."""
     summary = load(SUITE)
     lines = [
-        "| run | machine | wall time | tests |",
-        "| --- | --- | --- | --- |",
-        *(
-            f"| {run['when']} | {run['machine']} | {run['wall_seconds'] / 60:.1f} min | "
-            f"{run['passed']} passed, {run['failed']} failed |"
-            for run in summary["runs"]
-        ),
+        *run_table(summary["runs"]),
         "",
         f"The slowest tests of the last run (`{summary['command']}`):",
         "",

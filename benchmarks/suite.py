@@ -1,10 +1,11 @@
 """Record how long a fresh clone's test suite took, from its log.
 
     time bash .ci/run 2>&1 | tee suite.log          # in a fresh clone; note the wall time
-    .cache/venv-dev/bin/python -m benchmarks.suite --log suite.log --wall-seconds 2280
+    .cache/venv-dev/bin/python -m benchmarks.suite --log suite.log --wall-seconds 2280 \
+        --commit "$(git -C CLONE rev-parse --short HEAD)"
 
-Adds the run (wall time, tests passed, this machine's CPU and flags) to
-``benchmarks/results/suite/summary.json``, keeps the slowest tests of the latest run
+Adds the run (when it started, the commit, wall time, tests passed, this machine's CPU and
+flags) to ``benchmarks/results/suite/summary.json``, keeps the slowest tests of the latest run
 (pytest's ``--durations`` table at the end of the log), and writes ``report.md`` and
 ``plot.png`` beside it.  ``python -m benchmarks.figures`` puts the figures into
 docs/testing.md.
@@ -61,6 +62,20 @@ def parse_log(text: str) -> dict:
     }
 
 
+def run_table(runs: list[dict]) -> list[str]:
+    """The runs as Markdown table lines (the report's and docs/testing.md's)."""
+    lines = [
+        "| started | commit | machine | wall time | tests |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    lines += [
+        f"| {run['when']} | {run.get('commit', '')} | {run['machine']} | "
+        f"{run['wall_seconds'] / 60:.1f} min | {run['passed']} passed, {run['failed']} failed |"
+        for run in runs
+    ]
+    return lines
+
+
 def write_report(summary: dict, out: Path) -> None:
     """report.md and plot.png (the slowest tests of the latest run)."""
     import matplotlib
@@ -68,13 +83,7 @@ def write_report(summary: dict, out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    lines = ["# The test suite's time, fresh clone", "", "| run | machine | wall | tests |"]
-    lines.append("| --- | --- | --- | --- |")
-    for run in summary["runs"]:
-        lines.append(
-            f"| {run['when']} | {run['machine']} | {run['wall_seconds'] / 60:.1f} min "
-            f"| {run['passed']} passed, {run['failed']} failed |"
-        )
+    lines = ["# The test suite's time, fresh clone", "", *run_table(summary["runs"])]
     lines += ["", "Slowest tests of the latest run:", "", "| seconds | test |", "| --- | --- |"]
     lines += [f"| {row['seconds']:.1f} | `{row['test']}` |" for row in summary["slowest"]]
     (out / "report.md").write_text("\n".join(lines) + "\n")
@@ -94,12 +103,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog="python -m benchmarks.suite", description=__doc__.splitlines()[0])
     parser.add_argument("--log", type=Path, required=True, help="the run's output")
     parser.add_argument("--wall-seconds", type=float, required=True, help="from `time`")
+    parser.add_argument("--commit", default="", help="the commit the clone was at")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
     parsed = parse_log(args.log.read_text(errors="replace"))
     cpu = machine()
+    # The log was last written when the run ended: it started the wall time before that.
+    started = args.log.stat().st_mtime - args.wall_seconds
     run = {
-        "when": time.strftime("%Y-%m-%d %H:%M"),
+        "when": time.strftime("%Y-%m-%d %H:%M", time.localtime(started)),
+        "commit": args.commit,
         "machine": f"{cpu['cores']} cores of {cpu['cpu']} ({', '.join(cpu['flags'])})",
         "wall_seconds": args.wall_seconds,
         "passed": parsed["passed"],
