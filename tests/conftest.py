@@ -33,7 +33,7 @@ def photos(tmp_path_factory) -> dict[str, Path]:
 def server_pool(tmp_path_factory):
     pool = ServerPool(tmp_path_factory.mktemp("server-logs"))
     yield pool
-    pool.stop()
+    pool.close()
 
 
 @pytest.fixture(scope="session")

@@ -140,7 +140,15 @@ def parity_rule(repository, pipeline=None) -> Cut | None:
     from helpers.exports import SCORE_THRESH_TEST
 
     info = read_export_info(repository, pipeline)
-    return Cut(SCORE_THRESH_TEST) if info["detector_mode"] == "staged" else None
+    if info["detector_mode"] != "staged":
+        return None
+    return Cut(SCORE_THRESH_TEST, detections_per_image(info["config_options"]))
+
+
+def detections_per_image(options: list[str] | tuple[str, ...]) -> int:
+    """TEST.DETECTIONS_PER_IMAGE among Detectron2 options (KEY VALUE ...), else its default."""
+    settings = dict(zip(options[::2], options[1::2], strict=True))
+    return int(settings.get("TEST.DETECTIONS_PER_IMAGE", Cut.max_detections))
 
 
 def mask_boundary(mask: np.ndarray) -> np.ndarray:

@@ -53,7 +53,7 @@ def detectron2_prediction(
     """DefaultPredictor's answer for one photo (``options``: config options, as the export's
     and the served input size); kept for the photos of the architecture at hand, which both
     export modes are compared with (the parity tests run mode after mode)."""
-    return _prediction(arch.config, str(weights), str(image_path), tuple(options))
+    return _prediction(arch.config, str(weights), str(image_path), (*options, *arch.options))
 
 
 @lru_cache(maxsize=8)

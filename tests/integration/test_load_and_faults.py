@@ -53,60 +53,6 @@ def test_concurrent_mixed_load_has_no_failures_and_no_wrong_answers(fast_server,
     assert stub_pids(fast_server.process.pid) == stubs
 
 
-def soak(repository, out, duration_s: float, clients: int, min_requests: int) -> dict:
-    """Run the soak script (its own server) and check what it measured.
-
-    The soak lasts at least ``duration_s`` and at least ``min_requests``: a slower machine
-    soaks longer rather than failing.  Its time limit (ten times ``duration_s``; 240 s at 8
-    clients answered ~580 requests here) is reached only by a server that is stuck.
-    """
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks.soak",
-            "--repository",
-            str(repository),
-            "--duration",
-            str(duration_s),
-            "--min-requests",
-            str(min_requests),
-            "--clients",
-            str(clients),
-            "--out",
-            str(out),
-        ],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    figures = json.loads((out / "soak.json").read_text())
-    assert figures["minimum_work_done"] and figures["load"]["requests"] >= min_requests
-    assert figures["load"]["good_failed"] == figures["load"]["wrong_answers"] == 0
-    # Flat: after warm-up, the floor of total RSS (server + 3 stubs, ~2.1 GB; per-request
-    # tensors add spikes above it) rises by less than the limit from the first third to the
-    # last.  benchmarks/results/soak/report.md: what that catches, why the soak is this long.
-    memory = {key: figures[key] for key in ("rss_floors_mib", "floor_rise_mib_by_process")}
-    assert len(figures["rss_floors_mib"]) >= 9, memory
-    assert figures["floor_rise_mib"] < FLOOR_RISE_LIMIT_MIB, memory
-    assert (out / "memory.png").read_bytes()[:4] == b"\x89PNG"
-    return figures
-
-
-def test_soak_memory_stays_flat(tmp_path, server_pool, mask_rcnn_repository):
-    """A short soak; the long one is opt-in (pytest -m slow)."""
-    server_pool.stop()
-    soak(mask_rcnn_repository, tmp_path / "soak", CHECK_DURATION_S, clients=8, min_requests=250)
-
-
-@pytest.mark.slow
-def test_long_soak_memory_stays_flat(tmp_path, server_pool, mask_rcnn_repository):
-    """Ten minutes, 16 clients (python -m benchmarks.soak --duration 600 does the same)."""
-    server_pool.stop()
-    soak(mask_rcnn_repository, tmp_path / "soak", duration_s=600, clients=16, min_requests=800)
-
-
 def test_a_killed_stub_gives_errors_not_hangs_and_service_resumes(
     server_pool, fast_repository, cases
 ):
@@ -116,6 +62,8 @@ def test_a_killed_stub_gives_errors_not_hangs_and_service_resumes(
 
     The load runs until RECOVERED_REQUESTS good requests were sent after the reload and
     answered, however long that takes; the time limit only ends a run that never recovers.
+    It runs before the soak: the hurt server's shutdown waits out Triton's 30 s exit timeout
+    (the dead stub's model never unloads), in the background while the soak runs.
     """
     server_pool.stop()
     server = server_pool.start(fast_repository, "fault")  # a server of its own: it gets hurt
@@ -189,4 +137,58 @@ def test_a_killed_stub_gives_errors_not_hangs_and_service_resumes(
         assert all(r.outcome in ("good_ok", "bad_rejected") for r in recovered(report))
         assert server.is_ready()
     finally:
-        server.stop()
+        server_pool.retire(server)
+
+
+def soak(repository, out, duration_s: float, clients: int, min_requests: int) -> dict:
+    """Run the soak script (its own server) and check what it measured.
+
+    The soak lasts at least ``duration_s`` and at least ``min_requests``: a slower machine
+    soaks longer rather than failing.  Its time limit (ten times ``duration_s``; 240 s at 8
+    clients answered ~580 requests here) is reached only by a server that is stuck.
+    """
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.soak",
+            "--repository",
+            str(repository),
+            "--duration",
+            str(duration_s),
+            "--min-requests",
+            str(min_requests),
+            "--clients",
+            str(clients),
+            "--out",
+            str(out),
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    figures = json.loads((out / "soak.json").read_text())
+    assert figures["minimum_work_done"] and figures["load"]["requests"] >= min_requests
+    assert figures["load"]["good_failed"] == figures["load"]["wrong_answers"] == 0
+    # Flat: after warm-up, the floor of total RSS (server + 3 stubs, ~2.1 GB; per-request
+    # tensors add spikes above it) rises by less than the limit from the first third to the
+    # last.  benchmarks/results/soak/report.md: what that catches, why the soak is this long.
+    memory = {key: figures[key] for key in ("rss_floors_mib", "floor_rise_mib_by_process")}
+    assert len(figures["rss_floors_mib"]) >= 9, memory
+    assert figures["floor_rise_mib"] < FLOOR_RISE_LIMIT_MIB, memory
+    assert (out / "memory.png").read_bytes()[:4] == b"\x89PNG"
+    return figures
+
+
+def test_soak_memory_stays_flat(tmp_path, server_pool, mask_rcnn_repository):
+    """A short soak; the long one is opt-in (pytest -m slow)."""
+    server_pool.stop()
+    soak(mask_rcnn_repository, tmp_path / "soak", CHECK_DURATION_S, clients=8, min_requests=250)
+
+
+@pytest.mark.slow
+def test_long_soak_memory_stays_flat(tmp_path, server_pool, mask_rcnn_repository):
+    """Ten minutes, 16 clients (python -m benchmarks.soak --duration 600 does the same)."""
+    server_pool.stop()
+    soak(mask_rcnn_repository, tmp_path / "soak", duration_s=600, clients=16, min_requests=800)

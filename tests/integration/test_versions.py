@@ -152,4 +152,4 @@ def test_a_new_version_goes_live_and_back_under_load_losing_no_request(server_po
         assert stub_pids(server.process.pid)["preprocess"] == stubs_before["preprocess"]
         assert server.is_ready()
     finally:
-        server.stop()
+        server_pool.retire(server)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from d2_triton.client.results import DetectionResult
-from helpers.parity import Cut, compare
+from helpers.parity import Cut, compare, detections_per_image
 from helpers.reference import Prediction
 
 CUT = Cut(score_threshold=0.05)
@@ -118,3 +118,12 @@ def test_tied_copies_may_swap_or_differ_in_number_but_a_lone_instance_may_not():
     lone_extra.boxes[3] += 50.0
     lone_extra.scores[3] += 1e-4
     assert compare(lone_extra, lone, CUT).problems
+
+
+def test_the_top_k_cut_is_the_exports_detections_per_image():
+    assert detections_per_image([]) == 100  # Detectron2's TEST.DETECTIONS_PER_IMAGE
+    options = ["MODEL.RPN.POST_NMS_TOPK_TEST", "100", "TEST.DETECTIONS_PER_IMAGE", "25"]
+    assert detections_per_image(options) == 25
+    full = reference([0.9] * 24 + [0.5])
+    assert Cut(0.05, max_detections=25).score(full) == np.float32(0.5)
+    assert Cut(0.05).score(full) == 0.05  # 25 of 100: the score threshold is the cut
