@@ -3,9 +3,10 @@
     .cache/venv-dev/bin/python -m benchmarks.accuracy --out benchmarks/results/accuracy
 
 Trains the model if the cache has none (``training.train``), exports it with the real export
-CLI once per variant (``default``: no options; ``exact``: ``--exact``), and scores COCO bbox
-and segm AP on the val split with pycocotools for (a) Detectron2's ``DefaultPredictor`` on
-each file and (b) each variant served over HTTP, its RLE masks as they come.  All go through
+CLI once per variant (``default``: no options; ``exact``: ``--exact``), each as the pipeline
+of its name in one repository, and scores COCO bbox and segm AP on the val split with
+pycocotools for (a) Detectron2's ``DefaultPredictor`` on each file and (b) each variant's
+pipeline served over HTTP by one tritonserver, its RLE masks as they come.  All go through
 the same scoring code.  Writes ``summary.json``, ``report.md`` and ``plot.png``.
 """
 
@@ -15,6 +16,7 @@ import argparse
 import contextlib
 import io
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -27,7 +29,6 @@ from d2_triton.commands import Parser, command
 from d2_triton.server import ServerEnvironment, TritonServer
 from d2_triton.testing.fingerprint import export_fingerprint
 from d2_triton.testing.ports import loopback_server_options
-from export_tools.repository.writer import export_info_path
 from training import shapes, train
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -48,10 +49,11 @@ def trained_model() -> Path:
     return train.train(TRAINED, DATA)
 
 
-def variant_repository(model: Path, name: str, options: tuple[str, ...], work: Path) -> Path:
-    """Where :func:`export_variant` keeps this variant's export."""
+def variants_repository(model: Path, variants: dict[str, tuple[str, ...]], work: Path) -> Path:
+    """Where :func:`export_variants` keeps the repository of these variants."""
     key = json.loads((model / train.INFO_FILE).read_text())["key"]
-    return work / f"{name}-{key}-{export_fingerprint(*options)}"
+    described = [f"{name}={' '.join(options)}" for name, options in variants.items()]
+    return work / f"variants-{key}-{export_fingerprint(*described)}"
 
 
 def export_command(model: Path, repository: Path, *options: str) -> list[str]:
@@ -70,14 +72,20 @@ def export_command(model: Path, repository: Path, *options: str) -> list[str]:
     ]
 
 
-def export_variant(model: Path, name: str, options: tuple[str, ...], work: Path) -> Path:
-    """The model exported by the real CLI with ``options`` (cached by training and export)."""
-    repository = variant_repository(model, name, options, work)
-    if export_info_path(repository).is_file():
+def export_variants(model: Path, variants: dict[str, tuple[str, ...]], work: Path) -> Path:
+    """Each variant exported by the real CLI as the pipeline of its name, all in one
+    repository (one server answers for all); cached by training and export."""
+    repository = variants_repository(model, variants, work)
+    if repository.is_dir():
         return repository
+    partial = repository.with_name(repository.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
     val = shapes.splits(DATA)["val"]
     dataset = ("--coco-dataset", val.name, str(val.json_file), str(val.image_root))
-    subprocess.run(export_command(model, repository, *dataset, *options), cwd=REPO_ROOT, check=True)
+    for name, options in variants.items():
+        command = export_command(model, partial, "--name", name, *dataset, *options)
+        subprocess.run(command, cwd=REPO_ROOT, check=True)
+    partial.rename(repository)  # only a repository with every variant goes by the final name
     return repository
 
 
@@ -124,10 +132,12 @@ def detectron2_detections(model: Path, images: list[dict], image_root: Path) -> 
     return detections
 
 
-def served_detections(http_url: str, images: list[dict], image_root: Path) -> list[dict]:
-    """The served ensemble's answer for each val file's bytes, over HTTP."""
+def served_detections(
+    http_url: str, pipeline: str, images: list[dict], image_root: Path
+) -> list[dict]:
+    """The served pipeline's answer for each val file's bytes, over HTTP."""
     detections = []
-    with DetectionClient(http_url) as client:
+    with DetectionClient(http_url, model=pipeline) as client:
         for image in images:
             result = client.detect((image_root / image["file_name"]).read_bytes())
             height, width = result.image_size
@@ -167,13 +177,22 @@ def score(ground_truth: Path, detections: list[dict]) -> dict[str, float]:
     return figures
 
 
-def served_figures(repository: Path, images: list[dict], val: shapes.DatasetFiles, log: Path):
-    """Serve ``repository`` with the real tritonserver and score its answers."""
+def served_figures(
+    repository: Path, variants: dict[str, tuple[str, ...]], val: shapes.DatasetFiles, log: Path
+) -> dict[str, dict]:
+    """Serve ``repository`` with the real tritonserver and score each variant's pipeline."""
+    images = json.loads(val.json_file.read_text())["images"]
     options = loopback_server_options(repository)
     environment = ServerEnvironment.inspect(CACHE / "venv")
+    figures = {}
     with TritonServer(options, environment, log_path=log) as server:
-        detections = served_detections(server.http_url, images, val.image_root)
-    return score(val.json_file, detections)
+        for name, export_options in variants.items():
+            detections = served_detections(server.http_url, name, images, val.image_root)
+            figures[name] = {
+                **score(val.json_file, detections),
+                "export_options": list(export_options),
+            }
+    return figures
 
 
 def write_report(summary: dict, out: Path) -> None:
@@ -226,12 +245,9 @@ def measure(out: Path, variants: dict[str, tuple[str, ...]] = VARIANTS) -> dict:
         "val_images": len(images),
         "train_seconds": info["train_seconds"],
         "detectron2": score(val.json_file, detectron2_detections(model, images, val.image_root)),
-        "served": {},
     }
-    for name, options in variants.items():
-        repository = export_variant(model, name, options, EXPORTS)
-        figures = served_figures(repository, images, val, out / f"tritonserver-{name}.log")
-        summary["served"][name] = {**figures, "export_options": list(options)}
+    repository = export_variants(model, variants, EXPORTS)
+    summary["served"] = served_figures(repository, variants, val, out / "tritonserver.log")
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     write_report(summary, out)
     return summary

@@ -90,6 +90,7 @@ MODULE_ORDER = (
     "test_pipelines",
     "test_versions",
     "test_benchmark_smoke",
+    "test_client_requests",
     "test_bad_inputs",
     "test_front",
     "test_gateway",

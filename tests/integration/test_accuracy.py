@@ -49,8 +49,8 @@ def test_labels_come_from_the_dataset_and_a_label_map_overrides_them(
 ):
     """No hand-written label file: the export names classes from thing_classes."""
     model = accuracy.TRAINED
-    default = accuracy.variant_repository(model, "default", (), accuracy.EXPORTS)
-    labels = json.loads((default / "postprocess" / "labels.json").read_text())
+    served = accuracy.variants_repository(model, accuracy.VARIANTS, accuracy.EXPORTS)
+    labels = json.loads((served / "postprocess" / "labels.json").read_text())  # "default"
     assert list(labels.values()) == list(shapes.CLASSES)
 
     renamed = tmp_path / "labels.json"
