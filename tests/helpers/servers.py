@@ -16,7 +16,10 @@ from d2_triton.server import ServerEnvironment, TritonServer
 from d2_triton.testing.gateway import SERVER_ENV, GatewayProcess
 from d2_triton.testing.ports import loopback_server_options
 
-__all__ = ["SERVER_ENV", "GatewayProcess", "ServerPool"]
+__all__ = ["CLIENT_CLI", "SERVER_ENV", "GatewayProcess", "ServerPool"]
+
+# The thin client's command line, run as a user runs it: by the server environment's Python.
+CLIENT_CLI = (str(SERVER_ENV / "bin" / "python"), "-m", "d2_triton.client")
 
 
 class ServerPool:

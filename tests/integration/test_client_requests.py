@@ -17,7 +17,7 @@ from PIL import Image
 from tritonclient.utils import InferenceServerException
 
 from d2_triton.client import DetectionClient
-from helpers.servers import SERVER_ENV
+from helpers.servers import CLIENT_CLI
 
 
 def test_request_options_travel_through_the_ensemble(fast_server, photos):
@@ -55,9 +55,7 @@ def test_a_bad_option_is_a_400_and_the_server_carries_on(fast_server, photos):
 def test_the_thin_client_cli_prints_labelled_detections(fast_server, photos, tmp_path):
     host, port = fast_server.http_url.split(":")
     command = [
-        str(SERVER_ENV / "bin" / "python"),
-        "-m",
-        "d2_triton.client",
+        *CLIENT_CLI,
         "infer",
         str(photos["coffee.jpg"]),
         "--max-detections",

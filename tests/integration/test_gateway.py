@@ -21,7 +21,7 @@ from d2_triton.client.results import DetectionResult
 from d2_triton.server import ServerOptions, TritonServer
 from d2_triton.testing.load import same_answer
 from d2_triton.testing.ports import free_ports
-from helpers.servers import SERVER_ENV, GatewayProcess
+from helpers.servers import CLIENT_CLI, GatewayProcess
 
 TIMEOUT_S = 180
 
@@ -179,9 +179,7 @@ def test_cli_through_the_gateway_prints_json_and_renders(gateway, photos, tmp_pa
     picture = tmp_path / "out.png"
     run = subprocess.run(
         [
-            str(SERVER_ENV / "bin" / "python"),
-            "-m",
-            "d2_triton.client",
+            *CLIENT_CLI,
             "infer",
             str(photos["coffee.jpg"]),
             "--gateway",
