@@ -178,10 +178,13 @@ def score(ground_truth: Path, detections: list[dict]) -> dict[str, float]:
 
 
 def served_figures(
-    repository: Path, variants: dict[str, tuple[str, ...]], val: shapes.DatasetFiles, log: Path
+    repository: Path,
+    variants: dict[str, tuple[str, ...]],
+    images: list[dict],
+    val: shapes.DatasetFiles,
+    log: Path,
 ) -> dict[str, dict]:
     """Serve ``repository`` with the real tritonserver and score each variant's pipeline."""
-    images = json.loads(val.json_file.read_text())["images"]
     options = loopback_server_options(repository)
     environment = ServerEnvironment.inspect(CACHE / "venv")
     figures = {}
@@ -247,7 +250,8 @@ def measure(out: Path, variants: dict[str, tuple[str, ...]] = VARIANTS) -> dict:
         "detectron2": score(val.json_file, detectron2_detections(model, images, val.image_root)),
     }
     repository = export_variants(model, variants, EXPORTS)
-    summary["served"] = served_figures(repository, variants, val, out / "tritonserver.log")
+    log = out / "tritonserver.log"
+    summary["served"] = served_figures(repository, variants, images, val, log)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     write_report(summary, out)
     return summary
