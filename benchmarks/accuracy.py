@@ -37,8 +37,26 @@ TRAINED = CACHE / "trained" / "shapes"
 EXPORTS = CACHE / "accuracy-exports"
 DATA = train.default_data_dir(TRAINED)
 METRICS = ("bbox_AP", "bbox_AP50", "segm_AP", "segm_AP50")
-# Export options of each variant; "default" is what a fresh export gives.
-VARIANTS = {"default": (), "exact": ("--exact",)}
+
+
+def shown(path: Path) -> str:
+    """``path`` relative to the checkout when inside it (the exports run there), else whole."""
+    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
+
+
+# Export options of each variant; "default" is what a fresh export gives; int8 calibrates on
+# the train split (scored, like every variant, on val).
+VARIANTS = {
+    "default": (),
+    "exact": ("--exact",),
+    "bf16": ("--precision", "bf16"),
+    "int8": (
+        "--precision",
+        "int8",
+        "--calibration",
+        shown(shapes.splits(DATA)["train"].image_root),
+    ),
+}
 
 
 def trained_model() -> Path:

@@ -21,6 +21,9 @@ POSTPROCESS_MODEL = "postprocess"
 ROLES = (PREPROCESS_MODEL, DETECTOR_MODEL, POSTPROCESS_MODEL, ENSEMBLE_MODEL)
 # The pipeline ``export`` writes without ``--name``, and clients call without a model name.
 DEFAULT_PIPELINE = "default"
+# What an export's OpenVINO stages compute in (the first is the default): float32, bfloat16
+# where the CPU has it natively, or int8 after calibration (d2_triton.serving.stages).
+PRECISIONS = ("f32", "bf16", "int8")
 PIPELINE_NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 
 # The ensemble's single input: the raw bytes of one encoded image.

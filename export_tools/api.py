@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from d2_triton.model_config import PreprocessParameters
 from d2_triton.vision.labels import LabelMap
 from export_tools.detectron2_setup.shims import import_detectron2, shims_in_use
 from export_tools.errors import (
@@ -28,7 +29,7 @@ from export_tools.errors import (
 from export_tools.random_init import announce_random_weights, build_random_model
 from export_tools.repository import writer
 from export_tools.settings import CocoDataset, ExportSettings, check_dataset, one_line
-from export_tools.trace import files, split, tracing
+from export_tools.trace import files, quantize, split, tracing
 
 LOGGER = logging.getLogger("export_tools.api")
 
@@ -162,6 +163,7 @@ def export(settings: ExportSettings) -> ExportResult:
     started = time.perf_counter()
     settings.check()  # every file, before anything costly
     labels = settings.read_label_map()
+    calibration = calibration_files(settings)
     detectron2 = import_detectron2()
     register_coco_datasets(settings.datasets)
     cfg = load_config(settings.config, settings.options, settings.score_thresh_test)
@@ -183,6 +185,7 @@ def export(settings: ExportSettings) -> ExportResult:
         "score_thresh_test": score_thresh(cfg),
         "output_fields": fields,
         "detector_mode": mode,
+        "precision": settings.precision,
         "detector_stages": {stage.stage.name: stage.runtime for stage in stages},
         "num_classes": len(labels),
         "detectron2_version": detectron2.__version__,
@@ -202,14 +205,29 @@ def export(settings: ExportSettings) -> ExportResult:
     )
     with tempfile.TemporaryDirectory(prefix="d2t-detector-") as scratch:
         # The detector's files are written and checked here before the repository is touched.
-        files.write_stages(stages, fields, Path(scratch))
+        files.write_stages(stages, fields, Path(scratch), settings.precision)
         at_cut = 0
         if mode == "staged":
             expected = {field: tracing.field_tensor(eager, field) for field in fields}
             at_cut = files.verify_stages(Path(scratch), expected, image)
+        if calibration:
+            quantize.quantize_stages(Path(scratch), calibration, preprocess_parameters(exported))
         written = writer.write_repository(exported, Path(scratch), settings)
     seconds = time.perf_counter() - started
     return ExportResult(exported, weights, written, len(eager), at_cut, seconds)
+
+
+def calibration_files(settings: ExportSettings) -> list[Path]:
+    """The images an int8 export calibrates on (none for other precisions)."""
+    if settings.precision != "int8" or settings.calibration is None:
+        return []
+    return quantize.calibration_files(settings.calibration, settings.calibration_images)
+
+
+def preprocess_parameters(model: writer.ExportedModel) -> PreprocessParameters:
+    """What the served preprocess does to an image, for the calibration images."""
+    size = model.input
+    return PreprocessParameters(size.min_size_test, size.max_size_test, size.input_format, "")
 
 
 def detector_stages(model, image, fields: list[str], eager, mode: str):

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from d2_triton.errors import LabelMapFormatError
-from d2_triton.names import DEFAULT_PIPELINE, PipelineNames, pipeline_name
+from d2_triton.names import DEFAULT_PIPELINE, PRECISIONS, PipelineNames, pipeline_name
 from d2_triton.vision.imaging import DecodeLimits
 from d2_triton.vision.labels import LabelMap
 from export_tools.errors import ConfigError, DatasetError, LabelMapError, WeightsError
@@ -98,6 +98,22 @@ class ExportSettings:
         help="one traced TorchScript model, bit-identical to Detectron2 (default: stages, the "
         "static parts run by OpenVINO at float32, within float rounding and faster)",
     )
+    precision: str = option(
+        PRECISIONS[0],
+        help="what the OpenVINO stages compute in: f32 (within float rounding of Detectron2), "
+        "bf16 (faster where the CPU has AMX or AVX512-BF16; elsewhere the detector runs f32 "
+        "and logs it) or int8 (NNCF's post-training quantization, needs --calibration); "
+        "not with --exact",
+        choices=PRECISIONS,
+    )
+    calibration: Path | None = option(
+        None,
+        help="int8: a folder of images like those the model will serve, to calibrate the "
+        "quantization on (decoded and resized as serving does)",
+    )
+    calibration_images: int = option(
+        100, help="int8: calibrate on at most this many images of --calibration"
+    )
     device: str = option("cpu", help="instance kind of the detector", choices=DEVICES)
     detector_instances: int = option(1, help="detector instances")
     detector_threads: int = option(
@@ -132,6 +148,18 @@ class ExportSettings:
 
         Runs before Detectron2 is imported or a model built, so a typo costs seconds.
         """
+        if self.precision != PRECISIONS[0] and (self.exact or self.device == "gpu"):
+            raise ConfigError(
+                f"--precision {self.precision} is for the staged export's OpenVINO stages; "
+                "--exact (and a GPU detector) is one TorchScript file at float32"
+            )
+        if self.precision == "int8" and self.calibration is None:
+            raise ConfigError(
+                "--precision int8 needs calibration images: --calibration DIR, a folder of "
+                "images like those the model will serve (a few hundred at most)"
+            )
+        if self.calibration is not None and not self.calibration.is_dir():
+            raise DatasetError(f"--calibration {self.calibration}: no such folder")
         if not Path(self.config).suffix == ".yaml":
             raise ConfigError(f"--config {self.config}: a Detectron2 yaml config is expected")
         weights = self.weights

@@ -11,8 +11,12 @@ the version folder says which file computes which named tensors from which::
                  "inputs": ["image"], "outputs": ["padded"]}, ...],
      "outputs": ["pred_boxes", "scores", "pred_classes", "pred_masks"]}
 
-A bit-exact export (``--exact``) is the same plan with one TorchScript stage.  This module
-needs torch, and openvino only when a stage runs on it; not Detectron2.
+A bit-exact export (``--exact``) is the same plan with one TorchScript stage.  The plan's
+``precision`` (absent: ``f32``) is what its OpenVINO stages compute in: ``f32``; ``bf16``
+where the CPU has native bf16 arithmetic (AMX or AVX512-BF16; elsewhere they run ``f32`` and
+:attr:`StagedModel.precision` says so); or ``int8``, whose IR files the exporter quantized
+(NNCF), their other operations at ``f32``.  This module needs torch, and openvino only when a
+stage runs on it; not Detectron2.
 """
 
 from __future__ import annotations
@@ -26,9 +30,13 @@ from pathlib import Path
 import torch
 
 from d2_triton.errors import ModelConfigError
+from d2_triton.names import PRECISIONS
 
 PLAN_FILE = "stages.json"
 RUNTIMES = ("torchscript", "openvino")
+# OpenVINO's inference precision for each plan precision: an int8 IR carries its own
+# quantization, and what it leaves unquantized runs at float32.
+INFERENCE_PRECISION = {"f32": "f32", "bf16": "bf16", "int8": "f32"}
 
 
 @dataclass(frozen=True)
@@ -58,14 +66,20 @@ class StagePlan:
         input: name of the image tensor the first stage reads.
         stages: the stages, in the order they run.
         outputs: names of the tensors returned, in order.
+        precision: what the OpenVINO stages compute in (one of ``PRECISIONS``).
     """
 
     input: str
     stages: tuple[Stage, ...]
     outputs: tuple[str, ...]
+    precision: str = PRECISIONS[0]
 
     def __post_init__(self) -> None:
         """Every stage reads only tensors that exist by then; every output is produced."""
+        if self.precision not in PRECISIONS:
+            raise ModelConfigError(
+                f"unknown precision {self.precision!r} (one of {', '.join(PRECISIONS)})"
+            )
         known = {self.input}
         for stage in self.stages:
             if stage.runtime not in RUNTIMES:
@@ -90,7 +104,12 @@ class StagePlan:
             }
             for stage in self.stages
         ]
-        document = {"input": self.input, "stages": stages, "outputs": list(self.outputs)}
+        document = {
+            "input": self.input,
+            "stages": stages,
+            "outputs": list(self.outputs),
+            "precision": self.precision,
+        }
         return json.dumps(document, indent=2) + "\n"
 
     @classmethod
@@ -108,7 +127,8 @@ class StagePlan:
                 )
                 for stage in document["stages"]
             )
-            return cls(str(document["input"]), stages, tuple(document["outputs"]))
+            precision = str(document.get("precision", PRECISIONS[0]))
+            return cls(str(document["input"]), stages, tuple(document["outputs"]), precision)
         except (ValueError, KeyError, TypeError) as error:
             raise ModelConfigError(f"invalid {PLAN_FILE}: {error}") from None
 
@@ -128,7 +148,14 @@ def threads_per_instance(configured: int, instances: int) -> int:
 class StagedModel:
     """A loaded plan, called like the single TorchScript module it replaces."""
 
-    def __init__(self, folder: Path, plan: StagePlan, device: torch.device, threads: int):
+    def __init__(
+        self,
+        folder: Path,
+        plan: StagePlan,
+        device: torch.device,
+        threads: int,
+        precision: str | None = None,
+    ):
         """Load every stage of ``plan`` from ``folder``, using ``threads`` threads on CPU.
 
         Args:
@@ -136,21 +163,31 @@ class StagedModel:
             plan: the chain to load.
             device: torch's device for TorchScript stages; OpenVINO stages run on the CPU.
             threads: intra-op threads for torch and inference threads for OpenVINO.
+            precision: overrides the plan's (the exporter checks its stages at ``f32``).
+
+        Attributes:
+            precision: what the OpenVINO stages compute in: the one asked for, or ``f32``
+                where that is ``bf16`` and the CPU has no native bf16 arithmetic.
         """
         self.plan = plan
         self.device = device
+        asked = precision or plan.precision
+        uses_openvino = any(stage.runtime == "openvino" for stage in plan.stages)
+        self.precision = asked if asked == "f32" or not uses_openvino else runnable(asked)
         self._runners = [self._load(folder, stage, threads) for stage in plan.stages]
 
     @classmethod
-    def load(cls, folder: Path, device: torch.device, threads: int) -> StagedModel:
-        """Load the plan in ``folder``'s ``stages.json``."""
+    def load(
+        cls, folder: Path, device: torch.device, threads: int, precision: str | None = None
+    ) -> StagedModel:
+        """Load the plan in ``folder``'s ``stages.json`` (``precision``: see ``__init__``)."""
         if not (folder / PLAN_FILE).is_file():
             raise ModelConfigError(
                 f"no {PLAN_FILE} in {folder}: export the model again with this version of "
                 "export_tools (repositories exported before the staged detector have none)"
             )
         plan = StagePlan.from_json((folder / PLAN_FILE).read_text(encoding="utf-8"))
-        return cls(folder, plan, device, threads)
+        return cls(folder, plan, device, threads, precision)
 
     def _load(self, folder: Path, stage: Stage, threads: int):
         path = folder / stage.file
@@ -158,13 +195,20 @@ class StagedModel:
             module = torch.jit.load(str(path), map_location=self.device).eval()
             return lambda tensors: _as_tuple(module(*tensors))
         returned = frozenset(stage.outputs) & frozenset(self.plan.outputs)
-        return OpenVinoStage(path, threads, copy_outputs=bool(returned))
+        return OpenVinoStage(path, threads, bool(returned), self.precision)
 
-    def __call__(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """Run the chain on one image; returns the plan's outputs, in order."""
+    def __call__(self, image: torch.Tensor, observe=None) -> tuple[torch.Tensor, ...]:
+        """Run the chain on one image; returns the plan's outputs, in order.
+
+        ``observe(stage, inputs)``, if given, sees each stage's input tensors before it runs
+        (the exporter's int8 calibration records the OpenVINO stages' inputs so).
+        """
         tensors = {self.plan.input: image}
         for stage, run in zip(self.plan.stages, self._runners, strict=True):
-            outputs = run([tensors[name] for name in stage.inputs])
+            inputs = [tensors[name] for name in stage.inputs]
+            if observe is not None:
+                observe(stage, inputs)
+            outputs = run(inputs)
             if len(outputs) != len(stage.outputs):
                 raise ModelConfigError(
                     f"stage {stage.name} gave {len(outputs)} outputs, "
@@ -174,8 +218,23 @@ class StagedModel:
         return tuple(tensors[name] for name in self.plan.outputs)
 
 
+def runnable(precision: str) -> str:
+    """``precision`` if this CPU computes in it natively, else ``f32``.
+
+    OpenVINO lists ``BF16`` among the CPU's optimization capabilities where it has AMX or
+    AVX512-BF16; elsewhere it would emulate bf16, slower than f32.  int8 runs on any x86-64
+    CPU (fastest with VNNI or AMX).
+    """
+    if precision != "bf16":
+        return precision
+    import openvino
+
+    capabilities = openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    return precision if precision.upper() in capabilities else "f32"
+
+
 class OpenVinoStage:
-    """An OpenVINO IR compiled for the CPU at float32, called on torch tensors.
+    """An OpenVINO IR compiled for the CPU at one precision, called on torch tensors.
 
     Inputs and outputs are shared with OpenVINO, not copied (copying the backbone's features
     cost ~100 ms per image, see benchmarks/README.md).  A shared output is overwritten by the
@@ -183,12 +242,15 @@ class OpenVinoStage:
     stages consume it; outputs the plan returns are copied (``copy_outputs``).
     """
 
-    def __init__(self, path: Path, threads: int, copy_outputs: bool = False):
-        """Compile ``path`` with ``threads`` inference threads and f32 precision pinned.
+    def __init__(
+        self, path: Path, threads: int, copy_outputs: bool = False, precision: str = "f32"
+    ):
+        """Compile ``path`` with ``threads`` inference threads and ``precision`` pinned.
 
-        OpenVINO picks bf16 by default on CPUs with AMX/AVX512-BF16; pinning f32 keeps the
-        results within float rounding of Detectron2's own.  Thread pinning is off so that
-        several instances (or torch's threads) never pile onto the same cores.
+        OpenVINO picks bf16 by default on CPUs with AMX/AVX512-BF16; pinning f32 (the
+        default) keeps the results within float rounding of Detectron2's own, and bf16 is
+        asked for only by a plan that says so.  Thread pinning is off so that several
+        instances (or torch's threads) never pile onto the same cores.
         """
         import openvino
 
@@ -197,7 +259,7 @@ class OpenVinoStage:
             core.read_model(str(path)),
             "CPU",
             {
-                "INFERENCE_PRECISION_HINT": "f32",
+                "INFERENCE_PRECISION_HINT": INFERENCE_PRECISION[precision],
                 "PERFORMANCE_HINT": "LATENCY",
                 "ENABLE_CPU_PINNING": False,
                 "INFERENCE_NUM_THREADS": threads,

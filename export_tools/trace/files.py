@@ -25,8 +25,13 @@ def single_stage(traced: torch.jit.ScriptModule, image: torch.Tensor, fields) ->
     return TracedStage(stage, traced, (image,))
 
 
-def write_stages(stages: list[TracedStage], fields, folder: Path) -> list[Path]:
-    """Save every stage and ``stages.json`` into ``folder``; returns the files written."""
+def write_stages(
+    stages: list[TracedStage], fields, folder: Path, precision: str = "f32"
+) -> list[Path]:
+    """Save every stage and ``stages.json`` into ``folder``; returns the files written.
+
+    The plan records ``precision``, what the server's OpenVINO stages compute in.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     written, planned = [], []
     for traced in stages:
@@ -40,7 +45,7 @@ def write_stages(stages: list[TracedStage], fields, folder: Path) -> list[Path]:
             written += [path, path.with_suffix(".bin")]
         stage = traced.stage
         planned.append(Stage(stage.name, stage.runtime, path.name, stage.inputs, stage.outputs))
-    plan = StagePlan("image", tuple(planned), tuple(fields))
+    plan = StagePlan("image", tuple(planned), tuple(fields), precision)
     (folder / PLAN_FILE).write_text(plan.to_json(), encoding="utf-8")
     return [*written, folder / PLAN_FILE]
 
@@ -53,16 +58,18 @@ def _save_openvino(traced: TracedStage, path: Path) -> None:
 
 
 def verify_stages(folder: Path, expected: dict[str, torch.Tensor], image: torch.Tensor) -> int:
-    """Load the written plan as the server does and compare it with ``expected`` (eager).
+    """Load the written plan as the server does, at float32, and compare it with ``expected``.
 
-    Instances are paired as the parity tests pair them (``d2_triton.vision.parity``: same
-    class, box and score within tolerance); one may be unpaired on either side only if its
-    score sits at the cut (the lowest score kept).  Returns how many sat there.
+    ``expected`` is the eager model's answer; a reduced precision is the server's to apply,
+    not the trace's, so the check is at float32.  Instances are paired as the parity tests
+    pair them (``d2_triton.vision.parity``: same class, box and score within tolerance); one
+    may be unpaired on either side only if its score sits at the cut (the lowest score
+    kept).  Returns how many sat there.
 
     Raises:
         TraceMismatchError: any other difference.
     """
-    model = StagedModel.load(folder, torch.device("cpu"), available_cores())
+    model = StagedModel.load(folder, torch.device("cpu"), available_cores(), precision="f32")
     with torch.no_grad():
         served = dict(zip(model.plan.outputs, model(image), strict=True))
     if "scores" not in expected:

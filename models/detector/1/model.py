@@ -44,8 +44,14 @@ class TritonPythonModel:
         stages = ", ".join(f"{s.name} ({s.runtime})" for s in self.model.plan.stages)
         pb_utils.Logger.log_info(
             f"{self.model_name}: loaded {stages} on {self.device}, {threads} threads "
-            f"for each of {instances} instance(s)"
+            f"for each of {instances} instance(s), OpenVINO stages in {self.model.precision}"
         )
+        if self.model.precision != self.model.plan.precision:
+            pb_utils.Logger.log_warn(
+                f"{self.model_name}: exported for {self.model.plan.precision}, which this CPU "
+                f"does not compute natively (no AMX or AVX512-BF16): running "
+                f"{self.model.precision}"
+            )
         if parameters.weights_source == "random":
             pb_utils.Logger.log_warn(
                 f"{self.model_name}: THIS MODEL WAS EXPORTED WITH RANDOM WEIGHTS "

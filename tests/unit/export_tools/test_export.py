@@ -60,6 +60,7 @@ def cases(tmp):
             ["--coco-dataset", "d", str(good_json), str(tmp / "no-images")],
             "no image folder",
         ),
+        "bf16 with --exact": (["--exact", "--precision", "bf16"], "--precision bf16"),
     }
 
 
@@ -75,6 +76,7 @@ def cases(tmp):
         "dataset json missing",
         "dataset json not COCO",
         "dataset images missing",
+        "bf16 with --exact",
     ],
 )
 def test_bad_input_ends_the_export_in_one_line(capsys, tmp_path, case):

@@ -7,6 +7,8 @@ named tensors through TorchScript and OpenVINO stages, and the thread arithmetic
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -62,6 +64,15 @@ def write_toy_plan(folder, plan=PLAN):
 
 def test_plan_round_trips_through_json():
     assert StagePlan.from_json(PLAN.to_json()) == PLAN
+    bf16 = StagePlan(PLAN.input, PLAN.stages, PLAN.outputs, "bf16")
+    assert StagePlan.from_json(bf16.to_json()) == bf16
+
+
+def test_a_plan_without_a_precision_is_float32():
+    """stages.json written before precisions existed."""
+    document = json.loads(PLAN.to_json())
+    del document["precision"]
+    assert StagePlan.from_json(json.dumps(document)).precision == "f32"
 
 
 @pytest.mark.parametrize(
@@ -75,6 +86,11 @@ def test_plan_round_trips_through_json():
 def test_invalid_plans_are_refused(stage, outputs, message):
     with pytest.raises(ModelConfigError, match=message):
         StagePlan("image", (stage,), outputs)
+
+
+def test_an_unknown_precision_is_refused():
+    with pytest.raises(ModelConfigError, match="unknown precision 'fp8'"):
+        StagePlan(PLAN.input, PLAN.stages, PLAN.outputs, "fp8")
 
 
 def test_malformed_json_is_a_model_config_error():
@@ -125,3 +141,26 @@ def test_openvino_outputs_the_plan_returns_survive_the_next_call(tmp_path):
 def test_a_folder_without_a_plan_says_to_export_again(tmp_path):
     with pytest.raises(ModelConfigError, match="export the model again"):
         StagedModel.load(tmp_path, torch.device("cpu"), threads=1)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_runs_where_the_cpu_has_it_and_f32_elsewhere(tmp_path, monkeypatch, native):
+    """The CPU's capabilities decide; the answer stays close to float32's either way."""
+    import openvino
+
+    capabilities = ["FP32", "INT8", "BIN", "EXPORT_IMPORT"] + (["BF16"] if native else [])
+    real_get_property = openvino.Core.get_property
+
+    def get_property(core, device, name):
+        if name == "OPTIMIZATION_CAPABILITIES":
+            return capabilities
+        return real_get_property(core, device, name)
+
+    monkeypatch.setattr(openvino.Core, "get_property", get_property)
+    write_toy_plan(tmp_path, StagePlan(PLAN.input, PLAN.stages, PLAN.outputs, "bf16"))
+    model = StagedModel.load(tmp_path, torch.device("cpu"), threads=1)
+    assert model.precision == ("bf16" if native else "f32")
+    assert StagedModel.load(tmp_path, torch.device("cpu"), 1, precision="f32").precision == "f32"
+    image = torch.randint(0, 255, (3, 17, 23), dtype=torch.uint8)
+    expected = Conv()(image.float() / 255.0).sum(dim=(0, 1))
+    torch.testing.assert_close(model(image)[1], expected, rtol=0.05, atol=0.05)

@@ -1,0 +1,95 @@
+"""int8 OpenVINO stages: NNCF's post-training quantization, calibrated on the user's images.
+
+The float32 plan is written and checked first (``files``); then the plan runs on each
+calibration image, decoded and resized exactly as the served ``preprocess`` does, while every
+OpenVINO stage's inputs are recorded, and ``nncf.quantize`` rewrites that stage's IR with
+int8 weights and activations (the operations NNCF leaves unquantized stay float32).  The
+TorchScript glue (proposal selection, ROI pooling, NMS) is untouched.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from d2_triton.model_config import PreprocessParameters
+from d2_triton.serving import steps
+from d2_triton.serving.stages import PLAN_FILE, StagedModel, StagePlan, available_cores
+from d2_triton.vision.imaging import ACCEPTED, SIGNATURES, InvalidImageError
+from export_tools.errors import DatasetError
+
+LOGGER = logging.getLogger(__name__)
+# The files of a calibration folder that are read: the formats serving decodes, by suffix.
+IMAGE_SUFFIXES = frozenset({f".{name}" for name in SIGNATURES} | {".jpg", ".tif"})
+
+
+def calibration_files(folder: Path, limit: int) -> list[Path]:
+    """Up to ``limit`` image files under ``folder``, in name order (DatasetError if none)."""
+    if not folder.is_dir():
+        raise DatasetError(f"--calibration {folder}: no such folder")
+    found = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not found:
+        raise DatasetError(f"--calibration {folder}: no image files ({ACCEPTED})")
+    return found[:limit]
+
+
+def model_inputs(files: list[Path], parameters: PreprocessParameters) -> Iterator[torch.Tensor]:
+    """Each file as the detector receives it from ``preprocess``; unreadable ones skipped."""
+    for path in files:
+        try:
+            yield torch.from_numpy(steps.preprocess(path.read_bytes(), parameters).image)
+        except InvalidImageError as error:
+            LOGGER.warning("calibration: skipping %s (%s)", path, error)
+
+
+def record_stage_inputs(model: StagedModel, images) -> dict[str, list[list[np.ndarray]]]:
+    """The inputs every OpenVINO stage of ``model`` received, by stage name, per image."""
+    recorded: dict[str, list[list[np.ndarray]]] = defaultdict(list)
+
+    def observe(stage, inputs) -> None:
+        if stage.runtime == "openvino":
+            recorded[stage.name].append([t.detach().cpu().numpy().copy() for t in inputs])
+
+    count = 0
+    with torch.no_grad():
+        for image in images:
+            model(image, observe=observe)
+            count += 1
+            if count % 50 == 0:
+                LOGGER.info("calibration: ran %d images", count)
+    if not count:
+        raise DatasetError("calibration: none of the images could be decoded")
+    return recorded
+
+
+def quantize_stages(folder: Path, files: list[Path], parameters: PreprocessParameters) -> int:
+    """Quantize every OpenVINO stage in ``folder`` to int8 in place; returns images used.
+
+    ``stages.json`` is rewritten with ``precision: int8`` once every stage is done.
+    """
+    import nncf
+    import openvino
+
+    model = StagedModel.load(folder, torch.device("cpu"), available_cores(), precision="f32")
+    recorded = record_stage_inputs(model, model_inputs(files, parameters))
+    core = openvino.Core()
+    for stage in model.plan.stages:
+        if stage.runtime != "openvino":
+            continue
+        samples = recorded[stage.name]
+        LOGGER.info("quantizing %s on %d samples", stage.name, len(samples))
+        quantized = nncf.quantize(
+            core.read_model(str(folder / stage.file)),
+            nncf.Dataset(samples),
+            subset_size=len(samples),
+        )
+        openvino.save_model(quantized, str(folder / stage.file), compress_to_fp16=False)
+    plan = model.plan
+    int8 = StagePlan(plan.input, plan.stages, plan.outputs, "int8")
+    (folder / PLAN_FILE).write_text(int8.to_json(), encoding="utf-8")
+    return len(next(iter(recorded.values()), []))
