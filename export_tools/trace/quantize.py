@@ -88,7 +88,13 @@ def quantize_stages(folder: Path, files: list[Path], parameters: PreprocessParam
             nncf.Dataset(samples),
             subset_size=len(samples),
         )
-        openvino.save_model(quantized, str(folder / stage.file), compress_to_fp16=False)
+        # Saved beside and renamed over: the float32 IR's .bin is memory-mapped by OpenVINO
+        # (the loaded plan, read_model), and writing into it in place is a SIGBUS.
+        target = folder / stage.file
+        staged = target.with_name(f"{target.stem}.int8.xml")
+        openvino.save_model(quantized, str(staged), compress_to_fp16=False)
+        staged.with_suffix(".bin").replace(target.with_suffix(".bin"))
+        staged.replace(target)
     plan = model.plan
     int8 = StagePlan(plan.input, plan.stages, plan.outputs, "int8")
     (folder / PLAN_FILE).write_text(int8.to_json(), encoding="utf-8")
