@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from d2_triton.errors import ModelConfigError
-from d2_triton.names import MASK_FORMATS
+from d2_triton.names import MASK_FORMATS, PRECISIONS
 from d2_triton.vision.imaging import DecodeLimits
 from d2_triton.vision.labels import LabelMap
 
@@ -100,9 +100,19 @@ class EnsembleParameters:
     Attributes:
         labels: the class names as a label-map JSON object (``{"0": "person", ...}``),
             written at export from the same label map as postprocess's ``labels.json``.
+        precision: the detector's exported arithmetic (``export --precision``); a bf16
+            export on a CPU without bf16 runs f32 (its detector says so in the server log).
     """
 
     labels: str = "{}"
+    precision: str = PRECISIONS[0]
+
+    def __post_init__(self) -> None:
+        """Refuse a precision the exporter does not write."""
+        if self.precision not in PRECISIONS:
+            raise ModelConfigError(
+                f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
+            )
 
     @property
     def label_map(self) -> LabelMap:

@@ -117,7 +117,7 @@ class AsyncDetectionClient(EnsembleClient):
         return models
 
     async def pipelines(self, models: list[dict[str, str]] | None = None) -> list[dict[str, Any]]:
-        """Every pipeline Triton serves: name, ensemble, state, version and class labels.
+        """Every pipeline Triton serves: name, ensemble, state, version, precision, labels.
 
         A pipeline is an ensemble named as ``names.PipelineNames`` names them; its labels
         come from the ensemble's config (``EnsembleParameters``).  ``models``: what
@@ -128,14 +128,15 @@ class AsyncDetectionClient(EnsembleClient):
             pipeline = PipelineNames.of_ensemble(entry["name"])
             if pipeline is None:
                 continue
-            labels = await self.model_parameters(pipeline.ensemble, EnsembleParameters)
+            about = await self.model_parameters(pipeline.ensemble, EnsembleParameters)
             found.append(
                 {
                     "name": pipeline.name,
                     "ensemble": pipeline.ensemble,
                     "version": entry["version"],
                     "state": entry["state"],
-                    "classes": labels.label_map.to_json(),
+                    "precision": about.precision,
+                    "classes": about.label_map.to_json(),
                 }
             )
         return sorted(found, key=lambda pipeline: pipeline["name"])

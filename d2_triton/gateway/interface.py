@@ -99,6 +99,9 @@ class PipelineEntry(BaseModel):
     ensemble: str = Field(description="its Triton ensemble model")
     version: str | None = None
     state: str | None = None
+    precision: str = Field(
+        description="the detector's exported arithmetic (f32, bf16 or int8; see the export docs)"
+    )
     classes: dict[str, str] = Field(description="class id -> label, as detections name them")
 
 

@@ -101,7 +101,9 @@ def model_configs(model: ExportedModel, settings: ExportSettings) -> dict[str, o
         default_score_threshold=settings.default_score_threshold,
         default_mask_format="rle",
     )
-    ensemble = EnsembleParameters(labels=json.dumps(model.labels.to_json()))
+    ensemble = EnsembleParameters(
+        labels=json.dumps(model.labels.to_json()), precision=settings.precision
+    )
     return {
         names.PREPROCESS_MODEL: configs.preprocess_config(
             preprocess, instances.preprocess_count, pipeline
