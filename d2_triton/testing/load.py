@@ -92,9 +92,11 @@ def same_answer(a: DetectionResult, b: DetectionResult) -> bool:
     )
 
 
-def reference_answers(url: str, cases: list[Case]) -> dict[str, DetectionResult]:
-    """The answer to each good case, asked alone."""
-    with DetectionClient(url) as client:
+def reference_answers(
+    url: str, cases: list[Case], model: str | None = None
+) -> dict[str, DetectionResult]:
+    """The answer to each good case, asked alone (of pipeline ``model``, else the default)."""
+    with DetectionClient(url, model=model) as client:
         return {case.name: client.detect(case.payload) for case in cases if not case.expected_error}
 
 
@@ -110,8 +112,11 @@ class Bounds:
 class LoadRun:
     """The shared state of one run: the report, its lock, the cases and their references."""
 
-    def __init__(self, url: str, cases: list[Case], references: dict, bounds: Bounds):
+    def __init__(
+        self, url: str, cases: list[Case], references: dict, bounds: Bounds, model: str | None
+    ):
         self.url, self.cases, self.references, self.bounds = url, cases, references, bounds
+        self.model = model
         self.report = LoadReport()
         self.lock = threading.Lock()
 
@@ -172,7 +177,7 @@ class LoadRun:
 
     def client_loop(self, chooser: random.Random, timeout: float) -> None:
         """One client: its own connection, random cases until the bounds say stop."""
-        with DetectionClient(self.url, timeout=timeout) as client:
+        with DetectionClient(self.url, model=self.model, timeout=timeout) as client:
             sent = 0
             while self.more(sent):
                 sent += 1
@@ -189,6 +194,7 @@ def run_load(
     timeout: float = 300.0,
     seed: int = 0,
     until: Callable[[LoadReport], bool] | None = None,
+    model: str | None = None,
 ) -> LoadReport:
     """``clients`` threads, each with its own connection, sending random cases.
 
@@ -197,11 +203,12 @@ def run_load(
     (``time.monotonic()``), whichever comes first.  With ``until``, make the deadline a
     generous limit that only a stuck server reaches, and check ``until`` again afterwards.
     A reference may be a tuple of acceptable answers (two model versions, say); a good
-    request's ``Request.answer`` says which one it got.
+    request's ``Request.answer`` says which one it got.  ``model``: the pipeline asked
+    (default: the server's default pipeline).
     """
     if requests_per_client is None and deadline is None:
         raise InvalidArgumentError("bound the load by requests_per_client or deadline")
-    run = LoadRun(url, cases, references, Bounds(requests_per_client, deadline, until))
+    run = LoadRun(url, cases, references, Bounds(requests_per_client, deadline, until), model)
     threads = [
         threading.Thread(target=run.client_loop, args=(random.Random(seed * 1000 + i), timeout))
         for i in range(clients)

@@ -125,23 +125,42 @@ PLUMBING_REFERENCE_OPTIONS = (
 )
 
 
-# The second pipeline of the several-pipelines repository: exported with --name.
+# The second and third pipelines of the several-pipelines repository: exported with --name.
 SECOND_PIPELINE = "keypoints"
+INT8_PIPELINE = "int8"
 
 
-def two_pipeline_repository() -> Path:
-    """The plumbing Mask R-CNN export (default pipeline) plus Keypoint R-CNN beside it.
+def several_pipelines_repository() -> Path:
+    """The plumbing Mask R-CNN export (default pipeline), Keypoint R-CNN beside it, and the
+    same Mask R-CNN exported again with ``--precision int8`` as pipeline ``int8``.
 
-    The second one goes in by the real CLI with ``--name keypoints`` (and the plumbing
-    options), into a copy of the Mask R-CNN repository (model files hard-linked), as a user
-    adds a model to a server; both are served at the plumbing size.
+    The others go in by the real CLI with ``--name`` (and the plumbing options), each into a
+    copy of the repository before it (model files hard-linked), as a user adds a model to a
+    server; all are served at the plumbing size.  The int8 export calibrates on the test
+    photos (``helpers.photos``).
     """
     source = exported_repository(ARCHITECTURES["mask_rcnn"], *PLUMBING_OPTIONS)
     arch = ARCHITECTURES["keypoint_rcnn"]
     key = _export_key(arch, str(SEED), source.name, *PLUMBING_OPTIONS)
     extra = ("--name", SECOND_PIPELINE, *PLUMBING_OPTIONS)
-    exported = _cached_export("two-pipelines-", key, arch, seeded_checkpoint(arch), extra, source)
-    return derive(exported, CACHE / "two-pipelines-served", plumbing_overrides())
+    two = _cached_export("two-pipelines-", key, arch, seeded_checkpoint(arch), extra, source)
+    arch = ARCHITECTURES["mask_rcnn"]
+    calibration = calibration_photos()
+    key = _export_key(arch, str(SEED), two.name, *PLUMBING_OPTIONS, "int8")
+    extra = ("--name", INT8_PIPELINE, "--precision", "int8", "--calibration", str(calibration))
+    three = _cached_export(
+        "three-pipelines-", key, arch, seeded_checkpoint(arch), (*extra, *PLUMBING_OPTIONS), two
+    )
+    return derive(three, CACHE / "several-pipelines-served", plumbing_overrides())
+
+
+def calibration_photos() -> Path:
+    """The test photos in a folder of their own, as ``export --calibration`` reads them."""
+    from helpers.photos import write_photos
+
+    folder = CACHE / "calibration-photos"
+    write_photos(folder)
+    return folder
 
 
 def plumbing_overrides() -> Overrides:
