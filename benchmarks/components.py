@@ -1,8 +1,9 @@
 """In-process baselines, run in the *server* environment (torch + d2_triton, no Triton):
 
-* the bare TorchScript model on already-preprocessed images, with the detector config's
+* the bare exported model on already-preprocessed images, with the detector config's
   thread setting and device (a KIND_GPU detector runs on cuda:0; the copies to and from it
-  are timed, as the ensemble pays them too): the speed the ensemble is judged against;
+  are timed, as the ensemble pays them too): the speed the ensemble is judged against; on
+  the CPU also each of its stages (OpenVINO parts and TorchScript glue) in the same calls;
 * preprocess alone and postprocess alone (``d2_triton.serving.steps``, the code the models run),
   wall and CPU time.
 
@@ -68,11 +69,34 @@ class Repository:
         )
 
 
-def run_model(model, image: torch.Tensor, device: torch.device) -> list[torch.Tensor]:
+def run_model(model, image: torch.Tensor, device: torch.device, observe=None) -> list[torch.Tensor]:
     """One detector call as the Triton model makes it: in to the device, out to the CPU."""
     with torch.inference_mode():
-        outputs = model(image.to(device))
+        outputs = model(image.to(device), observe=observe)
     return [tensor.cpu() for tensor in outputs]  # waits for the device to finish
+
+
+class StageClock:
+    """Wall time of each stage of the detector calls it watches (``StagedModel``'s observe
+    hook marks each stage's start; the next mark, or the call's end, its stop).  CPU only:
+    on a GPU the marks would time kernel launches, not kernels."""
+
+    def __init__(self):
+        self.seconds: dict[str, list[float]] = {}
+        self._marks: list[tuple[str, float]] = []
+
+    def observe(self, stage, inputs) -> None:
+        self._marks.append((stage.name, time.perf_counter()))
+
+    def call_ended(self) -> None:
+        """Close the current call: each mark lasts until the next one."""
+        ends = [started for _, started in self._marks[1:]] + [time.perf_counter()]
+        for (name, started), ended in zip(self._marks, ends, strict=True):
+            self.seconds.setdefault(name, []).append(ended - started)
+        self._marks = []
+
+    def mean_ms(self) -> dict[str, float]:
+        return {name: 1000 * statistics.mean(times) for name, times in self.seconds.items()}
 
 
 def timed(function, *args):
@@ -110,6 +134,7 @@ def measure_size(repo: Repository, model, photos: list[Path], repeats: int, out:
     stages = {name: {"wall": [], "cpu": []} for name in ("preprocess", "model", "postprocess")}
     detections = []
     detector_requests, postprocess_requests = [], []
+    clock = StageClock() if repo.device.type == "cpu" else None
     for photo in photos:
         payload = photo.read_bytes()
         model_input = steps.preprocess(payload, repo.preprocess)
@@ -120,7 +145,10 @@ def measure_size(repo: Repository, model, photos: list[Path], repeats: int, out:
             model_input, wall, cpu = timed(steps.preprocess, payload, repo.preprocess)
             stages["preprocess"]["wall"].append(wall)
             stages["preprocess"]["cpu"].append(cpu)
-            outputs, wall, cpu = timed(run_model, model, image, repo.device)
+            observe = clock.observe if clock else None
+            outputs, wall, cpu = timed(run_model, model, image, repo.device, observe)
+            if clock:
+                clock.call_ended()
             stages["model"]["wall"].append(wall)
             stages["model"]["cpu"].append(cpu)
             raw = raw_detections(repo.fields, outputs)
@@ -150,6 +178,8 @@ def measure_size(repo: Repository, model, photos: list[Path], repeats: int, out:
         for stage, times in stages.items()
     }
     summary["model"]["throughput"] = 1.0 / statistics.mean(stages["model"]["wall"])
+    if clock:
+        summary["model"]["stages_ms"] = clock.mean_ms()
     summary["detections_per_image"] = statistics.mean(detections)
     summary["resized_hw"] = list(model_input.resized_hw)
     return summary

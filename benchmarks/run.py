@@ -86,6 +86,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3, help="in-process repetitions per photo")
     parser.add_argument("--photos-per-size", type=int, default=len(inputs.SAMPLES))
     parser.add_argument("--no-eager", action="store_true", help="skip the Detectron2 eager loop")
+    parser.add_argument(
+        "--eager-json",
+        type=Path,
+        help="take Detectron2's figures from this eager.json (written earlier in the same "
+        "benchmark, on the same photos) instead of running the loop again",
+    )
     parser.add_argument("--variant", default="shipped", help="a name for these settings")
     parser.add_argument("--detector-instances", type=int)
     parser.add_argument("--detector-threads", type=int)
@@ -100,8 +106,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def default_repository() -> Path:
-    repository = CACHE / "bench-exports" / f"mask_rcnn_R_50_FPN_3x-{export_fingerprint()}"
+def default_repository(*options: str) -> Path:
+    """The default model exported with ``options`` (cached by them and the exporter's code)."""
+    key = export_fingerprint(*options)
+    repository = CACHE / "bench-exports" / f"mask_rcnn_R_50_FPN_3x-{key}"
     if not export_info_path(repository).is_file():
         subprocess.run(
             [
@@ -115,6 +123,7 @@ def default_repository() -> Path:
                 "--fallback-random",
                 "--repository",
                 str(repository),
+                *options,
             ],
             cwd=REPO_ROOT,
             check=True,
@@ -170,6 +179,24 @@ def machine() -> str:
     return f"{os.cpu_count()} CPU cores ({model}), {platform.system()} {platform.release()}"
 
 
+# The CPU features the precisions depend on: bf16 natively (AMX or AVX512-BF16), int8 dot
+# products (AVX512-VNNI, or AMX's int8 tiles).
+CPU_FLAGS = ("avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_int8", "amx_tile")
+
+
+def cpu_flags() -> dict[str, bool]:
+    """Which of :data:`CPU_FLAGS` this machine's ``/proc/cpuinfo`` lists."""
+    listed = next(
+        (
+            set(line.split(":", 1)[1].split())
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("flags")
+        ),
+        set(),
+    )
+    return {flag: flag in listed for flag in CPU_FLAGS}
+
+
 def levels(text: str) -> list[int]:
     return [int(item) for item in text.split(",") if item.strip()]
 
@@ -206,7 +233,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     components = json.loads((work / "inputs" / "components.json").read_text())
     eager = None
-    if not args.no_eager:
+    if args.eager_json:
+        eager = json.loads(args.eager_json.read_text())
+    elif not args.no_eager:
         print("== Detectron2 eager DefaultPredictor (dev environment)", flush=True)
         subprocess.run(
             [
@@ -306,9 +335,11 @@ def main(argv: list[str] | None = None) -> int:
         "variant": args.variant,
         "when": time.strftime("%Y-%m-%d %H:%M"),
         "machine": machine(),
+        "cpu_flags": cpu_flags(),
         "command": "python -m benchmarks.run "
         + shlex.join(argv if argv is not None else sys.argv[1:]),
-        "model": {key: info[key] for key in ("config", "weights", "score_thresh_test")},
+        "model": {key: info[key] for key in ("config", "weights", "score_thresh_test")}
+        | {"precision": info.get("precision", "f32")},
         "settings": settings_of(repository, args),
         "components": components,
         "eager": eager,

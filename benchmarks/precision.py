@@ -1,0 +1,228 @@
+"""Precisions side by side: Detectron2 eager, then the f32, bf16 and int8 exports served.
+
+    .cache/venv-dev/bin/python -m benchmarks.precision --out benchmarks/results/cpu-2core-precision
+
+The default benchmark model (Mask R-CNN R50-FPN, the exporter's fixed-seed weights where the
+zoo cannot be reached) is exported once per ``--precisions`` entry, int8 calibrated on the
+benchmark's own photos (speed does not depend on which images calibrate; accuracy is the
+trained model's to show, ``benchmarks.accuracy``).  Then ``benchmarks.run`` measures each in
+turn on the same photos and sizes: the first run also times ``DefaultPredictor``, the later
+ones take those figures (``--eager-json``), so every ratio is against one eager measurement
+of this run.  Each run's own ``summary.json`` (``variant``, ``against_eager[size]``) goes to
+``OUT/<precision>/``; ``OUT/summary.json``, ``report.md`` and ``plot.png`` compare them, with
+the CPU's model and the flags the precisions depend on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from benchmarks import inputs, run
+from d2_triton.commands import Parser, command
+from d2_triton.names import PRECISIONS
+
+METRICS = ("throughput_ratio", "latency_ratio")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = Parser(
+        prog="python -m benchmarks.precision",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--out", type=Path, default=run.REPO_ROOT / "benchmarks/results/latest")
+    parser.add_argument("--precisions", default=",".join(PRECISIONS))
+    parser.add_argument("--sizes", default="640x480,1280x960,1920x1080")
+    parser.add_argument("--concurrency", default="1,2,3", help="ensemble sweep of each")
+    parser.add_argument("--request-count", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=3, help="in-process repetitions")
+    return parser.parse_args(argv)
+
+
+def export(precision: str, calibration: Path) -> Path:
+    """The default model's repository in ``precision`` (cached like ``benchmarks.run``'s)."""
+    if precision == "f32":
+        return run.default_repository()
+    options = ["--precision", precision]
+    if precision == "int8":
+        options += ["--calibration", str(calibration)]
+    return run.default_repository(*options)
+
+
+def runs_in(precision: str) -> str:
+    """What the served detector computes in on this CPU (a bf16 export may run f32)."""
+    from d2_triton.serving.stages import runnable
+
+    return runnable(precision)
+
+
+def compare(summaries: dict[str, dict]) -> dict:
+    """Each precision against eager and against the f32 export, per size; memory at rest."""
+    f32 = summaries.get("f32", {}).get("against_eager", {})
+    compared = {}
+    for precision, summary in summaries.items():
+        sizes = summary["against_eager"]
+        compared[precision] = {
+            "runs_in": runs_in(precision),
+            "against_eager": sizes,
+            "against_f32": {
+                size: {
+                    "throughput_ratio": figures["ensemble_img_per_s"]
+                    / f32[size]["ensemble_img_per_s"],
+                    "latency_ratio": f32[size]["ensemble_p50_ms_alone"]
+                    / figures["ensemble_p50_ms_alone"],
+                }
+                for size, figures in sizes.items()
+                if size in f32
+            },
+            "memory_rest_mib": summary["memory"]["rest_total"],
+            "detector_stages_ms": {
+                size: figures["model"].get("stages_ms", {})
+                for size, figures in summary["components"]["sizes"].items()
+            },
+        }
+    return compared
+
+
+def report(summary: dict) -> str:
+    """report.md: one table per ratio, rows by precision, columns by size."""
+    variants = summary["precisions"]
+    sizes = sorted(next(iter(variants.values()))["against_eager"], key=lambda s: int(s[:4]))
+    lines = [
+        "# Precisions: Detectron2 eager against the served f32, bf16 and int8 exports",
+        "",
+        f"- when: {summary['when']}; machine: {summary['machine']}",
+        "- CPU flags: "
+        + ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in summary["cpu_flags"].items()),
+        f"- model: {summary['model']}",
+        f"- command: `{summary['command']}`",
+        "",
+        "| precision (runs in) | " + " | ".join(f"{s} img/s (x eager)" for s in sizes) + " |",
+        "|---" * (len(sizes) + 1) + "|",
+    ]
+    eager = next(iter(variants.values()))["against_eager"]
+    lines.append(
+        "| Detectron2 eager | "
+        + " | ".join(f"{eager[s]['eager_img_per_s']:.3f}" for s in sizes)
+        + " |"
+    )
+    for name, figures in variants.items():
+        cells = [
+            f"{figures['against_eager'][s]['ensemble_img_per_s']:.3f} "
+            f"(**{figures['against_eager'][s]['throughput_ratio']:.2f}**)"
+            for s in sizes
+        ]
+        lines.append(f"| {name} ({figures['runs_in']}) | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "| precision | "
+        + " | ".join(f"{s} ms alone (x eager)" for s in sizes)
+        + " | MiB at rest |",
+        "|---" * (len(sizes) + 2) + "|",
+        "| Detectron2 eager | "
+        + " | ".join(f"{eager[s]['eager_ms_per_image']:.0f}" for s in sizes)
+        + " | |",
+    ]
+    for name, figures in variants.items():
+        cells = [
+            f"{figures['against_eager'][s]['ensemble_p50_ms_alone']:.0f} "
+            f"(**{figures['against_eager'][s]['latency_ratio']:.2f}**)"
+            for s in sizes
+        ]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {figures['memory_rest_mib']:.0f} |")
+    lines += [
+        "",
+        "Where the bare detector's time goes (ms per image, in-process, largest size):",
+        "",
+    ]
+    largest = sizes[-1]
+    stage_names = list(next(iter(variants.values()))["detector_stages_ms"][largest])
+    lines += [
+        "| precision | " + " | ".join(stage_names) + " |",
+        "|---" * (len(stage_names) + 1) + "|",
+    ]
+    for name, figures in variants.items():
+        stages = figures["detector_stages_ms"][largest]
+        lines.append(
+            f"| {name} | " + " | ".join(f"{stages.get(n, 0):.0f}" for n in stage_names) + " |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot(summary: dict, path: Path) -> None:
+    """Throughput and latency ratios against eager, per size, one bar per precision."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    variants = summary["precisions"]
+    sizes = sorted(next(iter(variants.values()))["against_eager"], key=lambda s: int(s[:4]))
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4))
+    width = 0.8 / len(variants)
+    for axis, metric in zip(axes, METRICS, strict=True):
+        for offset, (name, figures) in enumerate(variants.items()):
+            values = [figures["against_eager"][s][metric] for s in sizes]
+            axis.bar(np.arange(len(sizes)) + offset * width, values, width, label=name)
+        axis.axhline(1.0, color="grey", linewidth=0.8)
+        axis.set_xticks(np.arange(len(sizes)) + width * (len(variants) - 1) / 2, sizes)
+        axis.set(ylabel=f"{metric.replace('_', ' ')} (x DefaultPredictor)", title=metric)
+        axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+@command("python -m benchmarks.precision")
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    out = args.out.absolute()
+    precisions = [p for p in args.precisions.split(",") if p]
+    calibration = run.CACHE / "bench-work" / "calibration"
+    inputs.write_photos(calibration, [inputs.parse_size(s) for s in args.sizes.split(",")])
+    repositories = {precision: export(precision, calibration) for precision in precisions}
+    summaries = {}
+    eager_json = None
+    for precision, repository in repositories.items():
+        print(f"== {precision}: {repository}", flush=True)
+        options = [
+            "--repository", str(repository),
+            "--variant", precision,
+            "--out", str(out / precision),
+            "--sizes", args.sizes,
+            "--concurrency", args.concurrency,
+            "--composing-concurrency", "",
+            "--request-count", str(args.request_count),
+            "--repeats", str(args.repeats),
+        ]  # fmt: skip
+        if eager_json is not None:
+            options += ["--eager-json", str(eager_json)]
+        if run.main(options) != 0:
+            raise SystemExit(f"benchmarks.run failed for {precision}")
+        summaries[precision] = json.loads((out / precision / "summary.json").read_text())
+        eager_json = run.CACHE / "bench-work" / precisions[0] / "eager.json"
+    first = next(iter(summaries.values()))
+    summary = {
+        "when": time.strftime("%Y-%m-%d %H:%M"),
+        "machine": run.machine(),
+        "cpu_flags": run.cpu_flags(),
+        "command": "python -m benchmarks.precision "
+        + shlex.join(argv if argv is not None else sys.argv[1:]),
+        "model": {k: first["model"][k] for k in ("config", "weights", "score_thresh_test")},
+        "precisions": compare(summaries),
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (out / "report.md").write_text(report(summary))
+    plot(summary, out / "plot.png")
+    print(f"wrote {out / 'report.md'}, summary.json, plot.png")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
