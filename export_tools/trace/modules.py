@@ -66,42 +66,96 @@ class Backbone(nn.Module):
         return (*[features[name] for name in self.feature_names], *logits, *deltas)
 
 
-class RoiHeads(nn.Module):
-    """RPN proposal selection, the box head, and ROI pooling for the mask/keypoint heads."""
+def propose(rpn, image, features, logits, deltas):
+    """The RPN's proposals for one image (Detectron2's ``RPN.forward`` past its head).
+
+    Args:
+        rpn: the proposal generator (its head not needed).
+        image: the uint8 3 x H x W input (only its size is read: proposals are clipped to
+            it, as Detectron2 clips them to ``images.image_sizes``).
+        features: the feature maps by name (``unflatten``).
+        logits: the RPN head's objectness logits per level.
+        deltas: the RPN head's anchor deltas per level.
+    """
+    head_features = [features[name] for name in rpn.in_features]
+    anchors = rpn.anchor_generator(head_features)
+    logits = [score.permute(0, 2, 3, 1).flatten(1) for score in logits]
+    box_dim = rpn.anchor_generator.box_dim
+    deltas = [
+        delta.view(delta.shape[0], -1, box_dim, delta.shape[-2], delta.shape[-1])
+        .permute(0, 3, 4, 1, 2)
+        .flatten(1, -2)
+        for delta in deltas
+    ]
+    return rpn.predict_proposals(anchors, logits, deltas, [(image.shape[-2], image.shape[-1])])
+
+
+class Proposals(nn.Module):
+    """RPN proposal selection and the box head's ROI pooling (``_forward_box``'s first half)."""
 
     def __init__(self, model, feature_names, levels):
         super().__init__()
         self.rpn = without(model.proposal_generator, "rpn_head")
-        self.roi_heads = without(model.roi_heads, "mask_head", "keypoint_head")
+        self.box_pooler = model.roi_heads.box_pooler
+        self.box_in_features = model.roi_heads.box_in_features
         self.feature_names = feature_names
         self.levels = levels
 
     def forward(self, image, *tensors):
+        """Proposal boxes (R x 4) and their pooled features (R x C x S x S).
+
+        Args:
+            image: the uint8 3 x H x W input (for its size).
+            tensors: the ``Backbone`` stage's outputs, in its order.
+        """
+        features, logits, deltas = unflatten(tensors, self.feature_names, self.levels)
+        proposals = propose(self.rpn, image, features, logits, deltas)
+        boxes = [proposal.proposal_boxes for proposal in proposals]
+        pooled = self.box_pooler([features[f] for f in self.box_in_features], boxes)
+        return boxes[0].tensor, pooled
+
+
+class BoxHead(nn.Module):
+    """The box head's layers and its predictor: class logits and box deltas per proposal."""
+
+    def __init__(self, roi_heads):
+        super().__init__()
+        self.box_head = roi_heads.box_head
+        self.box_predictor = roi_heads.box_predictor
+
+    def forward(self, pooled):
+        """Args: pooled (R x C x S x S).  Returns class logits (R x K+1), deltas (R x 4K)."""
+        return self.box_predictor(self.box_head(pooled))
+
+
+class BoxSelect(nn.Module):
+    """``_forward_box``'s second half (decode, score cut, NMS, top-k).
+
+    Then the ROI pooling of the mask and keypoint heads on the boxes kept.
+    """
+
+    def __init__(self, model, feature_names):
+        super().__init__()
+        self.roi_heads = without(model.roi_heads, "box_head", "mask_head", "keypoint_head")
+        self.feature_names = feature_names
+
+    def forward(self, image, proposal_boxes, class_logits, box_deltas, *feature_maps):
         """Boxes (N x 4), scores (N), classes (N), then the pooled mask/keypoint features.
 
         Args:
-            image: the uint8 3 x H x W input (only its size is read: proposals are clipped
-                to it, as Detectron2 clips them to ``images.image_sizes``).
-            tensors: the ``Backbone`` stage's outputs, in its order.
+            image: the uint8 3 x H x W input (for its size).
+            proposal_boxes: ``Proposals``' boxes (R x 4).
+            class_logits: ``BoxHead``'s class logits (R x K+1).
+            box_deltas: ``BoxHead``'s box deltas (R x 4K).
+            feature_maps: the features named ``feature_names``, in that order.
         """
-        from detectron2.structures import ImageList
+        from detectron2.structures import Boxes, Instances
 
-        features, logits, deltas = unflatten(tensors, self.feature_names, self.levels)
-        images = ImageList(image[None], [(image.shape[-2], image.shape[-1])])
-        rpn = self.rpn
-        head_features = [features[name] for name in rpn.in_features]
-        anchors = rpn.anchor_generator(head_features)
-        logits = [score.permute(0, 2, 3, 1).flatten(1) for score in logits]
-        box_dim = rpn.anchor_generator.box_dim
-        deltas = [
-            delta.view(delta.shape[0], -1, box_dim, delta.shape[-2], delta.shape[-1])
-            .permute(0, 3, 4, 1, 2)
-            .flatten(1, -2)
-            for delta in deltas
-        ]
-        proposals = rpn.predict_proposals(anchors, logits, deltas, images.image_sizes)
         heads = self.roi_heads
-        instances = heads._forward_box(features, proposals)[0]
+        features = dict(zip(self.feature_names, feature_maps, strict=True))
+        proposals = Instances((image.shape[-2], image.shape[-1]))
+        proposals.proposal_boxes = Boxes(proposal_boxes)
+        instances = heads.box_predictor.inference((class_logits, box_deltas), [proposals])[0][0]
         boxes = [instances.pred_boxes]
         outputs = [instances.pred_boxes.tensor, instances.scores, instances.pred_classes]
         if heads.mask_on:

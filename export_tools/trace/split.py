@@ -16,7 +16,9 @@ stage           inputs                                        outputs
 ==============  ============================================  ==============================
 normalize       image                                         padded (1 x 3 x H' x W')
 backbone        padded                                        features, RPN logits, deltas
-roi_heads       image, features, logits, deltas               boxes, scores, classes, pooled
+proposals       image, features, logits, deltas               proposal boxes, box_pooled
+box_head        box_pooled (R x 256 x 7 x 7)                  class_logits, box_deltas
+box_select      image, proposal boxes, logits, deltas, feat.  boxes, scores, classes, pooled
 mask_head       mask_pooled (N x 256 x 14 x 14)               mask_logits
 mask_select     mask_logits, classes                          pred_masks (N x 1 x 28 x 28)
 keypoint_head   keypoint_pooled                               keypoint_logits
@@ -36,18 +38,20 @@ from d2_triton.serving.stages import Stage
 from export_tools.errors import UnsupportedModelError
 from export_tools.trace.modules import (
     Backbone,
+    BoxHead,
+    BoxSelect,
     HeadLayers,
     Keypoints,
     MaskSelect,
     Normalize,
+    Proposals,
     RetinaNetDecode,
-    RoiHeads,
     roi_align_split,
 )
 from export_tools.trace.tracing import nms_dispatched_at_run_time
 
 # Stages converted to OpenVINO; every other stage stays TorchScript.
-OPENVINO_STAGES = frozenset({"backbone", "mask_head", "keypoint_head"})
+OPENVINO_STAGES = frozenset({"backbone", "box_head", "mask_head", "keypoint_head"})
 
 
 @dataclass
@@ -126,18 +130,34 @@ def dense_head(model) -> tuple[torch.nn.Module, list[str]]:
 
 
 def trace_roi_heads(tracer, model, feature_names, inputs, dense_names) -> None:
-    """The R-CNN's ROI heads: boxes, then the mask and keypoint heads on their own."""
+    """The R-CNN's ROI heads: proposals, the box head, box selection, mask and keypoint heads.
+
+    The box, mask and keypoint heads are stages of their own (OpenVINO); the rest is glue.
+    """
     heads = model.roi_heads
+    image, features = inputs[0], inputs[1 : 1 + len(feature_names)]
     pooled_names = ["mask_pooled"] * heads.mask_on + ["keypoint_pooled"] * heads.keypoint_on
     with roi_align_split(heads):
         levels = (len(dense_names) - len(feature_names)) // 2  # logits_i and deltas_i
-        roi_heads = RoiHeads(model, feature_names, levels)
-        found = tracer.add(
-            "roi_heads",
-            roi_heads,
+        proposal_boxes, box_pooled = tracer.add(
+            "proposals",
+            Proposals(model, feature_names, levels),
             ("image", *dense_names),
-            (*_BOX_FIELDS, *pooled_names),
+            ("proposal_boxes", "box_pooled"),
             *inputs,
+        )
+        predicted = tracer.add(
+            "box_head", BoxHead(heads), ("box_pooled",), ("class_logits", "box_deltas"), box_pooled
+        )
+        found = tracer.add(
+            "box_select",
+            BoxSelect(model, feature_names),
+            ("image", "proposal_boxes", "class_logits", "box_deltas", *feature_names),
+            (*_BOX_FIELDS, *pooled_names),
+            image,
+            proposal_boxes,
+            *predicted,
+            *features,
         )
     boxes, classes, pooled = found[0], found[2], dict(zip(pooled_names, found[3:], strict=True))
     if heads.mask_on:
