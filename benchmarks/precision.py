@@ -184,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     out = args.out.absolute()
     precisions = [p for p in args.precisions.split(",") if p]
-    calibration = run.CACHE / "bench-work" / "calibration"
+    # named by the sizes: the export cache knows the folder by name, not by content
+    calibration = run.CACHE / "bench-work" / f"calibration-{args.sizes.replace(',', '-')}"
     inputs.write_photos(calibration, [inputs.parse_size(s) for s in args.sizes.split(",")])
     repositories = {precision: export(precision, calibration) for precision in precisions}
     summaries = {}
