@@ -41,6 +41,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--concurrency", default="1,2,3", help="ensemble sweep of each")
     parser.add_argument("--request-count", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3, help="in-process repetitions")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the precisions OUT already has a summary of (a run cut short); the rest "
+        "take Detectron2's figures from the first precision's run",
+    )
     return parser.parse_args(argv)
 
 
@@ -80,7 +86,7 @@ def compare(summaries: dict[str, dict]) -> dict:
                 for size, figures in sizes.items()
                 if size in f32
             },
-            "memory_rest_mib": summary["memory"]["rest_total"],
+            "memory_rest_mib": summary["memory"]["rest_total"] / 2**20,  # sampled in bytes
             "detector_stages_ms": {
                 size: figures["model"].get("stages_ms", {})
                 for size, figures in summary["components"]["sizes"].items()
@@ -92,7 +98,9 @@ def compare(summaries: dict[str, dict]) -> dict:
 def report(summary: dict) -> str:
     """report.md: one table per ratio, rows by precision, columns by size."""
     variants = summary["precisions"]
-    sizes = sorted(next(iter(variants.values()))["against_eager"], key=lambda s: int(s[:4]))
+    sizes = sorted(
+        next(iter(variants.values()))["against_eager"], key=lambda s: int(s.split("x")[0])
+    )
     lines = [
         "# Precisions: Detectron2 eager against the served f32, bf16 and int8 exports",
         "",
@@ -163,7 +171,9 @@ def plot(summary: dict, path: Path) -> None:
     import numpy as np
 
     variants = summary["precisions"]
-    sizes = sorted(next(iter(variants.values()))["against_eager"], key=lambda s: int(s[:4]))
+    sizes = sorted(
+        next(iter(variants.values()))["against_eager"], key=lambda s: int(s.split("x")[0])
+    )
     figure, axes = plt.subplots(1, 2, figsize=(11, 4))
     width = 0.8 / len(variants)
     for axis, metric in zip(axes, METRICS, strict=True):
@@ -189,8 +199,13 @@ def main(argv: list[str] | None = None) -> int:
     inputs.write_photos(calibration, [inputs.parse_size(s) for s in args.sizes.split(",")])
     repositories = {precision: export(precision, calibration) for precision in precisions}
     summaries = {}
-    eager_json = None
     for precision, repository in repositories.items():
+        eager_json = run.CACHE / "bench-work" / precisions[0] / "eager.json" if summaries else None
+        done = out / precision / "summary.json"
+        if args.resume and done.is_file():
+            print(f"== {precision}: kept from {done}", flush=True)
+            summaries[precision] = json.loads(done.read_text())
+            continue
         print(f"== {precision}: {repository}", flush=True)
         options = [
             "--repository", str(repository),
@@ -206,8 +221,7 @@ def main(argv: list[str] | None = None) -> int:
             options += ["--eager-json", str(eager_json)]
         if run.main(options) != 0:
             raise SystemExit(f"benchmarks.run failed for {precision}")
-        summaries[precision] = json.loads((out / precision / "summary.json").read_text())
-        eager_json = run.CACHE / "bench-work" / precisions[0] / "eager.json"
+        summaries[precision] = json.loads(done.read_text())
     first = next(iter(summaries.values()))
     summary = {
         "when": time.strftime("%Y-%m-%d %H:%M"),
