@@ -219,9 +219,10 @@ def export(settings: ExportSettings) -> ExportResult:
 
 def calibration_files(settings: ExportSettings) -> list[Path]:
     """The images an int8 export calibrates on (none for other precisions)."""
-    if settings.precision != "int8" or settings.calibration is None:
+    folder = settings.calibration_folder
+    if settings.precision != "int8" or folder is None:
         return []
-    return quantize.calibration_files(settings.calibration, settings.calibration_images)
+    return quantize.calibration_files(folder, settings.calibration_images)
 
 
 def preprocess_parameters(model: writer.ExportedModel) -> PreprocessParameters:

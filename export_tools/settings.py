@@ -102,14 +102,16 @@ class ExportSettings:
         PRECISIONS[0],
         help="what the OpenVINO stages compute in: f32 (within float rounding of Detectron2), "
         "bf16 (faster where the CPU has AMX or AVX512-BF16; elsewhere the detector runs f32 "
-        "and logs it) or int8 (NNCF's post-training quantization, needs --calibration); "
+        "and logs it) or int8 (NNCF's post-training quantization, needs --calibration or "
+        "--coco-dataset); "
         "not with --exact",
         choices=PRECISIONS,
     )
     calibration: Path | None = option(
         None,
         help="int8: a folder of images like those the model will serve, to calibrate the "
-        "quantization on (decoded and resized as serving does)",
+        "quantization on (decoded and resized as serving does); default: the image folder "
+        "of the first --coco-dataset",
     )
     calibration_images: int = option(
         100, help="int8: calibrate on at most this many images of --calibration"
@@ -153,10 +155,11 @@ class ExportSettings:
                 f"--precision {self.precision} is for the staged export's OpenVINO stages; "
                 "--exact (and a GPU detector) is one TorchScript file at float32"
             )
-        if self.precision == "int8" and self.calibration is None:
+        if self.precision == "int8" and self.calibration_folder is None:
             raise ConfigError(
                 "--precision int8 needs calibration images: --calibration DIR, a folder of "
-                "images like those the model will serve (a few hundred at most)"
+                "images like those the model will serve (100 are read by default), or "
+                "--coco-dataset NAME JSON IMAGE_DIR"
             )
         if self.calibration is not None and not self.calibration.is_dir():
             raise DatasetError(f"--calibration {self.calibration}: no such folder")
@@ -171,6 +174,16 @@ class ExportSettings:
             raise ConfigError(f"--sample-image {self.sample_image}: no such file")
         for dataset in self.datasets:
             check_dataset(dataset)
+
+    @property
+    def calibration_folder(self) -> Path | None:
+        """Where an int8 export's calibration images are, if anywhere.
+
+        ``--calibration``, else the image folder of the first ``--coco-dataset``.
+        """
+        if self.calibration is not None:
+            return self.calibration
+        return self.datasets[0].image_root if self.datasets else None
 
     def read_label_map(self) -> LabelMap | None:
         """The ``--label-map`` file's names, if one is given (LabelMapError if unreadable)."""

@@ -43,10 +43,10 @@ IMAGE_SUFFIXES = frozenset({f".{name}" for name in SIGNATURES} | {".jpg", ".tif"
 def calibration_files(folder: Path, limit: int) -> list[Path]:
     """Up to ``limit`` image files under ``folder``, in name order (DatasetError if none)."""
     if not folder.is_dir():
-        raise DatasetError(f"--calibration {folder}: no such folder")
+        raise DatasetError(f"calibration folder {folder}: no such folder")
     found = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not found:
-        raise DatasetError(f"--calibration {folder}: no image files ({ACCEPTED})")
+        raise DatasetError(f"calibration folder {folder}: no image files ({ACCEPTED})")
     return found[:limit]
 
 

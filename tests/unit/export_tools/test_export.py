@@ -32,6 +32,8 @@ def write(path, text: str):
 def cases(tmp):
     coco = {"images": [], "annotations": [], "categories": [{"id": 1, "name": "a"}]}
     good_json = write(tmp / "good.json", json.dumps(coco))
+    empty_folder = tmp / "no-images-yet"
+    empty_folder.mkdir(exist_ok=True)
     return {
         "label map not JSON": (["--label-map", str(write(tmp / "l.json", "{oops"))], "--label-map"),
         "label map keys not ids": (
@@ -61,6 +63,15 @@ def cases(tmp):
             "no image folder",
         ),
         "bf16 with --exact": (["--exact", "--precision", "bf16"], "--precision bf16"),
+        "int8 without calibration": (["--precision", "int8"], "--calibration DIR"),
+        "int8 calibration folder missing": (
+            ["--precision", "int8", "--calibration", str(tmp / "absent")],
+            "no such folder",
+        ),
+        "int8 dataset without images": (
+            ["--precision", "int8", "--coco-dataset", "d", str(good_json), str(empty_folder)],
+            f"calibration folder {empty_folder}: no image files",
+        ),
     }
 
 
@@ -77,6 +88,9 @@ def cases(tmp):
         "dataset json not COCO",
         "dataset images missing",
         "bf16 with --exact",
+        "int8 without calibration",
+        "int8 calibration folder missing",
+        "int8 dataset without images",
     ],
 )
 def test_bad_input_ends_the_export_in_one_line(capsys, tmp_path, case):
