@@ -21,6 +21,7 @@ from tritonclient.utils import InferenceServerException
 
 from d2_triton.client import DetectionClient, DetectionResult
 from d2_triton.errors import InvalidArgumentError
+from d2_triton.names import DEFAULT_PIPELINE
 
 
 @dataclass(frozen=True)
@@ -93,9 +94,9 @@ def same_answer(a: DetectionResult, b: DetectionResult) -> bool:
 
 
 def reference_answers(
-    url: str, cases: list[Case], model: str | None = None
+    url: str, cases: list[Case], model: str = DEFAULT_PIPELINE
 ) -> dict[str, DetectionResult]:
-    """The answer to each good case, asked alone (of pipeline ``model``, else the default)."""
+    """The answer to each good case, asked alone (of pipeline ``model``)."""
     with DetectionClient(url, model=model) as client:
         return {case.name: client.detect(case.payload) for case in cases if not case.expected_error}
 
@@ -112,9 +113,7 @@ class Bounds:
 class LoadRun:
     """The shared state of one run: the report, its lock, the cases and their references."""
 
-    def __init__(
-        self, url: str, cases: list[Case], references: dict, bounds: Bounds, model: str | None
-    ):
+    def __init__(self, url: str, cases: list[Case], references: dict, bounds: Bounds, model: str):
         self.url, self.cases, self.references, self.bounds = url, cases, references, bounds
         self.model = model
         self.report = LoadReport()
@@ -194,7 +193,7 @@ def run_load(
     timeout: float = 300.0,
     seed: int = 0,
     until: Callable[[LoadReport], bool] | None = None,
-    model: str | None = None,
+    model: str = DEFAULT_PIPELINE,
 ) -> LoadReport:
     """``clients`` threads, each with its own connection, sending random cases.
 
@@ -203,8 +202,7 @@ def run_load(
     (``time.monotonic()``), whichever comes first.  With ``until``, make the deadline a
     generous limit that only a stuck server reaches, and check ``until`` again afterwards.
     A reference may be a tuple of acceptable answers (two model versions, say); a good
-    request's ``Request.answer`` says which one it got.  ``model``: the pipeline asked
-    (default: the server's default pipeline).
+    request's ``Request.answer`` says which one it got.  ``model``: the pipeline asked.
     """
     if requests_per_client is None and deadline is None:
         raise InvalidArgumentError("bound the load by requests_per_client or deadline")
