@@ -161,8 +161,6 @@ class ExportSettings:
                 "images like those the model will serve (100 are read by default), or "
                 "--coco-dataset NAME JSON IMAGE_DIR"
             )
-        if self.calibration is not None and not self.calibration.is_dir():
-            raise DatasetError(f"--calibration {self.calibration}: no such folder")
         if not Path(self.config).suffix == ".yaml":
             raise ConfigError(f"--config {self.config}: a Detectron2 yaml config is expected")
         weights = self.weights

@@ -28,7 +28,7 @@ import torch
 
 from d2_triton.model_config import PreprocessParameters
 from d2_triton.serving import steps
-from d2_triton.serving.stages import PLAN_FILE, StagedModel, StagePlan, available_cores
+from d2_triton.serving.stages import StagedModel, available_cores
 from d2_triton.vision.imaging import ACCEPTED, SIGNATURES, InvalidImageError
 from export_tools.errors import DatasetError
 
@@ -95,10 +95,11 @@ def stage_options(name: str) -> dict:
     }
 
 
-def quantize_stages(folder: Path, files: list[Path], parameters: PreprocessParameters) -> int:
-    """Quantize every OpenVINO stage in ``folder`` to int8 in place; returns images used.
+def quantize_stages(folder: Path, files: list[Path], parameters: PreprocessParameters) -> None:
+    """Quantize every OpenVINO stage in ``folder`` to int8 in place.
 
-    ``stages.json`` is rewritten with ``precision: int8`` once every stage is done.
+    ``stages.json`` already says ``int8`` (``files.write_stages``); the plan is loaded at
+    ``f32`` to record the float stages' inputs.
     """
     import nncf
     import openvino
@@ -124,7 +125,3 @@ def quantize_stages(folder: Path, files: list[Path], parameters: PreprocessParam
         openvino.save_model(quantized, str(staged), compress_to_fp16=False)
         staged.with_suffix(".bin").replace(target.with_suffix(".bin"))
         staged.replace(target)
-    plan = model.plan
-    int8 = StagePlan(plan.input, plan.stages, plan.outputs, "int8")
-    (folder / PLAN_FILE).write_text(int8.to_json(), encoding="utf-8")
-    return len(next(iter(recorded.values()), []))
