@@ -6,8 +6,21 @@ import csv
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 from helpers.exports import REPO_ROOT
+
+
+def failure_report(result: subprocess.CompletedProcess, out: Path) -> str:
+    """What a failed run said, without the torch warnings, and the tails of its two logs."""
+    said = [line for line in result.stderr.splitlines() if "Warning" not in line]
+    last = said[-1] if said else ""  # first, so that pytest's one-line summary shows it
+    parts = [f"exit {result.returncode}: {last}", result.stdout[-2000:], "\n".join(said)[-4000:]]
+    for name in ("tritonserver.log", "perf_analyzer.log"):
+        log = out / name
+        if log.is_file():
+            parts.append(f"--- {name} (tail)\n" + log.read_text(errors="replace")[-3000:])
+    return "\n".join(parts)
 
 
 def test_benchmark_command_produces_a_report(tmp_path, server_pool, fast_repository):
@@ -15,7 +28,7 @@ def test_benchmark_command_produces_a_report(tmp_path, server_pool, fast_reposit
     server_pool.stop()  # the benchmark starts its own server; keep the 2 cores for it
     repository = fast_repository
     out = tmp_path / "report"
-    subprocess.run(
+    result = subprocess.run(
         [
             sys.executable,
             "-m",
@@ -44,8 +57,10 @@ def test_benchmark_command_produces_a_report(tmp_path, server_pool, fast_reposit
             "1",
         ],
         cwd=REPO_ROOT,
-        check=True,
+        capture_output=True,
+        text=True,
     )
+    assert result.returncode == 0, failure_report(result, out)
     for name in ("report.md", "results.csv", "summary.json", "plot.png"):
         assert (out / name).stat().st_size > 0, name
     rows = list(csv.DictReader((out / "results.csv").read_text().splitlines()))
