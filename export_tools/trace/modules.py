@@ -116,16 +116,70 @@ class Proposals(nn.Module):
 
 
 class BoxHead(nn.Module):
-    """The box head's layers and its predictor: class logits and box deltas per proposal."""
+    """A box head's layers and its predictor: class logits and box deltas per proposal.
 
-    def __init__(self, roi_heads):
+    Args:
+        box_head: the head's layers (for Cascade R-CNN, one stage's).
+        box_predictor: the matching ``FastRCNNOutputLayers``.
+    """
+
+    def __init__(self, box_head, box_predictor):
         super().__init__()
-        self.box_head = roi_heads.box_head
-        self.box_predictor = roi_heads.box_predictor
+        self.box_head = box_head
+        self.box_predictor = box_predictor
 
     def forward(self, pooled):
         """Args: pooled (R x C x S x S).  Returns class logits (R x K+1), deltas (R x 4K)."""
         return self.box_predictor(self.box_head(pooled))
+
+
+def pool_boxes(pooler, in_features, features, boxes):
+    """``pooler`` over the features named ``in_features`` for ``boxes`` (a list of Boxes)."""
+    return pooler([features[name] for name in in_features], boxes)
+
+
+class CascadeRefine(nn.Module):
+    """Between Cascade R-CNN stages k and k+1: stage k's boxes, pooled again.
+
+    The boxes stage k predicts, clipped, are stage k+1's proposals
+    (``CascadeROIHeads._create_proposals_from_boxes``).
+
+    Args:
+        model: the R-CNN; ``stage``: the index k of the stage whose outputs are refined.
+    """
+
+    def __init__(self, model, feature_names, stage: int):
+        super().__init__()
+        heads = model.roi_heads
+        self.box_predictor = heads.box_predictor[stage]
+        self.box_pooler = heads.box_pooler
+        self.box_in_features = heads.box_in_features
+        self.feature_names = feature_names
+
+    def forward(self, image, proposal_boxes, class_logits, box_deltas, *feature_maps):
+        """The next stage's proposal boxes (R x 4) and their pooled features.
+
+        Arguments as :class:`BoxSelect`'s.
+        """
+        from detectron2.structures import Boxes
+
+        size = (image.shape[-2], image.shape[-1])
+        proposals = [_proposals(size, proposal_boxes)]
+        predicted = self.box_predictor.predict_boxes((class_logits, box_deltas), proposals)[0]
+        boxes = Boxes(predicted.detach())
+        boxes.clip(size)
+        features = dict(zip(self.feature_names, feature_maps, strict=True))
+        pooled = pool_boxes(self.box_pooler, self.box_in_features, features, [boxes])
+        return boxes.tensor, pooled
+
+
+def _proposals(size, boxes):
+    """One image's ``Instances`` with ``proposal_boxes`` (R x 4 tensor) set."""
+    from detectron2.structures import Boxes, Instances
+
+    proposals = Instances(size)
+    proposals.proposal_boxes = Boxes(boxes)
+    return proposals
 
 
 class BoxSelect(nn.Module):
@@ -149,22 +203,64 @@ class BoxSelect(nn.Module):
             box_deltas: ``BoxHead``'s box deltas (R x 4K).
             feature_maps: the features named ``feature_names``, in that order.
         """
-        from detectron2.structures import Boxes, Instances
+        proposals = [_proposals((image.shape[-2], image.shape[-1]), proposal_boxes)]
+        predictor = self.roi_heads.box_predictor
+        instances = predictor.inference((class_logits, box_deltas), proposals)[0][0]
+        return self.roi_heads_outputs(instances, feature_maps)
 
+    def roi_heads_outputs(self, instances, feature_maps) -> tuple[torch.Tensor, ...]:
+        """The kept instances' fields, then their mask and keypoint poolings."""
         heads = self.roi_heads
         features = dict(zip(self.feature_names, feature_maps, strict=True))
-        proposals = Instances((image.shape[-2], image.shape[-1]))
-        proposals.proposal_boxes = Boxes(proposal_boxes)
-        instances = heads.box_predictor.inference((class_logits, box_deltas), [proposals])[0][0]
         boxes = [instances.pred_boxes]
         outputs = [instances.pred_boxes.tensor, instances.scores, instances.pred_classes]
         if heads.mask_on:
-            pooled = heads.mask_pooler([features[f] for f in heads.mask_in_features], boxes)
-            outputs.append(pooled)
+            outputs.append(pool_boxes(heads.mask_pooler, heads.mask_in_features, features, boxes))
         if heads.keypoint_on:
-            pooled = heads.keypoint_pooler([features[f] for f in heads.keypoint_in_features], boxes)
-            outputs.append(pooled)
+            pooler, names = heads.keypoint_pooler, heads.keypoint_in_features
+            outputs.append(pool_boxes(pooler, names, features, boxes))
         return tuple(outputs)
+
+
+class CascadeSelect(BoxSelect):
+    """``CascadeROIHeads._forward_box`` at inference, past the last stage's head.
+
+    Scores averaged over the stages, the last stage's boxes, then as :class:`BoxSelect`.
+    """
+
+    def __init__(self, model, feature_names):
+        super().__init__(model, feature_names)
+        self.stages = model.roi_heads.num_cascade_stages
+
+    def forward(self, image, proposal_boxes, *tensors):
+        """Returns as :class:`BoxSelect`.
+
+        Args:
+            image: the uint8 3 x H x W input (for its size).
+            proposal_boxes: the last stage's proposal boxes (R x 4).
+            tensors: each stage's class logits, in stage order; the last stage's box
+                deltas; the feature maps.
+
+        ``predict_probs`` reads only the number of proposals, the same in every stage at
+        inference (none are dropped between stages), so the last stage's serve for all.
+        """
+        from detectron2.modeling.roi_heads.fast_rcnn import fast_rcnn_inference
+
+        count = self.stages
+        size = (image.shape[-2], image.shape[-1])
+        proposals = [_proposals(size, proposal_boxes)]
+        logits, deltas, feature_maps = tensors[:count], tensors[count], tensors[count + 1 :]
+        predictors = self.roi_heads.box_predictor
+        probabilities = [
+            predictor.predict_probs((stage_logits, deltas), proposals)[0]
+            for predictor, stage_logits in zip(predictors, logits, strict=True)
+        ]
+        scores = sum(probabilities) * (1.0 / count)  # as Detectron2 sums and scales them
+        last = predictors[count - 1]
+        boxes = last.predict_boxes((logits[-1], deltas), proposals)
+        thresholds = (last.test_score_thresh, last.test_nms_thresh, last.test_topk_per_image)
+        instances = fast_rcnn_inference(boxes, [scores], [size], *thresholds)[0][0]
+        return self.roi_heads_outputs(instances, feature_maps)
 
 
 class HeadLayers(nn.Module):

@@ -40,6 +40,8 @@ from export_tools.trace.modules import (
     Backbone,
     BoxHead,
     BoxSelect,
+    CascadeRefine,
+    CascadeSelect,
     HeadLayers,
     Keypoints,
     MaskSelect,
@@ -48,10 +50,16 @@ from export_tools.trace.modules import (
     RetinaNetDecode,
     roi_align_split,
 )
-from export_tools.trace.tracing import nms_dispatched_at_run_time
+from export_tools.trace.tracing import traceable
 
-# Stages converted to OpenVINO; every other stage stays TorchScript.
+# Stages converted to OpenVINO (Cascade R-CNN's later box heads: box_head_1, ...); every
+# other stage stays TorchScript.
 OPENVINO_STAGES = frozenset({"backbone", "box_head", "mask_head", "keypoint_head"})
+
+
+def runs_on_openvino(stage: str) -> bool:
+    """Whether the stage named ``stage`` is converted to OpenVINO."""
+    return stage in OPENVINO_STAGES or stage.startswith("box_head_")
 
 
 @dataclass
@@ -114,17 +122,17 @@ def dense_head(model) -> tuple[torch.nn.Module, list[str]]:
     """
     from detectron2.modeling import GeneralizedRCNN, RetinaNet
     from detectron2.modeling.proposal_generator import RPN
-    from detectron2.modeling.roi_heads import StandardROIHeads
+    from detectron2.modeling.roi_heads import CascadeROIHeads, StandardROIHeads
 
     if isinstance(model, RetinaNet):
         return model.head, model.head_in_features
     if not isinstance(model, GeneralizedRCNN):
         raise UnsupportedModelError(f"no stages for {type(model).__name__}")
     rpn, heads = model.proposal_generator, model.roi_heads
-    if type(rpn) is not RPN or type(heads) is not StandardROIHeads:
+    if type(rpn) is not RPN or type(heads) not in (StandardROIHeads, CascadeROIHeads):
         raise UnsupportedModelError(
-            f"stages need an RPN and StandardROIHeads, not {type(rpn).__name__} and "
-            f"{type(heads).__name__}"
+            f"stages need an RPN and StandardROIHeads or CascadeROIHeads, not "
+            f"{type(rpn).__name__} and {type(heads).__name__}"
         )
     return rpn.rpn_head, rpn.in_features
 
@@ -136,7 +144,6 @@ def trace_roi_heads(tracer, model, feature_names, inputs, dense_names) -> None:
     """
     heads = model.roi_heads
     image, features = inputs[0], inputs[1 : 1 + len(feature_names)]
-    pooled_names = ["mask_pooled"] * heads.mask_on + ["keypoint_pooled"] * heads.keypoint_on
     with roi_align_split(heads):
         levels = (len(dense_names) - len(feature_names)) // 2  # logits_i and deltas_i
         proposal_boxes, box_pooled = tracer.add(
@@ -146,20 +153,29 @@ def trace_roi_heads(tracer, model, feature_names, inputs, dense_names) -> None:
             ("proposal_boxes", "box_pooled"),
             *inputs,
         )
-        predicted = tracer.add(
-            "box_head", BoxHead(heads), ("box_pooled",), ("class_logits", "box_deltas"), box_pooled
-        )
-        found = tracer.add(
-            "box_select",
-            BoxSelect(model, feature_names),
-            ("image", "proposal_boxes", "class_logits", "box_deltas", *feature_names),
-            (*_BOX_FIELDS, *pooled_names),
-            image,
-            proposal_boxes,
-            *predicted,
-            *features,
-        )
-    boxes, classes, pooled = found[0], found[2], dict(zip(pooled_names, found[3:], strict=True))
+        if isinstance(heads.box_head, torch.nn.ModuleList):  # Cascade R-CNN
+            boxes = (proposal_boxes, box_pooled)
+            found = trace_cascade(tracer, model, feature_names, (image, *features), boxes)
+        else:
+            predicted = tracer.add(
+                "box_head",
+                BoxHead(heads.box_head, heads.box_predictor),
+                ("box_pooled",),
+                ("class_logits", "box_deltas"),
+                box_pooled,
+            )
+            found = tracer.add(
+                "box_select",
+                BoxSelect(model, feature_names),
+                ("image", "proposal_boxes", "class_logits", "box_deltas", *feature_names),
+                (*_BOX_FIELDS, *pooled_names(heads)),
+                image,
+                proposal_boxes,
+                *predicted,
+                *features,
+            )
+    boxes, classes = found[0], found[2]
+    pooled = dict(zip(pooled_names(heads), found[3:], strict=True))
     if heads.mask_on:
         mask_head = HeadLayers(heads.mask_head)
         logits = tracer.add(
@@ -180,6 +196,65 @@ def trace_roi_heads(tracer, model, feature_names, inputs, dense_names) -> None:
         tracer.add("keypoints", Keypoints(), keypoint_inputs, ("pred_keypoints",), logits[0], boxes)
 
 
+def trace_cascade(tracer, model, feature_names, inputs, proposed):
+    """Cascade R-CNN's box stages, traced; returns the box selection's sample outputs.
+
+    Each stage's box head runs on OpenVINO; between stages, the boxes a stage predicts are
+    pooled again for the next (glue); the selection reads every stage's scores.
+
+    Args:
+        tracer: the stages traced so far.
+        model: the Cascade R-CNN.
+        feature_names: the backbone's feature maps, in the order of its outputs.
+        inputs: the image and the feature maps.
+        proposed: the ``proposals`` stage's boxes and pooled features.
+
+    Stage k's tensors are named with the suffix ``_k`` (stage 0: none, as a standard
+    R-CNN's, so that its stage names are the same).
+    """
+    heads = model.roi_heads
+    image, features = inputs[0], inputs[1:]
+    boxes, pooled = proposed
+    logits, deltas = [], None
+    for stage in range(heads.num_cascade_stages):
+        suffix = _suffix(stage)
+        if stage:
+            before = _suffix(stage - 1)
+            names = (f"proposal_boxes{before}", f"class_logits{before}", f"box_deltas{before}")
+            boxes, pooled = tracer.add(
+                f"cascade_refine{suffix}",
+                CascadeRefine(model, feature_names, stage - 1),
+                ("image", *names, *feature_names),
+                (f"proposal_boxes{suffix}", f"box_pooled{suffix}"),
+                *(image, boxes, logits[-1], deltas, *features),
+            )
+        stage_logits, deltas = tracer.add(
+            f"box_head{suffix}",
+            BoxHead(heads.box_head[stage], heads.box_predictor[stage]),
+            (f"box_pooled{suffix}",),
+            (f"class_logits{suffix}", f"box_deltas{suffix}"),
+            pooled,
+        )
+        logits.append(stage_logits)
+    logit_names = [f"class_logits{_suffix(stage)}" for stage in range(len(logits))]
+    return tracer.add(
+        "box_select",
+        CascadeSelect(model, feature_names),
+        ("image", f"proposal_boxes{suffix}", *logit_names, f"box_deltas{suffix}", *feature_names),
+        (*_BOX_FIELDS, *pooled_names(heads)),
+        *(image, boxes, *logits, deltas, *features),
+    )
+
+
+def _suffix(stage: int) -> str:
+    return f"_{stage}" if stage else ""
+
+
+def pooled_names(heads) -> list[str]:
+    """The ROI poolings box selection hands the mask and keypoint heads."""
+    return ["mask_pooled"] * heads.mask_on + ["keypoint_pooled"] * heads.keypoint_on
+
+
 _BOX_FIELDS = ("pred_boxes", "scores", "pred_classes")
 
 
@@ -191,11 +266,11 @@ class _Tracer:
 
     def add(self, name, module, inputs, outputs, *example) -> tuple[torch.Tensor, ...]:
         module = module.eval()
-        with torch.no_grad(), nms_dispatched_at_run_time():
+        with torch.no_grad(), traceable():
             traced = torch.jit.trace(module, example, check_trace=False)
             results = traced(*example)
         results = results if isinstance(results, tuple) else (results,)
-        runtime = "openvino" if name in OPENVINO_STAGES else "torchscript"
+        runtime = "openvino" if runs_on_openvino(name) else "torchscript"
         stage = Stage(name, runtime, "", tuple(inputs), tuple(outputs))
         self.stages.append(TracedStage(stage, traced, tuple(example)))
         return results

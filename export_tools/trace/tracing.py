@@ -99,6 +99,38 @@ def nms_dispatched_at_run_time():
         box_ops.batched_nms = original
 
 
+@contextlib.contextmanager
+def gradient_scaling_skipped():
+    """Trace Cascade R-CNN with its gradient-scaling function left out, as inference does.
+
+    Detectron2 v0.6's ``CascadeROIHeads._run_stage`` applies ``_ScaleGradient`` (a Python
+    autograd function that is the identity forward and scales gradients backward) even at
+    inference, and ``torch.jit.trace`` cannot record a Python function call.  Later
+    Detectron2 applies it only in training; so does this trace.  The class is replaced in
+    its module for the duration only.
+    """
+    from detectron2.modeling.roi_heads import cascade_rcnn
+
+    class _Identity:
+        @staticmethod
+        def apply(features: torch.Tensor, scale: float) -> torch.Tensor:
+            return features
+
+    original = cascade_rcnn._ScaleGradient
+    cascade_rcnn._ScaleGradient = _Identity
+    try:
+        yield
+    finally:
+        cascade_rcnn._ScaleGradient = original
+
+
+@contextlib.contextmanager
+def traceable():
+    """Every change a Detectron2 model needs to be traced as it runs eagerly (see each)."""
+    with nms_dispatched_at_run_time(), gradient_scaling_skipped():
+        yield
+
+
 def trace(model, image: torch.Tensor, fields: list[str]) -> torch.jit.ScriptModule:
     """TracingAdapter + torch.jit.trace; outputs are the ``fields`` tensors, in order."""
     from detectron2.export.flatten import TracingAdapter
@@ -108,7 +140,7 @@ def trace(model, image: torch.Tensor, fields: list[str]) -> torch.jit.ScriptModu
         return tuple(field_tensor(instances, field) for field in fields)
 
     adapter = TracingAdapter(model, [{"image": image}], inference)
-    with torch.no_grad(), nms_dispatched_at_run_time():
+    with torch.no_grad(), traceable():
         return torch.jit.trace(adapter, (image,), check_trace=False)
 
 
