@@ -14,7 +14,8 @@ from pathlib import Path
 
 from d2_triton import names
 from d2_triton.server.environment import ServerEnvironment
-from d2_triton.server.front import FrontPorts, free_ports
+from d2_triton.server.front import FrontPorts
+from d2_triton.server.ports import free_ports
 
 # Triton's APIs that answer only with the admin key (HTTP header / gRPC metadata
 # ``names.ADMIN_HEADER``): all but health, metadata, model config and inference.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from d2_triton.server.front import free_ports
+from d2_triton.server.ports import free_ports
 
 if TYPE_CHECKING:
     from d2_triton.server import ServerOptions

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import socket
 import subprocess
 from pathlib import Path
 
@@ -13,10 +12,8 @@ from d2_triton.errors import ServerEnvironmentError
 from d2_triton.names import ADMITTED_PER_INSTANCE, PipelineNames
 from d2_triton.server.front import (
     BODY_OVERHEAD_BYTES,
-    EPHEMERAL_RANGE,
     Front,
     FrontPorts,
-    free_ports,
     pipeline_limits,
     render_config,
 )
@@ -99,14 +96,3 @@ def test_a_broken_repository_config_is_named(tmp_path):
 def test_the_config_renders_without_pipelines():
     text = render_config(FrontPorts("0.0.0.0", 1, 2, 3, 11, 12, 13), [], Path("/p"))
     assert "grpc_pass grpc://triton_grpc;" in text
-
-
-def test_free_ports_are_bindable_distinct_and_never_ephemeral():
-    """A port from the ephemeral range could become a client's source port before use."""
-    ephemeral_low = int(EPHEMERAL_RANGE.read_text().split()[0])
-    ports = free_ports(3) + free_ports(3)
-    assert len(set(ports)) == 6  # handed out once per process, even after release
-    assert all(1024 <= port < ephemeral_low for port in ports)
-    for port in ports:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", port))
