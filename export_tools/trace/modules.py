@@ -1,21 +1,17 @@
-"""The small ``nn.Module``s each stage of a split Detectron2 model is traced from.
+"""The small ``nn.Module``s the stages of a split Detectron2 model are traced from.
 
-Each wraps the model's own submodules and Detectron2's own functions, so a stage computes
-what the same lines of the single trace compute (``export_tools.trace.split`` splits and traces).
+Those of an R-CNN's proposals and ROI heads are in ``export_tools.trace.roi_heads``.  Each
+wraps the model's own submodules and Detectron2's own functions, so a stage computes what the
+same lines of the single trace compute (``export_tools.trace.split`` splits and traces).
 Tensor shapes are for one image: ``image`` is uint8 3 x H x W, ``padded`` 1 x 3 x H' x W'
 (normalized and padded to the backbone's size divisibility), features 1 x C x h x w.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
 
-import torch
 from torch import nn
-
-# ROI pooling runs torchvision's single-threaded CPU roi_align; this many forked chunks.
-ROI_ALIGN_PARTS = 4
 
 
 def without(module: nn.Module, *children: str) -> nn.Module:
@@ -66,240 +62,6 @@ class Backbone(nn.Module):
         return (*[features[name] for name in self.feature_names], *logits, *deltas)
 
 
-def propose(rpn, image, features, logits, deltas):
-    """The RPN's proposals for one image (Detectron2's ``RPN.forward`` past its head).
-
-    Args:
-        rpn: the proposal generator (its head not needed).
-        image: the uint8 3 x H x W input (only its size is read: proposals are clipped to
-            it, as Detectron2 clips them to ``images.image_sizes``).
-        features: the feature maps by name (``unflatten``).
-        logits: the RPN head's objectness logits per level.
-        deltas: the RPN head's anchor deltas per level.
-    """
-    head_features = [features[name] for name in rpn.in_features]
-    anchors = rpn.anchor_generator(head_features)
-    logits = [score.permute(0, 2, 3, 1).flatten(1) for score in logits]
-    box_dim = rpn.anchor_generator.box_dim
-    deltas = [
-        delta.view(delta.shape[0], -1, box_dim, delta.shape[-2], delta.shape[-1])
-        .permute(0, 3, 4, 1, 2)
-        .flatten(1, -2)
-        for delta in deltas
-    ]
-    return rpn.predict_proposals(anchors, logits, deltas, [(image.shape[-2], image.shape[-1])])
-
-
-class Proposals(nn.Module):
-    """RPN proposal selection and the box head's ROI pooling (``_forward_box``'s first half)."""
-
-    def __init__(self, model, feature_names, levels):
-        super().__init__()
-        self.rpn = without(model.proposal_generator, "rpn_head")
-        self.box_pooler = model.roi_heads.box_pooler
-        self.box_in_features = model.roi_heads.box_in_features
-        self.feature_names = feature_names
-        self.levels = levels
-
-    def forward(self, image, *tensors):
-        """Proposal boxes (R x 4) and their pooled features (R x C x S x S).
-
-        Args:
-            image: the uint8 3 x H x W input (for its size).
-            tensors: the ``Backbone`` stage's outputs, in its order.
-        """
-        features, logits, deltas = unflatten(tensors, self.feature_names, self.levels)
-        proposals = propose(self.rpn, image, features, logits, deltas)
-        boxes = [proposal.proposal_boxes for proposal in proposals]
-        pooled = self.box_pooler([features[f] for f in self.box_in_features], boxes)
-        return boxes[0].tensor, pooled
-
-
-class BoxHead(nn.Module):
-    """A box head's layers and its predictor: class logits and box deltas per proposal.
-
-    Args:
-        box_head: the head's layers (for Cascade R-CNN, one stage's).
-        box_predictor: the matching ``FastRCNNOutputLayers``.
-    """
-
-    def __init__(self, box_head, box_predictor):
-        super().__init__()
-        self.box_head = box_head
-        self.box_predictor = box_predictor
-
-    def forward(self, pooled):
-        """Args: pooled (R x C x S x S).  Returns class logits (R x K+1), deltas (R x 4K)."""
-        return self.box_predictor(self.box_head(pooled))
-
-
-def pool_boxes(pooler, in_features, features, boxes):
-    """``pooler`` over the features named ``in_features`` for ``boxes`` (a list of Boxes)."""
-    return pooler([features[name] for name in in_features], boxes)
-
-
-class CascadeRefine(nn.Module):
-    """Between Cascade R-CNN stages k and k+1: stage k's boxes, pooled again.
-
-    The boxes stage k predicts, clipped, are stage k+1's proposals
-    (``CascadeROIHeads._create_proposals_from_boxes``).
-
-    Args:
-        model: the R-CNN; ``stage``: the index k of the stage whose outputs are refined.
-    """
-
-    def __init__(self, model, feature_names, stage: int):
-        super().__init__()
-        heads = model.roi_heads
-        self.box_predictor = heads.box_predictor[stage]
-        self.box_pooler = heads.box_pooler
-        self.box_in_features = heads.box_in_features
-        self.feature_names = feature_names
-
-    def forward(self, image, proposal_boxes, class_logits, box_deltas, *feature_maps):
-        """The next stage's proposal boxes (R x 4) and their pooled features.
-
-        Arguments as :class:`BoxSelect`'s.
-        """
-        from detectron2.structures import Boxes
-
-        size = (image.shape[-2], image.shape[-1])
-        proposals = [_proposals(size, proposal_boxes)]
-        predicted = self.box_predictor.predict_boxes((class_logits, box_deltas), proposals)[0]
-        boxes = Boxes(predicted.detach())
-        boxes.clip(size)
-        features = dict(zip(self.feature_names, feature_maps, strict=True))
-        pooled = pool_boxes(self.box_pooler, self.box_in_features, features, [boxes])
-        return boxes.tensor, pooled
-
-
-def _proposals(size, boxes):
-    """One image's ``Instances`` with ``proposal_boxes`` (R x 4 tensor) set."""
-    from detectron2.structures import Boxes, Instances
-
-    proposals = Instances(size)
-    proposals.proposal_boxes = Boxes(boxes)
-    return proposals
-
-
-class BoxSelect(nn.Module):
-    """``_forward_box``'s second half (decode, score cut, NMS, top-k).
-
-    Then the ROI pooling of the mask and keypoint heads on the boxes kept.
-    """
-
-    def __init__(self, model, feature_names):
-        super().__init__()
-        self.roi_heads = without(model.roi_heads, "box_head", "mask_head", "keypoint_head")
-        self.feature_names = feature_names
-
-    def forward(self, image, proposal_boxes, class_logits, box_deltas, *feature_maps):
-        """Boxes (N x 4), scores (N), classes (N), then the pooled mask/keypoint features.
-
-        Args:
-            image: the uint8 3 x H x W input (for its size).
-            proposal_boxes: ``Proposals``' boxes (R x 4).
-            class_logits: ``BoxHead``'s class logits (R x K+1).
-            box_deltas: ``BoxHead``'s box deltas (R x 4K).
-            feature_maps: the features named ``feature_names``, in that order.
-        """
-        proposals = [_proposals((image.shape[-2], image.shape[-1]), proposal_boxes)]
-        predictor = self.roi_heads.box_predictor
-        instances = predictor.inference((class_logits, box_deltas), proposals)[0][0]
-        return self.roi_heads_outputs(instances, feature_maps)
-
-    def roi_heads_outputs(self, instances, feature_maps) -> tuple[torch.Tensor, ...]:
-        """The kept instances' fields, then their mask and keypoint poolings."""
-        heads = self.roi_heads
-        features = dict(zip(self.feature_names, feature_maps, strict=True))
-        boxes = [instances.pred_boxes]
-        outputs = [instances.pred_boxes.tensor, instances.scores, instances.pred_classes]
-        if heads.mask_on:
-            outputs.append(pool_boxes(heads.mask_pooler, heads.mask_in_features, features, boxes))
-        if heads.keypoint_on:
-            pooler, names = heads.keypoint_pooler, heads.keypoint_in_features
-            outputs.append(pool_boxes(pooler, names, features, boxes))
-        return tuple(outputs)
-
-
-class CascadeSelect(BoxSelect):
-    """``CascadeROIHeads._forward_box`` at inference, past the last stage's head.
-
-    Scores averaged over the stages, the last stage's boxes, then as :class:`BoxSelect`.
-    """
-
-    def __init__(self, model, feature_names):
-        super().__init__(model, feature_names)
-        self.stages = model.roi_heads.num_cascade_stages
-
-    def forward(self, image, proposal_boxes, *tensors):
-        """Returns as :class:`BoxSelect`.
-
-        Args:
-            image: the uint8 3 x H x W input (for its size).
-            proposal_boxes: the last stage's proposal boxes (R x 4).
-            tensors: each stage's class logits, in stage order; the last stage's box
-                deltas; the feature maps.
-
-        ``predict_probs`` reads only the number of proposals, the same in every stage at
-        inference (none are dropped between stages), so the last stage's serve for all.
-        """
-        from detectron2.modeling.roi_heads.fast_rcnn import fast_rcnn_inference
-
-        count = self.stages
-        size = (image.shape[-2], image.shape[-1])
-        proposals = [_proposals(size, proposal_boxes)]
-        logits, deltas, feature_maps = tensors[:count], tensors[count], tensors[count + 1 :]
-        predictors = self.roi_heads.box_predictor
-        probabilities = [
-            predictor.predict_probs((stage_logits, deltas), proposals)[0]
-            for predictor, stage_logits in zip(predictors, logits, strict=True)
-        ]
-        scores = sum(probabilities) * (1.0 / count)  # as Detectron2 sums and scales them
-        last = predictors[count - 1]
-        boxes = last.predict_boxes((logits[-1], deltas), proposals)
-        thresholds = (last.test_score_thresh, last.test_nms_thresh, last.test_topk_per_image)
-        instances = fast_rcnn_inference(boxes, [scores], [size], *thresholds)[0][0]
-        return self.roi_heads_outputs(instances, feature_maps)
-
-
-class HeadLayers(nn.Module):
-    """The convolution stack of a mask or keypoint head (no per-instance selection)."""
-
-    def __init__(self, head):
-        super().__init__()
-        self.head = head
-
-    def forward(self, pooled):
-        """Args: pooled (N x C x S x S ROI features).  Returns the head's logits per class."""
-        return self.head.layers(pooled)
-
-
-class MaskSelect(nn.Module):
-    """``mask_rcnn_inference`` for one image: the predicted class's mask, as probabilities.
-
-    Detectron2's own function splits its result per image by a Python ``len``, which a trace
-    records as a constant; for one image the split is the identity, so it is left out.
-    """
-
-    def forward(self, mask_logits, classes):
-        """Args: mask_logits (N x K x M x M), classes (N).  Returns N x 1 x M x M in [0, 1]."""
-        if mask_logits.shape[1] == 1:  # class-agnostic
-            return mask_logits.sigmoid()
-        indices = torch.arange(mask_logits.shape[0], device=classes.device)
-        return mask_logits[indices, classes][:, None].sigmoid()
-
-
-class Keypoints(nn.Module):
-    """``keypoint_rcnn_inference`` for one image (without its per-image split, as above)."""
-
-    def forward(self, keypoint_logits, boxes):
-        """Args: heatmap logits (N x K x S x S), boxes (N x 4).  Returns N x K x (x, y, logit)."""
-        from detectron2.structures.keypoints import heatmaps_to_keypoints
-
-        return heatmaps_to_keypoints(keypoint_logits.detach(), boxes.detach())[:, :, [0, 1, 3]]
-
-
 class RetinaNetDecode(nn.Module):
     """RetinaNet's ``forward_inference``: anchors, decoding, per-level top-k, NMS."""
 
@@ -310,7 +72,7 @@ class RetinaNetDecode(nn.Module):
         self.levels = levels
 
     def forward(self, image, *tensors):
-        """Boxes (N x 4), scores (N), classes (N); arguments as :class:`RoiHeads`'."""
+        """Boxes (N x 4), scores (N), classes (N), from the image and the backbone's outputs."""
         from detectron2.structures import ImageList
 
         features, logits, deltas = unflatten(tensors, self.feature_names, self.levels)
@@ -327,43 +89,3 @@ def unflatten(tensors, feature_names, levels):
     logits = list(tensors[count : count + levels])
     deltas = list(tensors[count + levels : count + 2 * levels])
     return features, logits, deltas
-
-
-class SplitRoiAlign(nn.Module):
-    """ROIAlign over chunks of the boxes forked to torch's inter-op threads.
-
-    Each box is pooled independently, so the result is bit-identical to one call; traced,
-    the forks run in parallel (eager runs them inline).
-    """
-
-    def __init__(self, inner, parts):
-        super().__init__()
-        self.inner = inner
-        self.parts = parts
-
-    def forward(self, features, rois):
-        """Args: features (1 x C x h x w), rois (R x 5).  Returns R x C x S x S."""
-        chunks = torch.tensor_split(rois, self.parts)
-        futures = [torch.jit.fork(self.inner, features, chunk) for chunk in chunks[1:]]
-        first = self.inner(features, chunks[0])
-        return torch.cat([first, *[torch.jit.wait(future) for future in futures]])
-
-
-@contextlib.contextmanager
-def roi_align_split(roi_heads, parts: int = ROI_ALIGN_PARTS):
-    """Within the block, every ROI pooler of ``roi_heads`` pools in ``parts`` forked chunks."""
-    poolers = [
-        getattr(roi_heads, name)
-        for name in ("box_pooler", "mask_pooler", "keypoint_pooler")
-        if getattr(roi_heads, name, None) is not None
-    ]
-    originals = [list(pooler.level_poolers) for pooler in poolers]
-    for pooler, inners in zip(poolers, originals, strict=True):
-        for index, inner in enumerate(inners):
-            pooler.level_poolers[index] = SplitRoiAlign(inner, parts)
-    try:
-        yield
-    finally:
-        for pooler, inners in zip(poolers, originals, strict=True):
-            for index, inner in enumerate(inners):
-                pooler.level_poolers[index] = inner

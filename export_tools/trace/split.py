@@ -4,7 +4,7 @@ A Detectron2 R-CNN spends most of its CPU time in convolutions whose shapes foll
 (backbone, FPN, RPN head) or the number of detections (mask and keypoint heads); the rest
 is dynamic glue (anchor decoding, top-k, NMS, ROI pooling) that OpenVINO cannot convert
 (``aten::where`` of dynamic rank).  Each part is a small ``nn.Module`` over the model's own
-submodules (``export_tools.trace.modules``), traced as the whole model is
+submodules (``export_tools.trace.modules`` and ``roi_heads``), traced as the whole model is
 (``export_tools.trace.tracing``); the exporter then converts the static ones
 (:data:`OPENVINO_STAGES`) to OpenVINO.  The glue stages call the
 same Detectron2 code as the single trace does, so on equal features they give equal results.
@@ -36,8 +36,8 @@ import torch
 
 from d2_triton.serving.stages import Stage
 from export_tools.errors import UnsupportedModelError
-from export_tools.trace.modules import (
-    Backbone,
+from export_tools.trace.modules import Backbone, Normalize, RetinaNetDecode
+from export_tools.trace.roi_heads import (
     BoxHead,
     BoxSelect,
     CascadeRefine,
@@ -45,9 +45,7 @@ from export_tools.trace.modules import (
     HeadLayers,
     Keypoints,
     MaskSelect,
-    Normalize,
     Proposals,
-    RetinaNetDecode,
     roi_align_split,
 )
 from export_tools.trace.tracing import traceable
