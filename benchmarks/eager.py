@@ -23,26 +23,22 @@ from export_tools.repository.writer import read_export_info
 
 
 def predictor_for(repository: Path, threads: int):
+    """Detectron2's own predictor for the exported model, with the export's weights."""
     import_detectron2()
     from detectron2.checkpoint import DetectionCheckpointer
-    from detectron2.engine import DefaultPredictor
 
-    from export_tools.api import load_config
+    from export_tools.detector_config import load_config, predictor
     from export_tools.random_init import build_random_model
 
     info = read_export_info(repository)
-    cfg = load_config(info["config"], info["config_options"], info["score_thresh_test"])
+    config = load_config(info["config"], info["config_options"], info["score_thresh_test"])
     if threads > 0:
         torch.set_num_threads(threads)
-    cfg = cfg.clone()
-    cfg.defrost()
-    cfg.MODEL.WEIGHTS = ""
-    predictor = DefaultPredictor(cfg)
     if info["weights"]["source"] == "random":
-        predictor.model = build_random_model(cfg, info["weights"]["seed"])
-    else:
-        DetectionCheckpointer(predictor.model).load(info["weights"]["location"])
-    return predictor
+        return predictor(config, build_random_model(config, info["weights"]["seed"]))
+    model = config.build_model()
+    DetectionCheckpointer(model).load(info["weights"]["location"])
+    return predictor(config, model)
 
 
 @command("python -m benchmarks.eager")

@@ -18,6 +18,7 @@ import torch
 
 from d2_triton.model_config import PreprocessParameters
 from d2_triton.vision.labels import LabelMap
+from export_tools.detector_config import DetectorConfig, load_config, score_thresh
 from export_tools.detectron2_setup.shims import import_detectron2, shims_in_use
 from export_tools.errors import (
     ConfigError,
@@ -71,29 +72,6 @@ class ExportResult:
     seconds: float
 
 
-def load_config(config: str, opts: list[str], score_thresh_test: float | None):
-    """A frozen Detectron2 CfgNode on the CPU, from a model-zoo name or a yaml file."""
-    from detectron2 import model_zoo
-    from detectron2.config import get_cfg
-
-    cfg = get_cfg()
-    try:
-        config_file = config if Path(config).is_file() else model_zoo.get_config_file(config)
-        cfg.merge_from_file(config_file)
-    except Exception as error:  # a missing zoo name, bad YAML, unknown keys: all say why
-        raise ConfigError(f"--config {config}: {one_line(error)}") from None
-    try:
-        cfg.merge_from_list(list(opts))
-    except Exception as error:
-        raise ConfigError(f"config options {' '.join(opts)}: {one_line(error)}") from None
-    if score_thresh_test is not None:
-        cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = score_thresh_test
-        cfg.MODEL.RETINANET.SCORE_THRESH_TEST = score_thresh_test
-    cfg.MODEL.DEVICE = "cpu"  # trace on CPU: the TorchScript file then has no device baked in
-    cfg.freeze()
-    return cfg
-
-
 def resolve_weights(weights: str, config: str) -> str | None:
     """'zoo' -> the model-zoo URL of a zoo config; 'random' -> None; else unchanged."""
     if weights == "random":
@@ -107,22 +85,21 @@ def resolve_weights(weights: str, config: str) -> str | None:
     return weights
 
 
-def build_model(cfg, weights: str | None, seed: int, fallback_random: bool):
+def build_model(config: DetectorConfig, weights: str | None, seed: int, fallback_random: bool):
     """Build the eval-mode model and load its weights; returns (model, WeightsInfo)."""
     from detectron2.checkpoint import DetectionCheckpointer
-    from detectron2.modeling import build_model as build_detectron2_model
 
     if weights is None:
         announce_random_weights(seed, reason="--weights random")
-        return build_random_model(cfg, seed), WeightsInfo(source="random", seed=seed)
-    model = build_detectron2_model(cfg).eval()
+        return build_random_model(config, seed), WeightsInfo(source="random", seed=seed)
+    model = config.build_model()
     try:
         DetectionCheckpointer(model).load(weights)
     except Exception as error:
         if not fallback_random:
             raise WeightsError(f"could not load weights {weights}: {error}") from error
         announce_random_weights(seed, reason=f"loading {weights} failed: {error}")
-        return build_random_model(cfg, seed), WeightsInfo("random", location=weights, seed=seed)
+        return build_random_model(config, seed), WeightsInfo("random", location=weights, seed=seed)
     return model, WeightsInfo(source="checkpoint", location=weights)
 
 
@@ -143,18 +120,16 @@ def register_coco_datasets(datasets: tuple[CocoDataset, ...]) -> None:
             raise DatasetError(f"--coco-dataset {dataset.name}: {one_line(error)}") from None
 
 
-def label_map_from_metadata(cfg) -> LabelMap:
+def label_map_from_metadata(config: DetectorConfig) -> LabelMap:
     """Class names from the metadata of the config's first test dataset."""
     from detectron2.data import MetadataCatalog
 
-    if not cfg.DATASETS.TEST:
-        raise LabelMapError("config has no DATASETS.TEST for class names; pass --label-map")
-    metadata = MetadataCatalog.get(cfg.DATASETS.TEST[0])
-    names = metadata.get("thing_classes", None)
+    if not config.test_datasets:
+        raise LabelMapError("the config names no test dataset for class names; pass --label-map")
+    dataset = config.test_datasets[0]
+    names = MetadataCatalog.get(dataset).get("thing_classes", None)
     if not names:
-        raise LabelMapError(
-            f"no thing_classes in metadata of {cfg.DATASETS.TEST[0]}; pass --label-map"
-        )
+        raise LabelMapError(f"no thing_classes in metadata of {dataset}; pass --label-map")
     return LabelMap.from_names(names)
 
 
@@ -166,23 +141,24 @@ def export(settings: ExportSettings) -> ExportResult:
     calibration = calibration_files(settings)
     detectron2 = import_detectron2()
     register_coco_datasets(settings.datasets)
-    cfg = load_config(settings.config, settings.options, settings.score_thresh_test)
+    config = load_config(settings.config, settings.options, settings.score_thresh_test)
     weights_location = resolve_weights(settings.weights, settings.config)
-    model, weights = build_model(cfg, weights_location, settings.seed, settings.fallback_random)
-    image = tracing.model_input(cfg, tracing.load_sample_image(settings.sample_image))
+    model, weights = build_model(config, weights_location, settings.seed, settings.fallback_random)
+    image = tracing.model_input(config, tracing.load_sample_image(settings.sample_image))
     with torch.no_grad():
         eager = tracing.raw_instances(model, image)  # the reference every check compares to
     fields, outputs = tracing.describe_outputs(eager)
     stages, mode = detector_stages(model, image, fields, eager, detector_mode(settings))
-    labels = labels or label_map_from_metadata(cfg)
+    labels = labels or label_map_from_metadata(config)
     info = {
         "config": settings.config,
-        "meta_architecture": cfg.MODEL.META_ARCHITECTURE,
+        "config_system": "lazy" if config.lazy else "yaml",
+        "meta_architecture": config.meta_architecture,
         "weights": asdict(weights),
-        "input_format": cfg.INPUT.FORMAT,
-        "min_size_test": cfg.INPUT.MIN_SIZE_TEST,
-        "max_size_test": cfg.INPUT.MAX_SIZE_TEST,
-        "score_thresh_test": score_thresh(cfg),
+        "input_format": config.input_format,
+        "min_size_test": config.min_size_test,
+        "max_size_test": config.max_size_test,
+        "score_thresh_test": score_thresh(model),
         "output_fields": fields,
         "detector_mode": mode,
         "precision": settings.precision,
@@ -196,9 +172,7 @@ def export(settings: ExportSettings) -> ExportResult:
     exported = writer.ExportedModel(
         fields=tuple(fields),
         outputs=outputs,
-        input=writer.InputSettings(
-            cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST, cfg.INPUT.FORMAT
-        ),
+        input=writer.InputSettings(config.min_size_test, config.max_size_test, config.input_format),
         labels=labels,
         weights_source=weights.source,
         info=info,
@@ -255,10 +229,3 @@ def detector_mode(settings: ExportSettings) -> str:
     FP16 or TensorRT, is the README's plan).
     """
     return "exact" if settings.exact or settings.device == "gpu" else "staged"
-
-
-def score_thresh(cfg) -> float:
-    """The model's own test-time score threshold."""
-    if cfg.MODEL.META_ARCHITECTURE == "RetinaNet":
-        return cfg.MODEL.RETINANET.SCORE_THRESH_TEST
-    return cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST

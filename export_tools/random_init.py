@@ -18,37 +18,39 @@ LOGGER = logging.getLogger("export_tools.random_init")
 RANDOM_MASK_LOGIT_STD = 4.0
 
 
-def build_random_model(cfg, seed: int):
+def build_random_model(config, seed: int):
     """Detectron2's own initialisation under ``seed``, made to behave like a trained model.
 
     Two adjustments, both measured on a fixed synthetic image, so the result is
     deterministic for a given seed:
 
-    * Frozen BatchNorm statistics are set from the activations each layer sees (what trained
-      statistics do).  Detectron2 initialises them to mean 0 / variance 1, i.e. no
-      normalisation; through a 50-layer random ResNet activations then reach ~1e9, every
-      score saturates at exactly 1.0 and keypoint decoding meets non-finite values.
+    * BatchNorm statistics (frozen, or the SyncBN of the LSJ baselines, which is plain
+      BatchNorm in eval mode) are set from the activations each layer sees in one pass over
+      the whole model (what trained statistics do).  Detectron2 initialises them to mean 0 /
+      variance 1, i.e. no normalisation; through a 50-layer random ResNet activations then
+      reach ~1e9, every score saturates at exactly 1.0 and keypoint decoding meets
+      non-finite values.
     * The mask predictor is scaled so mask logits have a standard deviation of
       ``RANDOM_MASK_LOGIT_STD``.  Detectron2 initialises it with std 0.001, which leaves every
       mask probability at 0.5 +- 0.01: each pixel a coin toss at the 0.5 threshold, unlike
       the confident masks of a trained model.
     """
     from detectron2.layers import FrozenBatchNorm2d
-    from detectron2.modeling import build_model as build_detectron2_model
 
     torch.manual_seed(seed)
-    model = build_detectron2_model(cfg).eval()
-    image = model_input(cfg, synthetic_sample_image())
+    model = config.build_model()
+    image = model_input(config, synthetic_sample_image())
 
     def set_statistics(module, inputs):
         activations = inputs[0]
         module.running_mean.copy_(activations.mean(dim=(0, 2, 3)))
         module.running_var.copy_(activations.var(dim=(0, 2, 3)))
 
-    frozen_norms = [m for m in model.modules() if isinstance(m, FrozenBatchNorm2d)]
-    hooks = [module.register_forward_pre_hook(set_statistics) for module in frozen_norms]
+    norm_types = (FrozenBatchNorm2d, torch.nn.modules.batchnorm._BatchNorm)
+    norms = [module for module in model.modules() if isinstance(module, norm_types)]
+    hooks = [module.register_forward_pre_hook(set_statistics) for module in norms]
     with torch.no_grad():
-        model.backbone(model.preprocess_image([{"image": image}]).tensor)
+        raw_instances(model, image)
     for hook in hooks:
         hook.remove()
 

@@ -26,6 +26,7 @@ from export_tools.errors import ConfigError, DatasetError, LabelMapError, Weight
 DEVICES = ("cpu", "gpu")
 # --weights values that name no file.
 NAMED_WEIGHTS = ("zoo", "random")
+CONFIG_SUFFIXES = (".yaml", ".py")  # yaml CfgNode, LazyConfig
 
 
 def option(default: Any = dataclasses.MISSING, *, help: str, **argparse_options: Any):
@@ -54,8 +55,9 @@ class ExportSettings:
     """One export; each field's ``help`` describes it (``export --help`` prints them)."""
 
     config: str = option(
-        help="model-zoo config name (e.g. COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml) "
-        "or a path to a Detectron2 yaml config",
+        help="model-zoo config name (e.g. COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml, "
+        "or new_baselines/mask_rcnn_R_50_FPN_100ep_LSJ.py) or a path to a Detectron2 config: "
+        "yaml, or LazyConfig .py",
         required=True,
     )
     weights: str = option(
@@ -132,7 +134,10 @@ class ExportSettings:
         DecodeLimits.max_pixels, help="the largest decoded image preprocess accepts"
     )
     options: tuple[str, ...] = option(
-        (), help="extra Detectron2 config options, KEY VALUE pairs, after '--'"
+        (),
+        help="extra Detectron2 config options after '--': KEY VALUE pairs for a yaml config, "
+        "key=value overrides for a LazyConfig (e.g. model.roi_heads.box_predictor."
+        "test_nms_thresh=0.6)",
     )
     datasets: tuple[CocoDataset, ...] = option(
         (),
@@ -161,8 +166,10 @@ class ExportSettings:
                 "images like those the model will serve (100 are read by default), or "
                 "--coco-dataset NAME JSON IMAGE_DIR"
             )
-        if not Path(self.config).suffix == ".yaml":
-            raise ConfigError(f"--config {self.config}: a Detectron2 yaml config is expected")
+        if Path(self.config).suffix not in CONFIG_SUFFIXES:
+            raise ConfigError(
+                f"--config {self.config}: a Detectron2 config is expected (yaml, or LazyConfig .py)"
+            )
         weights = self.weights
         if weights not in NAMED_WEIGHTS and "://" not in weights and not Path(weights).is_file():
             raise WeightsError(f"--weights {weights}: no such file (nor 'zoo', 'random', a URL)")

@@ -39,10 +39,15 @@ def load_sample_image(path: Path | None) -> np.ndarray:
     return decode_image(path.read_bytes())
 
 
-def model_input(cfg, image_bgr: np.ndarray) -> torch.Tensor:
-    """Exactly what the `preprocess` model produces for this image."""
-    resized = resize_shortest_edge(image_bgr, cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST)
-    return torch.from_numpy(to_model_layout(resized, cfg.INPUT.FORMAT))
+def model_input(config, image_bgr: np.ndarray) -> torch.Tensor:
+    """Exactly what the `preprocess` model produces for this image.
+
+    Args:
+        config: the model's ``export_tools.detector_config.DetectorConfig``.
+        image_bgr: the decoded image, H x W x 3 uint8.
+    """
+    resized = resize_shortest_edge(image_bgr, config.min_size_test, config.max_size_test)
+    return torch.from_numpy(to_model_layout(resized, config.input_format))
 
 
 def raw_instances(model, image: torch.Tensor):

@@ -69,7 +69,7 @@ def seeded_checkpoint(arch: Architecture, seed: int = SEED) -> Path:
     from export_tools.detectron2_setup.shims import import_detectron2
 
     import_detectron2()
-    from export_tools.api import load_config
+    from export_tools.detector_config import load_config
     from export_tools.random_init import build_random_model
 
     model = build_random_model(load_config(arch.config, [], None), seed)
