@@ -27,7 +27,8 @@ def predictor_for(repository: Path, threads: int):
     import_detectron2()
     from detectron2.checkpoint import DetectionCheckpointer
 
-    from export_tools.detector_config import load_config, predictor
+    from export_tools.detector_config import load_config
+    from export_tools.predictors import predictor
     from export_tools.random_init import build_random_model
 
     info = read_export_info(repository)

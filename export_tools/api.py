@@ -18,7 +18,12 @@ import torch
 
 from d2_triton.model_config import PreprocessParameters
 from d2_triton.vision.labels import LabelMap
-from export_tools.detector_config import DetectorConfig, load_config, score_thresh
+from export_tools.detector_config import (
+    DetectorConfig,
+    detections_per_image,
+    load_config,
+    score_thresh,
+)
 from export_tools.detectron2_setup.shims import import_detectron2, shims_in_use
 from export_tools.errors import (
     ConfigError,
@@ -159,6 +164,7 @@ def export(settings: ExportSettings) -> ExportResult:
         "min_size_test": config.min_size_test,
         "max_size_test": config.max_size_test,
         "score_thresh_test": score_thresh(model),
+        "detections_per_image": detections_per_image(model),
         "output_fields": fields,
         "detector_mode": mode,
         "precision": settings.precision,

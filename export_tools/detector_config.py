@@ -16,7 +16,8 @@ Test time, per system:
 * LazyConfig: the test data loader (``dataloader.test``): its mapper's ``image_format`` and
   ``augmentations`` (one ``ResizeShortestEdge``), its dataset ``names``; the score threshold
   is the model's own (its box predictors' ``test_score_thresh``, a dense detector's
-  ``test_score_thresh``).  :class:`LazyPredictor` is ``DefaultPredictor`` with those.
+  ``test_score_thresh``).  ``export_tools.predictors.LazyPredictor`` is
+  ``DefaultPredictor`` with those.
 """
 
 from __future__ import annotations
@@ -163,27 +164,48 @@ def _lazy(config: str, path: Path, overrides: list[str], score_thresh_test: floa
 
 
 def apply_overrides(cfg, overrides: list[str]) -> None:
-    """LazyConfig ``key=value`` overrides; each must name a field the config has.
+    """Apply LazyConfig ``key=value`` overrides, each checked first.
 
-    Detectron2's ``LazyConfig.apply_overrides`` adds a field it does not find, so a typo
+    Each must name a field the config has, or an argument of the object its parent node
+    builds (``instantiate`` passes it on).
+    Detectron2's ``LazyConfig.apply_overrides`` adds any field it does not find, so a typo
     would pass unnoticed; here it is an error.
     """
     from detectron2.config import LazyConfig
-    from omegaconf import OmegaConf
 
-    missing = object()
     for override in overrides:
         key, equals, _ = override.partition("=")
         if not equals:
             raise ConfigError(f"LazyConfig override {override!r}: key=value expected")
-        if OmegaConf.select(cfg, key.strip(), default=missing) is missing:
+        if not _names_a_field(cfg, key.strip()):
             raise ConfigError(f"LazyConfig override {override!r}: the config has no {key}")
     try:
         LazyConfig.apply_overrides(cfg, list(overrides))
     except Exception as error:
-        raise ConfigError(
-            f"LazyConfig overrides {' '.join(overrides)}: {one_line(error)}"
-        ) from None
+        listed = " ".join(overrides)
+        raise ConfigError(f"LazyConfig overrides {listed}: {one_line(error)}") from None
+
+
+def _names_a_field(cfg, key: str) -> bool:
+    """Whether ``key`` is in ``cfg``, or an argument its parent node's ``_target_`` takes."""
+    import inspect
+
+    from omegaconf import OmegaConf
+
+    missing = object()
+    if OmegaConf.select(cfg, key, default=missing) is not missing:
+        return True
+    parent_key, _, name = key.rpartition(".")
+    parent = OmegaConf.select(cfg, parent_key, default=None) if parent_key else cfg
+    target = parent.get("_target_") if OmegaConf.is_dict(parent) else None
+    if target is None or isinstance(target, str):
+        return False
+    try:
+        parameters = inspect.signature(target).parameters
+    except (TypeError, ValueError):
+        return False
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    return name in parameters or takes_any
 
 
 def _test_resize(augmentations) -> tuple[int, int]:
@@ -222,58 +244,21 @@ def set_score_thresh(model, threshold: float) -> None:
         model.test_score_thresh = threshold
 
 
+def _final_box_predictor(model):
+    """The box predictor that makes an R-CNN's detections (Cascade: its last), or None."""
+    predictor = getattr(getattr(model, "roi_heads", None), "box_predictor", None)
+    return predictor[-1] if isinstance(predictor, torch.nn.ModuleList) else predictor
+
+
 def score_thresh(model) -> float:
-    """A built model's test-time score threshold (Cascade R-CNN: its last stage's)."""
-    heads = getattr(model, "roi_heads", None)
-    predictor = getattr(heads, "box_predictor", None)
-    if isinstance(predictor, torch.nn.ModuleList):
-        predictor = predictor[-1]
+    """A built model's test-time score threshold."""
+    predictor = _final_box_predictor(model)
     return float(predictor.test_score_thresh if predictor is not None else model.test_score_thresh)
 
 
-class LazyPredictor:
-    """``DefaultPredictor`` for a LazyConfig model.
-
-    The same steps, with the test loader's input format and resize (what
-    ``lazyconfig_train_net.py``'s evaluation feeds the model).
-
-    Args:
-        config: the LazyConfig's :class:`DetectorConfig`.
-        model: the built model with its weights loaded.
-    """
-
-    def __init__(self, config: DetectorConfig, model: torch.nn.Module):
-        from detectron2.data.transforms import ResizeShortestEdge
-
-        self.model = model.eval()
-        self.input_format = config.input_format
-        size = config.min_size_test
-        self.resize = ResizeShortestEdge([size, size], config.max_size_test)
-
-    def __call__(self, original_image):
-        """Args: a BGR uint8 H x W x 3 image.  Returns the model's outputs for it."""
-        with torch.no_grad():
-            if self.input_format == "RGB":
-                original_image = original_image[:, :, ::-1]
-            height, width = original_image.shape[:2]
-            image = self.resize.get_transform(original_image).apply_image(original_image)
-            image = torch.as_tensor(image.astype("float32").transpose(2, 0, 1))
-            return self.model([{"image": image, "height": height, "width": width}])[0]
-
-
-def predictor(config: DetectorConfig, model: torch.nn.Module | None = None):
-    """Detectron2's own predictor for the config: ``DefaultPredictor`` or its equivalent.
-
-    ``model`` (weights loaded), if given, replaces the one the predictor builds.
-    """
-    if config.lazy:
-        return LazyPredictor(config, model if model is not None else config.build_model())
-    from detectron2.engine import DefaultPredictor
-
-    cfg = config.node.clone()
-    cfg.defrost()
-    cfg.MODEL.WEIGHTS = ""  # the weights are the caller's to load
-    found = DefaultPredictor(cfg)
-    if model is not None:
-        found.model = model.eval()
-    return found
+def detections_per_image(model) -> int:
+    """The most detections a built model keeps per image (its top-k after NMS)."""
+    predictor = _final_box_predictor(model)
+    if predictor is not None:
+        return int(predictor.test_topk_per_image)
+    return int(model.max_detections_per_image)

@@ -10,6 +10,7 @@ import logging
 
 import torch
 
+from export_tools.detector_config import score_thresh, set_score_thresh
 from export_tools.trace.tracing import model_input, raw_instances, synthetic_sample_image
 
 LOGGER = logging.getLogger("export_tools.random_init")
@@ -43,14 +44,18 @@ def build_random_model(config, seed: int):
 
     def set_statistics(module, inputs):
         activations = inputs[0]
-        module.running_mean.copy_(activations.mean(dim=(0, 2, 3)))
-        module.running_var.copy_(activations.var(dim=(0, 2, 3)))
+        if activations.shape[0] * activations.shape[2] * activations.shape[3] > 1:
+            module.running_mean.copy_(activations.mean(dim=(0, 2, 3)))
+            module.running_var.copy_(activations.var(dim=(0, 2, 3)))
 
     norm_types = (FrozenBatchNorm2d, torch.nn.modules.batchnorm._BatchNorm)
     norms = [module for module in model.modules() if isinstance(module, norm_types)]
     hooks = [module.register_forward_pre_hook(set_statistics) for module in norms]
+    threshold = score_thresh(model)
+    set_score_thresh(model, 0.0)  # so that heads with norms (LSJ's mask head) see instances
     with torch.no_grad():
         raw_instances(model, image)
+    set_score_thresh(model, threshold)
     for hook in hooks:
         hook.remove()
 

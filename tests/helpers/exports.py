@@ -125,6 +125,49 @@ PLUMBING_REFERENCE_OPTIONS = (
 )
 
 
+# One model of each family beyond the parity suite's four architectures, exported staged
+# (their default mode) at the plumbing size and settings: Cascade R-CNN (yaml) and a
+# LazyConfig model, the LSJ baseline (SyncBN, a 4conv1fc box head, a 2-conv RPN head).
+FAMILIES = {
+    arch.key: arch
+    for arch in (
+        Architecture(
+            "cascade-mask-rcnn",
+            "Misc/cascade_mask_rcnn_R_50_FPN_1x.yaml",
+            True,
+            options=PLUMBING_REFERENCE_OPTIONS,
+        ),
+        Architecture(
+            "lazy-mask-rcnn-lsj",
+            "new_baselines/mask_rcnn_R_50_FPN_100ep_LSJ.py",
+            True,
+            options=(
+                "model.proposal_generator.post_nms_topk=[2000,100]",
+                "model.roi_heads.box_predictor.test_topk_per_image=25",
+                f"dataloader.test.mapper.augmentations.0.short_edge_length={PLUMBING_SIZE[0]}",
+                f"dataloader.test.mapper.augmentations.0.max_size={PLUMBING_SIZE[1]}",
+            ),
+        ),
+    )
+}
+
+
+def families_repository() -> Path:
+    """The FAMILIES' exports as pipelines of one repository, each named by its key.
+
+    Each goes in by the real CLI with ``--name``, into a copy of the repository before it,
+    so that one server serves them all.
+    """
+    repository = None
+    for arch in FAMILIES.values():
+        extra = ("--name", arch.key)
+        base = () if repository is None else (repository.name,)
+        key = _export_key(arch, str(SEED), *base, *extra)
+        weights = seeded_checkpoint(arch)
+        repository = _cached_export(f"{arch.key}-family-", key, arch, weights, extra, repository)
+    return repository
+
+
 # The second and third pipelines of the several-pipelines repository: exported with --name.
 SECOND_PIPELINE = "keypoints"
 INT8_PIPELINE = "int8"

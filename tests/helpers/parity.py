@@ -142,7 +142,7 @@ def parity_rule(repository, pipeline=None) -> Cut | None:
     info = read_export_info(repository, pipeline)
     if info["detector_mode"] != "staged":
         return None
-    return Cut(SCORE_THRESH_TEST, detections_per_image(info["config_options"]))
+    return Cut(SCORE_THRESH_TEST, info["detections_per_image"])
 
 
 def detections_per_image(options: list[str] | tuple[str, ...]) -> int:

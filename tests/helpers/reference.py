@@ -1,5 +1,8 @@
 """What Detectron2 itself predicts: ``DefaultPredictor`` on ``read_image``'s pixels.
 
+For a LazyConfig model, Detectron2 has no predictor class; ``LazyPredictor`` takes
+``DefaultPredictor``'s steps with the config's test loader settings.
+
 This is the parity baseline: Detectron2's eager model with the same checkpoint file and
 config the exporter used, fed the image exactly as Detectron2 reads a file (PIL decode with
 EXIF orientation, BGR).  It imports Detectron2, so it runs in the test process, never in
@@ -33,6 +36,8 @@ class Prediction:
 
 @lru_cache(maxsize=1)
 def _predictor(config: str, weights: str, options: tuple[str, ...]):
+    if config.endswith(".py"):
+        return _lazy_predictor(config, weights, options)
     from detectron2 import model_zoo
     from detectron2.config import get_cfg
     from detectron2.engine import DefaultPredictor
@@ -45,6 +50,19 @@ def _predictor(config: str, weights: str, options: tuple[str, ...]):
     cfg.MODEL.RETINANET.SCORE_THRESH_TEST = SCORE_THRESH_TEST
     cfg.merge_from_list(list(options))
     return DefaultPredictor(cfg)
+
+
+def _lazy_predictor(config: str, weights: str, overrides: tuple[str, ...]):
+    """A LazyConfig's ``DefaultPredictor`` equivalent (``export_tools.predictors``)."""
+    from detectron2.checkpoint import DetectionCheckpointer
+
+    from export_tools.detector_config import load_config
+    from export_tools.predictors import LazyPredictor
+
+    lazy = load_config(config, list(overrides), SCORE_THRESH_TEST)
+    model = lazy.build_model()
+    DetectionCheckpointer(model).load(weights)
+    return LazyPredictor(lazy, model)
 
 
 def detectron2_prediction(

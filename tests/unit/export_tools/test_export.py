@@ -14,6 +14,7 @@ import pytest
 from export_tools import api, export
 
 ZOO_CONFIG = "COCO-Detection/faster_rcnn_R_50_FPN_3x.yaml"
+LAZY_CONFIG = "COCO-Detection/retinanet_R_50_FPN_1x.py"
 
 
 @pytest.fixture(autouse=True)
@@ -50,6 +51,27 @@ def cases(tmp):
             ["--config", str(write(tmp / "key.yaml", "MODEL:\n  NO_SUCH_KEY: 1\n"))],
             "NO_SUCH_KEY",
         ),
+        "config neither yaml nor LazyConfig": (
+            ["--config", str(write(tmp / "model.json", "{}"))],
+            "yaml, or LazyConfig .py",
+        ),
+        "LazyConfig not in the zoo": (["--config", "new_baselines/nothing.py"], "Model Zoo"),
+        "LazyConfig file raises": (
+            ["--config", str(write(tmp / "raises.py", "raise ValueError('no GPU here')\n"))],
+            "no GPU here",
+        ),
+        "LazyConfig not a detector config": (
+            ["--config", str(write(tmp / "other.py", "x = 1\n"))],
+            "not a Detectron2 LazyConfig model",
+        ),
+        "LazyConfig override names no field": (
+            ["--config", LAZY_CONFIG, "--", "model.roi_heads.box_predictor.test_score=0.5"],
+            "the config has no model.roi_heads.box_predictor.test_score",
+        ),
+        "LazyConfig override not key=value": (
+            ["--config", LAZY_CONFIG, "--", "model.roi_heads"],
+            "key=value expected",
+        ),
         "dataset json missing": (
             ["--coco-dataset", "d", str(tmp / "absent.json"), str(tmp)],
             "--coco-dataset d",
@@ -84,6 +106,12 @@ def cases(tmp):
         "config file malformed",
         "config not in the zoo",
         "config unknown key",
+        "config neither yaml nor LazyConfig",
+        "LazyConfig not in the zoo",
+        "LazyConfig file raises",
+        "LazyConfig not a detector config",
+        "LazyConfig override names no field",
+        "LazyConfig override not key=value",
         "dataset json missing",
         "dataset json not COCO",
         "dataset images missing",
