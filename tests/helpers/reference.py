@@ -11,27 +11,12 @@ the server.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-import numpy as np
-
+from d2_triton.testing.parity import Prediction
 from export_tools.detectron2_setup.shims import import_detectron2
 from helpers.exports import SCORE_THRESH_TEST, Architecture
-
-
-@dataclass
-class Prediction:
-    boxes: np.ndarray
-    scores: np.ndarray
-    classes: np.ndarray
-    masks: np.ndarray | None = None  # bool [N, H, W]
-    keypoints: np.ndarray | None = None  # [N, K, 3]
-    image_size: tuple[int, int] = (0, 0)
-
-    def __len__(self) -> int:
-        return len(self.scores)
 
 
 @lru_cache(maxsize=1)

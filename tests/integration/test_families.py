@@ -16,9 +16,10 @@ import pytest
 from d2_triton.client import DetectionClient
 from d2_triton.names import PipelineNames
 from d2_triton.serving.stages import PLAN_FILE, StagePlan
+from d2_triton.testing.parity import Cut, ParityFigures, compare
 from export_tools.repository.writer import read_export_info
 from helpers.exports import FAMILIES, SCORE_THRESH_TEST, families_repository, seeded_checkpoint
-from helpers.parity import MEASURED, Cut, ParityFigures, compare, parity_rule
+from helpers.parity import MEASURED, parity_rule
 from helpers.reference import detectron2_prediction
 
 PHOTOS = ("astronaut.jpg", "coffee.jpg")

@@ -20,6 +20,7 @@ import pytest
 from d2_triton.client import DetectionClient, DetectionResult
 from d2_triton.names import PipelineNames
 from d2_triton.serving.stages import PLAN_FILE, StagePlan
+from d2_triton.testing.parity import ParityFigures, compare
 from export_tools.repository.writer import read_export_info
 from helpers.exports import (
     ARCHITECTURES,
@@ -28,14 +29,7 @@ from helpers.exports import (
     both_modes_repository,
     seeded_checkpoint,
 )
-from helpers.parity import (
-    MEASURED,
-    Cut,
-    ParityFigures,
-    compare,
-    detections_per_image,
-    parity_rule,
-)
+from helpers.parity import MEASURED, Cut, detections_per_image, parity_rule
 from helpers.photos import photo_bytes
 from helpers.reference import detectron2_prediction
 

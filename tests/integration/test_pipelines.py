@@ -28,6 +28,7 @@ from d2_triton.names import PipelineNames
 from d2_triton.server.processes import stub_pids
 from d2_triton.testing.corpus import mixed_cases
 from d2_triton.testing.load import reference_answers, run_load, same_answer
+from d2_triton.testing.parity import compare
 from helpers.exports import (
     ARCHITECTURES,
     INT8_PIPELINE,
@@ -37,7 +38,7 @@ from helpers.exports import (
     seeded_checkpoint,
     several_pipelines_repository,
 )
-from helpers.parity import compare, parity_rule
+from helpers.parity import parity_rule
 from helpers.reference import detectron2_prediction
 from helpers.servers import GatewayProcess
 

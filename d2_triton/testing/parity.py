@@ -1,0 +1,265 @@
+"""Compare a served answer with Detectron2's, instance by instance: the parity rule.
+
+Used by the parity tests and by ``benchmarks.zoo``.
+
+Instances are paired as the exporter pairs them (``d2_triton.vision.parity``, which holds
+the box, score and cut tolerances: 0.5 px, 1e-3, 1e-3); here masks (IoU >= 0.99) and
+keypoints (within 0.5 px) are compared too.
+
+Four allowances for the default, staged export, whose float32 results differ from
+Detectron2's by rounding (each is counted in the figures; ``--exact`` gets neither):
+
+* the cut: an instance whose score sits at a cut may be kept on one side and dropped on the
+  other.  It may be unpaired only if its score is within 1e-3 of the cut (the model's score
+  threshold or, when Detectron2 returned its maximum number of detections, the lowest score
+  it kept): ``at_cut``;
+* tied copies: over a uniform region a class fires as several translated copies with one
+  score, and rounding of their overlaps decides how many copies survive NMS and top-k.  An
+  unpaired instance may be such a copy if its own side holds another instance of its class
+  with the same score (to 1e-5) and the other side holds an instance of its class and score
+  (to 1e-3), i.e. the detection is there, once more or once less: ``tied_copies``;
+* keypoint ties: a keypoint more than 0.5 px away whose heatmap logit equals Detectron2's
+  within 1e-3 is the other location of a tied maximum: ``keypoint_ties``;
+* boundary pixels of small masks: a pixel whose mask probability sits at the 0.5 threshold
+  may flip, and in a mask of a few hundred pixels a few such flips cost more than 1 % IoU.
+  A mask under IoU 0.99 passes only if every pixel that differs lies on Detectron2's mask
+  boundary (it has a 4-neighbour of the other value there) and at most 4 pixels + 1 % of
+  the mask differ: ``small_masks_with_flips``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from d2_triton.client import DetectionResult
+from d2_triton.vision.parity import (
+    BOX_TOLERANCE_PX,
+    SCORE_TOLERANCE,
+    at_cut,
+    box_error,
+    pair_instances,
+)
+
+
+@dataclass
+class Prediction:
+    """Detectron2's own answer for one image, in original pixels (the reference)."""
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    classes: np.ndarray
+    masks: np.ndarray | None = None  # bool [N, H, W]
+    keypoints: np.ndarray | None = None  # [N, K, 3]
+    image_size: tuple[int, int] = (0, 0)
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+
+MIN_MASK_IOU = 0.99
+# Staged exports: a mask under the IoU bound may differ by at most this many pixels plus
+# this share of its area, all on Detectron2's mask boundary.
+MASK_FLIPS_PX = 4
+MASK_FLIPS_SHARE = 0.01
+KEYPOINT_TOLERANCE_PX = 0.5
+# Scores this close are ties: identical copies of one instance (see _tie_swap).
+TIE_TOLERANCE = 1e-5
+
+
+@dataclass(frozen=True)
+class Cut:
+    """Where Detectron2 cuts the instance list: its score threshold and top-k."""
+
+    score_threshold: float
+    max_detections: int = 100
+
+    def score(self, reference: Prediction) -> float:
+        """The lowest score that could be kept for this image."""
+        if len(reference) >= self.max_detections:
+            return float(np.min(reference.scores))
+        return self.score_threshold
+
+    def allows(self, score: float, reference: Prediction) -> bool:
+        """An instance with ``score`` may be unpaired: it sits at the cut."""
+        return at_cut(score, self.score(reference))
+
+
+@dataclass
+class ParityFigures:
+    """What one or more comparisons found: counts, worst errors and the problems."""
+
+    photos: int = 0
+    instances: int = 0
+    at_cut: int = 0
+    tied_copies: int = 0
+    max_box_error_px: float = 0.0
+    max_score_error: float = 0.0
+    min_mask_iou: float | None = None
+    small_masks_with_flips: int = 0
+    max_keypoint_error_px: float | None = None
+    keypoint_ties: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    def merge(self, other: ParityFigures) -> None:
+        """Add ``other``'s counts and problems; keep the worse of each error."""
+        self.photos += other.photos
+        self.instances += other.instances
+        self.at_cut += other.at_cut
+        self.tied_copies += other.tied_copies
+        self.keypoint_ties += other.keypoint_ties
+        self.small_masks_with_flips += other.small_masks_with_flips
+        self.max_box_error_px = max(self.max_box_error_px, other.max_box_error_px)
+        self.max_score_error = max(self.max_score_error, other.max_score_error)
+        if other.min_mask_iou is not None:
+            self.min_mask_iou = min(self.min_mask_iou or 1.0, other.min_mask_iou)
+        if other.max_keypoint_error_px is not None:
+            self.max_keypoint_error_px = max(
+                self.max_keypoint_error_px or 0.0, other.max_keypoint_error_px
+            )
+        self.problems += other.problems
+
+    def summary(self) -> dict:
+        """The figures without the problem list, for the report."""
+        return {key: value for key, value in asdict(self).items() if key != "problems"}
+
+    def merge_keypoints(
+        self, served: np.ndarray, reference: np.ndarray, index: int, allow_ties: bool
+    ) -> None:
+        """(x, y) within 0.5 px; the third value (heatmap logit) to 1e-3 relative.
+
+        With ``allow_ties`` (staged exports) a keypoint may sit elsewhere if its logit equals
+        Detectron2's within that tolerance: the heatmap's maximum is tied and float rounding
+        picked the other location (counted in ``keypoint_ties``).
+        """
+        errors = np.abs(served[:, :2] - reference[:, :2]).max(axis=1)
+        logit_scale = np.maximum(1.0, np.abs(reference[:, 2]))
+        same_logit = np.abs(served[:, 2] - reference[:, 2]) <= SCORE_TOLERANCE * logit_scale
+        moved = errors > KEYPOINT_TOLERANCE_PX
+        ties = moved & same_logit if allow_ties else np.zeros_like(moved)
+        self.keypoint_ties += int(ties.sum())
+        kept = errors[~ties]
+        if kept.size:
+            self.max_keypoint_error_px = max(self.max_keypoint_error_px or 0.0, float(kept.max()))
+        if np.any(moved & ~ties):
+            self.problems.append(f"reference #{index}: keypoints off by {errors.max():.3f} px")
+        if not np.all(same_logit):
+            self.problems.append(f"reference #{index}: keypoint logits differ")
+
+
+def rule_for(info: dict) -> Cut | None:
+    """The rule an export is held to, from its ``export_info.json``.
+
+    The cut rule at its score threshold and top-k if it is staged, None (no allowances) if
+    exact.
+    """
+    if info["detector_mode"] != "staged":
+        return None
+    return Cut(info["score_thresh_test"], info["detections_per_image"])
+
+
+def mask_boundary(mask: np.ndarray) -> np.ndarray:
+    """Pixels with a 4-neighbour of the other value (both sides of the mask's edge)."""
+    mask = mask.astype(bool)
+    padded = np.pad(mask, 1, mode="edge")
+    neighbours = (padded[1:-1, :-2], padded[1:-1, 2:], padded[:-2, 1:-1], padded[2:, 1:-1])
+    return np.logical_or.reduce([neighbour != mask for neighbour in neighbours])
+
+
+def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two boolean masks (1 when both are empty)."""
+    union = np.logical_or(a, b).sum()
+    return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
+
+
+def compare(
+    served: DetectionResult, reference: Prediction, cut: Cut | None = None
+) -> ParityFigures:
+    """Pair and compare; ``cut`` (staged exports) allows the module's four allowances.
+
+    Exact exports pair each reference instance with the closest box of its class and then
+    check the tolerances; staged ones pair only within the box and score tolerances, and
+    what stays unpaired must be at the cut or a tied copy.
+    """
+    figures = ParityFigures(photos=1, instances=len(reference))
+    if tuple(served.image_size) != tuple(reference.image_size):
+        figures.problems.append(f"image size {served.image_size} != {reference.image_size}")
+        return figures
+    if cut is None and len(served) != len(reference):
+        figures.problems.append(f"{len(served)} instances served, Detectron2: {len(reference)}")
+        return figures
+    pairing = pair_instances(reference, served, within_tolerance=cut is not None)
+    for index, best in pairing.pairs.items():
+        compare_pair(figures, served, best, reference, index, cut is not None)
+    for index in pairing.unpaired_reference:
+        _account_unpaired(figures, index, reference, served, reference, cut, "reference")
+    for extra in pairing.unpaired_other:
+        _account_unpaired(figures, extra, served, reference, reference, cut, "served")
+    return figures
+
+
+def _account_unpaired(figures, index, side, other, reference, cut, name) -> None:
+    """An instance of ``side`` left unpaired: at the cut, a tied copy, or a problem."""
+    score = float(side.scores[index])
+    if cut is not None and cut.allows(score, reference):
+        figures.at_cut += 1
+    elif cut is not None and _tied_copy(index, side, other):
+        figures.tied_copies += 1
+    else:
+        whom = "served instance" if name == "reference" else "Detectron2 instance"
+        figures.problems.append(f"{name} #{index}: no {whom} pairs with it")
+
+
+def compare_pair(
+    figures: ParityFigures,
+    served: DetectionResult,
+    best: int,
+    reference: Prediction,
+    index: int,
+    staged: bool,
+) -> None:
+    """Box, score, mask and keypoints of one pair, into ``figures``."""
+    box_off = box_error(served.boxes[best], reference.boxes[index])
+    score_error = float(abs(served.scores[best] - reference.scores[index]))
+    figures.max_box_error_px = max(figures.max_box_error_px, box_off)
+    figures.max_score_error = max(figures.max_score_error, score_error)
+    if box_off > BOX_TOLERANCE_PX:
+        figures.problems.append(f"reference #{index}: box off by {box_off:.3f} px")
+    if score_error > SCORE_TOLERANCE:
+        figures.problems.append(f"reference #{index}: score off by {score_error:.2e}")
+    if reference.masks is not None:
+        compare_masks(figures, served.mask(best), reference.masks[index], index, staged)
+    if reference.keypoints is not None:
+        figures.merge_keypoints(served.keypoints[best], reference.keypoints[index], index, staged)
+
+
+def compare_masks(
+    figures: ParityFigures, served: np.ndarray, reference: np.ndarray, index: int, staged: bool
+) -> None:
+    """IoU >= 0.99, or (staged) a few flips on Detectron2's mask boundary."""
+    iou = mask_iou(served, reference)
+    figures.min_mask_iou = min(figures.min_mask_iou or 1.0, iou)
+    flipped = np.logical_xor(served, reference)
+    flips = int(flipped.sum())
+    allowed = MASK_FLIPS_PX + MASK_FLIPS_SHARE * float(reference.sum())
+    on_boundary = not np.any(flipped & ~mask_boundary(reference))
+    if iou < MIN_MASK_IOU and staged and flips <= allowed and on_boundary:
+        figures.small_masks_with_flips += 1
+    elif iou < MIN_MASK_IOU:
+        figures.problems.append(f"reference #{index}: mask IoU {iou:.4f} ({flips} px)")
+
+
+def _tied_copy(index: int, side, other) -> bool:
+    """Whether instance ``index`` of ``side`` is one of several tied copies the other side has.
+
+    ``side`` and ``other`` are the two answers (served and Detectron2's, either way round).
+    True when ``side`` holds another instance of the class with the same score (within
+    TIE_TOLERANCE: translated copies on a uniform region) and ``other`` holds an instance of
+    the class and score (within SCORE_TOLERANCE): the copies' overlaps, decided by rounding,
+    settled how many of them NMS kept.
+    """
+    klass, score = int(side.classes[index]), float(side.scores[index])
+    own = np.abs(side.scores[side.classes.astype(int) == klass].astype(float) - score)
+    theirs = np.abs(other.scores[other.classes.astype(int) == klass].astype(float) - score)
+    return int((own <= TIE_TOLERANCE).sum()) >= 2 and bool(np.any(theirs <= SCORE_TOLERANCE))
