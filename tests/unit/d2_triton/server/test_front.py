@@ -40,10 +40,16 @@ def write_pipeline(repository: Path, name: str, instances: int, max_bytes: int) 
         (repository / model / "config.pbtxt").write_text(text)
 
 
+# The longest pipeline name there may be: nginx's default variable hash buckets (64 bytes)
+# did not hold the front's variable for it, and nginx refused to start.
+LONGEST_NAME = "lvisv1-instancesegmentation-mask-rcnn-x-101-32x8d-fpn-1x-" + "a" * 6
+
+
 @pytest.fixture
 def repository(tmp_path) -> Path:
     write_pipeline(tmp_path / "models", "default", instances=1, max_bytes=1000)
     write_pipeline(tmp_path / "models", "keypoints", instances=2, max_bytes=5000)
+    write_pipeline(tmp_path / "models", LONGEST_NAME, instances=1, max_bytes=1000)
     return tmp_path / "models"
 
 
