@@ -22,8 +22,9 @@ from export_tools.detectron2_setup.shims import import_detectron2
 from export_tools.repository.writer import read_export_info
 
 
-def predictor_for(repository: Path, threads: int):
-    """Detectron2's own predictor for the exported model, with the export's weights."""
+def predictor_for(repository: Path, threads: int, pipeline=None):
+    """Detectron2's own predictor for an exported pipeline (default: the default one), with
+    the export's weights."""
     import_detectron2()
     from detectron2.checkpoint import DetectionCheckpointer
 
@@ -31,7 +32,7 @@ def predictor_for(repository: Path, threads: int):
     from export_tools.predictors import predictor
     from export_tools.random_init import build_random_model
 
-    info = read_export_info(repository)
+    info = read_export_info(repository, pipeline)
     config = load_config(info["config"], info["config_options"], info["score_thresh_test"])
     if threads > 0:
         torch.set_num_threads(threads)

@@ -62,14 +62,26 @@ class DetectorConfig:
     score_thresh_test: float | None = None
 
     def build_model(self) -> torch.nn.Module:
-        """The model in eval mode on the CPU, with Detectron2's initial weights."""
-        if not self.lazy:
-            from detectron2.modeling import build_model
+        """The model in eval mode on the CPU, with Detectron2's initial weights.
 
-            return build_model(self.node).eval()
-        from detectron2.config import instantiate
+        Raises:
+            ConfigError: Detectron2 cannot build the model the config describes.
+        """
+        try:
+            if not self.lazy:
+                from detectron2.modeling import build_model
 
-        model = instantiate(self.node.model).to("cpu").eval()
+                return build_model(self.node).eval()
+            from detectron2.config import instantiate
+
+            model = instantiate(self.node.model).to("cpu").eval()
+        except ImportError as error:  # e.g. mmdet for Detectron2's mmdetection wrapper
+            raise ConfigError(f"--config {self.source}: {one_line(error)}") from None
+        except (ValueError, TypeError, KeyError, AssertionError) as error:
+            raise ConfigError(
+                f"--config {self.source}: Detectron2 cannot build this model: "
+                f"{type(error).__name__}: {one_line(error)}"
+            ) from None
         if self.score_thresh_test is not None:
             set_score_thresh(model, self.score_thresh_test)
         return model

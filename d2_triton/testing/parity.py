@@ -57,6 +57,20 @@ class Prediction:
     def __len__(self) -> int:
         return len(self.scores)
 
+    @classmethod
+    def from_instances(cls, instances, image_size: tuple[int, int]) -> Prediction:
+        """From a predictor's ``Instances`` on an image of ``image_size`` (height, width)."""
+        return cls(
+            boxes=instances.pred_boxes.tensor.numpy(),
+            scores=instances.scores.numpy(),
+            classes=instances.pred_classes.numpy(),
+            masks=instances.pred_masks.numpy() if instances.has("pred_masks") else None,
+            keypoints=(
+                instances.pred_keypoints.numpy() if instances.has("pred_keypoints") else None
+            ),
+            image_size=tuple(image_size),
+        )
+
 
 MIN_MASK_IOU = 0.99
 # Staged exports: a mask under the IoU bound may differ by at most this many pixels plus

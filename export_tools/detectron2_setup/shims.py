@@ -1,4 +1,4 @@
-"""Import the real Detectron2 for export, with two small, explicit shims where it is incomplete.
+"""Import the real Detectron2 for export, with small, explicit shims where it falls short.
 
 A full Detectron2 install (``pip install 'git+https://github.com/facebookresearch/detectron2.git'``)
 needs neither shim and gets none.  Where GitHub is out of reach,
@@ -14,6 +14,13 @@ on torchvision's ops), except:
    which modern torch no longer ships.  We make ``detectron2.export`` importable as a
    plain namespace so ``detectron2.export.flatten.TracingAdapter`` (which needs no Caffe2)
    can be imported; nothing else in the package is touched or re-implemented.
+
+A third shim concerns Detectron2 v0.6 with any recent torch, full install or not:
+
+3. ``RetinaNetHead`` (and so FCOS, whose head is one) learns the type of its norm by building
+   one for a single channel, ``get_norm(norm, 1)``; for ``"GN"`` that is ``GroupNorm(32, 1)``,
+   which torch has refused since 1.x.  The head module's ``get_norm`` answers that one probe
+   with a ``GroupNorm`` of one group (the same type); every real norm is Detectron2's own.
 
 Nothing is written into Detectron2's files; the shims live in ``sys.modules`` only, and
 ``shims_in_use()`` reports which were needed so the exporter can say so.
@@ -59,6 +66,7 @@ def import_detectron2() -> types.ModuleType:
             sys.modules["detectron2._C"] = _MissingCppExtension("detectron2._C")
             detectron2._C = sys.modules["detectron2._C"]
             _shims.append("detectron2._C placeholder (no C++ extension installed)")
+    _group_norm_probe()
     if "detectron2.export" not in sys.modules:
         try:
             importlib.import_module("detectron2.export")
@@ -66,6 +74,28 @@ def import_detectron2() -> types.ModuleType:
             _register_namespace("detectron2.export", Path(detectron2.__file__).parent / "export")
             _shims.append(f"detectron2.export entered without its __init__ ({error})")
     return detectron2
+
+
+def _group_norm_probe() -> None:
+    """Shim 3: ``get_norm("GN", 1)`` in the RetinaNet head module gives ``GroupNorm(1, 1)``."""
+    from detectron2.modeling.meta_arch import retinanet
+
+    original = retinanet.get_norm
+    if getattr(original, "d2t_shim", False):
+        return
+
+    def get_norm(norm, out_channels):
+        if norm == "GN" and out_channels == 1:  # the type probe, never a layer of the model
+            note = "RetinaNetHead's GroupNorm type probe answered with GroupNorm(1, 1)"
+            if note not in _shims:
+                _shims.append(note)
+            import torch
+
+            return torch.nn.GroupNorm(1, 1)
+        return original(norm, out_channels)
+
+    get_norm.d2t_shim = True
+    retinanet.get_norm = get_norm
 
 
 def _register_namespace(name: str, directory: Path) -> None:

@@ -66,12 +66,4 @@ def _prediction(config: str, weights: str, image_path: str, options: tuple[str, 
 
     predictor = _predictor(config, weights, options)
     image = read_image(image_path, format="BGR")
-    instances = predictor(image)["instances"]
-    return Prediction(
-        boxes=instances.pred_boxes.tensor.numpy(),
-        scores=instances.scores.numpy(),
-        classes=instances.pred_classes.numpy(),
-        masks=instances.pred_masks.numpy() if instances.has("pred_masks") else None,
-        keypoints=instances.pred_keypoints.numpy() if instances.has("pred_keypoints") else None,
-        image_size=tuple(image.shape[:2]),
-    )
+    return Prediction.from_instances(predictor(image)["instances"], image.shape[:2])

@@ -1,0 +1,178 @@
+"""Model-zoo coverage: every config Detectron2's sources ship, exported, served and compared.
+
+    python -m benchmarks.zoo [--only GLOB ...] [--out benchmarks/results/zoo]
+
+For each yaml and LazyConfig file under ``detectron2/model_zoo/configs`` (``common/`` holds
+LazyConfig fragments, not models): what the config is (``benchmarks.zoo_rows.classify``; a
+config that cannot be served says why, e.g. deformable convolution needs Detectron2's C++
+ops), then the real export CLI with ``--weights random`` (the zoo's checkpoints cannot be
+downloaded here) in its default mode, several exports per repository as pipelines of their
+own, each repository served by the real tritonserver.  Two photos go to each pipeline over
+HTTP; each answer is compared with Detectron2's own predictor on the same weights
+(``benchmarks.eager.predictor_for``) under the export's parity rule
+(``d2_triton.testing.parity.rule_for``), and both are timed on one image.  It is long (about
+a minute per config on 2 cores): it is not in the default suite, which serves one model of
+each family (``tests/integration/test_families.py``).
+
+Writes ``summary.json`` and ``report.md`` under ``--out``, and the table into
+``docs/model-zoo.md`` between its markers.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from benchmarks import inputs
+from benchmarks.zoo_rows import Row, classify, table, zoo_configs
+from d2_triton.cache import CHECKOUT, cache_dir
+from d2_triton.commands import Parser, command
+from d2_triton.names import PipelineNames
+
+OUT = CHECKOUT / "benchmarks" / "results" / "zoo"
+DOCS_PAGE = CHECKOUT / "docs" / "model-zoo.md"
+PHOTO_SIZE = (640, 480)
+PHOTOS = 2
+PIPELINES_PER_SERVER = 6  # ~1 GB each at rest for an R50; a server start costs ~15 s
+EXPORT_TIMEOUT_S = 1200
+
+
+def export(row: Row, repository: Path) -> None:
+    """The real export CLI for ``row``'s config into ``repository``; fills the row."""
+    command_line = [sys.executable, "-m", "export_tools.export", "--config", row.config]
+    command_line += ["--weights", "random", "--repository", str(repository), "--name", row.name]
+    started = time.perf_counter()
+    try:
+        done = subprocess.run(
+            command_line, capture_output=True, text=True, timeout=EXPORT_TIMEOUT_S, cwd=CHECKOUT
+        )
+    except subprocess.TimeoutExpired:
+        row.fail(f"export took over {EXPORT_TIMEOUT_S} s")
+        return
+    row.export_s = round(time.perf_counter() - started, 1)
+    if done.returncode != 0:
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        failed = [line for line in lines if line.startswith("export failed: ")]
+        row.fail((failed or lines or ["no output"])[-1].removeprefix("export failed: "))
+        return
+    from export_tools.repository.writer import read_export_info
+
+    info = read_export_info(repository, PipelineNames(row.name))
+    row.mode, row.meta_architecture = info["detector_mode"], info["meta_architecture"]
+
+
+def compare_served(rows: list[Row], repository: Path, photos: list[Path]) -> None:
+    """Serve ``repository``; each row's pipeline answers ``photos``, compared and timed."""
+    from d2_triton.server import ServerEnvironment, TritonServer
+    from d2_triton.testing.ports import loopback_server_options
+
+    environment = ServerEnvironment.inspect(cache_dir() / "venv")
+    options = loopback_server_options(repository)
+    with TritonServer(options, environment, log_path=repository / "tritonserver.log") as server:
+        for row in rows:
+            try:
+                compare_one(row, repository, server.http_url, photos)
+            except Exception as error:  # one model's failure is its row's, not the run's
+                row.fail(f"serving: {type(error).__name__}: {error}".splitlines()[0])
+
+
+def compare_one(row: Row, repository: Path, http_url: str, photos: list[Path]) -> None:
+    """Served vs Detectron2's answer on each photo, under the export's parity rule."""
+    from benchmarks.eager import predictor_for
+    from d2_triton.client import DetectionClient
+    from d2_triton.testing.parity import ParityFigures, Prediction, compare, rule_for
+    from export_tools.repository.writer import read_export_info
+
+    pipeline = PipelineNames(row.name)
+    rule = rule_for(read_export_info(repository, pipeline))
+    predictor = predictor_for(repository, threads=0, pipeline=pipeline)
+    figures, served_ms, eager_ms = ParityFigures(), [], []
+    with DetectionClient(http_url, model=pipeline.name, timeout=600) as client:
+        client.detect(photos[0].read_bytes())  # the first request of a shape pays profiling
+        for photo in photos:
+            started = time.perf_counter()
+            result = client.detect(photo.read_bytes())
+            served_ms.append(1000 * (time.perf_counter() - started))
+            reference, took = eager_prediction(predictor, photo)
+            eager_ms.append(took)
+            figures.merge(compare(result, Prediction.from_instances(*reference), rule))
+    row.record(figures, statistics.mean(served_ms), statistics.mean(eager_ms))
+
+
+def eager_prediction(predictor, photo: Path):
+    """((instances, image size), ms) of Detectron2's predictor on ``photo``, after a warm-up."""
+    from detectron2.data.detection_utils import read_image
+
+    image = read_image(str(photo), format="BGR")
+    predictor(image)
+    started = time.perf_counter()
+    instances = predictor(image)["instances"]
+    return (instances, image.shape[:2]), 1000 * (time.perf_counter() - started)
+
+
+@command("python -m benchmarks.zoo")
+def main(argv: list[str] | None = None) -> int:
+    """Classify, export, serve and compare each config; write the summary and the table."""
+    parser = Parser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="*", default=[], help="configs matching these globs")
+    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--work", type=Path, default=cache_dir() / "zoo-work")
+    args = parser.parse_args(argv)
+    from export_tools.detectron2_setup.shims import import_detectron2
+
+    import_detectron2()
+    configs = [c for c in zoo_configs() if not args.only or any_match(c, args.only)]
+    rows = [classify(config) for config in configs]
+    label = inputs.size_label(PHOTO_SIZE)
+    photos = inputs.write_photos(args.work / "photos", [PHOTO_SIZE], PHOTOS)[label]
+    candidates = [row for row in rows if row.reason is None]
+    for start in range(0, len(candidates), PIPELINES_PER_SERVER):
+        batch = candidates[start : start + PIPELINES_PER_SERVER]
+        repository = args.work / f"repository-{start // PIPELINES_PER_SERVER}"
+        for row in batch:
+            print(f"== {row.config}", flush=True)
+            export(row, repository)
+        exported = [row for row in batch if row.reason is None]
+        if exported:
+            compare_served(exported, repository, photos)
+        for row in batch:
+            print(f"   {row.outcome}: {row.reason or row.figures_line()}", flush=True)
+    write_results(rows, args.out, argv)
+    return 0
+
+
+def any_match(config: str, patterns: list[str]) -> bool:
+    """Whether ``config`` matches one of the globs."""
+    return any(fnmatch.fnmatch(config, pattern) for pattern in patterns)
+
+
+def write_results(rows: list[Row], out: Path, argv: list[str] | None) -> None:
+    """summary.json and report.md under ``out``; the table into the docs page."""
+    out.mkdir(parents=True, exist_ok=True)
+    summary = {
+        "when": time.strftime("%Y-%m-%d %H:%M"),
+        "machine": platform.processor() or platform.machine(),
+        "command": "python -m benchmarks.zoo " + " ".join(argv or sys.argv[1:]),
+        "counts": Row.counts(rows),
+        "rows": [row.as_dict() for row in rows],
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    text = table(rows)
+    (out / "report.md").write_text(f"# Model-zoo coverage\n\n`{summary['command']}`\n\n{text}")
+    if DOCS_PAGE.is_file():
+        page = DOCS_PAGE.read_text()
+        begin, end = "<!-- zoo table -->", "<!-- end zoo table -->"
+        if begin in page and end in page:
+            head, rest = page.split(begin, 1)
+            DOCS_PAGE.write_text(f"{head}{begin}\n{text}\n{end}{rest.split(end, 1)[1]}")
+    print(f"wrote {out / 'summary.json'}, {out / 'report.md'}: {summary['counts']}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

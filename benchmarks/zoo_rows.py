@@ -1,0 +1,211 @@
+"""The model-zoo coverage table's rows: which configs, what each one is, and the table.
+
+A row says what the config is (``kind``): a ``detector`` (an image in, instances out:
+every R-CNN, RetinaNet, FCOS, and the semantic and panoptic segmenters), or something the
+ensemble cannot serve from an image alone, which the row names (a base config, a proposal
+network, a classifier, a model needing precomputed proposals or mmdetection).  A detector
+that cannot be served says why in ``reason``; the others are exported, served and compared
+(``benchmarks.zoo``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from d2_triton.names import PIPELINE_NAME_PATTERN
+
+DETECTOR = "detector"
+CPP_OPS = (
+    "needs Detectron2's C++ ops ({what}), which the sources-only install lacks; a full "
+    "Detectron2 install (built from GitHub) has them"
+)
+NOT_YET = "{what}: its outputs are not served yet (issue 20)"
+
+
+@dataclass
+class Row:
+    """One config of the zoo and what became of it."""
+
+    config: str
+    system: str  # yaml or lazy
+    kind: str = DETECTOR
+    meta_architecture: str = ""
+    mode: str = ""  # staged or exact, once exported
+    reason: str | None = None  # why it is not served
+    parity: dict | None = None  # d2_triton.testing.parity.ParityFigures.summary()
+    problems: list[str] | None = None
+    export_s: float | None = None
+    served_ms: float | None = None
+    eager_ms: float | None = None
+
+    @property
+    def name(self) -> str:
+        """Its pipeline's name: the config path in lower case, '-' for anything else.
+
+        A LazyConfig's ends in ``-py`` (the zoo has a yaml and a .py of some models); a
+        name over 63 characters ends in a hash of the path instead.
+        """
+        stem, suffix = self.config.lower().rsplit(".", 1)
+        slug = re.sub(r"[^a-z0-9]+", "-", stem).strip("-") + ("-py" if suffix == "py" else "")
+        if len(slug) > 63:
+            digest = hashlib.sha256(self.config.encode()).hexdigest()[:8]
+            slug = f"{slug[:54].rstrip('-')}-{digest}"
+        assert PIPELINE_NAME_PATTERN.fullmatch(slug), slug
+        return slug
+
+    def fail(self, reason: str) -> None:
+        """Not served, because of ``reason``."""
+        self.reason = reason
+
+    def record(self, figures, served_ms: float, eager_ms: float) -> None:
+        """The comparison's figures and the one-image latencies."""
+        self.parity = figures.summary()
+        self.problems = figures.problems[:5]
+        self.served_ms, self.eager_ms = round(served_ms, 1), round(eager_ms, 1)
+
+    @property
+    def outcome(self) -> str:
+        """``parity``, ``differs``, ``not served`` (a detector) or ``not a detector``."""
+        if self.kind != DETECTOR:
+            return "not a detector"
+        if self.reason is not None or self.parity is None:
+            return "not served"
+        return "differs" if self.problems else "parity"
+
+    def figures_line(self) -> str:
+        """The parity figures, or the first problems, in a line."""
+        if self.problems:
+            return "; ".join(self.problems)
+        figures = self.parity or {}
+        count = figures.get("instances", 0)
+        box, score = figures.get("max_box_error_px", 0), figures.get("max_score_error", 0)
+        return f"{count} instances, boxes within {box:.3f} px, scores {score:.1e}"
+
+    def as_dict(self) -> dict:
+        """The row as JSON, with its outcome."""
+        return asdict(self) | {"outcome": self.outcome, "name": self.name}
+
+    @staticmethod
+    def counts(rows: list[Row]) -> dict[str, int]:
+        """How many rows have each outcome, and how many are detectors."""
+        counts = {"rows": len(rows), "detectors": sum(r.kind == DETECTOR for r in rows)}
+        for row in rows:
+            counts[row.outcome] = counts.get(row.outcome, 0) + 1
+        return counts
+
+
+def configs_root() -> Path:
+    """Detectron2's ``model_zoo/configs`` folder (the installed sources)."""
+    from detectron2 import model_zoo
+
+    return Path(model_zoo.__file__).parent / "configs"
+
+
+def zoo_configs() -> list[str]:
+    """Every yaml and LazyConfig file of the model zoo, but the fragments under ``common/``."""
+    root = configs_root()
+    return sorted(
+        path.relative_to(root).as_posix()
+        for path in root.rglob("*")
+        if path.suffix in (".yaml", ".py")
+        and path.name != "__init__.py"
+        and path.relative_to(root).parts[0] != "common"
+    )
+
+
+def classify(config: str) -> Row:
+    """What ``config`` is and, for what cannot be served, why (its config is read, no model
+    is built)."""
+    from export_tools.detector_config import load_config
+    from export_tools.errors import ConfigError
+
+    row = Row(config, "lazy" if config.endswith(".py") else "yaml")
+    if Path(config).name.startswith("Base-"):
+        row.kind = "base config"
+        row.fail("a base other configs extend (_BASE_), not a model of its own")
+        return row
+    try:
+        loaded = load_config(config, [], None)
+    except ConfigError as error:
+        return _unreadable(row, str(error))
+    row.meta_architecture = loaded.meta_architecture
+    if not loaded.lazy:
+        _yaml_limits(row, loaded.node)
+    return _architecture_limits(row)
+
+
+def _unreadable(row: Row, message: str) -> Row:
+    if "dataloader.test" in message or "not a Detectron2 LazyConfig model" in message:
+        row.kind = "classifier"
+        row.fail("an ImageNet classifier's config, not a detector")
+    else:
+        row.fail(message)
+    return row
+
+
+def _yaml_limits(row: Row, cfg) -> None:
+    if cfg.MODEL.LOAD_PROPOSALS:
+        row.kind = "needs proposals"
+        row.fail("reads precomputed proposals (DATASETS.PROPOSAL_FILES_TEST), not an image")
+    elif any(cfg.MODEL.RESNETS.DEFORM_ON_PER_STAGE):
+        row.fail(CPP_OPS.format(what="deformable convolution"))
+    elif "RRPN" in cfg.MODEL.PROPOSAL_GENERATOR.NAME or "Rotated" in cfg.MODEL.ROI_HEADS.NAME:
+        row.fail(CPP_OPS.format(what="rotated boxes"))
+
+
+def _architecture_limits(row: Row) -> Row:
+    meta = row.meta_architecture
+    if row.reason is not None:
+        return row
+    if meta == "MMDetDetector":
+        row.kind = "mmdetection model"
+        row.fail("needs mmdetection (mmdet), which is not installed with Detectron2")
+    elif meta == "ProposalNetwork":
+        row.kind = "proposal network"
+        row.fail("an RPN alone: it gives proposals, not detections")
+    elif meta == "SemanticSegmentor":
+        row.fail(NOT_YET.format(what="semantic segmentation"))
+    elif meta == "PanopticFPN":
+        row.fail(NOT_YET.format(what="panoptic segmentation"))
+    return row
+
+
+def table(rows: list[Row]) -> str:
+    """The markdown table of ``rows``, with the counts above it."""
+    counts = Row.counts(rows)
+    detectors = counts["detectors"]
+    with_parity = counts.get("parity", 0)
+    share = 100 * with_parity / detectors if detectors else 0.0
+    lines = [
+        f"{counts['rows']} configs; {detectors} detectors, of which {with_parity} serve with "
+        f"parity ({share:.0f} %), {counts.get('differs', 0)} differ, "
+        f"{counts.get('not served', 0)} are not served (the row says why); "
+        f"{counts.get('not a detector', 0)} are not detectors.",
+        "",
+        "| config | meta-architecture | mode | outcome | parity / reason | export s "
+        "| served ms | eager ms | speed-up |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        detail = row.reason if row.reason is not None else row.figures_line()
+        speedup = f"{row.eager_ms / row.served_ms:.2f}x" if row.served_ms and row.eager_ms else ""
+        cells = [
+            f"`{row.config}`",
+            row.meta_architecture or row.kind,
+            row.mode,
+            row.outcome,
+            detail.replace("|", "/"),
+            _number(row.export_s),
+            _number(row.served_ms),
+            _number(row.eager_ms),
+            speedup,
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _number(value: float | None) -> str:
+    return "" if value is None else f"{value:.0f}"
