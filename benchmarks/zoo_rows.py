@@ -68,12 +68,15 @@ class Row:
 
     @property
     def outcome(self) -> str:
-        """``parity``, ``differs``, ``not served`` (a detector) or ``not a detector``."""
+        """``parity``, ``differs``, ``nothing compared`` (served, no instances on either
+        photo), ``not served`` (a detector) or ``not a detector``."""
         if self.kind != DETECTOR:
             return "not a detector"
         if self.reason is not None or self.parity is None:
             return "not served"
-        return "differs" if self.problems else "parity"
+        if self.problems:
+            return "differs"
+        return "parity" if self.parity.get("instances", 0) else "nothing compared"
 
     def figures_line(self) -> str:
         """The parity figures, or the first problems, in a line."""

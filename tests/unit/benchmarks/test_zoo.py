@@ -58,6 +58,9 @@ def test_the_table_counts_parity_among_detectors_only():
     differs.record(ParityFigures(problems=["reference #0: box off"]), 1.0, 1.0)
     refused = Row("c.yaml", "yaml", reason="needs Detectron2's C++ ops")
     other = Row("Base-X.yaml", "yaml", kind="base config", reason="a base")
+    empty = Row("d.yaml", "yaml", mode="staged")
+    empty.record(ParityFigures(photos=2, instances=0), 1.0, 1.0)
+    assert empty.outcome == "nothing compared"  # no instances: no proof of parity
     text = table([served, differs, refused, other])
     assert text.startswith("4 configs; 3 detectors, of which 1 serve with parity (33 %)")
     assert "1 differ, 1 are not served" in text and "1 are not detectors" in text
