@@ -73,9 +73,10 @@ def export(row: Row, repository: Path) -> None:
 def compare_served(rows: list[Row], repository: Path, photos: list[Path]) -> None:
     """Serve ``repository``; each row's pipeline answers ``photos``, compared and timed."""
     from d2_triton.server import ServerEnvironment, TritonServer
+    from d2_triton.testing.gateway import SERVER_ENV
     from d2_triton.testing.ports import loopback_server_options
 
-    environment = ServerEnvironment.inspect(cache_dir() / "venv")
+    environment = ServerEnvironment.inspect(SERVER_ENV)
     options = loopback_server_options(repository)
     with TritonServer(options, environment, log_path=repository / "tritonserver.log") as server:
         for row in rows:
@@ -89,7 +90,7 @@ def compare_one(row: Row, repository: Path, http_url: str, photos: list[Path]) -
     """Served vs Detectron2's answer on each photo, under the export's parity rule."""
     from benchmarks.eager import predictor_for
     from d2_triton.client import DetectionClient
-    from d2_triton.testing.parity import ParityFigures, Prediction, compare, rule_for
+    from d2_triton.testing.parity import ParityFigures, compare, rule_for
     from export_tools.repository.writer import read_export_info
 
     pipeline = PipelineNames(row.name)
@@ -104,19 +105,22 @@ def compare_one(row: Row, repository: Path, http_url: str, photos: list[Path]) -
             served_ms.append(1000 * (time.perf_counter() - started))
             reference, took = eager_prediction(predictor, photo)
             eager_ms.append(took)
-            figures.merge(compare(result, Prediction.from_instances(*reference), rule))
+            figures.merge(compare(result, reference, rule))
     row.record(figures, statistics.mean(served_ms), statistics.mean(eager_ms))
 
 
 def eager_prediction(predictor, photo: Path):
-    """((instances, image size), ms) of Detectron2's predictor on ``photo``, after a warm-up."""
+    """(Prediction, ms) of Detectron2's predictor on ``photo``, timed after a warm-up."""
     from detectron2.data.detection_utils import read_image
+
+    from d2_triton.testing.parity import Prediction
 
     image = read_image(str(photo), format="BGR")
     predictor(image)
     started = time.perf_counter()
     instances = predictor(image)["instances"]
-    return (instances, image.shape[:2]), 1000 * (time.perf_counter() - started)
+    took = 1000 * (time.perf_counter() - started)
+    return Prediction.from_instances(instances, image.shape[:2]), took
 
 
 @command("python -m benchmarks.zoo")

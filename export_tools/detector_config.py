@@ -232,11 +232,11 @@ def _test_resize(augmentations) -> tuple[int, int]:
         )
     resize = augmentations[0]
     short = resize.short_edge_length
-    short = short if isinstance(short, int) else list(short)
-    if not isinstance(short, int) and len(set(short)) != 1:
-        raise ConfigError(f"test-time ResizeShortestEdge has several sizes {short}; one expected")
+    sizes = [short] if isinstance(short, int) else list(short)
+    if len(set(sizes)) != 1:
+        raise ConfigError(f"test-time ResizeShortestEdge has several sizes {sizes}; one expected")
     max_size = resize.get("max_size", sys.maxsize)  # ResizeShortestEdge's default: no cap
-    return (short if isinstance(short, int) else short[0]), int(max_size)
+    return sizes[0], int(max_size)
 
 
 def _class_name(node) -> str:

@@ -62,7 +62,7 @@ class Proposals(nn.Module):
         features, logits, deltas = unflatten(tensors, self.feature_names, self.levels)
         proposals = propose(self.rpn, image, features, logits, deltas)
         boxes = [proposal.proposal_boxes for proposal in proposals]
-        pooled = self.box_pooler([features[f] for f in self.box_in_features], boxes)
+        pooled = pool_boxes(self.box_pooler, self.box_in_features, features, boxes)
         return boxes[0].tensor, pooled
 
 

@@ -25,6 +25,10 @@ keypoint_head   keypoint_pooled                               keypoint_logits
 keypoints       keypoint_logits, boxes                        pred_keypoints (N x K x 3)
 ==============  ============================================  ==============================
 
+Cascade R-CNN: ``box_head`` is its first stage's head; then, per later stage k,
+``cascade_refine_k`` (the boxes stage k-1 predicts, clipped and pooled again) and
+``box_head_k``; its ``box_select`` averages the stages' scores.
+
 RetinaNet: ``normalize``, ``backbone`` (with the RetinaNet head) and ``decode``.
 """
 
@@ -152,8 +156,8 @@ def trace_roi_heads(tracer, model, feature_names, inputs, dense_names) -> None:
             *inputs,
         )
         if isinstance(heads.box_head, torch.nn.ModuleList):  # Cascade R-CNN
-            boxes = (proposal_boxes, box_pooled)
-            found = trace_cascade(tracer, model, feature_names, (image, *features), boxes)
+            proposed = (proposal_boxes, box_pooled)
+            found = trace_cascade(tracer, model, feature_names, (image, *features), proposed)
         else:
             predicted = tracer.add(
                 "box_head",
