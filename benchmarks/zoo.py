@@ -14,15 +14,14 @@ HTTP; each answer is compared with Detectron2's own predictor on the same weight
 a minute per config on 2 cores): it is not in the default suite, which serves one model of
 each family (``tests/integration/test_families.py``).
 
-Writes ``summary.json`` and ``report.md`` under ``--out``, and the table into
-``docs/model-zoo.md`` between its markers.
+Writes ``summary.json`` and ``report.md`` under ``--out``, and, for a run of every config
+(no ``--only``), the table into ``docs/model-zoo.md`` between its markers.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import json
-import platform
 import statistics
 import subprocess
 import sys
@@ -30,6 +29,7 @@ import time
 from pathlib import Path
 
 from benchmarks import inputs
+from benchmarks.run import cpu_flags, machine
 from benchmarks.zoo_rows import Row, classify, table, zoo_configs
 from d2_triton.cache import CHECKOUT, cache_dir
 from d2_triton.commands import Parser, command
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
             compare_served(exported, repository, photos)
         for row in batch:
             print(f"   {row.outcome}: {row.reason or row.figures_line()}", flush=True)
-    write_results(rows, args.out, argv)
+    write_results(rows, args.out, argv, docs=not args.only)
     return 0
 
 
@@ -159,12 +159,14 @@ def any_match(config: str, patterns: list[str]) -> bool:
     return any(fnmatch.fnmatch(config, pattern) for pattern in patterns)
 
 
-def write_results(rows: list[Row], out: Path, argv: list[str] | None) -> None:
-    """summary.json and report.md under ``out``; the table into the docs page."""
+def write_results(rows: list[Row], out: Path, argv: list[str] | None, docs: bool) -> None:
+    """summary.json and report.md under ``out``; with ``docs`` (a run of every config, not
+    ``--only`` some), the table into the docs page too."""
     out.mkdir(parents=True, exist_ok=True)
     summary = {
         "when": time.strftime("%Y-%m-%d %H:%M"),
-        "machine": platform.processor() or platform.machine(),
+        "machine": machine(),
+        "cpu_flags": cpu_flags(),
         "command": "python -m benchmarks.zoo " + " ".join(argv or sys.argv[1:]),
         "counts": Row.counts(rows),
         "rows": [row.as_dict() for row in rows],
@@ -172,7 +174,7 @@ def write_results(rows: list[Row], out: Path, argv: list[str] | None) -> None:
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     text = table(rows)
     (out / "report.md").write_text(f"# Model-zoo coverage\n\n`{summary['command']}`\n\n{text}")
-    if DOCS_PAGE.is_file():
+    if docs and DOCS_PAGE.is_file():
         page = DOCS_PAGE.read_text()
         begin, end = "<!-- zoo table -->", "<!-- end zoo table -->"
         if begin in page and end in page:
