@@ -14,8 +14,10 @@ HTTP; each answer is compared with Detectron2's own predictor on the same weight
 a minute per config on 2 cores): it is not in the default suite, which serves one model of
 each family (``tests/integration/test_families.py``).
 
-Writes ``summary.json`` and ``report.md`` under ``--out``, and, for a run of every config
-(no ``--only``), the table into ``docs/model-zoo.md`` between its markers.
+Writes ``summary.json`` and ``report.md`` under ``--out``.  A run with ``--only`` replaces
+those configs' rows in an existing summary and keeps the others (each row records its run);
+once the summary has a row for every config, the table goes into ``docs/model-zoo.md``
+between its markers.
 """
 
 from __future__ import annotations
@@ -150,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
             compare_served(exported, repository, photos)
         for row in batch:
             print(f"   {row.outcome}: {row.reason or row.figures_line()}", flush=True)
-    write_results(rows, args.out, argv, docs=not args.only)
+    write_results(rows, args.out, argv)
     return 0
 
 
@@ -159,28 +161,49 @@ def any_match(config: str, patterns: list[str]) -> bool:
     return any(fnmatch.fnmatch(config, pattern) for pattern in patterns)
 
 
-def write_results(rows: list[Row], out: Path, argv: list[str] | None, docs: bool) -> None:
-    """summary.json and report.md under ``out``; with ``docs`` (a run of every config, not
-    ``--only`` some), the table into the docs page too."""
+def write_results(rows: list[Row], out: Path, argv: list[str] | None) -> None:
+    """summary.json and report.md under ``out``, merged with an earlier summary's other rows;
+    the docs page's table once every config of the zoo has a row."""
     out.mkdir(parents=True, exist_ok=True)
-    summary = {
+    run = {
         "when": time.strftime("%Y-%m-%d %H:%M"),
         "machine": machine(),
         "cpu_flags": cpu_flags(),
         "command": "python -m benchmarks.zoo " + " ".join(argv or sys.argv[1:]),
-        "counts": Row.counts(rows),
-        "rows": [row.as_dict() for row in rows],
     }
+    runs, merged = earlier_rows(out / "summary.json")
+    for row in rows:
+        merged[row.config] = row.as_dict() | {"run": len(runs)}
+    every = zoo_configs()
+    ordered = [merged[config] for config in every if config in merged]
+    table_rows = [Row.from_dict(data) for data in ordered]
+    summary = {"runs": [*runs, run], "counts": Row.counts(table_rows), "rows": ordered}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    text = table(rows)
-    (out / "report.md").write_text(f"# Model-zoo coverage\n\n`{summary['command']}`\n\n{text}")
-    if docs and DOCS_PAGE.is_file():
-        page = DOCS_PAGE.read_text()
-        begin, end = "<!-- zoo table -->", "<!-- end zoo table -->"
-        if begin in page and end in page:
-            head, rest = page.split(begin, 1)
-            DOCS_PAGE.write_text(f"{head}{begin}\n{text}\n{end}{rest.split(end, 1)[1]}")
+    text = table(table_rows)
+    commands = "\n".join(f"- {r['when']}: `{r['command']}`" for r in summary["runs"])
+    (out / "report.md").write_text(f"# Model-zoo coverage\n\n{commands}\n\n{text}")
+    if len(ordered) == len(every) and DOCS_PAGE.is_file():
+        write_docs_table(text)
     print(f"wrote {out / 'summary.json'}, {out / 'report.md'}: {summary['counts']}")
+
+
+def earlier_rows(path: Path) -> tuple[list[dict], dict[str, dict]]:
+    """An earlier summary's runs and rows by config (none if there is no such summary)."""
+    if not path.is_file():
+        return [], {}
+    earlier = json.loads(path.read_text())
+    if "runs" not in earlier:  # written before rows were merged: one run
+        earlier["runs"] = [{key: earlier.get(key) for key in ("when", "machine", "command")}]
+    return earlier["runs"], {row["config"]: row for row in earlier["rows"]}
+
+
+def write_docs_table(text: str) -> None:
+    """``text`` into the docs page, between its markers."""
+    page = DOCS_PAGE.read_text()
+    begin, end = "<!-- zoo table -->", "<!-- end zoo table -->"
+    if begin in page and end in page:
+        head, rest = page.split(begin, 1)
+        DOCS_PAGE.write_text(f"{head}{begin}\n{text}\n{end}{rest.split(end, 1)[1]}")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from d2_triton.names import PIPELINE_NAME_PATTERN
@@ -90,6 +90,11 @@ class Row:
     def as_dict(self) -> dict:
         """The row as JSON, with its outcome."""
         return asdict(self) | {"outcome": self.outcome, "name": self.name}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Row:
+        """A row read back from ``as_dict``'s JSON (the derived keys are dropped)."""
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
 
     @staticmethod
     def counts(rows: list[Row]) -> dict[str, int]:

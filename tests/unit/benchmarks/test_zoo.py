@@ -6,6 +6,8 @@ exporting anything, from the configs Detectron2's installed sources ship.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from benchmarks.zoo_rows import DETECTOR, Row, classify, table, zoo_configs
@@ -65,3 +67,20 @@ def test_the_table_counts_parity_among_detectors_only():
     assert text.startswith("4 configs; 3 detectors, of which 1 serve with parity (33 %)")
     assert "1 differ, 1 are not served" in text and "1 are not detectors" in text
     assert "| 3.00x |" in text and "reference #0: box off" in text
+
+
+def test_a_run_of_some_configs_replaces_their_rows_and_keeps_the_others(configs, tmp_path):
+    from benchmarks.zoo import write_results
+
+    first, second = configs[:2]
+    write_results(
+        [Row(first, "yaml", reason="old"), Row(second, "yaml", reason="kept")], tmp_path, []
+    )
+    write_results([Row(first, "yaml", reason="new")], tmp_path, ["--only", first])
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert [(row["config"], row["reason"], row["run"]) for row in summary["rows"]] == [
+        (first, "new", 1),
+        (second, "kept", 0),
+    ]
+    assert summary["runs"][1]["command"].endswith(f"--only {first}")
+    assert summary["counts"]["rows"] == 2
