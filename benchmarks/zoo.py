@@ -120,9 +120,9 @@ def eager_prediction(predictor, photo: Path):
     image = read_image(str(photo), format="BGR")
     predictor(image)
     started = time.perf_counter()
-    instances = predictor(image)["instances"]
+    output = predictor(image)
     took = 1000 * (time.perf_counter() - started)
-    return Prediction.from_instances(instances, image.shape[:2]), took
+    return Prediction.from_output(output, image.shape[:2]), took
 
 
 @command("python -m benchmarks.zoo")

@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from d2_triton.errors import ModelConfigError
-from d2_triton.names import MASK_FORMATS, PRECISIONS
+from d2_triton.names import MASK_FORMATS, PRECISIONS, SEGMENTATIONS
 from d2_triton.vision.imaging import DecodeLimits
 from d2_triton.vision.labels import LabelMap
+from d2_triton.vision.segments import PanopticSettings
 
 Parameters = TypeVar("Parameters")
 
@@ -78,19 +79,44 @@ class PostprocessParameters:
         label_map: the label-map JSON, relative to the model's folder.
         default_score_threshold: ``score_threshold`` of a request that sets none.
         default_mask_format: ``mask_format`` of a request that sets none.
+        segmentation: ``none``, ``semantic`` or ``panoptic`` (``names.SEGMENTATIONS``).
+        stuff_label_map: the semantic head's class names (Detectron2's ``stuff_classes``),
+            relative to the model's folder; empty without a semantic head.
+        sem_seg_stride: the semantic head's ``common_stride`` (its logits' stride).
+        panoptic_overlap_threshold, panoptic_stuff_area, panoptic_score_threshold: the
+            model's ``PANOPTIC_FPN.COMBINE`` settings (``vision.segments.PanopticSettings``).
     """
 
     label_map: str
     default_score_threshold: float = 0.0
     default_mask_format: str = "rle"
+    segmentation: str = SEGMENTATIONS[0]
+    stuff_label_map: str = ""
+    sem_seg_stride: int = 4
+    panoptic_overlap_threshold: float = 0.5
+    panoptic_stuff_area: int = 4096
+    panoptic_score_threshold: float = 0.5
 
     def __post_init__(self) -> None:
-        """Refuse a mask format the models do not know."""
+        """Refuse a mask format or segmentation the models do not know."""
         if self.default_mask_format not in MASK_FORMATS:
             raise ModelConfigError(
                 f"default_mask_format must be one of {', '.join(MASK_FORMATS)}, "
                 f"got {self.default_mask_format!r}"
             )
+        if self.segmentation not in SEGMENTATIONS:
+            raise ModelConfigError(
+                f"segmentation must be one of {', '.join(SEGMENTATIONS)}, got {self.segmentation!r}"
+            )
+
+    @property
+    def panoptic(self) -> PanopticSettings:
+        """The panoptic combination's settings."""
+        return PanopticSettings(
+            self.panoptic_overlap_threshold,
+            self.panoptic_stuff_area,
+            self.panoptic_score_threshold,
+        )
 
 
 @dataclass(frozen=True)

@@ -35,14 +35,17 @@ IMAGE = "image"
 ORIGINAL_SIZE = "original_size"
 RESIZED_SIZE = "resized_size"
 MASK_PROBS = "mask_probs"
+SEM_SEG_LOGITS = "sem_seg_logits"
 
-# Detectron2 ``Instances`` fields in the TorchScript model's outputs -> detector tensor names.
+# The TorchScript model's outputs (Detectron2 ``Instances`` fields, and ``sem_seg``, the
+# semantic head's logits) -> detector tensor names.
 DETECTOR_OUTPUTS = {
     "pred_boxes": "boxes",
     "scores": "scores",
     "pred_classes": "classes",
     "pred_masks": MASK_PROBS,
     "pred_keypoints": "keypoints",
+    "sem_seg": SEM_SEG_LOGITS,
 }
 
 # Outputs of `postprocess`, which are also the ensemble's outputs.
@@ -54,6 +57,20 @@ MASKS_RLE = "masks_rle"
 MASKS = "masks"
 KEYPOINTS = "keypoints"
 IMAGE_SIZE = "image_size"
+# Segments of a semantic or panoptic model (one entry each, ``d2_triton.vision.segments``):
+# the id each has in the segment map, its class in its own label space (thing or stuff),
+# that class's name, whether it is a thing, its instance's score (NaN for stuff), its area
+# in pixels; its mask as COCO RLE, or the whole map (H x W segment ids, 0: none) as dense.
+SEGMENT_IDS = "segment_ids"
+SEGMENT_CLASSES = "segment_classes"
+SEGMENT_LABELS = "segment_labels"
+SEGMENT_IS_THING = "segment_is_thing"
+SEGMENT_SCORES = "segment_scores"
+SEGMENT_AREAS = "segment_areas"
+SEGMENTS_RLE = "segments_rle"
+SEGMENT_MAP = "segment_map"
+# What a model segments: nothing (instances only), semantic classes, or panoptic segments.
+SEGMENTATIONS = ("none", "semantic", "panoptic")
 
 # How postprocess returns masks (request parameter ``mask_format``): COCO RLE, dense uint8
 # N x H x W, or not at all.

@@ -18,6 +18,7 @@ import torch
 
 from d2_triton.model_config import PreprocessParameters
 from d2_triton.vision.labels import LabelMap
+from d2_triton.vision.segments import PanopticSettings
 from export_tools.detector_config import (
     DetectorConfig,
     detections_per_image,
@@ -125,17 +126,43 @@ def register_coco_datasets(datasets: tuple[CocoDataset, ...]) -> None:
             raise DatasetError(f"--coco-dataset {dataset.name}: {one_line(error)}") from None
 
 
-def label_map_from_metadata(config: DetectorConfig) -> LabelMap:
-    """Class names from the metadata of the config's first test dataset."""
+def label_map_from_metadata(config: DetectorConfig, kind: str = "thing_classes") -> LabelMap:
+    """Class names from the metadata of the config's first test dataset.
+
+    ``kind``: ``thing_classes`` or ``stuff_classes``.
+    """
     from detectron2.data import MetadataCatalog
 
     if not config.test_datasets:
         raise LabelMapError("the config names no test dataset for class names; pass --label-map")
     dataset = config.test_datasets[0]
-    names = MetadataCatalog.get(dataset).get("thing_classes", None)
+    names = MetadataCatalog.get(dataset).get(kind, None)
     if not names:
-        raise LabelMapError(f"no thing_classes in metadata of {dataset}; pass --label-map")
+        raise LabelMapError(f"no {kind} in the metadata of {dataset}; pass --label-map")
     return LabelMap.from_names(names)
+
+
+def segment_settings(model, config: DetectorConfig, outputs) -> dict:
+    """``ExportedModel``'s segmentation fields for a model with a semantic head (else none).
+
+    The head's class names (Detectron2's ``stuff_classes``), stride and the panoptic
+    combination's settings.
+    """
+    if not outputs.sem_seg_classes:
+        return {}
+    stuff = label_map_from_metadata(config, "stuff_classes")
+    if len(stuff) != outputs.sem_seg_classes:
+        raise LabelMapError(
+            f"the semantic head has {outputs.sem_seg_classes} classes, the metadata of "
+            f"{config.test_datasets[0]} names {len(stuff)} stuff_classes"
+        )
+    panoptic = PanopticSettings(
+        overlap_threshold=float(getattr(model, "combine_overlap_thresh", 0.5)),
+        stuff_area=int(getattr(model, "combine_stuff_area_thresh", 4096)),
+        score_threshold=float(getattr(model, "combine_instances_score_thresh", 0.5)),
+    )
+    stride = int(model.sem_seg_head.common_stride)
+    return {"stuff_labels": stuff, "sem_seg_stride": stride, "panoptic": panoptic}
 
 
 def export(settings: ExportSettings) -> ExportResult:
@@ -151,9 +178,12 @@ def export(settings: ExportSettings) -> ExportResult:
     model, weights = build_model(config, weights_location, settings.seed, settings.fallback_random)
     image = tracing.model_input(config, tracing.load_sample_image(settings.sample_image))
     with torch.no_grad():
-        eager = tracing.raw_instances(model, image)  # the reference every check compares to
+        eager = tracing.raw_outputs(model, image)  # the reference every check compares to
     fields, outputs = tracing.describe_outputs(eager)
     stages, mode = detector_stages(model, image, fields, eager, detector_mode(settings))
+    segments = segment_settings(model, config, outputs)
+    if labels is None:  # a semantic segmentor's classes are its stuff classes
+        labels = segments.get("stuff_labels") if not outputs.has_instances else None
     labels = labels or label_map_from_metadata(config)
     info = {
         "config": settings.config,
@@ -166,6 +196,7 @@ def export(settings: ExportSettings) -> ExportResult:
         "score_thresh_test": score_thresh(model),
         "detections_per_image": detections_per_image(model),
         "output_fields": fields,
+        "segmentation": outputs.segmentation,
         "detector_mode": mode,
         "precision": settings.precision,
         "detector_stages": {stage.stage.name: stage.runtime for stage in stages},
@@ -182,13 +213,14 @@ def export(settings: ExportSettings) -> ExportResult:
         labels=labels,
         weights_source=weights.source,
         info=info,
+        **segments,
     )
     with tempfile.TemporaryDirectory(prefix="d2t-detector-") as scratch:
         # The detector's files are written and checked here before the repository is touched.
         files.write_stages(stages, fields, Path(scratch), settings.precision)
         at_cut = 0
         if mode == "staged":
-            expected = {field: tracing.field_tensor(eager, field) for field in fields}
+            expected = {field: eager.tensor(field) for field in fields}
             at_cut = files.verify_stages(Path(scratch), expected, image)
         if calibration:
             quantize.quantize_stages(Path(scratch), calibration, preprocess_parameters(exported))

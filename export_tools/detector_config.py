@@ -265,7 +265,9 @@ def _final_box_predictor(model):
 def score_thresh(model) -> float:
     """A built model's test-time score threshold."""
     predictor = _final_box_predictor(model)
-    return float(predictor.test_score_thresh if predictor is not None else model.test_score_thresh)
+    if predictor is not None:
+        return float(predictor.test_score_thresh)
+    return float(getattr(model, "test_score_thresh", 0.0))  # a semantic segmentor has none
 
 
 def detections_per_image(model) -> int:
@@ -273,4 +275,4 @@ def detections_per_image(model) -> int:
     predictor = _final_box_predictor(model)
     if predictor is not None:
         return int(predictor.test_topk_per_image)
-    return int(model.max_detections_per_image)
+    return int(getattr(model, "max_detections_per_image", 0))  # 0: no instances

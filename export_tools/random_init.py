@@ -11,7 +11,7 @@ import logging
 import torch
 
 from export_tools.detector_config import score_thresh, set_score_thresh
-from export_tools.trace.tracing import model_input, raw_instances, synthetic_sample_image
+from export_tools.trace.tracing import model_input, raw_outputs, synthetic_sample_image
 
 LOGGER = logging.getLogger("export_tools.random_init")
 
@@ -54,7 +54,7 @@ def build_random_model(config, seed: int):
     threshold = score_thresh(model)
     set_score_thresh(model, 0.0)  # so that heads with norms (LSJ's mask head) see instances
     with torch.no_grad():
-        raw_instances(model, image)
+        raw_outputs(model, image)
     set_score_thresh(model, threshold)
     for hook in hooks:
         hook.remove()
@@ -65,7 +65,7 @@ def build_random_model(config, seed: int):
         logits = []
         hook = mask_predictor.register_forward_hook(lambda _m, _i, out: logits.append(out))
         with torch.no_grad():
-            raw_instances(model, image)
+            raw_outputs(model, image)
         hook.remove()
         if logits and logits[0].numel() > 1:
             with torch.no_grad():

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from d2_triton import names
+from d2_triton.client.segment_results import SegmentsResult
 from d2_triton.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
@@ -42,6 +43,7 @@ class DetectionResult:
     masks_rle: list[bytes] | None = None  # COCO compressed RLE counts per instance
     masks: np.ndarray | None = None  # uint8 [N, H, W] when mask_format="dense"
     keypoints: np.ndarray | None = None  # float32 [N, K, 3] x, y, score
+    segments: SegmentsResult | None = None  # a semantic or panoptic model's
 
     def __len__(self) -> int:
         return len(self.scores)
@@ -50,8 +52,9 @@ class DetectionResult:
     def from_outputs(cls, outputs: dict[str, np.ndarray]) -> DetectionResult:
         """From the ensemble's output tensors, by name (as a Triton client returns them)."""
         rle = outputs.get(names.MASKS_RLE)
+        image_size = tuple(int(v) for v in outputs[names.IMAGE_SIZE])
         return cls(
-            image_size=tuple(int(v) for v in outputs[names.IMAGE_SIZE]),
+            image_size=image_size,
             boxes=outputs[names.BOXES].reshape(-1, 4),
             scores=outputs[names.SCORES],
             classes=outputs[names.CLASSES],
@@ -59,6 +62,7 @@ class DetectionResult:
             masks_rle=None if rle is None else [bytes(item) for item in rle],
             masks=outputs.get(names.MASKS),
             keypoints=outputs.get(names.KEYPOINTS),
+            segments=SegmentsResult.from_outputs(outputs, image_size),
         )
 
     @property
@@ -87,14 +91,16 @@ class DetectionResult:
             masks_rle=self.masks_rle,
             masks=self.masks,
             keypoints=self.keypoints,
+            segments=self.segments,
         )
 
     def to_json(self, mask_format: str = "rle") -> dict[str, Any]:
-        """Plain JSON: one object per detection.
+        """Plain JSON: one object per detection, and per segment if the model makes them.
 
         ``mask_format``: ``rle`` (COCO compressed RLE ``{"size", "counts"}``, or
         ``{"size", "packbits"}`` when dense masks were returned), ``polygon`` (COCO polygons
-        ``{"size", "polygons": [[x1, y1, x2, y2, ...], ...]}``) or ``none``.
+        ``{"size", "polygons": [[x1, y1, x2, y2, ...], ...]}``) or ``none``.  Segments'
+        masks are RLE or polygons alike.
         """
         if mask_format not in names.JSON_MASK_FORMATS:
             raise InvalidArgumentError(
@@ -116,7 +122,10 @@ class DetectionResult:
                     [exact_float(v) for v in point] for point in self.keypoints[index]
                 ]
             detections.append(detection)
-        return {"image_size": {"height": height, "width": width}, "detections": detections}
+        document = {"image_size": {"height": height, "width": width}, "detections": detections}
+        if self.segments is not None:
+            document["segments"] = self.segments.to_json(mask_format)
+        return document
 
     def _json_mask(self, index: int, mask_format: str) -> dict[str, Any]:
         if mask_format == "polygon":
@@ -145,4 +154,9 @@ class DetectionResult:
             labels=[d["label"] for d in detections],
             masks_rle=[m["counts"].encode("ascii") for m in masks] if masks else None,
             keypoints=np.array(keypoints, dtype=np.float32) if keypoints else None,
+            segments=(
+                SegmentsResult.from_json(document["segments"], size)
+                if "segments" in document
+                else None
+            ),
         )

@@ -8,7 +8,7 @@ code in both places.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -23,6 +23,14 @@ from d2_triton.vision.detections import (
 )
 from d2_triton.vision.imaging import decode_image, resize_shortest_edge, to_model_layout
 from d2_triton.vision.labels import LabelMap
+from d2_triton.vision.segments import (
+    PanopticSettings,
+    Segments,
+    encode_segments_rle,
+    panoptic_segments,
+    semantic_map,
+    semantic_segments,
+)
 
 
 @dataclass
@@ -60,15 +68,41 @@ def preprocess(data: bytes, parameters: PreprocessParameters) -> ModelInput:
     )
 
 
+@dataclass(frozen=True)
+class Segmentation:
+    """How postprocess turns a semantic head's logits into segments.
+
+    Attributes:
+        kind: ``semantic`` or ``panoptic`` (``names.SEGMENTATIONS``).
+        logits: the head's logits for this image, C x h x w.
+        stuff_labels: the head's class names.
+        stride: the logits' stride.
+        panoptic: the combination's settings (panoptic only).
+    """
+
+    kind: str
+    logits: np.ndarray
+    stuff_labels: LabelMap
+    stride: int = 4
+    panoptic: PanopticSettings = field(default_factory=PanopticSettings)
+
+
 def postprocess(
     raw: Detections,
     resized_hw: tuple[int, int],
     original_hw: tuple[int, int],
     options: PostprocessOptions,
     labels: LabelMap,
+    segmentation: Segmentation | None = None,
 ) -> dict[str, np.ndarray]:
-    """Detector outputs -> the ensemble's outputs, by name (BYTES as object arrays)."""
-    detections = options.apply(rescale_to_original(raw, resized_hw, original_hw))
+    """Detector outputs -> the ensemble's outputs, by name (BYTES as object arrays).
+
+    The request's options (score threshold, classes, max detections) select instances;
+    segments are Detectron2's panoptic or semantic answer for the whole image whatever they
+    are, and ``mask_format`` says how their masks come (RLE each, the dense map, or none).
+    """
+    rescaled = rescale_to_original(raw, resized_hw, original_hw)
+    detections = options.apply(rescaled)
     outputs = {
         names.BOXES: detections.boxes,
         names.SCORES: detections.scores,
@@ -84,7 +118,49 @@ def postprocess(
         )
     elif detections.mask_probs is not None and options.mask_format == "dense":
         outputs[names.MASKS] = paste_masks_dense(detections, original_hw)
+    if segmentation is not None:
+        segments = segment(segmentation, rescaled, resized_hw, original_hw)
+        outputs.update(segment_outputs(segments, labels, segmentation.stuff_labels))
+        if options.mask_format == "rle":
+            outputs[names.SEGMENTS_RLE] = np.array(encode_segments_rle(segments), np.object_)
+        elif options.mask_format == "dense":
+            outputs[names.SEGMENT_MAP] = segments.segment_map
     return outputs
+
+
+def segment(
+    segmentation: Segmentation,
+    rescaled: Detections,
+    resized_hw: tuple[int, int],
+    original_hw: tuple[int, int],
+) -> Segments:
+    """The image's segments: its semantic classes, or panoptic ones.
+
+    Panoptic segments combine the classes with ``rescaled``: every instance, in original
+    pixels, before the request's options select some.
+    """
+    classes = semantic_map(segmentation.logits, segmentation.stride, resized_hw, original_hw)
+    if segmentation.kind == "panoptic":
+        return panoptic_segments(rescaled, classes, segmentation.panoptic)
+    return semantic_segments(classes)
+
+
+def segment_outputs(
+    segments: Segments, labels: LabelMap, stuff_labels: LabelMap
+) -> dict[str, np.ndarray]:
+    """The segments' outputs but their masks, by name; things are named from ``labels``."""
+    label_names = [
+        (labels if thing else stuff_labels).name(int(klass)).encode("utf-8")
+        for klass, thing in zip(segments.classes, segments.is_thing, strict=True)
+    ]
+    return {
+        names.SEGMENT_IDS: segments.ids,
+        names.SEGMENT_CLASSES: segments.classes,
+        names.SEGMENT_LABELS: np.array(label_names, dtype=np.object_),
+        names.SEGMENT_IS_THING: segments.is_thing,
+        names.SEGMENT_SCORES: segments.scores,
+        names.SEGMENT_AREAS: segments.areas,
+    }
 
 
 def warm_up(

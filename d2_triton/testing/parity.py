@@ -53,6 +53,10 @@ class Prediction:
     masks: np.ndarray | None = None  # bool [N, H, W]
     keypoints: np.ndarray | None = None  # [N, K, 3]
     image_size: tuple[int, int] = (0, 0)
+    # A semantic segmentor's logits at the original size, C x H x W ...
+    sem_seg: np.ndarray | None = None
+    # ... or a panoptic model's segment map (H x W ids) and segments_info.
+    panoptic: tuple[np.ndarray, list[dict]] | None = None
 
     def __len__(self) -> int:
         return len(self.scores)
@@ -70,6 +74,22 @@ class Prediction:
             ),
             image_size=tuple(image_size),
         )
+
+    @classmethod
+    def from_output(cls, output: dict, image_size: tuple[int, int]) -> Prediction:
+        """From a predictor's whole answer: instances, and a semantic or panoptic one."""
+        if "instances" in output:
+            prediction = cls.from_instances(output["instances"], image_size)
+        else:
+            empty = np.zeros((0, 4), np.float32)
+            prediction = cls(empty, np.zeros(0, np.float32), np.zeros(0, np.int64))
+            prediction.image_size = tuple(image_size)
+        if "panoptic_seg" in output:
+            segment_map, info = output["panoptic_seg"]
+            prediction.panoptic = (segment_map.numpy(), info)
+        elif "sem_seg" in output:
+            prediction.sem_seg = output["sem_seg"].numpy()
+        return prediction
 
 
 MIN_MASK_IOU = 0.99
@@ -114,6 +134,9 @@ class ParityFigures:
     small_masks_with_flips: int = 0
     max_keypoint_error_px: float | None = None
     keypoint_ties: int = 0
+    segments: int = 0
+    min_segment_agreement: float | None = None  # share of pixels of the same category
+    semantic_ties: int = 0
     problems: list[str] = field(default_factory=list)
 
     def merge(self, other: ParityFigures) -> None:
@@ -124,6 +147,12 @@ class ParityFigures:
         self.tied_copies += other.tied_copies
         self.keypoint_ties += other.keypoint_ties
         self.small_masks_with_flips += other.small_masks_with_flips
+        self.segments += other.segments
+        self.semantic_ties += other.semantic_ties
+        if other.min_segment_agreement is not None:
+            self.min_segment_agreement = min(
+                self.min_segment_agreement or 1.0, other.min_segment_agreement
+            )
         self.max_box_error_px = max(self.max_box_error_px, other.max_box_error_px)
         self.max_score_error = max(self.max_score_error, other.max_score_error)
         if other.min_mask_iou is not None:
@@ -210,6 +239,10 @@ def compare(
         _account_unpaired(figures, index, reference, served, reference, cut, "reference")
     for extra in pairing.unpaired_other:
         _account_unpaired(figures, extra, served, reference, reference, cut, "served")
+    if reference.sem_seg is not None or reference.panoptic is not None:
+        from d2_triton.testing.segment_parity import compare_segments
+
+        compare_segments(figures, served.segments, reference, staged=cut is not None)
     return figures
 
 

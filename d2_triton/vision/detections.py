@@ -198,6 +198,11 @@ def encode_masks_rle(detections: Detections, image_hw: tuple[int, int]) -> list[
     return encoded
 
 
+def encode_mask_rle(mask: np.ndarray) -> bytes:
+    """A whole-image bool mask as a compressed COCO RLE string."""
+    return coco_mask.encode(np.asfortranarray(mask, dtype=np.uint8))["counts"]
+
+
 def decode_rle(counts: bytes, image_hw: tuple[int, int]) -> np.ndarray:
     """Inverse of ``encode_masks_rle`` for one instance: a bool [H, W] mask."""
     rle = {"counts": counts, "size": [int(image_hw[0]), int(image_hw[1])]}

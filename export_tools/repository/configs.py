@@ -40,11 +40,20 @@ class ModelOutputs:
     has_masks: bool
     mask_resolution: int = 28
     num_keypoints: int = 0
+    has_instances: bool = True
+    sem_seg_classes: int = 0  # classes of the semantic head; 0: no semantic head
 
     @property
     def has_keypoints(self) -> bool:
         """Whether the model outputs keypoints."""
         return self.num_keypoints > 0
+
+    @property
+    def segmentation(self) -> str:
+        """``none``, ``semantic`` (a semantic head alone) or ``panoptic`` (with instances)."""
+        if not self.sem_seg_classes:
+            return "none"
+        return "panoptic" if self.has_instances else "semantic"
 
 
 @dataclass(frozen=True)
@@ -94,17 +103,19 @@ def parameters_of(cls: type[Parameters], config: mc.ModelConfig) -> Parameters:
 
 
 def _detector_output_dims(outputs: ModelOutputs) -> list[tuple[str, int, list[int]]]:
-    dims = [
-        (DETECTOR_OUTPUTS["pred_boxes"], mc.TYPE_FP32, [-1, 4]),
-        (DETECTOR_OUTPUTS["scores"], mc.TYPE_FP32, [-1]),
-        (DETECTOR_OUTPUTS["pred_classes"], mc.TYPE_INT64, [-1]),
-    ]
+    dims = []
+    if outputs.has_instances:
+        dims.append((DETECTOR_OUTPUTS["pred_boxes"], mc.TYPE_FP32, [-1, 4]))
+        dims.append((DETECTOR_OUTPUTS["scores"], mc.TYPE_FP32, [-1]))
+        dims.append((DETECTOR_OUTPUTS["pred_classes"], mc.TYPE_INT64, [-1]))
     if outputs.has_masks:
         size = outputs.mask_resolution
         dims.append((names.MASK_PROBS, mc.TYPE_FP32, [-1, 1, size, size]))
     if outputs.has_keypoints:
         keypoints = DETECTOR_OUTPUTS["pred_keypoints"]
         dims.append((keypoints, mc.TYPE_FP32, [-1, outputs.num_keypoints, 3]))
+    if outputs.sem_seg_classes:
+        dims.append((names.SEM_SEG_LOGITS, mc.TYPE_FP32, [outputs.sem_seg_classes, -1, -1]))
     return dims
 
 
@@ -189,7 +200,7 @@ def postprocess_config(
     _tensor(config.input, names.RESIZED_SIZE, mc.TYPE_INT32, [2])
     for name, data_type, dims in ensemble_output_dims(outputs):
         _tensor(config.output, name, data_type, dims)
-    if not outputs.has_masks:
+    if not outputs.has_masks and not outputs.sem_seg_classes:
         parameters = replace(parameters, default_mask_format="none")
     set_parameters(config, parameters)
     return config
@@ -209,7 +220,21 @@ def ensemble_output_dims(outputs: ModelOutputs) -> list[tuple[str, int, list[int
         dims.append((names.MASKS, mc.TYPE_UINT8, [-1, -1, -1]))
     if outputs.has_keypoints:
         dims.append((names.KEYPOINTS, mc.TYPE_FP32, [-1, outputs.num_keypoints, 3]))
+    if outputs.sem_seg_classes:
+        dims += SEGMENT_OUTPUT_DIMS
     return dims
+
+
+SEGMENT_OUTPUT_DIMS = [
+    (names.SEGMENT_IDS, mc.TYPE_INT32, [-1]),
+    (names.SEGMENT_CLASSES, mc.TYPE_INT32, [-1]),
+    (names.SEGMENT_LABELS, mc.TYPE_STRING, [-1]),
+    (names.SEGMENT_IS_THING, mc.TYPE_BOOL, [-1]),
+    (names.SEGMENT_SCORES, mc.TYPE_FP32, [-1]),
+    (names.SEGMENT_AREAS, mc.TYPE_INT64, [-1]),
+    (names.SEGMENTS_RLE, mc.TYPE_STRING, [-1]),
+    (names.SEGMENT_MAP, mc.TYPE_INT32, [-1, -1]),
+]
 
 
 def ensemble_config(

@@ -7,6 +7,7 @@ detector/config.pbtxt     detector/1/model.py         the stages, run by OpenVIN
                           detector/1/export_info.json what was exported, from what
 postprocess/config.pbtxt  postprocess/1/model.py      boxes, masks, label names
                           postprocess/labels.json     class id -> name
+                          postprocess/stuff_labels.json  semantic class id -> name (if any)
 ensemble/config.pbtxt     ensemble/1/                 the three joined: bytes in, detections out
 
 That is the default pipeline; a named one (``--name NAME``) writes the same four folders as
@@ -19,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from d2_triton import names
@@ -31,12 +32,14 @@ from d2_triton.model_config import (
 )
 from d2_triton.names import PipelineNames
 from d2_triton.vision.labels import LabelMap
+from d2_triton.vision.segments import PanopticSettings
 from export_tools.errors import VersionMismatchError
 from export_tools.repository import configs
 from export_tools.settings import ExportSettings
 
 TEMPLATE_REPOSITORY = Path(__file__).resolve().parents[2] / "models"
 LABEL_MAP_FILE = "labels.json"
+STUFF_LABEL_MAP_FILE = "stuff_labels.json"
 # Files of an earlier export in the detector's version folder that a new one replaces.
 STAGE_SUFFIXES = (".pt", ".xml", ".bin", ".json")
 EXPORT_INFO_FILE = "export_info.json"
@@ -55,6 +58,9 @@ class ExportedModel:
         labels: the class names.
         weights_source: ``checkpoint`` or ``random``.
         info: what export_info.json records (each detector file's sha256 is added).
+        stuff_labels: the semantic head's class names (None without one).
+        sem_seg_stride: the semantic head's logits' stride.
+        panoptic: the panoptic combination's settings (a panoptic model's).
     """
 
     fields: tuple[str, ...]
@@ -63,6 +69,9 @@ class ExportedModel:
     labels: LabelMap
     weights_source: str
     info: dict
+    stuff_labels: LabelMap | None = None
+    sem_seg_stride: int = 4
+    panoptic: PanopticSettings = field(default_factory=PanopticSettings)
 
 
 @dataclass(frozen=True)
@@ -96,10 +105,17 @@ def model_configs(model: ExportedModel, settings: ExportSettings) -> dict[str, o
         intra_op_threads=settings.detector_threads,
         weights_source=model.weights_source,
     )
+    segmented = model.stuff_labels is not None
     postprocess = PostprocessParameters(
         label_map=LABEL_MAP_FILE,
         default_score_threshold=settings.default_score_threshold,
         default_mask_format="rle",
+        segmentation=model.outputs.segmentation,
+        stuff_label_map=STUFF_LABEL_MAP_FILE if segmented else "",
+        sem_seg_stride=model.sem_seg_stride,
+        panoptic_overlap_threshold=model.panoptic.overlap_threshold,
+        panoptic_stuff_area=model.panoptic.stuff_area,
+        panoptic_score_threshold=model.panoptic.score_threshold,
     )
     ensemble = EnsembleParameters(
         labels=json.dumps(model.labels.to_json()), precision=settings.precision
@@ -180,6 +196,10 @@ def write_repository(
     label_path = repository / pipeline.postprocess / LABEL_MAP_FILE
     model.labels.write(label_path)
     written.append(label_path)
+    if model.stuff_labels is not None:
+        stuff_path = repository / pipeline.postprocess / STUFF_LABEL_MAP_FILE
+        model.stuff_labels.write(stuff_path)
+        written.append(stuff_path)
     return written + _write_detector_version(
         model, detector_files, repository, pipeline, int(VERSION)
     )

@@ -72,6 +72,8 @@ def verify_stages(folder: Path, expected: dict[str, torch.Tensor], image: torch.
     model = StagedModel.load(folder, torch.device("cpu"), available_cores(), precision="f32")
     with torch.no_grad():
         served = dict(zip(model.plan.outputs, model(image), strict=True))
+    if "sem_seg" in expected:
+        _verify_logits(served["sem_seg"], expected["sem_seg"])
     if "scores" not in expected:
         return 0
     eager, staged = _instances(expected), _instances(served)
@@ -88,6 +90,23 @@ def verify_stages(folder: Path, expected: dict[str, torch.Tensor], image: torch.
                     "has no counterpart within the box and score tolerances"
                 )
     return len(pairing.unpaired_reference) + len(pairing.unpaired_other)
+
+
+# The staged semantic logits may differ from eager ones by float rounding, relative to the
+# largest logit.
+LOGITS_TOLERANCE = 1e-3
+
+
+def _verify_logits(served: torch.Tensor, expected: torch.Tensor) -> None:
+    """TraceMismatchError unless the staged semantic logits are eager's, within rounding."""
+    scale = max(1.0, float(expected.abs().max()))
+    if served.shape != expected.shape:
+        raise TraceMismatchError(
+            f"stages: semantic logits {list(served.shape)}, eager {list(expected.shape)}"
+        )
+    error = float((served - expected).abs().max())
+    if error > LOGITS_TOLERANCE * scale:
+        raise TraceMismatchError(f"stages: semantic logits differ from eager by {error:.2e}")
 
 
 @dataclass(frozen=True)

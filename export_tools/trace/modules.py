@@ -42,7 +42,10 @@ class Normalize(nn.Module):
 
 
 class Backbone(nn.Module):
-    """Backbone + FPN + the dense head (RPN or RetinaNet) on the padded batch."""
+    """Backbone + FPN + the dense head on the padded batch.
+
+    The head is an RPN or RetinaNet's; a semantic segmentor has none.
+    """
 
     def __init__(self, model, feature_names, head_features, head):
         super().__init__()
@@ -58,8 +61,23 @@ class Backbone(nn.Module):
             padded: the normalized, padded batch (1 x 3 x H' x W').
         """
         features = self.backbone(padded)
+        named = [features[name] for name in self.feature_names]
+        if self.head is None:
+            return tuple(named)
         logits, deltas = self.head([features[name] for name in self.head_features])
-        return (*[features[name] for name in self.feature_names], *logits, *deltas)
+        return (*named, *logits, *deltas)
+
+
+class SemSegHead(nn.Module):
+    """The semantic head's layers (``SemSegFPNHead.layers``), before its final upsampling."""
+
+    def __init__(self, head):
+        super().__init__()
+        self.head = head
+
+    def forward(self, *features):
+        """The logits (C x h x w) from the feature maps named ``head.in_features``."""
+        return self.head.layers(dict(zip(self.head.in_features, features, strict=True)))[0]
 
 
 class RetinaNetDecode(nn.Module):

@@ -30,6 +30,10 @@ Cascade R-CNN: ``box_head`` is its first stage's head; then, per later stage k,
 ``box_head_k``; its ``box_select`` averages the stages' scores.
 
 RetinaNet: ``normalize``, ``backbone`` (with the RetinaNet head) and ``decode``.
+
+Panoptic FPN: an R-CNN's stages and ``sem_seg_head`` (OpenVINO: the semantic head's
+layers on the features, its logits the ``sem_seg`` output).  A semantic segmentor:
+``normalize``, ``backbone`` (without a dense head) and ``sem_seg_head``.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ import torch
 
 from d2_triton.serving.stages import Stage
 from export_tools.errors import UnsupportedModelError
-from export_tools.trace.modules import Backbone, Normalize, RetinaNetDecode
+from export_tools.trace.modules import Backbone, Normalize, RetinaNetDecode, SemSegHead
 from export_tools.trace.roi_heads import (
     BoxHead,
     BoxSelect,
@@ -56,7 +60,7 @@ from export_tools.trace.tracing import traceable
 
 # Stages converted to OpenVINO (Cascade R-CNN's later box heads: box_head_1, ...); every
 # other stage stays TorchScript.
-OPENVINO_STAGES = frozenset({"backbone", "box_head", "mask_head", "keypoint_head"})
+OPENVINO_STAGES = frozenset({"backbone", "box_head", "mask_head", "keypoint_head", "sem_seg_head"})
 
 
 def runs_on_openvino(stage: str) -> bool:
@@ -91,10 +95,11 @@ def split_model(model, image: torch.Tensor, fields: list[str]) -> list[TracedSta
         UnsupportedModelError: the model is not an R-CNN with Detectron2's StandardROIHeads
             and an RPN, nor a RetinaNet (export it with ``--exact``).
     """
-    from detectron2.modeling import RetinaNet
+    from detectron2.modeling import RetinaNet, SemanticSegmentor
 
     feature_names = list(model.backbone.output_shape())
-    head, head_features = dense_head(model)
+    semantic_only = isinstance(model, SemanticSegmentor)
+    head, head_features = (None, []) if semantic_only else dense_head(model)
     tracer = _Tracer()
     padded = tracer.add("normalize", Normalize(model), ("image",), ("padded",), image)[0]
     levels = len(head_features)
@@ -105,7 +110,13 @@ def split_model(model, image: torch.Tensor, fields: list[str]) -> list[TracedSta
     )
     backbone = Backbone(model, feature_names, head_features, head)
     dense = tracer.add("backbone", backbone, ("padded",), dense_names, padded)
-    if isinstance(model, RetinaNet):
+    if hasattr(model, "sem_seg_head"):
+        trace_sem_seg_head(
+            tracer, model.sem_seg_head, dict(zip(feature_names, dense, strict=False))
+        )
+    if semantic_only:
+        pass
+    elif isinstance(model, RetinaNet):
         decode = RetinaNetDecode(model, feature_names, levels)
         tracer.add("decode", decode, ("image", *dense_names), _BOX_FIELDS, image, *dense)
     else:
@@ -114,6 +125,14 @@ def split_model(model, image: torch.Tensor, fields: list[str]) -> list[TracedSta
     if missing:
         raise UnsupportedModelError(f"the stages do not produce {sorted(missing)}")
     return tracer.stages
+
+
+def trace_sem_seg_head(tracer, head, features: dict[str, torch.Tensor]) -> None:
+    """The semantic head's layers on the features it reads: the ``sem_seg`` logits."""
+    inputs = tuple(head.in_features)
+    tracer.add(
+        "sem_seg_head", SemSegHead(head), inputs, ("sem_seg",), *[features[n] for n in inputs]
+    )
 
 
 def dense_head(model) -> tuple[torch.nn.Module, list[str]]:

@@ -9,7 +9,9 @@ the image as uint8 CHW, on the CPU, so the file carries no device.  The final
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -17,6 +19,7 @@ import torch
 from d2_triton.vision.imaging import resize_shortest_edge, to_model_layout
 from export_tools.errors import TraceMismatchError, UnsupportedModelError
 from export_tools.repository import configs
+from export_tools.trace.modules import Normalize
 
 # Instances fields exported, in this order, when the model produces them.
 EXPORTED_FIELDS = ("pred_boxes", "scores", "pred_classes", "pred_masks", "pred_keypoints")
@@ -50,35 +53,85 @@ def model_input(config, image_bgr: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(to_model_layout(resized, config.input_format))
 
 
-def raw_instances(model, image: torch.Tensor):
-    """The model's instances in resized-image coordinates, before detector_postprocess.
+# The semantic segmentation head's logits (C x h x w, at the head's stride): not an
+# Instances field, exported after the instance fields when the model has such a head.
+SEM_SEG = "sem_seg"
+
+
+@dataclass
+class RawOutputs:
+    """What the detector computes for one image: instances and/or semantic logits.
+
+    Attributes:
+        instances: ``Instances`` in resized-image coordinates, before
+            ``detector_postprocess`` (None for a semantic segmentor).
+        sem_seg: the semantic head's logits before its upsampling to the padded image
+            (``SemSegFPNHead.layers``), C x h x w; None without a semantic head.
+    """
+
+    instances: Any = None
+    sem_seg: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return 0 if self.instances is None else len(self.instances)
+
+    def has(self, field: str) -> bool:
+        """Whether the model produces ``field``."""
+        if field == SEM_SEG:
+            return self.sem_seg is not None
+        return self.instances is not None and self.instances.has(field)
+
+    def tensor(self, field: str) -> torch.Tensor:
+        """The tensor of one field (``pred_boxes``: its box tensor)."""
+        if field == SEM_SEG:
+            return self.sem_seg
+        value = self.instances.get(field)
+        return value.tensor if field == "pred_boxes" else value
+
+
+def raw_outputs(model, image: torch.Tensor) -> RawOutputs:
+    """The model's outputs before Detectron2's final postprocessing, for one image.
 
     R-CNNs: ``GeneralizedRCNN.inference(do_postprocess=False)``, as Detectron2's exporter.
-    Dense detectors (RetinaNet): ``DenseDetector.forward`` without its final
-    ``detector_postprocess``, i.e. the same Detectron2 calls up to ``forward_inference``.
+    Dense detectors (RetinaNet, FCOS): ``DenseDetector.forward`` without its final
+    ``detector_postprocess``.  Panoptic FPN: its R-CNN's instances and its semantic head's
+    logits; a semantic segmentor: the logits.  Each is the same Detectron2 calls its
+    ``forward`` makes, stopped where the served ``postprocess`` model takes over.
     """
-    from detectron2.modeling import GeneralizedRCNN
+    from detectron2.modeling import GeneralizedRCNN, PanopticFPN, SemanticSegmentor
     from detectron2.modeling.meta_arch.dense_detector import DenseDetector
 
     inputs = [{"image": image}]
+    if isinstance(model, PanopticFPN):
+        images = model.preprocess_image(inputs)
+        features = model.backbone(images.tensor)
+        proposals, _ = model.proposal_generator(images, features, None)
+        instances, _ = model.roi_heads(images, features, proposals, None)
+        return RawOutputs(instances[0], model.sem_seg_head.layers(features)[0])
     if isinstance(model, GeneralizedRCNN):
-        return model.inference(inputs, do_postprocess=False)[0]
+        return RawOutputs(model.inference(inputs, do_postprocess=False)[0])
+    if isinstance(model, SemanticSegmentor):
+        normalized = Normalize(model)(image)
+        return RawOutputs(sem_seg=model.sem_seg_head.layers(model.backbone(normalized))[0])
     if isinstance(model, DenseDetector):
         images = model.preprocess_image(inputs)
         features = model.backbone(images.tensor)
         features = [features[name] for name in model.head_in_features]
         predictions = model.head(features)
-        return model.forward_inference(images, features, predictions)[0]
+        return RawOutputs(model.forward_inference(images, features, predictions)[0])
     raise UnsupportedModelError(f"unsupported meta-architecture {type(model).__name__}")
 
 
-def describe_outputs(instances) -> tuple[list[str], configs.ModelOutputs]:
-    """Which Instances fields the model produced (``raw_instances``), and their shapes."""
-    fields = [field for field in EXPORTED_FIELDS if instances.has(field)]
+def describe_outputs(raw: RawOutputs) -> tuple[list[str], configs.ModelOutputs]:
+    """Which fields the model produced (``raw_outputs``), and their shapes."""
+    fields = [field for field in (*EXPORTED_FIELDS, SEM_SEG) if raw.has(field)]
+    instances = raw.instances
     outputs = configs.ModelOutputs(
         has_masks="pred_masks" in fields,
         mask_resolution=instances.pred_masks.shape[-1] if "pred_masks" in fields else 0,
         num_keypoints=instances.pred_keypoints.shape[1] if "pred_keypoints" in fields else 0,
+        has_instances=instances is not None,
+        sem_seg_classes=0 if raw.sem_seg is None else raw.sem_seg.shape[0],
     )
     return fields, outputs
 
@@ -141,26 +194,20 @@ def trace(model, image: torch.Tensor, fields: list[str]) -> torch.jit.ScriptModu
     from detectron2.export.flatten import TracingAdapter
 
     def inference(traced_model, inputs):
-        instances = raw_instances(traced_model, inputs[0]["image"])
-        return tuple(field_tensor(instances, field) for field in fields)
+        raw = raw_outputs(traced_model, inputs[0]["image"])
+        return tuple(raw.tensor(field) for field in fields)
 
     adapter = TracingAdapter(model, [{"image": image}], inference)
     with torch.no_grad(), traceable():
         return torch.jit.trace(adapter, (image,), check_trace=False)
 
 
-def field_tensor(instances, field: str) -> torch.Tensor:
-    """The tensor of one Instances field (``pred_boxes``: its box tensor)."""
-    value = instances.get(field)
-    return value.tensor if field == "pred_boxes" else value
-
-
 def verify_trace(traced, image: torch.Tensor, fields: list[str], eager) -> None:
-    """The traced file must give ``eager`` (the eager model's instances on ``image``)."""
+    """The traced file must give ``eager`` (the eager model's ``RawOutputs`` on ``image``)."""
     with torch.no_grad():
         outputs = traced(image)
     for field, output in zip(fields, outputs, strict=True):
-        expected = field_tensor(eager, field)
+        expected = eager.tensor(field)
         same = output.shape == expected.shape and torch.allclose(
             output.float(), expected.float(), atol=1e-4
         )

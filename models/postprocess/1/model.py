@@ -3,7 +3,8 @@
 Boxes are scaled back to the original image, clipped and filtered (Detectron2's
 ``detector_postprocess``), the request's options are applied (score threshold, classes,
 max detections), masks are pasted with Detectron2's semantics and encoded as COCO RLE (or
-dense uint8 on request), and class ids are mapped to names from the label-map JSON.
+dense uint8 on request), and class ids are mapped to names from the label-map JSON.  A
+semantic or panoptic model's logits become labelled segments (``d2_triton.vision.segments``).
 """
 
 import numpy as np
@@ -17,6 +18,11 @@ from d2_triton.vision.detections import Detections
 from d2_triton.vision.labels import LabelMap
 
 KEYPOINTS = names.DETECTOR_OUTPUTS["pred_keypoints"]
+NO_INSTANCES = Detections(
+    boxes=np.zeros((0, 4), np.float32),
+    scores=np.zeros(0, np.float32),
+    classes=np.zeros(0, np.int64),
+)
 
 
 class TritonPythonModel:
@@ -36,6 +42,11 @@ class TritonPythonModel:
         self.dtypes = setup.output_dtypes
         self.has_masks = names.MASK_PROBS in setup.input_names
         self.has_keypoints = KEYPOINTS in setup.input_names
+        self.has_instances = names.DETECTOR_OUTPUTS["scores"] in setup.input_names
+        self.parameters = parameters
+        self.stuff_labels = None
+        if parameters.segmentation != "none":
+            self.stuff_labels = LabelMap.from_file(setup.folder / parameters.stuff_label_map)
         keypoints = [t["dims"][1] for t in setup.config["input"] if t["name"] == KEYPOINTS]
         steps.warm_up(
             options=self.defaults,
@@ -49,22 +60,38 @@ class TritonPythonModel:
 
     def _postprocess(self, request):
         options = self.defaults.updated_from(backend.read_request_parameters(request), self.labels)
+        outputs = steps.postprocess(
+            self._instances(request),
+            resized_hw=self._size(request, names.RESIZED_SIZE),
+            original_hw=self._size(request, names.ORIGINAL_SIZE),
+            options=options,
+            labels=self.labels,
+            segmentation=self._segmentation(request),
+        )
+        return [self._tensor(name, array) for name, array in outputs.items()]
+
+    def _instances(self, request):
+        if not self.has_instances:
+            return NO_INSTANCES
         fields = names.DETECTOR_OUTPUTS
-        raw = Detections(
+        return Detections(
             boxes=backend.required_input(request, fields["pred_boxes"]),
             scores=backend.required_input(request, fields["scores"]),
             classes=backend.required_input(request, fields["pred_classes"]),
             mask_probs=self._mask_probs(request),
             keypoints=backend.required_input(request, KEYPOINTS) if self.has_keypoints else None,
         )
-        outputs = steps.postprocess(
-            raw,
-            resized_hw=self._size(request, names.RESIZED_SIZE),
-            original_hw=self._size(request, names.ORIGINAL_SIZE),
-            options=options,
-            labels=self.labels,
+
+    def _segmentation(self, request):
+        if self.stuff_labels is None:
+            return None
+        return steps.Segmentation(
+            kind=self.parameters.segmentation,
+            logits=backend.required_input(request, names.SEM_SEG_LOGITS),
+            stuff_labels=self.stuff_labels,
+            stride=self.parameters.sem_seg_stride,
+            panoptic=self.parameters.panoptic,
         )
-        return [self._tensor(name, array) for name, array in outputs.items()]
 
     def _mask_probs(self, request):
         if not self.has_masks:
