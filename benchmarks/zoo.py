@@ -73,19 +73,57 @@ def export(row: Row, repository: Path) -> None:
 
 
 def compare_served(rows: list[Row], repository: Path, photos: list[Path]) -> None:
-    """Serve ``repository``; each row's pipeline answers ``photos``, compared and timed."""
+    """Serve ``repository``; each row's pipeline answers ``photos``, compared and timed.
+
+    A model that fails to load stops the whole server: then each row is served alone, from
+    a repository of its own pipeline's folders (links), so the failure is that row's.
+    """
     from d2_triton.server import ServerEnvironment, TritonServer
     from d2_triton.testing.gateway import SERVER_ENV
     from d2_triton.testing.ports import loopback_server_options
 
     environment = ServerEnvironment.inspect(SERVER_ENV)
     options = loopback_server_options(repository)
-    with TritonServer(options, environment, log_path=repository / "tritonserver.log") as server:
+    log = repository / "tritonserver.log"
+    try:
+        server = TritonServer(options, environment, log_path=log).__enter__()
+    except Exception as error:
+        if len(rows) == 1:
+            rows[0].fail(f"serving: {load_failure(log) or str(error).splitlines()[0]}")
+            return
+        for row in rows:
+            compare_served([row], pipeline_alone(repository, row.name), photos)
+        return
+    try:
         for row in rows:
             try:
                 compare_one(row, repository, server.http_url, photos)
             except Exception as error:  # one model's failure is its row's, not the run's
                 row.fail(f"serving: {type(error).__name__}: {error}".splitlines()[0])
+    finally:
+        server.__exit__(None, None, None)
+
+
+def pipeline_alone(repository: Path, name: str) -> Path:
+    """A repository beside ``repository`` with links to pipeline ``name``'s four models."""
+    alone = repository.with_name(f"{repository.name}-{name}")
+    alone.mkdir(parents=True, exist_ok=True)
+    for folder in PipelineNames(name).models().values():
+        link = alone / folder
+        if not link.exists():
+            link.symlink_to(repository / folder, target_is_directory=True)
+    return alone
+
+
+def load_failure(log: Path) -> str | None:
+    """The first model-load error in a tritonserver log, shortened, if there is one."""
+    if not log.is_file():
+        return None
+    for line in log.read_text(errors="replace").splitlines():
+        if "failed to load '" in line:
+            message = line.split("failed to load ", 1)[1]
+            return message.replace("\\n", " ").replace('\\"', "'")[:300]
+    return None
 
 
 def compare_one(row: Row, repository: Path, http_url: str, photos: list[Path]) -> None:

@@ -22,7 +22,6 @@ CPP_OPS = (
     "needs Detectron2's C++ ops ({what}), which the sources-only install lacks; a full "
     "Detectron2 install (built from GitHub) has them"
 )
-NOT_YET = "{what}: its outputs are not served yet (issue 20)"
 
 
 @dataclass
@@ -68,15 +67,16 @@ class Row:
 
     @property
     def outcome(self) -> str:
-        """``parity``, ``differs``, ``nothing compared`` (served, no instances on either
-        photo), ``not served`` (a detector) or ``not a detector``."""
+        """``parity``, ``differs``, ``nothing compared`` (served, no instances nor segments
+        on either photo), ``not served`` (a detector) or ``not a detector``."""
         if self.kind != DETECTOR:
             return "not a detector"
         if self.reason is not None or self.parity is None:
             return "not served"
         if self.problems:
             return "differs"
-        return "parity" if self.parity.get("instances", 0) else "nothing compared"
+        compared = self.parity.get("instances", 0) + self.parity.get("segments", 0)
+        return "parity" if compared else "nothing compared"
 
     def figures_line(self) -> str:
         """The parity figures, or the first problems, in a line."""
@@ -85,7 +85,11 @@ class Row:
         figures = self.parity or {}
         count = figures.get("instances", 0)
         box, score = figures.get("max_box_error_px", 0), figures.get("max_score_error", 0)
-        return f"{count} instances, boxes within {box:.3f} px, scores {score:.1e}"
+        line = f"{count} instances, boxes within {box:.3f} px, scores {score:.1e}"
+        if figures.get("segments"):
+            agreement = figures.get("min_segment_agreement") or 1.0
+            line += f"; {figures['segments']} segments, {agreement:.4%} of pixels agree"
+        return line
 
     def as_dict(self) -> dict:
         """The row as JSON, with its outcome."""
@@ -174,10 +178,6 @@ def _architecture_limits(row: Row) -> Row:
     elif meta == "ProposalNetwork":
         row.kind = "proposal network"
         row.fail("an RPN alone: it gives proposals, not detections")
-    elif meta == "SemanticSegmentor":
-        row.fail(NOT_YET.format(what="semantic segmentation"))
-    elif meta == "PanopticFPN":
-        row.fail(NOT_YET.format(what="panoptic segmentation"))
     return row
 
 

@@ -172,8 +172,10 @@ def from_parameters(cls: type[Parameters], values: Mapping[str, str]) -> Paramet
 
 def from_model_config(cls: type[Parameters], model_config: Mapping[str, Any]) -> Parameters:
     """Parse the parameters of the model config Triton hands to ``initialize`` (JSON form)."""
+    # Protobuf's JSON form leaves an empty string value out.
     values = {
-        key: value["string_value"] for key, value in model_config.get("parameters", {}).items()
+        key: value.get("string_value", "")
+        for key, value in model_config.get("parameters", {}).items()
     }
     return from_parameters(cls, values)
 

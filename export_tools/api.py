@@ -142,6 +142,17 @@ def label_map_from_metadata(config: DetectorConfig, kind: str = "thing_classes")
     return LabelMap.from_names(names)
 
 
+def model_labels(labels: LabelMap | None, model, config: DetectorConfig, outputs):
+    """The class names (``--label-map``'s, else the metadata's) and the segment settings.
+
+    A semantic segmentor's classes are its stuff classes.
+    """
+    segments = segment_settings(model, config, outputs)
+    if labels is None and not outputs.has_instances:
+        labels = segments["stuff_labels"]
+    return labels or label_map_from_metadata(config), segments
+
+
 def segment_settings(model, config: DetectorConfig, outputs) -> dict:
     """``ExportedModel``'s segmentation fields for a model with a semantic head (else none).
 
@@ -181,10 +192,7 @@ def export(settings: ExportSettings) -> ExportResult:
         eager = tracing.raw_outputs(model, image)  # the reference every check compares to
     fields, outputs = tracing.describe_outputs(eager)
     stages, mode = detector_stages(model, image, fields, eager, detector_mode(settings))
-    segments = segment_settings(model, config, outputs)
-    if labels is None:  # a semantic segmentor's classes are its stuff classes
-        labels = segments.get("stuff_labels") if not outputs.has_instances else None
-    labels = labels or label_map_from_metadata(config)
+    labels, segments = model_labels(labels, model, config, outputs)
     info = {
         "config": settings.config,
         "config_system": "lazy" if config.lazy else "yaml",

@@ -115,8 +115,7 @@ class CascadeRefine(nn.Module):
         from detectron2.structures import Boxes
 
         size = (image.shape[-2], image.shape[-1])
-        proposals = [_proposals(size, proposal_boxes)]
-        predicted = self.box_predictor.predict_boxes((class_logits, box_deltas), proposals)[0]
+        predicted = predict_boxes(self.box_predictor, box_deltas, proposal_boxes)
         boxes = Boxes(predicted.detach())
         boxes.clip(size)
         features = dict(zip(self.feature_names, feature_maps, strict=True))
@@ -124,13 +123,20 @@ class CascadeRefine(nn.Module):
         return boxes.tensor, pooled
 
 
-def _proposals(size, boxes):
-    """One image's ``Instances`` with ``proposal_boxes`` (R x 4 tensor) set."""
-    from detectron2.structures import Boxes, Instances
+def predict_boxes(predictor, box_deltas, proposal_boxes):
+    """``FastRCNNOutputLayers.predict_boxes`` for one image.
 
-    proposals = Instances(size)
-    proposals.proposal_boxes = Boxes(boxes)
-    return proposals
+    Detectron2's splits its result per image by a Python ``len`` of the proposals, which a
+    trace records as a constant: served on an image that keeps fewer proposals (a
+    single-level RPN's NMS, e.g. DC5, often does) the split fails.  For one image it is the
+    identity, so it is left out; so is ``predict_probs``'s (:func:`predict_probs`).
+    """
+    return predictor.box2box_transform.apply_deltas(box_deltas, proposal_boxes)
+
+
+def predict_probs(class_logits):
+    """``FastRCNNOutputLayers.predict_probs`` for one image (see :func:`predict_boxes`)."""
+    return torch.nn.functional.softmax(class_logits, dim=-1)
 
 
 class BoxSelect(nn.Module):
@@ -154,9 +160,19 @@ class BoxSelect(nn.Module):
             box_deltas: ``BoxHead``'s box deltas (R x 4K).
             feature_maps: the features named ``feature_names``, in that order.
         """
-        proposals = [_proposals((image.shape[-2], image.shape[-1]), proposal_boxes)]
+        from detectron2.modeling.roi_heads.fast_rcnn import fast_rcnn_inference
+
+        size = (image.shape[-2], image.shape[-1])
         predictor = self.roi_heads.box_predictor
-        instances = predictor.inference((class_logits, box_deltas), proposals)[0][0]
+        # FastRCNNOutputLayers.inference, for one image.
+        boxes = predict_boxes(predictor, box_deltas, proposal_boxes)
+        scores = predict_probs(class_logits)
+        thresholds = (
+            predictor.test_score_thresh,
+            predictor.test_nms_thresh,
+            predictor.test_topk_per_image,
+        )
+        instances = fast_rcnn_inference([boxes], [scores], [size], *thresholds)[0][0]
         return self.roi_heads_outputs(instances, feature_maps)
 
     def roi_heads_outputs(self, instances, feature_maps) -> tuple[torch.Tensor, ...]:
@@ -192,25 +208,18 @@ class CascadeSelect(BoxSelect):
             tensors: each stage's class logits, in stage order; the last stage's box
                 deltas; the feature maps.
 
-        ``predict_probs`` reads only the number of proposals, the same in every stage at
-        inference (none are dropped between stages), so the last stage's serve for all.
         """
         from detectron2.modeling.roi_heads.fast_rcnn import fast_rcnn_inference
 
         count = self.stages
         size = (image.shape[-2], image.shape[-1])
-        proposals = [_proposals(size, proposal_boxes)]
         logits, deltas, feature_maps = tensors[:count], tensors[count], tensors[count + 1 :]
-        predictors = self.roi_heads.box_predictor
-        probabilities = [
-            predictor.predict_probs((stage_logits, deltas), proposals)[0]
-            for predictor, stage_logits in zip(predictors, logits, strict=True)
-        ]
+        probabilities = [predict_probs(stage_logits) for stage_logits in logits]
         scores = sum(probabilities) * (1.0 / count)  # as Detectron2 sums and scales them
-        last = predictors[count - 1]
-        boxes = last.predict_boxes((logits[-1], deltas), proposals)
+        last = self.roi_heads.box_predictor[count - 1]
+        boxes = predict_boxes(last, deltas, proposal_boxes)
         thresholds = (last.test_score_thresh, last.test_nms_thresh, last.test_topk_per_image)
-        instances = fast_rcnn_inference(boxes, [scores], [size], *thresholds)[0][0]
+        instances = fast_rcnn_inference([boxes], [scores], [size], *thresholds)[0][0]
         return self.roi_heads_outputs(instances, feature_maps)
 
 
