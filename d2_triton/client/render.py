@@ -4,6 +4,11 @@ Used by the REST gateway's ``/v1/detect/render`` and the CLI's ``--render``.  Th
 decoded exactly as ``preprocess`` decodes it (EXIF orientation applied), so boxes and masks,
 which are in that frame, land where they belong.  Pixels away from every detection and its
 tag are left untouched.
+
+A semantic or panoptic answer is drawn as its segments instead, as Detectron2's
+``Visualizer.draw_panoptic_seg`` draws them: each segment filled, stuff and things alike,
+with its label (and a thing's score) at the segment's middle; the instance list is not
+drawn over them.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import numpy as np
 from PIL import Image, ImageColor, ImageDraw, ImageFont
 
 from d2_triton.client.results import DetectionResult
+from d2_triton.client.segment_results import SegmentsResult
 from d2_triton.errors import InvalidArgumentError
 from d2_triton.vision.imaging import DecodeLimits, decode_image
 
@@ -43,6 +49,8 @@ def draw_detections(image_rgb: np.ndarray, result: DetectionResult) -> Image.Ima
             f"image is {image_rgb.shape[1]}x{image_rgb.shape[0]} but the detections are for "
             f"{result.image_size[1]}x{result.image_size[0]}"
         )
+    if result.segments is not None:
+        return draw_segments(image_rgb, result.segments)
     # Lowest score first, so the most confident detection ends up on top.
     order = np.argsort(result.scores, kind="stable")
     canvas = image_rgb.astype(np.float32)
@@ -68,6 +76,40 @@ def draw_detections(image_rgb: np.ndarray, result: DetectionResult) -> Image.Ima
         tag_top = y1 - tag_height if y1 >= tag_height else y1  # above the box if it fits
         draw.rectangle((x1, tag_top, x1 + right - left + 4, tag_top + tag_height), fill=colour)
         draw.text((x1 + 2, tag_top + 1 - top), tag, fill=_tag_colour(colour), font=font)
+    return image
+
+
+def segment_colour(segments: SegmentsResult, index: int) -> tuple[int, int, int]:
+    """A thing's colour is its class's; stuff classes take the palette from its middle."""
+    offset = 0 if segments.is_thing[index] else len(PALETTE) // 2
+    return colour_of(int(segments.classes[index]) + offset)
+
+
+def draw_segments(image_rgb: np.ndarray, segments: SegmentsResult) -> Image.Image:
+    """``image_rgb`` with each segment filled and labelled (see the module docstring)."""
+    canvas = image_rgb.astype(np.float32)
+    masks = [segments.mask(index) for index in range(len(segments))]
+    if any(mask is None for mask in masks):
+        raise InvalidArgumentError("segments without masks cannot be drawn: ask for masks")
+    for index, mask in enumerate(masks):
+        colour = np.array(segment_colour(segments, index), dtype=np.float32)
+        canvas[mask] = canvas[mask] * (1 - MASK_OPACITY) + colour * MASK_OPACITY
+    image = Image.fromarray(np.rint(canvas).astype(np.uint8))
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default()
+    for index, mask in enumerate(masks):
+        rows, cols = np.nonzero(mask)
+        if not rows.size:
+            continue
+        tag = segments.labels[index]
+        if segments.is_thing[index]:
+            tag += f" {float(segments.scores[index]):.2f}"
+        left, top, right, bottom = draw.textbbox((0, 0), tag, font=font)
+        x = float(np.median(cols)) - (right - left) / 2
+        y = float(np.median(rows)) - (bottom - top) / 2
+        colour = segment_colour(segments, index)
+        draw.rectangle((x - 2, y - 1, x + right - left + 2, y + bottom - top + 1), fill=colour)
+        draw.text((x, y - top), tag, fill=_tag_colour(colour), font=font)
     return image
 
 

@@ -56,12 +56,30 @@ class Detection(BaseModel):
     keypoints: list[list[float]] | None = Field(None, description="[x, y, logit] per keypoint")
 
 
+class Segment(BaseModel):
+    """One segment of a semantic or panoptic model's answer: a thing or a stuff region."""
+
+    id: int = Field(description="its id, from 1, in the order Detectron2 places segments")
+    class_id: int = Field(description="a thing class (is_thing) or a stuff class")
+    label: str
+    is_thing: bool
+    score: float | None = Field(None, description="the instance's score (things only)")
+    area: int = Field(description="its pixels")
+    mask: Mask | None = None
+
+
 class DetectionResponse(BaseModel):
     """``POST /v1/detect``'s answer."""
 
     model: str = Field(description="the pipeline that answered")
     image_size: ImageSize
     detections: list[Detection]
+    segments: list[Segment] | None = Field(
+        None,
+        description="a semantic or panoptic model's segments (Detectron2's panoptic or "
+        "semantic answer for the whole image: the request's score_threshold, classes and "
+        "max_detections select detections only)",
+    )
 
 
 class TritonState(BaseModel):

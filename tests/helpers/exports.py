@@ -37,6 +37,8 @@ class Architecture:
     has_masks: bool = False
     has_keypoints: bool = False
     options: tuple[str, ...] = ()
+    export_options: tuple[str, ...] = ()  # export CLI options (e.g. --exact)
+    segmentation: str = "none"  # what its ensemble segments (names.SEGMENTATIONS)
 
 
 ARCHITECTURES = {
@@ -126,8 +128,10 @@ PLUMBING_REFERENCE_OPTIONS = (
 
 
 # One model of each family beyond the parity suite's four architectures, exported staged
-# (their default mode) at the plumbing size and settings: Cascade R-CNN (yaml) and a
-# LazyConfig model, the LSJ baseline (SyncBN, a 4conv1fc box head, a 2-conv RPN head).
+# (their default mode) at the plumbing size and settings: Cascade R-CNN (yaml), a
+# LazyConfig model, the LSJ baseline (SyncBN, a 4conv1fc box head, a 2-conv RPN head),
+# Panoptic FPN (also --exact, which must answer pixel for pixel) and the semantic FPN.
+PANOPTIC_CONFIG = "COCO-PanopticSegmentation/panoptic_fpn_R_50_1x.yaml"
 FAMILIES = {
     arch.key: arch
     for arch in (
@@ -148,6 +152,27 @@ FAMILIES = {
                 f"dataloader.test.mapper.augmentations.0.max_size={PLUMBING_SIZE[1]}",
             ),
         ),
+        Architecture(
+            "panoptic-fpn",
+            PANOPTIC_CONFIG,
+            True,
+            options=PLUMBING_REFERENCE_OPTIONS,
+            segmentation="panoptic",
+        ),
+        Architecture(
+            "panoptic-fpn-exact",
+            PANOPTIC_CONFIG,
+            True,
+            options=PLUMBING_REFERENCE_OPTIONS,
+            export_options=("--exact",),
+            segmentation="panoptic",
+        ),
+        Architecture(
+            "semantic-fpn",
+            "Misc/semantic_R_50_FPN_1x.yaml",
+            options=PLUMBING_REFERENCE_OPTIONS[len(PLUMBING_OPTIONS) :],
+            segmentation="semantic",
+        ),
     )
 }
 
@@ -160,7 +185,7 @@ def families_repository() -> Path:
     """
     repository = None
     for arch in FAMILIES.values():
-        extra = ("--name", arch.key)
+        extra = ("--name", arch.key, *arch.export_options)
         base = () if repository is None else (repository.name,)
         key = _export_key(arch, str(SEED), *base, *extra)
         weights = seeded_checkpoint(arch)

@@ -66,4 +66,4 @@ def _prediction(config: str, weights: str, image_path: str, options: tuple[str, 
 
     predictor = _predictor(config, weights, options)
     image = read_image(image_path, format="BGR")
-    return Prediction.from_instances(predictor(image)["instances"], image.shape[:2])
+    return Prediction.from_output(predictor(image), image.shape[:2])
