@@ -12,6 +12,8 @@ VARIANTS = {
     "mask": tc.ModelOutputs(has_masks=True),
     "boxes-only": tc.ModelOutputs(has_masks=False),
     "keypoints": tc.ModelOutputs(has_masks=False, num_keypoints=17),
+    "panoptic": tc.ModelOutputs(has_masks=True, sem_seg_classes=54),
+    "semantic": tc.ModelOutputs(has_masks=False, has_instances=False, sem_seg_classes=19),
 }
 
 
@@ -77,6 +79,19 @@ def test_outputs_follow_the_model():
     assert {names.MASKS_RLE, names.MASKS} <= outputs and names.KEYPOINTS not in outputs
     postprocess = all_configs(VARIANTS["boxes-only"])["postprocess"]
     assert postprocess.parameters["default_mask_format"].string_value == "none"
+
+
+def test_segmenting_models_return_segments_beside_the_instance_outputs():
+    segment_outputs = {name for name, _, _ in tc.SEGMENT_OUTPUT_DIMS}
+    for variant, instance_inputs in (("panoptic", True), ("semantic", False)):
+        configs = all_configs(VARIANTS[variant])
+        outputs = {o.name for o in configs["ensemble"].output}
+        assert segment_outputs | {names.BOXES, names.LABELS} <= outputs
+        logits = [t for t in configs["detector"].output if t.name == names.SEM_SEG_LOGITS]
+        assert list(logits[0].dims) == [VARIANTS[variant].sem_seg_classes, -1, -1]
+        inputs = {t.name for t in configs["postprocess"].input}
+        assert (names.DETECTOR_OUTPUTS["scores"] in inputs) == instance_inputs
+        assert VARIANTS[variant].segmentation == variant
 
 
 def test_gpu_instances():
