@@ -14,16 +14,15 @@ HTTP; each answer is compared with Detectron2's own predictor on the same weight
 a minute per config on 2 cores): it is not in the default suite, which serves one model of
 each family (``tests/integration/test_families.py``).
 
-Writes ``summary.json`` and ``report.md`` under ``--out``.  A run with ``--only`` replaces
-those configs' rows in an existing summary and keeps the others (each row records its run);
-once the summary has a row for every config, the table goes into ``docs/model-zoo.md``
-between its markers.
+Writes ``summary.json`` and ``report.md`` under ``--out`` after each batch
+(``benchmarks.zoo_summary``): a run with ``--only`` replaces those configs' rows and keeps the
+others, ``--resume`` skips the configs that have one; once every config has a row, the
+table goes into ``docs/model-zoo.md`` between its markers.
 """
 
 from __future__ import annotations
 
 import fnmatch
-import json
 import statistics
 import subprocess
 import sys
@@ -31,14 +30,13 @@ import time
 from pathlib import Path
 
 from benchmarks import inputs
-from benchmarks.run import cpu_flags, machine
-from benchmarks.zoo_rows import Row, classify, table, zoo_configs
+from benchmarks.zoo_rows import Row, classify, zoo_configs
+from benchmarks.zoo_summary import ZooSummary
 from d2_triton.cache import CHECKOUT, cache_dir
 from d2_triton.commands import Parser, command
 from d2_triton.names import PipelineNames
 
 OUT = CHECKOUT / "benchmarks" / "results" / "zoo"
-DOCS_PAGE = CHECKOUT / "docs" / "model-zoo.md"
 PHOTO_SIZE = (640, 480)
 PHOTOS = 2
 # Random weights score low: the tests' threshold, so that every model has instances to compare.
@@ -170,12 +168,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", default=[], help="configs matching these globs")
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--work", type=Path, default=cache_dir() / "zoo-work")
+    parser.add_argument(
+        "--resume", action="store_true", help="skip the configs the summary has a row for"
+    )
     args = parser.parse_args(argv)
     from export_tools.detectron2_setup.shims import import_detectron2
 
     import_detectron2()
+    summary = ZooSummary(args.out, "python -m benchmarks.zoo " + " ".join(argv or sys.argv[1:]))
     configs = [c for c in zoo_configs() if not args.only or any_match(c, args.only)]
+    if args.resume:
+        configs = [config for config in configs if config not in summary.rows]
     rows = [classify(config) for config in configs]
+    summary.record([row for row in rows if row.reason is not None])
     label = inputs.size_label(PHOTO_SIZE)
     photos = inputs.write_photos(args.work / "photos", [PHOTO_SIZE], PHOTOS)[label]
     candidates = [row for row in rows if row.reason is None]
@@ -190,58 +195,14 @@ def main(argv: list[str] | None = None) -> int:
             compare_served(exported, repository, photos)
         for row in batch:
             print(f"   {row.outcome}: {row.reason or row.figures_line()}", flush=True)
-    write_results(rows, args.out, argv)
+        summary.record(batch)  # after each batch: a run cut short keeps what it did
+    print(f"wrote {args.out / 'summary.json'}: {summary.counts()}")
     return 0
 
 
 def any_match(config: str, patterns: list[str]) -> bool:
     """Whether ``config`` matches one of the globs."""
     return any(fnmatch.fnmatch(config, pattern) for pattern in patterns)
-
-
-def write_results(rows: list[Row], out: Path, argv: list[str] | None) -> None:
-    """summary.json and report.md under ``out``, merged with an earlier summary's other rows;
-    the docs page's table once every config of the zoo has a row."""
-    out.mkdir(parents=True, exist_ok=True)
-    run = {
-        "when": time.strftime("%Y-%m-%d %H:%M"),
-        "machine": machine(),
-        "cpu_flags": cpu_flags(),
-        "command": "python -m benchmarks.zoo " + " ".join(argv or sys.argv[1:]),
-    }
-    runs, merged = earlier_rows(out / "summary.json")
-    for row in rows:
-        merged[row.config] = row.as_dict() | {"run": len(runs)}
-    every = zoo_configs()
-    ordered = [merged[config] for config in every if config in merged]
-    table_rows = [Row.from_dict(data) for data in ordered]
-    summary = {"runs": [*runs, run], "counts": Row.counts(table_rows), "rows": ordered}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    text = table(table_rows)
-    commands = "\n".join(f"- {r['when']}: `{r['command']}`" for r in summary["runs"])
-    (out / "report.md").write_text(f"# Model-zoo coverage\n\n{commands}\n\n{text}")
-    if len(ordered) == len(every) and DOCS_PAGE.is_file():
-        write_docs_table(text)
-    print(f"wrote {out / 'summary.json'}, {out / 'report.md'}: {summary['counts']}")
-
-
-def earlier_rows(path: Path) -> tuple[list[dict], dict[str, dict]]:
-    """An earlier summary's runs and rows by config (none if there is no such summary)."""
-    if not path.is_file():
-        return [], {}
-    earlier = json.loads(path.read_text())
-    if "runs" not in earlier:  # written before rows were merged: one run
-        earlier["runs"] = [{key: earlier.get(key) for key in ("when", "machine", "command")}]
-    return earlier["runs"], {row["config"]: row for row in earlier["rows"]}
-
-
-def write_docs_table(text: str) -> None:
-    """``text`` into the docs page, between its markers."""
-    page = DOCS_PAGE.read_text()
-    begin, end = "<!-- zoo table -->", "<!-- end zoo table -->"
-    if begin in page and end in page:
-        head, rest = page.split(begin, 1)
-        DOCS_PAGE.write_text(f"{head}{begin}\n{text}\n{end}{rest.split(end, 1)[1]}")
 
 
 if __name__ == "__main__":

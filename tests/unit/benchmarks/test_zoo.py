@@ -70,17 +70,16 @@ def test_the_table_counts_parity_among_detectors_only():
 
 
 def test_a_run_of_some_configs_replaces_their_rows_and_keeps_the_others(configs, tmp_path):
-    from benchmarks.zoo import write_results
+    from benchmarks.zoo_summary import ZooSummary
 
     first, second = configs[:2]
-    write_results(
-        [Row(first, "yaml", reason="old"), Row(second, "yaml", reason="kept")], tmp_path, []
-    )
-    write_results([Row(first, "yaml", reason="new")], tmp_path, ["--only", first])
+    ZooSummary(tmp_path, "zoo").record([Row(first, "yaml", reason="old")])
+    ZooSummary(tmp_path, "zoo").record([Row(second, "yaml", reason="kept")])  # resumed
+    ZooSummary(tmp_path, f"zoo --only {first}").record([Row(first, "yaml", reason="new")])
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert [(row["config"], row["reason"], row["run"]) for row in summary["rows"]] == [
-        (first, "new", 1),
-        (second, "kept", 0),
+        (first, "new", 2),
+        (second, "kept", 1),
     ]
-    assert summary["runs"][1]["command"].endswith(f"--only {first}")
+    assert summary["runs"][2]["command"].endswith(f"--only {first}")
     assert summary["counts"]["rows"] == 2
