@@ -51,8 +51,9 @@ class _MissingCppExtension(types.ModuleType):
             raise AttributeError(name)
         raise MissingCppExtensionError(
             f"detectron2._C.{name} is unavailable: this Detectron2 was installed from its "
-            "Python sources without the C++ extension, which only deformable convolution "
-            "and rotated-box ops need. Install Detectron2 from GitHub to use those models."
+            "Python sources without the C++ extension, which only modulated or grouped "
+            "deformable convolution and rotated-box ops need. Install Detectron2 from GitHub "
+            "to use those models."
         )
 
 

@@ -183,9 +183,43 @@ def gradient_scaling_skipped():
 
 
 @contextlib.contextmanager
+def deform_conv_unwrapped():
+    """Trace deformable convolution (DCNv1) as the call Detectron2 makes on the CPU.
+
+    On a CPU tensor with one deformable group, Detectron2 v0.6's ``_DeformConv.forward`` is
+    ``torchvision.ops.deform_conv2d(input, offset, weight, stride, padding, dilation)``,
+    wrapped in a Python autograd function, which ``torch.jit.trace`` cannot record.  For the
+    trace the module's ``deform_conv`` is that torchvision call itself; any other case
+    (several deformable groups, which Detectron2 runs only on CUDA) still goes to
+    Detectron2's function and fails as it does there.
+    """
+    from detectron2.layers import deform_conv as module
+    from torchvision.ops import deform_conv2d
+
+    original = module.deform_conv
+
+    def unwrapped(
+        input, offset, weight, stride, padding, dilation, groups, deformable_groups, *rest
+    ):
+        if input.is_cuda or deformable_groups != 1:
+            return original(
+                input, offset, weight, stride, padding, dilation, groups, deformable_groups, *rest
+            )
+        return deform_conv2d(
+            input, offset, weight, stride=stride, padding=padding, dilation=dilation
+        )
+
+    module.deform_conv = unwrapped
+    try:
+        yield
+    finally:
+        module.deform_conv = original
+
+
+@contextlib.contextmanager
 def traceable():
     """Every change a Detectron2 model needs to be traced as it runs eagerly (see each)."""
-    with nms_dispatched_at_run_time(), gradient_scaling_skipped():
+    with nms_dispatched_at_run_time(), gradient_scaling_skipped(), deform_conv_unwrapped():
         yield
 
 

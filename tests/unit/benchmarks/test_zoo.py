@@ -42,7 +42,7 @@ def test_each_config_gets_a_pipeline_name_of_its_own(configs):
         ("Base-RCNN-FPN.yaml", "base config", "_BASE_"),
         ("COCO-Detection/rpn_R_50_FPN_1x.yaml", "proposal network", "not detections"),
         ("COCO-Detection/fast_rcnn_R_50_FPN_1x.yaml", "needs proposals", "PROPOSAL_FILES"),
-        ("Misc/mask_rcnn_R_50_FPN_1x_dconv_c3-c5.yaml", DETECTOR, "C++ ops"),
+        ("Misc/mask_rcnn_R_50_FPN_1x_dconv_c3-c5.yaml", DETECTOR, None),
         ("Misc/torchvision_imagenet_R_50.py", "classifier", "not a detector"),
         ("Misc/mmdet_mask_rcnn_R_50_FPN_1x.py", "mmdetection model", "mmdet"),
     ],
