@@ -50,7 +50,7 @@ def detect_via_gateway(
 
 
 def summary_lines(result: DetectionResult) -> list[str]:
-    """One line per detection: label, score, box."""
+    """One line per detection (label, score, box), then per segment (label, kind, area)."""
     height, width = result.image_size
     lines = [f"{len(result)} detections in a {width}x{height} image"]
     for index in range(len(result)):
@@ -59,6 +59,12 @@ def summary_lines(result: DetectionResult) -> list[str]:
             f"{result.labels[index]:>16s} {float(result.scores[index]):.3f}  "
             f"box ({x1:.1f}, {y1:.1f}, {x2:.1f}, {y2:.1f})"
         )
+    segments = result.segments
+    if segments is not None:
+        lines.append(f"{len(segments)} segments")
+        for index in range(len(segments)):
+            kind = "thing" if segments.is_thing[index] else "stuff"
+            lines.append(f"{segments.labels[index]:>16s} {kind}  {int(segments.areas[index])} px")
     return lines
 
 

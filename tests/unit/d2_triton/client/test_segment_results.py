@@ -72,3 +72,14 @@ def test_a_result_with_segments_is_drawn_as_its_segments():
     assert np.any(drawn != image, axis=-1).all()  # both segments cover the picture
     expected = np.rint(128 * 0.55 + np.array(segment_colour(result.segments, 1)) * 0.45)
     assert tuple(drawn[0, -1]) == tuple(expected.astype(np.uint8))
+
+
+def test_the_cli_lists_segments_after_detections():
+    from d2_triton.client.cli import summary_lines
+
+    lines = summary_lines(DetectionResult.from_outputs(panoptic_outputs("none")))
+    assert lines[1:] == [
+        "2 segments",
+        f"{'person':>16s} thing  200 px",
+        f"{'sky':>16s} stuff  400 px",
+    ]
