@@ -65,7 +65,8 @@ class ExportResult:
         weights: where its weights came from.
         written: every file written.
         sample_detections: detections of the eager model on the sample image.
-        at_cut: of those, how many the staged detector keeps or drops differently, all with
+        at_cut: of those, how many the staged detector keeps or drops differently (or keeps
+            as another of tied copies), all with
             scores at the cut (0 for an exact export).
         seconds: how long the export took.
     """

@@ -17,7 +17,9 @@ Detectron2's by rounding (each is counted in the figures; ``--exact`` gets neith
   score, and rounding of their overlaps decides how many copies survive NMS and top-k.  An
   unpaired instance may be such a copy if its own side holds another instance of its class
   with the same score (to 1e-5) and the other side holds an instance of its class and score
-  (to 1e-3), i.e. the detection is there, once more or once less: ``tied_copies``;
+  (to 1e-3), i.e. the detection is there, once more or once less; or each side kept a
+  different copy, an unpaired instance on each side of one class and score (to 1e-3), a
+  swap: ``tied_copies``;
 * keypoint ties: a keypoint more than 0.5 px away whose heatmap logit equals Detectron2's
   within 1e-3 is the other location of a tied maximum: ``keypoint_ties``;
 * boundary pixels of small masks: a pixel whose mask probability sits at the 0.5 threshold
@@ -41,6 +43,7 @@ from d2_triton.vision.parity import (
     at_cut,
     box_error,
     pair_instances,
+    take_swapped_ties,
 )
 
 MIN_MASK_IOU = 0.99
@@ -186,6 +189,8 @@ def compare(
     pairing = pair_instances(reference, served, within_tolerance=cut is not None)
     for index, best in pairing.pairs.items():
         compare_pair(figures, served, best, reference, index, cut is not None)
+    if cut is not None:
+        figures.tied_copies += take_swapped_ties(pairing, reference, served)
     for index in pairing.unpaired_reference:
         _account_unpaired(figures, index, reference, served, reference, cut, "reference")
     for extra in pairing.unpaired_other:

@@ -64,7 +64,7 @@ def verify_stages(folder: Path, expected: dict[str, torch.Tensor], image: torch.
     not the trace's, so the check is at float32.  Instances are paired as the parity tests
     pair them (``d2_triton.vision.parity``: same class, box and score within tolerance); one
     may be unpaired on either side only if its score sits at the cut (the lowest score
-    kept).  Returns how many sat there.
+    kept), or a swapped tie (``parity.take_swapped_ties``).  Returns how many did.
 
     Raises:
         TraceMismatchError: any other difference.
@@ -79,6 +79,7 @@ def verify_stages(folder: Path, expected: dict[str, torch.Tensor], image: torch.
     eager, staged = _instances(expected), _instances(served)
     cut = float(eager.scores.min()) if len(eager.scores) else 0.0
     pairing = parity.pair_instances(eager, staged, within_tolerance=True)
+    swapped = parity.take_swapped_ties(pairing, eager, staged)
     for side, answer, unpaired in (
         ("eager", eager, pairing.unpaired_reference),
         ("staged", staged, pairing.unpaired_other),
@@ -89,7 +90,7 @@ def verify_stages(folder: Path, expected: dict[str, torch.Tensor], image: torch.
                     f"stages: {side} instance {index} (score {float(answer.scores[index]):.4f}) "
                     "has no counterpart within the box and score tolerances"
                 )
-    return len(pairing.unpaired_reference) + len(pairing.unpaired_other)
+    return len(pairing.unpaired_reference) + len(pairing.unpaired_other) + swapped
 
 
 # The staged semantic logits may differ from eager ones by float rounding, relative to the

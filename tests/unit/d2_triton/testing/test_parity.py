@@ -127,3 +127,17 @@ def test_the_top_k_cut_is_the_exports_detections_per_image():
     full = reference([0.9] * 24 + [0.5])
     assert Cut(0.05, max_detections=25).score(full) == np.float32(0.5)
     assert Cut(0.05).score(full) == 0.05  # 25 of 100: the score threshold is the cut
+
+
+def test_each_side_keeping_another_overlapping_copy_is_a_swap_only_when_staged():
+    truth = reference([0.9, 0.5])  # no copy left on either side: NMS kept one of two
+    other = served(truth)
+    other.boxes[1] += 3.0  # the same class and score, the overlapping copy's place
+    figures = compare(other, truth, CUT)
+    assert not figures.problems and figures.tied_copies == 1
+    assert compare(other, truth).problems  # exact exports get no allowance
+    other.scores[1] = 0.6  # another score: not a copy of the same detection
+    assert compare(other, truth, CUT).problems
+    apart = served(truth)
+    apart.boxes[1] += 40.0  # no overlap: NMS would have kept both, so this one moved
+    assert compare(apart, truth, CUT).problems
