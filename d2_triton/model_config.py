@@ -23,7 +23,7 @@ from d2_triton.errors import ModelConfigError
 from d2_triton.names import MASK_FORMATS, PRECISIONS, SEGMENTATIONS
 from d2_triton.vision.imaging import DecodeLimits
 from d2_triton.vision.labels import LabelMap
-from d2_triton.vision.segments import PanopticSettings
+from d2_triton.vision.segments import SEM_SEG_STRIDE, PanopticSettings
 
 Parameters = TypeVar("Parameters")
 
@@ -92,10 +92,10 @@ class PostprocessParameters:
     default_mask_format: str = "rle"
     segmentation: str = SEGMENTATIONS[0]
     stuff_label_map: str = ""
-    sem_seg_stride: int = 4
-    panoptic_overlap_threshold: float = 0.5
-    panoptic_stuff_area: int = 4096
-    panoptic_score_threshold: float = 0.5
+    sem_seg_stride: int = SEM_SEG_STRIDE
+    panoptic_overlap_threshold: float = PanopticSettings.overlap_threshold
+    panoptic_stuff_area: int = PanopticSettings.stuff_area
+    panoptic_score_threshold: float = PanopticSettings.score_threshold
 
     def __post_init__(self) -> None:
         """Refuse a mask format or segmentation the models do not know."""

@@ -168,10 +168,15 @@ def segment_settings(model, config: DetectorConfig, outputs) -> dict:
             f"the semantic head has {outputs.sem_seg_classes} classes, the metadata of "
             f"{config.test_datasets[0]} names {len(stuff)} stuff_classes"
         )
+    default = PanopticSettings()  # a semantic segmentor has no combination
     panoptic = PanopticSettings(
-        overlap_threshold=float(getattr(model, "combine_overlap_thresh", 0.5)),
-        stuff_area=int(getattr(model, "combine_stuff_area_thresh", 4096)),
-        score_threshold=float(getattr(model, "combine_instances_score_thresh", 0.5)),
+        overlap_threshold=float(
+            getattr(model, "combine_overlap_thresh", default.overlap_threshold)
+        ),
+        stuff_area=int(getattr(model, "combine_stuff_area_thresh", default.stuff_area)),
+        score_threshold=float(
+            getattr(model, "combine_instances_score_thresh", default.score_threshold)
+        ),
     )
     stride = int(model.sem_seg_head.common_stride)
     return {"stuff_labels": stuff, "sem_seg_stride": stride, "panoptic": panoptic}

@@ -16,19 +16,11 @@ import numpy as np
 
 from d2_triton import names
 from d2_triton.client.segment_results import SegmentsResult
+from d2_triton.client.values import exact_float, text
 from d2_triton.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
     from d2_triton.vision.labels import LabelMap
-
-
-def exact_float(value: Any) -> float:
-    """The shortest decimal that round-trips to the same float32, as a Python float."""
-    return float(str(np.float32(value)))
-
-
-def _text(value: Any) -> str:
-    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
 @dataclass
@@ -58,7 +50,7 @@ class DetectionResult:
             boxes=outputs[names.BOXES].reshape(-1, 4),
             scores=outputs[names.SCORES],
             classes=outputs[names.CLASSES],
-            labels=[_text(label) for label in outputs[names.LABELS]],
+            labels=[text(label) for label in outputs[names.LABELS]],
             masks_rle=None if rle is None else [bytes(item) for item in rle],
             masks=outputs.get(names.MASKS),
             keypoints=outputs.get(names.KEYPOINTS),

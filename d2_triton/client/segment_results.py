@@ -15,10 +15,7 @@ from typing import Any
 import numpy as np
 
 from d2_triton import names
-
-
-def _text(value: Any) -> str:
-    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+from d2_triton.client.values import exact_float, text
 
 
 @dataclass
@@ -50,7 +47,7 @@ class SegmentsResult:
             image_size=image_size,
             ids=outputs[names.SEGMENT_IDS],
             classes=outputs[names.SEGMENT_CLASSES],
-            labels=[_text(label) for label in outputs[names.SEGMENT_LABELS]],
+            labels=[text(label) for label in outputs[names.SEGMENT_LABELS]],
             is_thing=outputs[names.SEGMENT_IS_THING].astype(bool),
             scores=outputs[names.SEGMENT_SCORES],
             areas=outputs[names.SEGMENT_AREAS],
@@ -92,7 +89,7 @@ class SegmentsResult:
             }
             score = float(self.scores[index])
             if not math.isnan(score):
-                segment["score"] = float(str(np.float32(score)))
+                segment["score"] = exact_float(score)
             if mask_format != "none" and (self.masks_rle or self.segment_map is not None):
                 segment["mask"] = {
                     "size": list(self.image_size),

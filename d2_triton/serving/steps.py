@@ -24,6 +24,7 @@ from d2_triton.vision.detections import (
 from d2_triton.vision.imaging import decode_image, resize_shortest_edge, to_model_layout
 from d2_triton.vision.labels import LabelMap
 from d2_triton.vision.segments import (
+    SEM_SEG_STRIDE,
     PanopticSettings,
     Segments,
     encode_segments_rle,
@@ -83,7 +84,7 @@ class Segmentation:
     kind: str
     logits: np.ndarray
     stuff_labels: LabelMap
-    stride: int = 4
+    stride: int = SEM_SEG_STRIDE
     panoptic: PanopticSettings = field(default_factory=PanopticSettings)
 
 

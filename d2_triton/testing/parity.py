@@ -18,8 +18,9 @@ Detectron2's by rounding (each is counted in the figures; ``--exact`` gets neith
   unpaired instance may be such a copy if its own side holds another instance of its class
   with the same score (to 1e-5) and the other side holds an instance of its class and score
   (to 1e-3), i.e. the detection is there, once more or once less; or each side kept a
-  different copy, an unpaired instance on each side of one class and score (to 1e-3), a
-  swap: ``tied_copies``;
+  different one of two overlapping copies, an unpaired instance on each side of one class
+  and score (to 1e-3) with boxes overlapping by NMS's IoU of 0.5 or more, a swap
+  (``d2_triton.vision.parity.take_swapped_ties``): ``tied_copies``;
 * keypoint ties: a keypoint more than 0.5 px away whose heatmap logit equals Detectron2's
   within 1e-3 is the other location of a tied maximum: ``keypoint_ties``;
 * boundary pixels of small masks: a pixel whose mask probability sits at the 0.5 threshold

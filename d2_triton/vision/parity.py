@@ -25,6 +25,9 @@ BOX_TOLERANCE_PX = 0.5
 SCORE_TOLERANCE = 1e-3
 # Instances may appear or vanish only at a cut: scores this close to the lowest one kept.
 CUT_TOLERANCE = 1e-3
+# Staged semantic logits may differ from eager ones by float rounding: this share of the
+# image's largest logit (the export's check, and the ties the semantic parity rule admits).
+LOGITS_TOLERANCE = 1e-3
 # Detectron2's test-time NMS threshold (ROI heads, RetinaNet): copies overlapping more than
 # this suppress each other, so only one of them can be kept.
 NMS_IOU = 0.5

@@ -32,7 +32,7 @@ from d2_triton.model_config import (
 )
 from d2_triton.names import PipelineNames
 from d2_triton.vision.labels import LabelMap
-from d2_triton.vision.segments import PanopticSettings
+from d2_triton.vision.segments import SEM_SEG_STRIDE, PanopticSettings
 from export_tools.errors import VersionMismatchError
 from export_tools.repository import configs
 from export_tools.settings import ExportSettings
@@ -70,7 +70,7 @@ class ExportedModel:
     weights_source: str
     info: dict
     stuff_labels: LabelMap | None = None
-    sem_seg_stride: int = 4
+    sem_seg_stride: int = SEM_SEG_STRIDE
     panoptic: PanopticSettings = field(default_factory=PanopticSettings)
 
 

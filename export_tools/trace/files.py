@@ -93,11 +93,6 @@ def verify_stages(folder: Path, expected: dict[str, torch.Tensor], image: torch.
     return len(pairing.unpaired_reference) + len(pairing.unpaired_other) + swapped
 
 
-# The staged semantic logits may differ from eager ones by float rounding, relative to the
-# largest logit.
-LOGITS_TOLERANCE = 1e-3
-
-
 def _verify_logits(served: torch.Tensor, expected: torch.Tensor) -> None:
     """TraceMismatchError unless the staged semantic logits are eager's, within rounding."""
     scale = max(1.0, float(expected.abs().max()))
@@ -106,7 +101,7 @@ def _verify_logits(served: torch.Tensor, expected: torch.Tensor) -> None:
             f"stages: semantic logits {list(served.shape)}, eager {list(expected.shape)}"
         )
     error = float((served - expected).abs().max())
-    if error > LOGITS_TOLERANCE * scale:
+    if error > parity.LOGITS_TOLERANCE * scale:
         raise TraceMismatchError(f"stages: semantic logits differ from eager by {error:.2e}")
 
 

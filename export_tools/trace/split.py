@@ -114,12 +114,10 @@ def split_model(model, image: torch.Tensor, fields: list[str]) -> list[TracedSta
         trace_sem_seg_head(
             tracer, model.sem_seg_head, dict(zip(feature_names, dense, strict=False))
         )
-    if semantic_only:
-        pass
-    elif isinstance(model, RetinaNet):
+    if isinstance(model, RetinaNet):
         decode = RetinaNetDecode(model, feature_names, levels)
         tracer.add("decode", decode, ("image", *dense_names), _BOX_FIELDS, image, *dense)
-    else:
+    elif not semantic_only:
         trace_roi_heads(tracer, model, feature_names, (image, *dense), dense_names)
     missing = set(fields) - {name for stage in tracer.stages for name in stage.stage.outputs}
     if missing:
