@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import sys
-import warnings
 
 from d2_triton.commands import Parser, command
 from export_tools import settings as settings_cli
@@ -26,7 +25,6 @@ from export_tools.repository.writer import read_export_info
 from export_tools.settings import ExportSettings, one_line
 
 LOGGER = logging.getLogger("export_tools.export")
-TORCHSCRIPT_DEPRECATED = r"`torch\.jit\.\w+` is deprecated"
 
 
 def parse_args(argv: list[str] | None = None) -> ExportSettings:
@@ -45,9 +43,6 @@ def parse_args(argv: list[str] | None = None) -> ExportSettings:
 def main(argv: list[str] | None = None) -> int:
     """Export as the command line says; an ExportError ends it with its message."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    # This torch deprecates TorchScript, which the export writes on purpose (see
-    # docs/export.md); its warnings would bury the export's own lines.
-    warnings.filterwarnings("ignore", TORCHSCRIPT_DEPRECATED, FutureWarning)
     settings = parse_args(argv)
     try:
         result = export(settings)

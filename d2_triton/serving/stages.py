@@ -31,6 +31,7 @@ import torch
 
 from d2_triton.errors import ModelConfigError
 from d2_triton.names import PRECISIONS
+from d2_triton.serving import torchscript
 
 PLAN_FILE = "stages.json"
 RUNTIMES = ("torchscript", "openvino")
@@ -192,7 +193,7 @@ class StagedModel:
     def _load(self, folder: Path, stage: Stage, threads: int):
         path = folder / stage.file
         if stage.runtime == "torchscript":
-            module = torch.jit.load(str(path), map_location=self.device).eval()
+            module = torchscript.load(path, self.device)
             return lambda tensors: _as_tuple(module(*tensors))
         returned = frozenset(stage.outputs) & frozenset(self.plan.outputs)
         return OpenVinoStage(path, threads, bool(returned), self.precision)

@@ -79,7 +79,10 @@ def import_detectron2() -> types.ModuleType:
 
 def _group_norm_probe() -> None:
     """Shim 3: ``get_norm("GN", 1)`` in the RetinaNet head module gives ``GroupNorm(1, 1)``."""
-    from detectron2.modeling.meta_arch import retinanet
+    from d2_triton.serving import torchscript
+
+    with torchscript.on_purpose():  # Detectron2 scripts a few functions as it is imported
+        from detectron2.modeling.meta_arch import retinanet
 
     original = retinanet.get_norm
     if getattr(original, "d2t_shim", False):

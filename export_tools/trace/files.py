@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from d2_triton.serving import torchscript
 from d2_triton.serving.stages import PLAN_FILE, Stage, StagedModel, StagePlan, available_cores
 from d2_triton.vision import parity
 from export_tools.errors import TraceMismatchError
@@ -37,7 +38,8 @@ def write_stages(
     for traced in stages:
         if traced.runtime == "torchscript":
             path = folder / f"{traced.stage.name}.pt"
-            torch.jit.save(traced.module, str(path))
+            with torchscript.on_purpose():
+                torch.jit.save(traced.module, str(path))
             written.append(path)
         else:
             path = folder / f"{traced.stage.name}.xml"

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from d2_triton.serving import torchscript
 from d2_triton.vision.imaging import resize_shortest_edge, to_model_layout
 from export_tools.errors import TraceMismatchError, UnsupportedModelError
 from export_tools.repository import configs
@@ -218,8 +219,16 @@ def deform_conv_unwrapped():
 
 @contextlib.contextmanager
 def traceable():
-    """Every change a Detectron2 model needs to be traced as it runs eagerly (see each)."""
-    with nms_dispatched_at_run_time(), gradient_scaling_skipped(), deform_conv_unwrapped():
+    """Every change a Detectron2 model needs to be traced as it runs eagerly (see each).
+
+    Tracing is TorchScript on purpose: its deprecation and tracer warnings are not shown.
+    """
+    with (
+        torchscript.on_purpose(tracing=True),
+        nms_dispatched_at_run_time(),
+        gradient_scaling_skipped(),
+        deform_conv_unwrapped(),
+    ):
         yield
 
 
