@@ -29,6 +29,7 @@ from d2_triton.commands import Parser, command
 from d2_triton.server import ServerEnvironment, TritonServer
 from d2_triton.testing.fingerprint import export_fingerprint
 from d2_triton.testing.ports import loopback_server_options
+from export_tools.progress import progress
 from training import shapes, train
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -131,7 +132,7 @@ def detectron2_detections(model: Path, images: list[dict], image_root: Path) -> 
     cfg.MODEL.WEIGHTS = str(model / train.CHECKPOINT_FILE)
     predictor = DefaultPredictor(cfg)
     detections = []
-    for image in images:
+    for image in progress(images, "Detectron2 on val"):
         instances = predictor(read_image(str(image_root / image["file_name"]), format="BGR"))
         instances = instances["instances"].to("cpu")
         masks = instances.pred_masks.numpy().astype(np.uint8)
@@ -156,7 +157,7 @@ def served_detections(
     """The served pipeline's answer for each val file's bytes, over HTTP."""
     detections = []
     with DetectionClient(http_url, model=pipeline) as client:
-        for image in images:
+        for image in progress(images, f"served {pipeline} on val"):
             result = client.detect((image_root / image["file_name"]).read_bytes())
             height, width = result.image_size
             for index in range(len(result)):

@@ -48,6 +48,7 @@ from d2_triton.names import DETECTOR_MODEL, POSTPROCESS_MODEL, PREPROCESS_MODEL
 from d2_triton.server import ServerEnvironment, TritonServer
 from d2_triton.testing.fingerprint import export_fingerprint
 from d2_triton.testing.ports import loopback_server_options
+from export_tools.progress import progress
 from export_tools.repository import configs
 from export_tools.repository import derive as repository_tools
 from export_tools.repository.writer import export_info_path, read_export_info
@@ -276,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
                 response_size(server.http_url, path.read_bytes(), "rle")
         rest_total, rest_by_process = sampler.snapshot()
         with sampler:
-            for label in photos:
+            for label in progress(photos, "ensemble, by image size"):
                 data = work / "inputs" / label
                 for level in levels(args.concurrency):
                     key = server.options.admin_key

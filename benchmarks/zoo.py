@@ -35,6 +35,7 @@ from benchmarks.zoo_summary import ZooSummary
 from d2_triton.cache import CHECKOUT, cache_dir
 from d2_triton.commands import Parser, command
 from d2_triton.names import PipelineNames
+from export_tools.progress import progress
 
 OUT = CHECKOUT / "benchmarks" / "results" / "zoo"
 PHOTO_SIZE = (640, 480)
@@ -184,7 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     label = inputs.size_label(PHOTO_SIZE)
     photos = inputs.write_photos(args.work / "photos", [PHOTO_SIZE], PHOTOS)[label]
     candidates = [row for row in rows if row.reason is None]
-    for start in range(0, len(candidates), PIPELINES_PER_SERVER):
+    starts = range(0, len(candidates), PIPELINES_PER_SERVER)
+    for start in progress(starts, f"zoo batches of {PIPELINES_PER_SERVER} configs"):
         batch = candidates[start : start + PIPELINES_PER_SERVER]
         repository = args.work / f"repository-{start // PIPELINES_PER_SERVER}"
         for row in batch:

@@ -31,6 +31,7 @@ from d2_triton.serving import steps
 from d2_triton.serving.stages import StagedModel, available_cores
 from d2_triton.vision.imaging import ACCEPTED, SIGNATURES, InvalidImageError
 from export_tools.errors import DatasetError
+from export_tools.progress import progress
 
 LOGGER = logging.getLogger(__name__)
 # Detectron2 ResNet operations left in float32 (by their names in the converted IR); other
@@ -59,7 +60,9 @@ def model_inputs(files: list[Path], parameters: PreprocessParameters) -> Iterato
             LOGGER.warning("calibration: skipping %s (%s)", path, error)
 
 
-def record_stage_inputs(model: StagedModel, images) -> dict[str, list[list[np.ndarray]]]:
+def record_stage_inputs(
+    model: StagedModel, images, total: int | None = None
+) -> dict[str, list[list[np.ndarray]]]:
     """The inputs every OpenVINO stage of ``model`` received, by stage name, per image."""
     recorded: dict[str, list[list[np.ndarray]]] = defaultdict(list)
 
@@ -69,11 +72,9 @@ def record_stage_inputs(model: StagedModel, images) -> dict[str, list[list[np.nd
 
     count = 0
     with torch.no_grad():
-        for image in images:
+        for image in progress(images, "calibration images", total):
             model(image, observe=observe)
             count += 1
-            if count % 50 == 0:
-                LOGGER.info("calibration: ran %d images", count)
     if not count:
         raise DatasetError("calibration: none of the images could be decoded")
     return recorded
@@ -105,7 +106,7 @@ def quantize_stages(folder: Path, files: list[Path], parameters: PreprocessParam
     import openvino
 
     model = StagedModel.load(folder, torch.device("cpu"), available_cores(), precision="f32")
-    recorded = record_stage_inputs(model, model_inputs(files, parameters))
+    recorded = record_stage_inputs(model, model_inputs(files, parameters), len(files))
     core = openvino.Core()
     for stage in model.plan.stages:
         if stage.runtime != "openvino":
