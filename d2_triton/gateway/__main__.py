@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from d2_triton.gateway.logs import logging_config
 from d2_triton.gateway.settings import GatewaySettings, SettingsError
 
 
@@ -29,6 +30,8 @@ def main() -> int:
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        log_config=logging_config(settings.log_format, settings.log_level),
+        access_log=False,  # the gateway writes its own line per request (gateway.logs)
         reload=settings.reload,
         reload_dirs=[str(Path(__file__).resolve().parents[1])] if settings.reload else None,
     )

@@ -1,4 +1,4 @@
-"""The endpoints: two that detect (JSON, PNG) and two that describe (health, models).
+"""The endpoints: two that detect (JSON, PNG), two that describe (health, models), metrics.
 
 Each router is built for one ``Gateway`` and the dependencies every protected endpoint gets
 (the API key check when one is set); ``app.create_app`` mounts them.
@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 
 from d2_triton.client import RequestOptions
@@ -27,6 +28,7 @@ from d2_triton.gateway.interface import (
     PipelineEntry,
     TritonState,
 )
+from d2_triton.gateway.observe import GatewayMetrics
 from d2_triton.gateway.service import Gateway
 from d2_triton.gateway.uploads import read_upload
 from d2_triton.names import triton_mask_format
@@ -190,3 +192,19 @@ def models_router(gateway: Gateway, protected: list, errors: dict) -> APIRouter:
 def model_entry(entry: dict[str, Any]) -> ModelEntry:
     """One model of Triton's index as ``/v1/models`` lists it (the fields it knows)."""
     return ModelEntry(**{key: str(entry[key]) for key in ModelEntry.model_fields if key in entry})
+
+
+def metrics_router(metrics: GatewayMetrics) -> APIRouter:
+    """``GET /metrics``: never behind the API key (Prometheus scrapes it, as ``/health``)."""
+    router = APIRouter()
+
+    @router.get(
+        "/metrics",
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {}}, "description": "Prometheus' format"}},
+        summary="The gateway's metrics (Prometheus text format)",
+    )
+    async def metrics_endpoint() -> Response:
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+
+    return router

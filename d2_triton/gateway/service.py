@@ -9,6 +9,7 @@ with the gateway's settings as the fallback), and turns a failed Triton call int
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -17,6 +18,7 @@ from d2_triton.client.results import DetectionResult
 from d2_triton.errors import ModelConfigError
 from d2_triton.gateway.admission import Admission
 from d2_triton.gateway.errors import UPSTREAM_ERRORS, GatewayError, upstream_error
+from d2_triton.gateway.observe import note
 from d2_triton.gateway.settings import GatewaySettings
 from d2_triton.model_config import PreprocessParameters
 from d2_triton.names import ADMITTED_PER_INSTANCE, PipelineNames
@@ -74,7 +76,9 @@ class Gateway:
         try:
             served = pipeline is not None and await self.client.is_served(pipeline.ensemble)
         except UPSTREAM_ERRORS as error:
-            raise upstream_error(error, self.settings) from None
+            mapped = upstream_error(error, self.settings)
+            note(triton_failure=mapped.status)
+            raise mapped from None
         if not served:
             raise GatewayError(404, f"no model {name!r} here; models: {await self._listing()}")
         self._pipelines.add(name)
@@ -128,6 +132,7 @@ class Gateway:
     async def admitted(self, model: str | None) -> AsyncIterator[PipelineNames]:
         """The pipeline ``model`` names, holding one of its places (503 when none is free)."""
         pipeline = await self.pipeline(model)
+        note(pipeline=pipeline.name)  # a known name: the metrics' labels stay bounded
         limit = await self.admission_limit(pipeline)
         async with self.admission.admit(pipeline.name, limit):
             yield pipeline
@@ -135,11 +140,16 @@ class Gateway:
     async def detect(
         self, image: bytes, options: RequestOptions, pipeline: PipelineNames
     ) -> DetectionResult:
-        """The pipeline's answer, relabelled if a label map is set; GatewayError if none."""
+        """The pipeline's answer, relabelled if a label map is set; GatewayError if none.
+
+        The call's time (and a failure's kind) go to the request's record (``observe``).
+        """
+        started = time.perf_counter()
         try:
             result = await self.client.detect(image, options, model=pipeline.name)
         except UPSTREAM_ERRORS as error:
             mapped = upstream_error(error, self.settings)
+            note(triton_s=time.perf_counter() - started, triton_failure=mapped.status)
             LOGGER.log(
                 logging.INFO if mapped.status < 500 else logging.WARNING,
                 "triton call failed (%d): %s",
@@ -147,4 +157,5 @@ class Gateway:
                 mapped.detail,
             )
             raise mapped from None
+        note(triton_s=time.perf_counter() - started)
         return result.relabelled(self.labels) if self.labels else result

@@ -18,6 +18,8 @@ from d2_triton.vision.imaging import DecodeLimits
 
 MODES = ("debug", "develop", "production")
 LOG_LEVELS = {"debug": "debug", "develop": "info", "production": "warning"}
+LOG_FORMATS = ("text", "json")
+SWITCHES = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
 
 
 class SettingsError(D2TritonError, ValueError):
@@ -50,10 +52,18 @@ class GatewaySettings:
     # each start of the model server).
     triton_admin_key: str | None = field(default=None, repr=False)
     triton_admin_key_file: Path | None = None
+    # The page at / (None: on outside production mode; UI=1 turns it on in production).
+    ui: bool | None = None
+    # The per-request log line: plain text, or one JSON object per line (LOG_FORMAT=json).
+    log_format: str = "text"
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise SettingsError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.log_format not in LOG_FORMATS:
+            raise SettingsError(
+                f"LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, got {self.log_format!r}"
+            )
         if self.triton_protocol not in PROTOCOLS:
             raise SettingsError(
                 f"TRITON_PROTOCOL must be one of {', '.join(PROTOCOLS)}, got "
@@ -98,6 +108,11 @@ class GatewaySettings:
         return self.mode != "production"
 
     @property
+    def ui_enabled(self) -> bool:
+        """The page at ``/``: UI when set, else on outside production mode (as the docs)."""
+        return self.docs_enabled if self.ui is None else self.ui
+
+    @property
     def reload(self) -> bool:
         """Whether uvicorn reloads on code changes (develop mode)."""
         return self.mode == "develop"
@@ -128,6 +143,8 @@ class GatewaySettings:
             max_in_flight=number(env, "MAX_IN_FLIGHT", int, None) if max_in_flight else None,
             triton_admin_key=env.get("TRITON_ADMIN_KEY") or None,
             triton_admin_key_file=Path(key_file) if key_file else None,
+            ui=switch(env, "UI"),
+            log_format=env.get("LOG_FORMAT", cls.log_format).strip().lower(),
         )
 
 
@@ -140,3 +157,13 @@ def number(env: Mapping[str, str], variable: str, kind: type, default):
         return kind(text)
     except ValueError:
         raise SettingsError(f"{variable} must be a number, got {text!r}") from None
+
+
+def switch(env: Mapping[str, str], variable: str) -> bool | None:
+    """``variable`` as on (1/true/yes) or off (0/false/no), None when unset; else SettingsError."""
+    text = env.get(variable, "").strip().lower()
+    if not text:
+        return None
+    if text not in SWITCHES:
+        raise SettingsError(f"{variable} must be 1 or 0, got {text!r}")
+    return SWITCHES[text]

@@ -8,6 +8,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from d2_triton.gateway.errors import GatewayError
 from d2_triton.gateway.interface import UPLOAD_FIELD
+from d2_triton.gateway.observe import note
 
 # Room for multipart boundaries and headers around the image itself.
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
@@ -67,6 +68,7 @@ async def read_upload(request: Request, max_bytes: int) -> bytes:
             data = await upload.read()
     else:
         data = await request.body()
+    note(upload_bytes=len(data))
     if len(data) > max_bytes:
         raise GatewayError(413, f"image is {len(data)} bytes, over the limit of {max_bytes} bytes")
     return data

@@ -8,6 +8,7 @@ by itself when Triton is back.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 import requests
 from PIL import Image
+from prometheus_client.parser import text_string_to_metric_families
 
 from d2_triton.client import DetectionClient
 from d2_triton.client.results import DetectionResult
@@ -224,3 +226,57 @@ def test_an_api_key_guards_every_endpoint_but_health(fast_server, direct, photos
         )
     assert response.status_code == 200, response.text
     assert same_answer(DetectionResult.from_json(response.json()), direct.detect(payload))
+
+
+def metric_samples(gateway) -> dict[tuple, float]:
+    text = requests.get(f"{gateway.url}/metrics", timeout=10).text  # no key needed
+    return {
+        (sample.name, *sorted(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def test_metrics_and_the_request_log_count_what_happened(fast_server, photos, tmp_path):
+    """Good, bad, unauthorized and misdirected requests, then /metrics and the JSON log."""
+    key, log = "metrics-test-key", tmp_path / "gateway.log"
+    good, bad = photos["chelsea.jpg"].read_bytes(), b"not an image" * 10
+    settings = {"API_KEY": key, "LOG_FORMAT": "json"}
+    with GatewayProcess(fast_server.http_url, log, fast_server.options.admin_key, **settings) as gw:
+        keyed = {"Content-Type": "application/octet-stream", "X-API-Key": key}
+
+        def detect(payload: bytes, **params) -> requests.Response:
+            url = f"{gw.url}/v1/detect"
+            return requests.post(url, data=payload, params=params, headers=keyed, timeout=TIMEOUT_S)
+
+        answers = [detect(good), detect(good), detect(bad), detect(good, model="nosuchmodel")]
+        answers.append(post(gw, "/v1/detect", good))  # no key
+        assert [a.status_code for a in answers] == [200, 200, 400, 404, 401]
+        total, triton = re.fullmatch(
+            r"total;dur=([\d.]+), triton;dur=([\d.]+)", answers[0].headers["Server-Timing"]
+        ).groups()
+        assert 0 < float(triton) <= float(total)
+        found = metric_samples(gw)
+    endpoint, default = ("endpoint", "/v1/detect"), ("pipeline", "default")
+    count = "d2t_gateway_requests_total"
+    assert found[(count, endpoint, default, ("status", "200"))] == 2
+    assert found[(count, endpoint, default, ("status", "400"))] == 1
+    assert found[(count, endpoint, ("pipeline", ""), ("status", "404"))] == 1
+    assert found[(count, endpoint, ("pipeline", ""), ("status", "401"))] == 1
+    assert found[("d2t_gateway_unauthorized_total",)] == 1
+    assert found[("d2t_gateway_triton_failures_total", ("kind", "refused"), default)] == 1
+    assert found[("d2t_gateway_triton_seconds_count", default)] == 3
+    assert found[("d2t_gateway_request_seconds_count", endpoint)] == 5
+    assert found[("d2t_gateway_upload_bytes_count", endpoint)] == 3
+    assert found[("d2t_gateway_upload_bytes_sum", endpoint)] == 2 * len(good) + len(bad)
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    requests_logged = [line for line in lines if line.get("path") == "/v1/detect"]
+    assert [(r["status"], r["pipeline"]) for r in requests_logged] == [
+        (200, "default"),
+        (200, "default"),
+        (400, "default"),
+        (404, None),
+        (401, None),
+    ]
+    assert all(r["method"] == "POST" and r["total_ms"] > 0 for r in requests_logged)
+    assert all(0 < r["triton_ms"] <= r["total_ms"] for r in requests_logged[:3])

@@ -50,5 +50,6 @@ def test_gateway_conforms_to_its_openapi_spec(gateway):
         "POST /v1/detect/render",
         "GET /health",
         "GET /v1/models",
+        "GET /metrics",
     }
     assert all(count >= 1 for count in checked.values()), checked

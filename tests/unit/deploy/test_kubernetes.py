@@ -11,6 +11,8 @@ import yaml
 
 from d2_triton import names
 from d2_triton.cache import CHECKOUT
+from d2_triton.gateway.app import create_app
+from d2_triton.gateway.settings import GatewaySettings
 
 MANIFESTS = CHECKOUT / "deploy" / "kubernetes"
 KUBERNETES_VERSION = "1.37.0"
@@ -104,3 +106,13 @@ def test_the_model_server_and_the_gateway_share_the_admin_key_secret():
         env = deployments[name]["spec"]["template"]["spec"]["containers"][0]["env"]
         sources[name] = next(item for item in env if item["name"] == variable)["valueFrom"]
     assert len({str(source) for source in sources.values()}) == 1
+
+
+def test_the_gateway_is_scraped_at_its_metrics_endpoint():
+    pod = by_kind("Deployment")["d2-triton-gateway"]["spec"]["template"]
+    ports = {port["name"]: port["containerPort"] for port in pod["spec"]["containers"][0]["ports"]}
+    annotations = pod["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/port"] == str(ports["http"])
+    paths = create_app(GatewaySettings()).openapi()["paths"]
+    assert annotations["prometheus.io/path"] in paths

@@ -38,6 +38,8 @@ def test_settings_come_from_the_environment():
         ({"DEFAULT_MODEL": "Mask_RCNN"}, "DEFAULT_MODEL: a pipeline name is"),
         ({"MAX_IN_FLIGHT": "0"}, "MAX_IN_FLIGHT must be positive"),
         ({"MAX_IN_FLIGHT": "many"}, "MAX_IN_FLIGHT must be a number"),
+        ({"UI": "maybe"}, "UI must be 1 or 0"),
+        ({"LOG_FORMAT": "xml"}, "LOG_FORMAT must be one of"),
     ],
 )
 def test_bad_settings_name_the_variable(environment, message):
@@ -55,3 +57,11 @@ def test_the_admin_key_comes_from_the_environment_or_a_file_read_at_each_use(tmp
     key_file.write_text("k3\n")  # the model server restarted with a new key
     assert settings.admin_key() == "k3"
     assert "k1" not in repr(GatewaySettings.from_env({"TRITON_ADMIN_KEY": "k1"}))
+
+
+def test_the_page_is_on_outside_production_unless_ui_says_otherwise():
+    assert GatewaySettings.from_env({"mode": "debug"}).ui_enabled
+    assert not GatewaySettings.from_env({}).ui_enabled
+    assert GatewaySettings.from_env({"UI": "1"}).ui_enabled
+    assert not GatewaySettings.from_env({"mode": "develop", "UI": "0"}).ui_enabled
+    assert GatewaySettings.from_env({"LOG_FORMAT": " JSON "}).log_format == "json"
