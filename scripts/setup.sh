@@ -6,7 +6,8 @@
 #
 # System packages (Debian's, installed when missing and we are root): Python 3.11 with venv
 # and libpython, nginx with its JavaScript module (the front before tritonserver), and for
-# the tests and benchmarks libb64 (perf_analyzer) and curl.
+# the tests and benchmarks libb64 (perf_analyzer), curl, and chromium with its driver (the
+# page's browser tests).
 #
 #   .cache/venv       server environment (requirements.txt): what Triton's Python-backend
 #                     stubs import (torch, numpy<2, opencv, ...), tritonserver itself and
@@ -51,6 +52,9 @@ ensure_system_packages() {
     command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx)
     [ -f /usr/lib/nginx/modules/ngx_http_js_module.so ] || missing+=(libnginx-mod-http-js)
     [ "$EXPORT_ONLY" = 1 ] || command -v curl >/dev/null || missing+=(curl)
+    # The page's tests drive Debian's chromium through its chromedriver (Selenium).
+    [ "$EXPORT_ONLY" = 1 ] || [ -x /usr/bin/chromium ] || missing+=(chromium)
+    [ "$EXPORT_ONLY" = 1 ] || [ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
     python_for_venv -c 'import ensurepip' 2>/dev/null || missing+=(python3.11-venv)
     [ ${#missing[@]} -eq 0 ] && return
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
