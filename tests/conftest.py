@@ -84,6 +84,7 @@ def gateway(fast_server, tmp_path_factory):
 # tests on the fast server.  Modules not named keep their place after these.
 MODULE_ORDER = (
     "test_accuracy",
+    "test_page",
     "test_serving",
     "test_gateway_masks",
     "test_parity",
@@ -91,6 +92,7 @@ MODULE_ORDER = (
     "test_versions",
     "test_benchmark_smoke",
     "test_client_requests",
+    "test_wheel",
     "test_bad_inputs",
     "test_front",
     "test_gateway",
