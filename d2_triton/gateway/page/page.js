@@ -7,7 +7,8 @@ const $ = (id) => document.getElementById(id);
 const KEY_STORE = "d2t-api-key";
 const COLORS = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4",
   "#f032e6", "#bfef45", "#469990", "#9a6324", "#800000", "#808000", "#000075"];
-let tagHeight = 14;  // pixels of the image: set by the image's width
+const SHOWN_WIDTH = 640;  // smaller images are enlarged to about this
+let tagHeight = 14;  // in the image's pixels: set for each image
 let answer = null;
 let scoreOrder = -1;  // -1: highest score first
 
@@ -111,11 +112,19 @@ function timing(header) {
 async function show(file) {
   const canvas = $("picture");
   const bitmap = await createImageBitmap(file);  // EXIF orientation applied, as preprocess does
-  canvas.width = answer.image_size.width;
-  canvas.height = answer.image_size.height;
-  tagHeight = Math.max(10, Math.round(canvas.width / 40));
+  const { width, height } = answer.image_size;
+  // A small image is drawn enlarged by a whole factor (each pixel a block, as it is), so the
+  // tags' text stays sharp; coordinates stay the image's own.
+  const scale = Math.max(1, Math.floor(SHOWN_WIDTH / width));
+  canvas.width = width * scale;
+  canvas.height = height * scale;
+  canvas.dataset.scale = scale;
+  tagHeight = Math.max(20, Math.round(canvas.width / 32)) / scale;
   const context = canvas.getContext("2d");
-  context.drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+  context.imageSmoothingEnabled = false;
+  context.scale(scale, scale);
+  context.drawImage(bitmap, 0, 0, width, height);
+  context.imageSmoothingEnabled = true;
   (answer.segments || []).forEach((segment) => paintMask(context, segment.mask, color(segment.class_id + 3), 0.45));
   answer.detections.forEach((detection) => drawDetection(context, detection));
   (answer.segments || []).filter((segment) => !segment.is_thing).forEach((segment) => labelSegment(context, segment));
@@ -130,13 +139,13 @@ function drawDetection(context, detection) {
   const [x1, y1, x2, y2] = detection.box;
   const stroke = color(detection.class_id);
   paintMask(context, detection.mask, stroke, 0.4);
-  context.lineWidth = 2;
+  context.lineWidth = tagHeight / 7;
   context.strokeStyle = stroke;
   context.strokeRect(x1, y1, x2 - x1, y2 - y1);
   (detection.keypoints || []).forEach(([x, y]) => {
     context.fillStyle = stroke;
     context.beginPath();
-    context.arc(x, y, 3, 0, 2 * Math.PI);
+    context.arc(x, y, tagHeight / 4, 0, 2 * Math.PI);
     context.fill();
   });
   // Above the box where there is room, as Detectron2's Visualizer puts it.
@@ -145,12 +154,13 @@ function drawDetection(context, detection) {
 }
 
 function tag(context, text, x, y, background) {
-  context.font = `${tagHeight - 4}px sans-serif`;
-  const width = context.measureText(text).width + 6;
+  const inset = tagHeight / 5;
+  context.font = `${tagHeight - 2 * inset}px sans-serif`;
+  const width = context.measureText(text).width + 2 * inset;
   context.fillStyle = background;
   context.fillRect(x, y, width, tagHeight);
   context.fillStyle = "#fff";
-  context.fillText(text, x + 3, y + tagHeight - 4);
+  context.fillText(text, x + inset, y + tagHeight - 1.5 * inset);
 }
 
 function labelSegment(context, segment) {
