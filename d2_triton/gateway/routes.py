@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from d2_triton.client import RequestOptions
 from d2_triton.client.render import render_png
-from d2_triton.gateway.errors import UPSTREAM_ERRORS, upstream_error
+from d2_triton.gateway.errors import UPSTREAM_ERRORS
 from d2_triton.gateway.interface import (
     IMAGE_BODY,
     DetectionResponse,
@@ -173,7 +173,7 @@ def models_router(gateway: Gateway, protected: list, errors: dict) -> APIRouter:
             index = await gateway.client.models()
             pipelines = await gateway.client.pipelines(index)
         except UPSTREAM_ERRORS as error:
-            raise upstream_error(error, gateway.settings) from None
+            raise gateway.triton_failed(error) from None
         if gateway.labels is not None:  # LABEL_MAPPING_FILE renames every model's classes
             for pipeline in pipelines:
                 pipeline["classes"] = {

@@ -59,6 +59,12 @@ class Gateway:
         if self.client is not None:
             await self.client.close()
 
+    def triton_failed(self, error: BaseException) -> GatewayError:
+        """What a failed Triton call answers the client, its kind noted for the metrics."""
+        mapped = upstream_error(error, self.settings)
+        note(triton_failure=mapped.status)
+        return mapped
+
     async def pipeline(self, model: str | None) -> PipelineNames:
         """The pipeline ``model`` names (None: the default); GatewayError 404 if Triton has none.
 
@@ -76,9 +82,7 @@ class Gateway:
         try:
             served = pipeline is not None and await self.client.is_served(pipeline.ensemble)
         except UPSTREAM_ERRORS as error:
-            mapped = upstream_error(error, self.settings)
-            note(triton_failure=mapped.status)
-            raise mapped from None
+            raise self.triton_failed(error) from None
         if not served:
             raise GatewayError(404, f"no model {name!r} here; models: {await self._listing()}")
         self._pipelines.add(name)
@@ -148,8 +152,8 @@ class Gateway:
         try:
             result = await self.client.detect(image, options, model=pipeline.name)
         except UPSTREAM_ERRORS as error:
-            mapped = upstream_error(error, self.settings)
-            note(triton_s=time.perf_counter() - started, triton_failure=mapped.status)
+            note(triton_s=time.perf_counter() - started)
+            mapped = self.triton_failed(error)
             LOGGER.log(
                 logging.INFO if mapped.status < 500 else logging.WARNING,
                 "triton call failed (%d): %s",

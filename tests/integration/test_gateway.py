@@ -16,13 +16,13 @@ import numpy as np
 import pytest
 import requests
 from PIL import Image
-from prometheus_client.parser import text_string_to_metric_families
 
 from d2_triton.client import DetectionClient
 from d2_triton.client.results import DetectionResult
 from d2_triton.server import ServerOptions, TritonServer
 from d2_triton.testing.load import same_answer
 from d2_triton.testing.ports import free_ports
+from helpers.metrics import metric_samples
 from helpers.servers import CLIENT_CLI, GatewayProcess
 
 TIMEOUT_S = 180
@@ -228,15 +228,6 @@ def test_an_api_key_guards_every_endpoint_but_health(fast_server, direct, photos
     assert same_answer(DetectionResult.from_json(response.json()), direct.detect(payload))
 
 
-def metric_samples(gateway) -> dict[tuple, float]:
-    text = requests.get(f"{gateway.url}/metrics", timeout=10).text  # no key needed
-    return {
-        (sample.name, *sorted(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-
-
 def test_metrics_and_the_request_log_count_what_happened(fast_server, photos, tmp_path):
     """Good, bad, unauthorized and misdirected requests, then /metrics and the JSON log."""
     key, log = "metrics-test-key", tmp_path / "gateway.log"
@@ -256,7 +247,7 @@ def test_metrics_and_the_request_log_count_what_happened(fast_server, photos, tm
             r"total;dur=([\d.]+), triton;dur=([\d.]+)", answers[0].headers["Server-Timing"]
         ).groups()
         assert 0 < float(triton) <= float(total)
-        found = metric_samples(gw)
+        found = metric_samples(requests.get(f"{gw.url}/metrics", timeout=10).text)  # no key
     endpoint, default = ("endpoint", "/v1/detect"), ("pipeline", "default")
     count = "d2t_gateway_requests_total"
     assert found[(count, endpoint, default, ("status", "200"))] == 2

@@ -6,20 +6,11 @@ import json
 import logging
 
 from fastapi.testclient import TestClient
-from prometheus_client.parser import text_string_to_metric_families
 
 from d2_triton.gateway.app import create_app
 from d2_triton.gateway.logs import ACCESS_LOGGER, JsonFormatter
 from d2_triton.gateway.settings import GatewaySettings
-
-
-def samples(gateway: TestClient) -> dict[tuple, float]:
-    text = gateway.get("/metrics").text
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
+from helpers.metrics import metric_samples
 
 
 def test_requests_are_counted_by_route_status_and_refused_key(caplog):
@@ -31,16 +22,16 @@ def test_requests_are_counted_by_route_status_and_refused_key(caplog):
         assert answer.status_code == 502  # no Triton on port 1
         assert answer.headers["Server-Timing"].startswith("total;dur=")
         assert gateway.get("/no/such/path").status_code == 404
-        found = samples(gateway)
+        found = metric_samples(gateway.get("/metrics").text)
     count = "d2t_gateway_requests_total"
     detect = (("endpoint", "/v1/detect"), ("pipeline", ""))
-    assert found[(count, (*detect, ("status", "401")))] == 1
-    assert found[(count, (*detect, ("status", "502")))] == 1
-    assert found[(count, (("endpoint", "other"), ("pipeline", ""), ("status", "404")))] == 1
-    assert found[("d2t_gateway_unauthorized_total", ())] == 1
-    failures = ("d2t_gateway_triton_failures_total", (("kind", "error"), ("pipeline", "")))
+    assert found[(count, *detect, ("status", "401"))] == 1
+    assert found[(count, *detect, ("status", "502"))] == 1
+    assert found[(count, ("endpoint", "other"), ("pipeline", ""), ("status", "404"))] == 1
+    assert found[("d2t_gateway_unauthorized_total",)] == 1
+    failures = ("d2t_gateway_triton_failures_total", ("kind", "error"), ("pipeline", ""))
     assert found[failures] == 1
-    assert found[("d2t_gateway_request_seconds_count", (("endpoint", "/v1/detect"),))] == 2
+    assert found[("d2t_gateway_request_seconds_count", ("endpoint", "/v1/detect"))] == 2
     lines = [record for record in caplog.records if record.name == ACCESS_LOGGER]
     assert [(r.fields["path"], r.fields["status"]) for r in lines][:3] == [
         ("/v1/detect", 401),
