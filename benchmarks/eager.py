@@ -13,8 +13,11 @@ from __future__ import annotations
 import json
 import statistics
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from d2_triton.commands import Parser, command
@@ -41,6 +44,30 @@ def predictor_for(repository: Path, threads: int, pipeline=None):
     model = config.build_model()
     DetectionCheckpointer(model).load(info["weights"]["location"])
     return predictor(config, model)
+
+
+@contextmanager
+def recording_mask_probs() -> Iterator[list[np.ndarray]]:
+    """Record the M x M mask probabilities Detectron2 pastes, while the block runs.
+
+    Yields a list; each ``detector_postprocess`` call inside the block appends its instances'
+    probabilities (N x M x M, in the order of the instances it returns).  Detectron2 drops
+    them once pasted, so they are taken where it pastes: ``ROIMasks.to_bitmasks``.
+    """
+    from detectron2.structures.masks import ROIMasks
+
+    recorded: list[np.ndarray] = []
+    original = ROIMasks.to_bitmasks
+
+    def to_bitmasks(self, *args, **kwargs):
+        recorded.append(self.tensor.detach().float().numpy().copy())
+        return original(self, *args, **kwargs)
+
+    ROIMasks.to_bitmasks = to_bitmasks
+    try:
+        yield recorded
+    finally:
+        ROIMasks.to_bitmasks = original
 
 
 @command("python -m benchmarks.eager")

@@ -23,6 +23,7 @@ table goes into ``docs/model-zoo.md`` between its markers.
 from __future__ import annotations
 
 import fnmatch
+import pickle
 import statistics
 import subprocess
 import sys
@@ -126,16 +127,15 @@ def load_failure(log: Path) -> str | None:
 
 
 def compare_one(row: Row, repository: Path, http_url: str, photos: list[Path]) -> None:
-    """Served vs Detectron2's answer on each photo, under the export's parity rule."""
+    """Served vs Detectron2's answer on each photo, timed; the answers kept for ``judge``."""
     from benchmarks.eager import predictor_for
     from d2_triton.client import DetectionClient
-    from d2_triton.testing.parity import ParityFigures, compare, rule_for
     from export_tools.repository.writer import read_export_info
 
     pipeline = PipelineNames(row.name)
-    rule = rule_for(read_export_info(repository, pipeline))
+    info = read_export_info(repository, pipeline)
     predictor = predictor_for(repository, threads=0, pipeline=pipeline)
-    figures, served_ms, eager_ms = ParityFigures(), [], []
+    answers, served_ms, eager_ms = [], [], []
     with DetectionClient(http_url, model=pipeline.name, timeout=600) as client:
         client.detect(photos[0].read_bytes())  # the first request of a shape pays profiling
         for photo in photos:
@@ -144,22 +144,76 @@ def compare_one(row: Row, repository: Path, http_url: str, photos: list[Path]) -
             served_ms.append(1000 * (time.perf_counter() - started))
             reference, took = eager_prediction(predictor, photo)
             eager_ms.append(took)
-            figures.merge(compare(result, reference, rule))
-    row.record(figures, statistics.mean(served_ms), statistics.mean(eager_ms))
+            answers.append((result, reference))
+    row.served_ms = round(statistics.mean(served_ms), 1)
+    row.eager_ms = round(statistics.mean(eager_ms), 1)
+    kept = Answers(info, answers)
+    kept.save(repository.parent / "answers" / f"{row.name}.pkl")
+    kept.judge(row)
+
+
+class Answers:
+    """One config's answers, served and Detectron2's, per photo, and the export's info.
+
+    Kept in the work folder (pickled) so that ``--rejudge`` can compare them again under
+    the current parity rule without exporting and serving again.
+    """
+
+    def __init__(self, info: dict, answers: list):
+        self.info, self.answers = info, answers
+
+    def judge(self, row: Row) -> None:
+        """Compare each photo's pair under the export's rule; the figures into ``row``."""
+        from d2_triton.testing.parity import ParityFigures, compare, rule_for
+
+        figures = ParityFigures()
+        for result, reference in self.answers:
+            figures.merge(compare(result, reference, rule_for(self.info)))
+        row.record(figures)
+
+    def save(self, path: Path) -> None:
+        """Pickle to ``path`` (written whole, then renamed)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".partial")
+        partial.write_bytes(pickle.dumps((self.info, self.answers)))
+        partial.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> Answers:
+        """What ``save`` wrote (a file of this tool's own work folder)."""
+        return cls(*pickle.loads(path.read_bytes()))
 
 
 def eager_prediction(predictor, photo: Path):
-    """(Prediction, ms) of Detectron2's predictor on ``photo``, timed after a warm-up."""
+    """(Prediction, ms) of Detectron2's predictor on ``photo``, timed after a warm-up, with
+    its mask probabilities (recording them copies N x 28 x 28 floats: microseconds)."""
     from detectron2.data.detection_utils import read_image
 
-    from d2_triton.testing.parity import Prediction
+    from benchmarks.eager import recording_mask_probs
+    from d2_triton.testing.prediction import Prediction
 
     image = read_image(str(photo), format="BGR")
     predictor(image)
-    started = time.perf_counter()
-    output = predictor(image)
-    took = 1000 * (time.perf_counter() - started)
-    return Prediction.from_output(output, image.shape[:2]), took
+    with recording_mask_probs() as recorded:
+        started = time.perf_counter()
+        output = predictor(image)
+        took = 1000 * (time.perf_counter() - started)
+    prediction = Prediction.from_output(output, image.shape[:2])
+    if recorded and "instances" in output:
+        prediction.mask_probs = recorded[-1]
+    return prediction, took
+
+
+def rejudge(summary: ZooSummary, work: Path, configs: list[str]) -> None:
+    """Compare the kept answers of ``configs`` again; rows without kept answers stay."""
+    judged = []
+    for row in summary.ordered():
+        path = work / "answers" / f"{row.name}.pkl"
+        if row.config in configs and row.parity is not None and path.is_file():
+            Answers.load(path).judge(row)
+            judged.append(row)
+    summary.record(judged)
+    print(f"judged again: {len(judged)} rows with kept answers")
 
 
 @command("python -m benchmarks.zoo")
@@ -172,12 +226,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--resume", action="store_true", help="skip the configs the summary has a row for"
     )
+    parser.add_argument(
+        "--rejudge",
+        action="store_true",
+        help="compare the answers kept in --work again under the current rule; serve nothing",
+    )
     args = parser.parse_args(argv)
     from export_tools.detectron2_setup.shims import import_detectron2
 
     import_detectron2()
     summary = ZooSummary(args.out, "python -m benchmarks.zoo " + " ".join(argv or sys.argv[1:]))
     configs = [c for c in zoo_configs() if not args.only or any_match(c, args.only)]
+    if args.rejudge:
+        rejudge(summary, args.work, configs)
+        return 0
     if args.resume:
         configs = [config for config in configs if config not in summary.rows]
     rows = [classify(config) for config in configs]

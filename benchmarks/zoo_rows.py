@@ -59,11 +59,10 @@ class Row:
         """Not served, because of ``reason``."""
         self.reason = reason
 
-    def record(self, figures, served_ms: float, eager_ms: float) -> None:
-        """The comparison's figures and the one-image latencies."""
+    def record(self, figures) -> None:
+        """The comparison's figures (``ParityFigures``) and its first problems."""
         self.parity = figures.summary()
         self.problems = figures.problems[:5]
-        self.served_ms, self.eager_ms = round(served_ms, 1), round(eager_ms, 1)
 
     @property
     def outcome(self) -> str:

@@ -23,11 +23,9 @@ Detectron2's by rounding (each is counted in the figures; ``--exact`` gets neith
   (``d2_triton.vision.parity.take_swapped_ties``): ``tied_copies``;
 * keypoint ties: a keypoint more than 0.5 px away whose heatmap logit equals Detectron2's
   within 1e-3 is the other location of a tied maximum: ``keypoint_ties``;
-* boundary pixels of small masks: a pixel whose mask probability sits at the 0.5 threshold
-  may flip, and in a mask of a few hundred pixels a few such flips cost more than 1 % IoU.
-  A mask under IoU 0.99 passes only if every pixel that differs lies on Detectron2's mask
-  boundary (it has a 4-neighbour of the other value there) and at most 4 pixels + 1 % of
-  the mask differ: ``small_masks_with_flips``.
+* mask pixels at the threshold: a pixel whose mask probability sits at 0.5 may flip; a
+  mask under IoU 0.99 passes if it differs only at such pixels
+  (``d2_triton.testing.mask_parity``): ``small_masks_with_flips``, ``masks_at_threshold``.
 """
 
 from __future__ import annotations
@@ -37,6 +35,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from d2_triton.client import DetectionResult
+from d2_triton.testing.mask_parity import compare_masks
 from d2_triton.testing.prediction import Prediction
 from d2_triton.vision.parity import (
     BOX_TOLERANCE_PX,
@@ -47,11 +46,6 @@ from d2_triton.vision.parity import (
     take_swapped_ties,
 )
 
-MIN_MASK_IOU = 0.99
-# Staged exports: a mask under the IoU bound may differ by at most this many pixels plus
-# this share of its area, all on Detectron2's mask boundary.
-MASK_FLIPS_PX = 4
-MASK_FLIPS_SHARE = 0.01
 KEYPOINT_TOLERANCE_PX = 0.5
 # Scores this close are ties: identical copies of one instance (see _tie_swap).
 TIE_TOLERANCE = 1e-5
@@ -87,6 +81,8 @@ class ParityFigures:
     max_score_error: float = 0.0
     min_mask_iou: float | None = None
     small_masks_with_flips: int = 0
+    masks_at_threshold: int = 0
+    max_flip_margin: float | None = None  # farthest from 0.5 a flipped pixel's probability
     max_keypoint_error_px: float | None = None
     keypoint_ties: int = 0
     segments: int = 0
@@ -102,6 +98,9 @@ class ParityFigures:
         self.tied_copies += other.tied_copies
         self.keypoint_ties += other.keypoint_ties
         self.small_masks_with_flips += other.small_masks_with_flips
+        self.masks_at_threshold += other.masks_at_threshold
+        if other.max_flip_margin is not None:
+            self.max_flip_margin = max(self.max_flip_margin or 0.0, other.max_flip_margin)
         self.segments += other.segments
         self.semantic_ties += other.semantic_ties
         if other.min_segment_agreement is not None:
@@ -155,20 +154,6 @@ def rule_for(info: dict) -> Cut | None:
     if info["detector_mode"] != "staged":
         return None
     return Cut(info["score_thresh_test"], info["detections_per_image"])
-
-
-def mask_boundary(mask: np.ndarray) -> np.ndarray:
-    """Pixels with a 4-neighbour of the other value (both sides of the mask's edge)."""
-    mask = mask.astype(bool)
-    padded = np.pad(mask, 1, mode="edge")
-    neighbours = (padded[1:-1, :-2], padded[1:-1, 2:], padded[:-2, 1:-1], padded[2:, 1:-1])
-    return np.logical_or.reduce([neighbour != mask for neighbour in neighbours])
-
-
-def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
-    """Intersection over union of two boolean masks (1 when both are empty)."""
-    union = np.logical_or(a, b).sum()
-    return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
 
 
 def compare(
@@ -233,28 +218,9 @@ def compare_pair(
     if score_error > SCORE_TOLERANCE:
         figures.problems.append(f"reference #{index}: score off by {score_error:.2e}")
     if reference.masks is not None:
-        compare_masks(figures, served.mask(best), reference.masks[index], index, staged)
+        compare_masks(figures, served.mask(best), reference, index, staged)
     if reference.keypoints is not None:
         figures.merge_keypoints(served.keypoints[best], reference.keypoints[index], index, staged)
-
-
-def compare_masks(
-    figures: ParityFigures, served: np.ndarray, reference: np.ndarray, index: int, staged: bool
-) -> None:
-    """IoU >= 0.99, or (staged) a few flips on Detectron2's mask boundary."""
-    iou = mask_iou(served, reference)
-    figures.min_mask_iou = min(figures.min_mask_iou or 1.0, iou)
-    flipped = np.logical_xor(served, reference)
-    flips = int(flipped.sum())
-    allowed = MASK_FLIPS_PX + MASK_FLIPS_SHARE * float(reference.sum())
-    off_boundary = int(np.sum(flipped & ~mask_boundary(reference)))
-    if iou < MIN_MASK_IOU and staged and flips <= allowed and not off_boundary:
-        figures.small_masks_with_flips += 1
-    elif iou < MIN_MASK_IOU:
-        figures.problems.append(
-            f"reference #{index}: mask IoU {iou:.4f} ({flips} of {int(reference.sum())} px "
-            f"differ, {off_boundary} off Detectron2's edge)"
-        )
 
 
 def _tied_copy(index: int, side, other) -> bool:

@@ -55,13 +55,14 @@ def test_a_config_is_classified_before_anything_is_exported(configs, config, kin
 
 def test_the_table_counts_parity_among_detectors_only():
     served = Row("a.yaml", "yaml", mode="staged")
-    served.record(ParityFigures(photos=2, instances=30), served_ms=500.0, eager_ms=1500.0)
+    served.record(ParityFigures(photos=2, instances=30))
+    served.served_ms, served.eager_ms = 500.0, 1500.0
     differs = Row("b.yaml", "yaml", mode="exact")
-    differs.record(ParityFigures(problems=["reference #0: box off"]), 1.0, 1.0)
+    differs.record(ParityFigures(problems=["reference #0: box off"]))
     refused = Row("c.yaml", "yaml", reason="needs Detectron2's C++ ops")
     other = Row("Base-X.yaml", "yaml", kind="base config", reason="a base")
     empty = Row("d.yaml", "yaml", mode="staged")
-    empty.record(ParityFigures(photos=2, instances=0), 1.0, 1.0)
+    empty.record(ParityFigures(photos=2, instances=0))
     assert empty.outcome == "nothing compared"  # no instances: no proof of parity
     text = table([served, differs, refused, other])
     assert text.startswith("4 configs; 3 detectors, of which 1 serve with parity (33 %)")

@@ -9,7 +9,9 @@ from __future__ import annotations
 import numpy as np
 
 from d2_triton.client.results import DetectionResult
+from d2_triton.testing.mask_parity import mask_iou
 from d2_triton.testing.parity import Cut, Prediction, compare
+from d2_triton.vision.detections import paste_probabilities
 from helpers.parity import detections_per_image
 
 CUT = Cut(score_threshold=0.05)
@@ -22,7 +24,7 @@ def square(top: int, side: int) -> np.ndarray:
     return mask
 
 
-def reference(scores, masks=None, keypoints=None) -> Prediction:
+def reference(scores, masks=None, keypoints=None, mask_probs=None) -> Prediction:
     count = len(scores)
     return Prediction(
         boxes=np.tile(np.array([[1.0, 2.0, 30.0, 35.0]], np.float32), (count, 1))
@@ -32,6 +34,7 @@ def reference(scores, masks=None, keypoints=None) -> Prediction:
         masks=None if masks is None else np.stack(masks),
         keypoints=keypoints,
         image_size=SIZE,
+        mask_probs=mask_probs,
     )
 
 
@@ -141,3 +144,40 @@ def test_each_side_keeping_another_overlapping_copy_is_a_swap_only_when_staged()
     apart = served(truth)
     apart.boxes[1] += 40.0  # no overlap: NMS would have kept both, so this one moved
     assert compare(apart, truth, CUT).problems
+
+
+def pasted(probs: np.ndarray, box: np.ndarray) -> np.ndarray:
+    region, (left, top, right, bottom) = paste_probabilities(probs, box, SIZE)
+    full = np.zeros(SIZE, np.float32)
+    full[top:bottom, left:right] = region
+    return full
+
+
+def test_mask_pixels_at_detectron2s_threshold_may_flip_when_staged():
+    # Untrained weights: probabilities a hair from 0.5 over the whole box.
+    checker = np.indices((28, 28)).sum(axis=0) % 2 * 2 - 1
+    probs = (0.5 + 1e-4 * checker).astype(np.float32)
+    truth = reference([0.9], masks=[np.zeros(SIZE, bool)])
+    probability = pasted(probs, truth.boxes[0])
+    truth.masks[0] = probability >= 0.5
+    near = np.abs(probability - 0.5) <= 1e-3
+    flipped = truth.masks[0] ^ near  # every undecided pixel the other way
+    assert mask_iou(flipped, truth.masks[0]) < 0.5
+    truth.mask_probs = probs[None]
+    figures = compare(served(truth, masks=[flipped]), truth, CUT)
+    assert not figures.problems and figures.masks_at_threshold == 1
+    assert figures.max_flip_margin <= 1e-4 + 1e-6
+    assert compare(served(truth, masks=[flipped]), truth).problems  # exact: no allowance
+    truth.mask_probs = None  # without Detectron2's probabilities, no such allowance
+    assert compare(served(truth, masks=[flipped]), truth, CUT).problems
+
+
+def test_mask_pixels_far_from_the_threshold_may_not_flip():
+    probs = np.full((28, 28), 0.9, np.float32)
+    truth = reference([0.9], masks=[np.zeros(SIZE, bool)], mask_probs=probs[None])
+    truth.masks[0] = pasted(probs, truth.boxes[0]) >= 0.5
+    shrunk = truth.masks[0].copy()
+    shrunk[10:20, 10:20] = False  # inside, at 0.9
+    figures = compare(served(truth, masks=[shrunk]), truth, CUT)
+    assert figures.problems and "4.00e-01 from 0.5" in figures.problems[0]
+    assert figures.max_flip_margin == np.float32(0.9) - np.float32(0.5)
