@@ -46,28 +46,45 @@ def predictor_for(repository: Path, threads: int, pipeline=None):
     return predictor(config, model)
 
 
-@contextmanager
-def recording_mask_probs() -> Iterator[list[np.ndarray]]:
-    """Record the M x M mask probabilities Detectron2 pastes, while the block runs.
+def masks_for_boxes(predictor, image, boxes, classes) -> np.ndarray | None:
+    """Detectron2's masks for given boxes (original pixels) and classes on ``image``.
 
-    Yields a list; each ``detector_postprocess`` call inside the block appends its instances'
-    probabilities (N x M x M, in the order of the instances it returns).  Detectron2 drops
-    them once pasted, so they are taken where it pastes: ``ROIMasks.to_bitmasks``.
+    The predictor runs as usual, but its ROI heads' ``forward_with_given_boxes`` (where a
+    mask head reads its boxes, as Detectron2's test-time augmentation uses it) gets these
+    boxes, scaled to the resized image, instead of its own.  None if the model has no mask
+    head or drops some of the boxes (empty after clipping).
     """
-    from detectron2.structures.masks import ROIMasks
+    heads = getattr(predictor.model, "roi_heads", None)
+    if not getattr(heads, "mask_on", False) or not len(boxes):
+        return None
+    with given_boxes(heads, boxes, classes, image.shape[:2]):
+        instances = predictor(image)["instances"]
+    masks = instances.pred_masks.numpy()
+    return masks if len(masks) == len(boxes) else None
 
-    recorded: list[np.ndarray] = []
-    original = ROIMasks.to_bitmasks
 
-    def to_bitmasks(self, *args, **kwargs):
-        recorded.append(self.tensor.detach().float().numpy().copy())
-        return original(self, *args, **kwargs)
+@contextmanager
+def given_boxes(heads, boxes, classes, original_hw) -> Iterator[None]:
+    """While the block runs, ``heads.forward_with_given_boxes`` uses these boxes."""
+    from detectron2.structures import Boxes, Instances
 
-    ROIMasks.to_bitmasks = to_bitmasks
+    own = heads.forward_with_given_boxes
+
+    def forward(features, instances):
+        resized_hw = instances[0].image_size
+        scaled = torch.as_tensor(np.asarray(boxes, np.float32)).clone()
+        scaled[:, 0::2] *= resized_hw[1] / original_hw[1]
+        scaled[:, 1::2] *= resized_hw[0] / original_hw[0]
+        mine = Instances(resized_hw, pred_boxes=Boxes(scaled))
+        mine.pred_classes = torch.as_tensor(np.asarray(classes)).long()
+        mine.scores = torch.ones(len(scaled))
+        return own(features, [mine])
+
+    heads.forward_with_given_boxes = forward
     try:
-        yield recorded
+        yield
     finally:
-        ROIMasks.to_bitmasks = original
+        del heads.forward_with_given_boxes  # the class's method again
 
 
 @command("python -m benchmarks.eager")

@@ -142,7 +142,7 @@ def compare_one(row: Row, repository: Path, http_url: str, photos: list[Path]) -
             started = time.perf_counter()
             result = client.detect(photo.read_bytes())
             served_ms.append(1000 * (time.perf_counter() - started))
-            reference, took = eager_prediction(predictor, photo)
+            reference, took = eager_prediction(predictor, photo, result)
             eager_ms.append(took)
             answers.append((result, reference))
     row.served_ms = round(statistics.mean(served_ms), 1)
@@ -184,23 +184,24 @@ class Answers:
         return cls(*pickle.loads(path.read_bytes()))
 
 
-def eager_prediction(predictor, photo: Path):
+def eager_prediction(predictor, photo: Path, served):
     """(Prediction, ms) of Detectron2's predictor on ``photo``, timed after a warm-up, with
-    its mask probabilities (recording them copies N x 28 x 28 floats: microseconds)."""
+    its masks for the ``served`` answer's boxes (untimed)."""
     from detectron2.data.detection_utils import read_image
 
-    from benchmarks.eager import recording_mask_probs
+    from benchmarks.eager import masks_for_boxes
     from d2_triton.testing.prediction import Prediction
 
     image = read_image(str(photo), format="BGR")
     predictor(image)
-    with recording_mask_probs() as recorded:
-        started = time.perf_counter()
-        output = predictor(image)
-        took = 1000 * (time.perf_counter() - started)
+    started = time.perf_counter()
+    output = predictor(image)
+    took = 1000 * (time.perf_counter() - started)
     prediction = Prediction.from_output(output, image.shape[:2])
-    if recorded and "instances" in output:
-        prediction.mask_probs = recorded[-1]
+    if prediction.masks is not None:
+        prediction.masks_for_served = masks_for_boxes(
+            predictor, image, served.boxes, served.classes
+        )
     return prediction, took
 
 

@@ -23,9 +23,10 @@ Detectron2's by rounding (each is counted in the figures; ``--exact`` gets neith
   (``d2_triton.vision.parity.take_swapped_ties``): ``tied_copies``;
 * keypoint ties: a keypoint more than 0.5 px away whose heatmap logit equals Detectron2's
   within 1e-3 is the other location of a tied maximum: ``keypoint_ties``;
-* mask pixels at the threshold: a pixel whose mask probability sits at 0.5 may flip; a
-  mask under IoU 0.99 passes if it differs only at such pixels
-  (``d2_triton.testing.mask_parity``): ``small_masks_with_flips``, ``masks_at_threshold``.
+* masks whose box moved them: a box off by rounding moves its mask's edge pixels; a mask
+  under IoU 0.99 passes if it is small and differs only on its edge, or if Detectron2's mask
+  on the served box matches it (``d2_triton.testing.mask_parity``):
+  ``small_masks_with_flips``, ``masks_given_box``.
 """
 
 from __future__ import annotations
@@ -81,8 +82,8 @@ class ParityFigures:
     max_score_error: float = 0.0
     min_mask_iou: float | None = None
     small_masks_with_flips: int = 0
-    masks_at_threshold: int = 0
-    max_flip_margin: float | None = None  # farthest from 0.5 a flipped pixel's probability
+    masks_given_box: int = 0
+    min_mask_iou_given_box: float | None = None  # of the masks compared so
     max_keypoint_error_px: float | None = None
     keypoint_ties: int = 0
     segments: int = 0
@@ -98,9 +99,11 @@ class ParityFigures:
         self.tied_copies += other.tied_copies
         self.keypoint_ties += other.keypoint_ties
         self.small_masks_with_flips += other.small_masks_with_flips
-        self.masks_at_threshold += other.masks_at_threshold
-        if other.max_flip_margin is not None:
-            self.max_flip_margin = max(self.max_flip_margin or 0.0, other.max_flip_margin)
+        self.masks_given_box += other.masks_given_box
+        if other.min_mask_iou_given_box is not None:
+            self.min_mask_iou_given_box = min(
+                self.min_mask_iou_given_box or 1.0, other.min_mask_iou_given_box
+            )
         self.segments += other.segments
         self.semantic_ties += other.semantic_ties
         if other.min_segment_agreement is not None:
@@ -218,7 +221,8 @@ def compare_pair(
     if score_error > SCORE_TOLERANCE:
         figures.problems.append(f"reference #{index}: score off by {score_error:.2e}")
     if reference.masks is not None:
-        compare_masks(figures, served.mask(best), reference, index, staged)
+        given = None if reference.masks_for_served is None else reference.masks_for_served[best]
+        compare_masks(figures, served.mask(best), reference.masks[index], index, staged, given)
     if reference.keypoints is not None:
         figures.merge_keypoints(served.keypoints[best], reference.keypoints[index], index, staged)
 

@@ -21,9 +21,10 @@ class Prediction:
     sem_seg: np.ndarray | None = None
     # ... or a panoptic model's segment map (H x W ids) and segments_info.
     panoptic: tuple[np.ndarray, list[dict]] | None = None
-    # Detectron2's M x M mask probabilities before pasting, when recorded (by
-    # ``benchmarks.eager.recording_mask_probs``): how close to 0.5 a flipped pixel was.
-    mask_probs: np.ndarray | None = None
+    # Detectron2's masks for the boxes of the answer it is compared with, one per served
+    # instance, when recorded (``benchmarks.eager.masks_for_boxes``): the mask rule's
+    # "same box" comparison.
+    masks_for_served: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.scores)

@@ -117,30 +117,22 @@ def _bilinear_weights(start: int, stop: int, lo: np.float32, hi: np.float32, siz
     return weights[:, 1 : size + 1]
 
 
-def paste_probabilities(
+def paste_mask(
     mask_probs: np.ndarray, box: np.ndarray, image_hw: tuple[int, int]
 ) -> tuple[np.ndarray, tuple[int, int, int, int]]:
-    """Paste one MxM probability mask into its box; return (probabilities, region bounds).
+    """Paste one MxM probability mask into its box; return (binary region, region bounds).
 
     The region is (top:bottom, left:right) of the full image; everything outside it is 0.
     """
     left, top, right, bottom = _paste_region(box, image_hw)
     if right <= left or bottom <= top:
-        return np.zeros((0, 0), dtype=np.float32), (left, top, left, top)
+        return np.zeros((0, 0), dtype=bool), (left, top, left, top)
     x0, y0, x1, y1 = (np.float32(v) for v in box)
     size_y, size_x = mask_probs.shape
     weights_y = _bilinear_weights(top, bottom, y0, y1, size_y)
     weights_x = _bilinear_weights(left, right, x0, x1, size_x)
     region = weights_y @ mask_probs.astype(np.float32, copy=False) @ weights_x.T
-    return region, (left, top, right, bottom)
-
-
-def paste_mask(
-    mask_probs: np.ndarray, box: np.ndarray, image_hw: tuple[int, int]
-) -> tuple[np.ndarray, tuple[int, int, int, int]]:
-    """:func:`paste_probabilities`, thresholded: (binary region, region bounds)."""
-    region, bounds = paste_probabilities(mask_probs, box, image_hw)
-    return region >= MASK_THRESHOLD, bounds
+    return region >= MASK_THRESHOLD, (left, top, right, bottom)
 
 
 def paste_masks_dense(detections: Detections, image_hw: tuple[int, int]) -> np.ndarray:

@@ -11,7 +11,6 @@ import numpy as np
 from d2_triton.client.results import DetectionResult
 from d2_triton.testing.mask_parity import mask_iou
 from d2_triton.testing.parity import Cut, Prediction, compare
-from d2_triton.vision.detections import paste_probabilities
 from helpers.parity import detections_per_image
 
 CUT = Cut(score_threshold=0.05)
@@ -24,7 +23,7 @@ def square(top: int, side: int) -> np.ndarray:
     return mask
 
 
-def reference(scores, masks=None, keypoints=None, mask_probs=None) -> Prediction:
+def reference(scores, masks=None, keypoints=None) -> Prediction:
     count = len(scores)
     return Prediction(
         boxes=np.tile(np.array([[1.0, 2.0, 30.0, 35.0]], np.float32), (count, 1))
@@ -34,7 +33,6 @@ def reference(scores, masks=None, keypoints=None, mask_probs=None) -> Prediction
         masks=None if masks is None else np.stack(masks),
         keypoints=keypoints,
         image_size=SIZE,
-        mask_probs=mask_probs,
     )
 
 
@@ -146,38 +144,22 @@ def test_each_side_keeping_another_overlapping_copy_is_a_swap_only_when_staged()
     assert compare(apart, truth, CUT).problems
 
 
-def pasted(probs: np.ndarray, box: np.ndarray) -> np.ndarray:
-    region, (left, top, right, bottom) = paste_probabilities(probs, box, SIZE)
-    full = np.zeros(SIZE, np.float32)
-    full[top:bottom, left:right] = region
-    return full
+def test_a_mask_that_moved_with_its_box_passes_when_staged():
+    truth = reference([0.9], masks=[square(10, 10)])
+    moved = square(12, 10)  # 64 px differ, off the edge: not a few flips
+    assert mask_iou(moved, truth.masks[0]) < 0.99
+    figures = compare(served(truth, masks=[moved]), truth, CUT)
+    assert figures.problems  # Detectron2's mask on the served box not known
+    truth.masks_for_served = moved[None]  # Detectron2's own mask head on the served box
+    figures = compare(served(truth, masks=[moved]), truth, CUT)
+    assert not figures.problems and figures.masks_given_box == 1
+    assert figures.min_mask_iou_given_box == 1.0
+    assert compare(served(truth, masks=[moved]), truth).problems  # exact: no allowance
 
 
-def test_mask_pixels_at_detectron2s_threshold_may_flip_when_staged():
-    # Untrained weights: probabilities a hair from 0.5 over the whole box.
-    checker = np.indices((28, 28)).sum(axis=0) % 2 * 2 - 1
-    probs = (0.5 + 1e-4 * checker).astype(np.float32)
-    truth = reference([0.9], masks=[np.zeros(SIZE, bool)])
-    probability = pasted(probs, truth.boxes[0])
-    truth.masks[0] = probability >= 0.5
-    near = np.abs(probability - 0.5) <= 1e-3
-    flipped = truth.masks[0] ^ near  # every undecided pixel the other way
-    assert mask_iou(flipped, truth.masks[0]) < 0.5
-    truth.mask_probs = probs[None]
-    figures = compare(served(truth, masks=[flipped]), truth, CUT)
-    assert not figures.problems and figures.masks_at_threshold == 1
-    assert figures.max_flip_margin <= 1e-4 + 1e-6
-    assert compare(served(truth, masks=[flipped]), truth).problems  # exact: no allowance
-    truth.mask_probs = None  # without Detectron2's probabilities, no such allowance
-    assert compare(served(truth, masks=[flipped]), truth, CUT).problems
-
-
-def test_mask_pixels_far_from_the_threshold_may_not_flip():
-    probs = np.full((28, 28), 0.9, np.float32)
-    truth = reference([0.9], masks=[np.zeros(SIZE, bool)], mask_probs=probs[None])
-    truth.masks[0] = pasted(probs, truth.boxes[0]) >= 0.5
-    shrunk = truth.masks[0].copy()
-    shrunk[10:20, 10:20] = False  # inside, at 0.9
-    figures = compare(served(truth, masks=[shrunk]), truth, CUT)
-    assert figures.problems and "4.00e-01 from 0.5" in figures.problems[0]
-    assert figures.max_flip_margin == np.float32(0.9) - np.float32(0.5)
+def test_a_mask_unlike_detectron2s_on_the_same_box_fails():
+    truth = reference([0.9], masks=[square(10, 10)])
+    truth.masks_for_served = truth.masks.copy()  # the served box gives Detectron2's mask
+    figures = compare(served(truth, masks=[square(12, 10)]), truth, CUT)
+    assert figures.problems and "with Detectron2's mask on the served box" in figures.problems[0]
+    assert figures.masks_given_box == 0
