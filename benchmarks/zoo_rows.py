@@ -22,6 +22,11 @@ CPP_OPS = (
     "needs Detectron2's C++ ops ({what}), which the sources-only install lacks; a full "
     "Detectron2 install (built from GitHub) has them"
 )
+CUDA_DEFORM = (
+    "modulated or grouped deformable convolution: Detectron2 runs it only with its CUDA op "
+    "(on a CPU it raises NotImplementedError, full install or not), so this CPU-only "
+    "machine has no reference for it"
+)
 
 
 @dataclass
@@ -85,6 +90,11 @@ class Row:
         count = figures.get("instances", 0)
         box, score = figures.get("max_box_error_px", 0), figures.get("max_score_error", 0)
         line = f"{count} instances, boxes within {box:.3f} px, scores {score:.1e}"
+        if figures.get("min_mask_iou") is not None:
+            line += f", masks IoU >= {figures['min_mask_iou']:.3f}"
+            if figures.get("masks_given_box"):
+                given = figures.get("min_mask_iou_given_box") or 1.0
+                line += f" ({figures['masks_given_box']} >= {given:.3f} on the served box)"
         if figures.get("segments"):
             agreement = figures.get("min_segment_agreement") or 1.0
             line += f"; {figures['segments']} segments, {agreement:.4%} of pixels agree"
@@ -164,7 +174,7 @@ def _yaml_limits(row: Row, cfg) -> None:
     elif any(cfg.MODEL.RESNETS.DEFORM_ON_PER_STAGE) and (
         cfg.MODEL.RESNETS.DEFORM_MODULATED or cfg.MODEL.RESNETS.DEFORM_NUM_GROUPS != 1
     ):  # Detectron2 runs plain DCNv1 on the CPU with torchvision's op; these need its CUDA op
-        row.fail(CPP_OPS.format(what="modulated or grouped deformable convolution"))
+        row.fail(CUDA_DEFORM)
     elif "RRPN" in cfg.MODEL.PROPOSAL_GENERATOR.NAME or "Rotated" in cfg.MODEL.ROI_HEADS.NAME:
         row.fail(CPP_OPS.format(what="rotated boxes"))
 
