@@ -33,6 +33,7 @@ from pathlib import Path
 from benchmarks import inputs
 from benchmarks.zoo_rows import Row, classify, zoo_configs
 from benchmarks.zoo_summary import ZooSummary
+from benchmarks.zoo_twins import find_twins, refresh_twins, served_keys
 from d2_triton.cache import CHECKOUT, cache_dir
 from d2_triton.commands import Parser, command
 from d2_triton.names import PipelineNames
@@ -214,6 +215,7 @@ def rejudge(summary: ZooSummary, work: Path, configs: list[str]) -> None:
             Answers.load(path).judge(row)
             judged.append(row)
     summary.record(judged)
+    refresh_twins(summary)
     print(f"judged again: {len(judged)} rows with kept answers")
 
 
@@ -248,9 +250,11 @@ def main(argv: list[str] | None = None) -> int:
     label = inputs.size_label(PHOTO_SIZE)
     photos = inputs.write_photos(args.work / "photos", [PHOTO_SIZE], PHOTOS)[label]
     candidates = [row for row in rows if row.reason is None]
-    starts = range(0, len(candidates), PIPELINES_PER_SERVER)
+    twins = find_twins([row.config for row in candidates], served_keys(summary))
+    originals = [row for row in candidates if row.config not in twins]
+    starts = range(0, len(originals), PIPELINES_PER_SERVER)
     for start in progress(starts, f"zoo batches of {PIPELINES_PER_SERVER} configs"):
-        batch = candidates[start : start + PIPELINES_PER_SERVER]
+        batch = originals[start : start + PIPELINES_PER_SERVER]
         repository = args.work / f"repository-{start // PIPELINES_PER_SERVER}"
         for row in batch:
             print(f"== {row.config}", flush=True)
@@ -261,6 +265,8 @@ def main(argv: list[str] | None = None) -> int:
         for row in batch:
             print(f"   {row.outcome}: {row.reason or row.figures_line()}", flush=True)
         summary.record(batch)  # after each batch: a run cut short keeps what it did
+    summary.record([row for row in candidates if row.config in twins])
+    refresh_twins(summary, twins)
     print(f"wrote {args.out / 'summary.json'}: {summary.counts()}")
     return 0
 

@@ -44,6 +44,7 @@ class Row:
     export_s: float | None = None
     served_ms: float | None = None
     eager_ms: float | None = None
+    same_as: str | None = None  # served as this config: one model at test time
 
     @property
     def name(self) -> str:
@@ -63,6 +64,13 @@ class Row:
     def fail(self, reason: str) -> None:
         """Not served, because of ``reason``."""
         self.reason = reason
+
+    def take_from(self, original: Row) -> None:
+        """Report ``original``'s export and figures as this config's (``zoo_twins``)."""
+        self.same_as = original.config
+        self.mode, self.reason = original.mode, original.reason
+        self.parity, self.problems = original.parity, original.problems
+        self.export_s = self.served_ms = self.eager_ms = None
 
     def record(self, figures) -> None:
         """The comparison's figures (``ParityFigures``) and its first problems."""
@@ -210,6 +218,8 @@ def table(rows: list[Row]) -> str:
     ]
     for row in rows:
         detail = row.reason if row.reason is not None else row.figures_line()
+        if row.same_as:
+            detail = f"as `{row.same_as}` (the same model at test time): {detail}"
         speedup = f"{row.eager_ms / row.served_ms:.2f}x" if row.served_ms and row.eager_ms else ""
         cells = [
             f"`{row.config}`",
