@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import fnmatch
 import pickle
+import shutil
 import statistics
 import subprocess
 import sys
@@ -103,6 +104,16 @@ def compare_served(rows: list[Row], repository: Path, photos: list[Path]) -> Non
                 row.fail(f"serving: {type(error).__name__}: {error}".splitlines()[0])
     finally:
         server.__exit__(None, None, None)
+
+
+def fresh_repository(repository: Path) -> Path:
+    """``repository`` emptied, with its one-pipeline neighbours (``pipeline_alone``).
+
+    An earlier run's batch left there would be served along with this one's.
+    """
+    for folder in [repository, *repository.parent.glob(f"{repository.name}-*")]:
+        shutil.rmtree(folder, ignore_errors=True)
+    return repository
 
 
 def pipeline_alone(repository: Path, name: str) -> Path:
@@ -255,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     starts = range(0, len(originals), PIPELINES_PER_SERVER)
     for start in progress(starts, f"zoo batches of {PIPELINES_PER_SERVER} configs"):
         batch = originals[start : start + PIPELINES_PER_SERVER]
-        repository = args.work / f"repository-{start // PIPELINES_PER_SERVER}"
+        repository = fresh_repository(args.work / f"repository-{start // PIPELINES_PER_SERVER}")
         for row in batch:
             print(f"== {row.config}", flush=True)
             export(row, repository)
