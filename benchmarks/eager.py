@@ -46,21 +46,24 @@ def predictor_for(repository: Path, threads: int, pipeline=None):
     return predictor(config, model)
 
 
-def masks_for_boxes(predictor, image, boxes, classes) -> np.ndarray | None:
-    """Detectron2's masks for given boxes (original pixels) and classes on ``image``.
+def heads_for_boxes(predictor, image, boxes, classes) -> dict[str, np.ndarray]:
+    """Detectron2's masks and keypoints for given boxes (original pixels) and classes.
 
-    The predictor runs as usual, but its ROI heads' ``forward_with_given_boxes`` (where a
-    mask head reads its boxes, as Detectron2's test-time augmentation uses it) gets these
-    boxes, scaled to the resized image, instead of its own.  None if the model has no mask
-    head or drops some of the boxes (empty after clipping).
+    The predictor runs as usual on ``image``, but its ROI heads' ``forward_with_given_boxes``
+    (where the mask and keypoint heads read their boxes, as Detectron2's test-time
+    augmentation uses it) gets these boxes, scaled to the resized image, instead of its own.
+    Empty if the model has neither head or drops some of the boxes (empty after clipping).
     """
     heads = getattr(predictor.model, "roi_heads", None)
-    if not getattr(heads, "mask_on", False) or not len(boxes):
-        return None
+    wanted = [("mask_on", "pred_masks"), ("keypoint_on", "pred_keypoints")]
+    fields = [field for switch, field in wanted if getattr(heads, switch, False)]
+    if not fields or not len(boxes):
+        return {}
     with given_boxes(heads, boxes, classes, image.shape[:2]):
         instances = predictor(image)["instances"]
-    masks = instances.pred_masks.numpy()
-    return masks if len(masks) == len(boxes) else None
+    if len(instances) != len(boxes):
+        return {}
+    return {field: instances.get(field).numpy() for field in fields}
 
 
 @contextmanager

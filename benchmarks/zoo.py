@@ -159,7 +159,7 @@ def compare_one(row: Row, repository: Path, http_url: str, photos: list[Path]) -
             answers.append((result, reference))
     row.served_ms = round(statistics.mean(served_ms), 1)
     row.eager_ms = round(statistics.mean(eager_ms), 1)
-    kept = Answers(info, answers)
+    kept = Answers(info | {"timings": [row.export_s, row.served_ms, row.eager_ms]}, answers)
     kept.save(repository.parent / "answers" / f"{row.name}.pkl")
     kept.judge(row)
 
@@ -182,6 +182,8 @@ class Answers:
         for result, reference in self.answers:
             figures.merge(compare(result, reference, rule_for(self.info)))
         row.record(figures)
+        if "timings" in self.info:  # the run that served them (older files lack them)
+            row.export_s, row.served_ms, row.eager_ms = self.info["timings"]
 
     def save(self, path: Path) -> None:
         """Pickle to ``path`` (written whole, then renamed)."""
@@ -198,10 +200,10 @@ class Answers:
 
 def eager_prediction(predictor, photo: Path, served):
     """(Prediction, ms) of Detectron2's predictor on ``photo``, timed after a warm-up, with
-    its masks for the ``served`` answer's boxes (untimed)."""
+    its masks and keypoints for the ``served`` answer's boxes (untimed)."""
     from detectron2.data.detection_utils import read_image
 
-    from benchmarks.eager import masks_for_boxes
+    from benchmarks.eager import heads_for_boxes
     from d2_triton.testing.prediction import Prediction
 
     image = read_image(str(photo), format="BGR")
@@ -210,10 +212,9 @@ def eager_prediction(predictor, photo: Path, served):
     output = predictor(image)
     took = 1000 * (time.perf_counter() - started)
     prediction = Prediction.from_output(output, image.shape[:2])
-    if prediction.masks is not None:
-        prediction.masks_for_served = masks_for_boxes(
-            predictor, image, served.boxes, served.classes
-        )
+    on_served = heads_for_boxes(predictor, image, served.boxes, served.classes)
+    prediction.masks_for_served = on_served.get("pred_masks")
+    prediction.keypoints_for_served = on_served.get("pred_keypoints")
     return prediction, took
 
 

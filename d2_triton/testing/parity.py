@@ -86,6 +86,7 @@ class ParityFigures:
     min_mask_iou_given_box: float | None = None  # of the masks compared so
     max_keypoint_error_px: float | None = None
     keypoint_ties: int = 0
+    keypoints_given_box: int = 0
     segments: int = 0
     min_segment_agreement: float | None = None  # share of pixels of the same category
     semantic_ties: int = 0
@@ -98,6 +99,7 @@ class ParityFigures:
         self.at_cut += other.at_cut
         self.tied_copies += other.tied_copies
         self.keypoint_ties += other.keypoint_ties
+        self.keypoints_given_box += other.keypoints_given_box
         self.small_masks_with_flips += other.small_masks_with_flips
         self.masks_given_box += other.masks_given_box
         if other.min_mask_iou_given_box is not None:
@@ -125,27 +127,43 @@ class ParityFigures:
         return {key: value for key, value in asdict(self).items() if key != "problems"}
 
     def merge_keypoints(
-        self, served: np.ndarray, reference: np.ndarray, index: int, allow_ties: bool
+        self, served: np.ndarray, reference: np.ndarray, index: int, allow_ties: bool, given=None
     ) -> None:
         """(x, y) within 0.5 px; the third value (heatmap logit) to 1e-3 relative.
 
         With ``allow_ties`` (staged exports) a keypoint may sit elsewhere if its logit equals
         Detectron2's within that tolerance: the heatmap's maximum is tied and float rounding
-        picked the other location (counted in ``keypoint_ties``).
+        picked the other location (counted in ``keypoint_ties``).  ``given`` (staged, when
+        recorded): Detectron2's keypoints for the served box; keypoints that differ from the
+        reference's pass if they match these (``keypoints_given_box``): the heatmap is read
+        in the box, which may differ by rounding.
         """
-        errors = np.abs(served[:, :2] - reference[:, :2]).max(axis=1)
-        logit_scale = np.maximum(1.0, np.abs(reference[:, 2]))
-        same_logit = np.abs(served[:, 2] - reference[:, 2]) <= SCORE_TOLERANCE * logit_scale
-        moved = errors > KEYPOINT_TOLERANCE_PX
-        ties = moved & same_logit if allow_ties else np.zeros_like(moved)
-        self.keypoint_ties += int(ties.sum())
-        kept = errors[~ties]
-        if kept.size:
-            self.max_keypoint_error_px = max(self.max_keypoint_error_px or 0.0, float(kept.max()))
-        if np.any(moved & ~ties):
-            self.problems.append(f"reference #{index}: keypoints off by {errors.max():.3f} px")
-        if not np.all(same_logit):
-            self.problems.append(f"reference #{index}: keypoint logits differ")
+        problems, ties, error = _keypoint_check(served, reference, allow_ties)
+        if problems and allow_ties and given is not None:
+            on_box = _keypoint_check(served, given, allow_ties)
+            if not on_box[0]:
+                self.keypoints_given_box += 1
+                problems, ties, error = on_box
+        self.keypoint_ties += ties
+        if error is not None:
+            self.max_keypoint_error_px = max(self.max_keypoint_error_px or 0.0, error)
+        self.problems += [f"reference #{index}: {problem}" for problem in problems]
+
+
+def _keypoint_check(served: np.ndarray, reference: np.ndarray, allow_ties: bool):
+    """(problems, tied keypoints, largest error in px of the others) of one instance."""
+    errors = np.abs(served[:, :2] - reference[:, :2]).max(axis=1)
+    logit_scale = np.maximum(1.0, np.abs(reference[:, 2]))
+    same_logit = np.abs(served[:, 2] - reference[:, 2]) <= SCORE_TOLERANCE * logit_scale
+    moved = errors > KEYPOINT_TOLERANCE_PX
+    ties = moved & same_logit if allow_ties else np.zeros_like(moved)
+    kept = errors[~ties]
+    problems = []
+    if np.any(moved & ~ties):
+        problems.append(f"keypoints off by {errors.max():.3f} px")
+    if not np.all(same_logit):
+        problems.append("keypoint logits differ")
+    return problems, int(ties.sum()), float(kept.max()) if kept.size else None
 
 
 def rule_for(info: dict) -> Cut | None:
@@ -224,7 +242,14 @@ def compare_pair(
         given = None if reference.masks_for_served is None else reference.masks_for_served[best]
         compare_masks(figures, served.mask(best), reference.masks[index], index, staged, given)
     if reference.keypoints is not None:
-        figures.merge_keypoints(served.keypoints[best], reference.keypoints[index], index, staged)
+        given = reference.keypoints_for_served
+        figures.merge_keypoints(
+            served.keypoints[best],
+            reference.keypoints[index],
+            index,
+            staged,
+            None if given is None else given[best],
+        )
 
 
 def _tied_copy(index: int, side, other) -> bool:

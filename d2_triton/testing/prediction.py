@@ -25,6 +25,7 @@ class Prediction:
     # instance, when recorded (``benchmarks.eager.masks_for_boxes``): the mask rule's
     # "same box" comparison.
     masks_for_served: np.ndarray | None = None
+    keypoints_for_served: np.ndarray | None = None  # the same, for keypoints
 
     def __len__(self) -> int:
         return len(self.scores)

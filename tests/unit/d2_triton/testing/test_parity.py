@@ -163,3 +163,17 @@ def test_a_mask_unlike_detectron2s_on_the_same_box_fails():
     figures = compare(served(truth, masks=[square(12, 10)]), truth, CUT)
     assert figures.problems and "with Detectron2's mask on the served box" in figures.problems[0]
     assert figures.masks_given_box == 0
+
+
+def test_keypoints_read_in_a_moved_box_pass_if_detectron2_reads_them_so_on_that_box():
+    points = np.array([[[5.0, 5.0, 2.0], [9.0, 9.0, 3.0]]], np.float32)
+    truth = reference([0.9], keypoints=points)
+    on_box = points.copy()
+    on_box[0, 1] = [11.0, 9.0, 3.5]  # the heatmap read in the served box: elsewhere, another logit
+    assert compare(served(truth, keypoints=on_box), truth, CUT).problems
+    truth.keypoints_for_served = on_box.copy()  # Detectron2's keypoint head on the served box
+    figures = compare(served(truth, keypoints=on_box), truth, CUT)
+    assert not figures.problems and figures.keypoints_given_box == 1
+    assert compare(served(truth, keypoints=on_box), truth).problems  # exact: no allowance
+    truth.keypoints_for_served = points.copy()  # the served box gives Detectron2's keypoints
+    assert compare(served(truth, keypoints=on_box), truth, CUT).problems
