@@ -219,12 +219,21 @@ def eager_prediction(predictor, photo: Path, served):
 
 
 def rejudge(summary: ZooSummary, work: Path, configs: list[str]) -> None:
-    """Compare the kept answers of ``configs`` again; rows without kept answers stay."""
+    """Compare the kept answers of ``configs`` again; rows without kept answers stay.
+
+    A config with kept answers but no row (its batch was cut short before the summary was
+    written) gets its row from them.
+    """
+    known = {row.config: row for row in summary.ordered()}
     judged = []
-    for row in summary.ordered():
+    for config in configs:
+        row = known.get(config) or classify(config)
         path = work / "answers" / f"{row.name}.pkl"
-        if row.config in configs and row.parity is not None and path.is_file():
-            Answers.load(path).judge(row)
+        if row.reason is None and not row.same_as and path.is_file():
+            answers = Answers.load(path)
+            row.mode = answers.info["detector_mode"]
+            row.meta_architecture = answers.info["meta_architecture"]
+            answers.judge(row)
             judged.append(row)
     summary.record(judged)
     refresh_twins(summary)
