@@ -222,7 +222,8 @@ def rejudge(summary: ZooSummary, work: Path, configs: list[str]) -> None:
     """Compare the kept answers of ``configs`` again; rows without kept answers stay.
 
     A config with kept answers but no row (its batch was cut short before the summary was
-    written) gets its row from them.
+    written) gets its row from them, and a config without a row that is the same model at
+    test time as a served one gets its row (``zoo_twins``).
     """
     known = {row.config: row for row in summary.ordered()}
     judged = []
@@ -236,7 +237,11 @@ def rejudge(summary: ZooSummary, work: Path, configs: list[str]) -> None:
             answers.judge(row)
             judged.append(row)
     summary.record(judged)
-    refresh_twins(summary)
+    known = {row.config for row in summary.ordered()}
+    found = find_twins([c for c in configs if c not in known], served_keys(summary))
+    twins = {config: original for config, original in found.items() if original in known}
+    summary.record([classify(config) for config in twins])
+    refresh_twins(summary, twins)
     print(f"judged again: {len(judged)} rows with kept answers")
 
 
