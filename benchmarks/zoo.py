@@ -238,10 +238,7 @@ def rejudge(summary: ZooSummary, work: Path, configs: list[str]) -> None:
             judged.append(row)
     summary.record(judged)
     known = {row.config for row in summary.ordered()}
-    found = find_twins([c for c in configs if c not in known], served_keys(summary))
-    twins = {config: original for config, original in found.items() if original in known}
-    summary.record([classify(config) for config in twins])
-    refresh_twins(summary, twins)
+    refresh_twins(summary, find_twins([c for c in configs if c not in known], served_keys(summary)))
     print(f"judged again: {len(judged)} rows with kept answers")
 
 
@@ -291,7 +288,6 @@ def main(argv: list[str] | None = None) -> int:
         for row in batch:
             print(f"   {row.outcome}: {row.reason or row.figures_line()}", flush=True)
         summary.record(batch)  # after each batch: a run cut short keeps what it did
-    summary.record([row for row in candidates if row.config in twins])
     refresh_twins(summary, twins)
     print(f"wrote {args.out / 'summary.json'}: {summary.counts()}")
     return 0

@@ -105,11 +105,17 @@ def served_keys(summary) -> dict[str, str]:
 
 
 def refresh_twins(summary, twins: dict[str, str] | None = None) -> None:
-    """Each twin's row from its original's row as it is now; ``twins`` adds new ones."""
+    """Each twin's row from its original's row as it is now; ``twins`` adds new ones (a
+    row is made for a twin the summary does not have yet)."""
+    from benchmarks.zoo_rows import classify
+
     rows = {row.config: row for row in summary.ordered()}
     pairs = {row.config: row.same_as for row in rows.values() if row.same_as}
-    pairs |= {config: original for config, original in (twins or {}).items() if config in rows}
+    pairs |= twins or {}
+    refreshed = []
     for config, original in pairs.items():
         if original in rows:
-            rows[config].take_from(rows[original])
-    summary.record([rows[config] for config in pairs])
+            twin = rows.get(config) or classify(config)
+            twin.take_from(rows[original])
+            refreshed.append(twin)
+    summary.record(refreshed)
