@@ -45,6 +45,7 @@ class Row:
     served_ms: float | None = None
     eager_ms: float | None = None
     same_as: str | None = None  # served as this config: one model at test time
+    staged_refused: str | None = None  # why the staged export was refused; served --exact
 
     @property
     def name(self) -> str:
@@ -69,6 +70,7 @@ class Row:
         """Report ``original``'s export and figures as this config's (``zoo_twins``)."""
         self.same_as = original.config
         self.mode, self.reason = original.mode, original.reason
+        self.staged_refused = original.staged_refused
         self.parity, self.problems = original.parity, original.problems
         self.export_s = self.served_ms = self.eager_ms = None
 
@@ -218,6 +220,8 @@ def table(rows: list[Row]) -> str:
     ]
     for row in rows:
         detail = row.reason if row.reason is not None else row.figures_line()
+        if row.staged_refused:
+            detail = f"staged export refused ({row.staged_refused}), exported `--exact`: {detail}"
         if row.same_as:
             detail = f"as `{row.same_as}` (the same model at test time): {detail}"
         speedup = f"{row.eager_ms / row.served_ms:.2f}x" if row.served_ms and row.eager_ms else ""

@@ -33,6 +33,7 @@ class TritonServer:
         environment: the server environment (default: this interpreter's).
         log_path: file for tritonserver's and nginx's output (default: inherit stdout/stderr).
         cache_dir: where the backend directory is kept (default: ``d2_triton.cache``).
+        ready_timeout: seconds the context manager waits for every model to load.
     """
 
     def __init__(
@@ -41,8 +42,10 @@ class TritonServer:
         environment: ServerEnvironment | None = None,
         log_path: Path | None = None,
         cache_dir: Path | None = None,
+        ready_timeout: float = 300.0,
     ):
         self.options = options
+        self.ready_timeout = ready_timeout
         self.environment = environment or ServerEnvironment.inspect()
         self.backend_directory = self.environment.prepare_backends(
             (cache_dir or cache.cache_dir())
@@ -203,7 +206,7 @@ class TritonServer:
         """Start, wait until ready, start the watchdog; stop again if any of it fails."""
         self.start()
         try:
-            self.wait_ready()
+            self.wait_ready(self.ready_timeout)
             self.start_watchdog()
         except BaseException:
             self.stop()

@@ -84,3 +84,36 @@ def test_a_run_of_some_configs_replaces_their_rows_and_keeps_the_others(configs,
     ]
     assert summary["runs"][2]["command"].endswith(f"--only {first}")
     assert summary["counts"]["rows"] == 2
+
+
+@pytest.mark.parametrize(
+    ("first_failure", "exported_again", "mode", "reason"),
+    [
+        ("stages: eager instance 30 (score 0.0297) has no counterpart", True, "exact", None),
+        ("unknown model-zoo config", False, "", "unknown model-zoo config"),
+    ],
+)
+def test_a_refused_staged_export_is_exported_exact_and_says_so(
+    monkeypatch, tmp_path, first_failure, exported_again, mode, reason
+):
+    """Only the exporter's own stage check ("stages: ...") leads to an ``--exact`` export."""
+    from benchmarks import zoo
+    from export_tools.repository import writer
+
+    calls = []
+
+    def run_export(row, repository, *options):
+        calls.append(options)
+        return None if options == ("--exact",) else first_failure
+
+    monkeypatch.setattr(zoo, "_run_export", run_export)
+    info = {"detector_mode": "exact", "meta_architecture": "GeneralizedRCNN"}
+    monkeypatch.setattr(writer, "read_export_info", lambda repository, names: info)
+    row = Row("LVISv1-InstanceSegmentation/mask_rcnn_R_50_FPN_1x.yaml", "yaml")
+    zoo.export(row, tmp_path)
+    assert calls == ([(), ("--exact",)] if exported_again else [()])
+    assert (row.mode, row.reason) == (mode, reason)
+    assert row.staged_refused == (first_failure if exported_again else None)
+    if exported_again:
+        row.record(ParityFigures(photos=2, instances=3))
+        assert f"staged export refused ({first_failure}), exported `--exact`" in table([row])
