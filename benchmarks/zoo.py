@@ -46,13 +46,12 @@ PHOTOS = 2
 # Random weights score low: the tests' threshold, so that every model has instances to compare.
 SCORE_THRESH_TEST = 0.01
 PIPELINES_PER_SERVER = 6  # ~1 GB each at rest for an R50; a server start costs ~15 s
-# A server's wait for its models to load (with their warm-up): 300 s plus this a pipeline.
-# On 2 AVX2-only cores the X152 cascade's detector was still loading after 300 s, in a batch
-# (the other four pipelines loaded in 2.5 min) and alone; its row then said only that.
+# A server's wait for its models to load (with their warm-up): TritonServer's own wait plus
+# this a pipeline. On 2 AVX2-only cores the X152 cascade's detector was still loading after
+# 300 s, in a batch (the other four pipelines loaded in 2.5 min) and alone; its row then said
+# only that.
 READY_S_PER_PIPELINE = 300
 EXPORT_TIMEOUT_S = 1200
-# How the exporter's TraceMismatchError for a staged export begins (export_tools.trace.files).
-STAGES_REFUSED = "stages: "
 
 
 def export(row: Row, repository: Path) -> None:
@@ -62,8 +61,10 @@ def export(row: Row, repository: Path) -> None:
     on its sample (``TraceMismatchError``, "stages: ...") is exported again with ``--exact``,
     as a user would; the row keeps the refusal (``Row.staged_refused``).
     """
+    from export_tools.errors import STAGES_MISMATCH
+
     failure = _run_export(row, repository)
-    if failure is not None and failure.startswith(STAGES_REFUSED):
+    if failure is not None and failure.startswith(STAGES_MISMATCH):
         row.staged_refused = failure
         failure = _run_export(row, repository, "--exact")
     if failure is not None:
@@ -103,6 +104,7 @@ def compare_served(rows: list[Row], repository: Path, photos: list[Path]) -> Non
     a repository of its own pipeline's folders (links), so the failure is that row's.
     """
     from d2_triton.server import ServerEnvironment, TritonServer
+    from d2_triton.server.process import READY_TIMEOUT_S
     from d2_triton.testing.gateway import SERVER_ENV
     from d2_triton.testing.ports import loopback_server_options
 
@@ -110,7 +112,7 @@ def compare_served(rows: list[Row], repository: Path, photos: list[Path]) -> Non
     options = loopback_server_options(repository)
     log = repository / "tritonserver.log"
     try:
-        ready_timeout = 300 + READY_S_PER_PIPELINE * len(rows)
+        ready_timeout = READY_TIMEOUT_S + READY_S_PER_PIPELINE * len(rows)
         server = TritonServer(options, environment, log_path=log, ready_timeout=ready_timeout)
         server.__enter__()
     except Exception as error:
@@ -263,8 +265,8 @@ def rejudge(summary: ZooSummary, work: Path, configs: list[str]) -> None:
             answers.judge(row)
             judged.append(row)
     summary.record(judged)
-    known = {row.config for row in summary.ordered()}
-    refresh_twins(summary, find_twins([c for c in configs if c not in known], served_keys(summary)))
+    unknown = [config for config in configs if config not in summary.rows]
+    refresh_twins(summary, find_twins(unknown, served_keys(summary)))
     print(f"judged again: {len(judged)} rows with kept answers")
 
 

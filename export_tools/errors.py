@@ -27,6 +27,11 @@ class TraceMismatchError(ExportError):
     """The traced (or frozen) model does not answer as the eager model does on the sample."""
 
 
+# How a TraceMismatchError of the staged split's check begins (``export_tools.trace.files``):
+# a caller that can fall back to ``--exact`` (the zoo run) tells it from the others by it.
+STAGES_MISMATCH = "stages: "
+
+
 class LabelMapError(ExportError):
     """No class names: the label map cannot be read, or neither it nor the dataset gives any."""
 

@@ -24,6 +24,9 @@ from d2_triton.server.watchdog import (
     version_folders,
 )
 
+# How long the server may take to load every model before it counts as failed to start.
+READY_TIMEOUT_S = 300.0
+
 
 class TritonServer:
     """A tritonserver child process and its front; a context manager that waits for readiness.
@@ -42,7 +45,7 @@ class TritonServer:
         environment: ServerEnvironment | None = None,
         log_path: Path | None = None,
         cache_dir: Path | None = None,
-        ready_timeout: float = 300.0,
+        ready_timeout: float = READY_TIMEOUT_S,
     ):
         self.options = options
         self.ready_timeout = ready_timeout
@@ -122,7 +125,7 @@ class TritonServer:
         inference = self.model_statistics(model)["inference_stats"]
         return int(inference["success"]["count"]) + int(inference["fail"]["count"])
 
-    def wait_ready(self, timeout: float | None = 300.0) -> None:
+    def wait_ready(self, timeout: float | None = READY_TIMEOUT_S) -> None:
         """Wait until ready; RuntimeError if it exits first, TimeoutError after ``timeout``.
 
         The default is a hang catcher: the four models load in ~10 s on 2 cores.  Triton is

@@ -16,7 +16,7 @@ import torch
 from d2_triton.serving import torchscript
 from d2_triton.serving.stages import PLAN_FILE, Stage, StagedModel, StagePlan, available_cores
 from d2_triton.vision import parity
-from export_tools.errors import TraceMismatchError
+from export_tools.errors import STAGES_MISMATCH, TraceMismatchError
 from export_tools.trace.split import TracedStage
 
 
@@ -87,9 +87,10 @@ def verify_stages(folder: Path, expected: dict[str, torch.Tensor], image: torch.
         ("staged", staged, pairing.unpaired_other),
     ):
         for index in unpaired:
-            if not parity.at_cut(float(answer.scores[index]), cut):
+            score = float(answer.scores[index])
+            if not parity.at_cut(score, cut):
                 raise TraceMismatchError(
-                    f"stages: {side} instance {index} (score {float(answer.scores[index]):.4f}) "
+                    f"{STAGES_MISMATCH}{side} instance {index} (score {score:.4f}) "
                     "has no counterpart within the box and score tolerances"
                 )
     return len(pairing.unpaired_reference) + len(pairing.unpaired_other) + swapped
@@ -100,11 +101,13 @@ def _verify_logits(served: torch.Tensor, expected: torch.Tensor) -> None:
     scale = max(1.0, float(expected.abs().max()))
     if served.shape != expected.shape:
         raise TraceMismatchError(
-            f"stages: semantic logits {list(served.shape)}, eager {list(expected.shape)}"
+            f"{STAGES_MISMATCH}semantic logits {list(served.shape)}, eager {list(expected.shape)}"
         )
     error = float((served - expected).abs().max())
     if error > parity.LOGITS_TOLERANCE * scale:
-        raise TraceMismatchError(f"stages: semantic logits differ from eager by {error:.2e}")
+        raise TraceMismatchError(
+            f"{STAGES_MISMATCH}semantic logits differ from eager by {error:.2e}"
+        )
 
 
 @dataclass(frozen=True)
