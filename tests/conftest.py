@@ -20,6 +20,7 @@ from helpers.exports import (
 from helpers.parity import MEASURED
 from helpers.photos import write_photos
 from helpers.servers import GatewayProcess, ServerPool
+from helpers.training import BackgroundTraining
 
 REPORT_DIR = cache_dir() / "reports"
 
@@ -83,8 +84,6 @@ def gateway(fast_server, tmp_path_factory):
 # on 2 cores): Mask R-CNN at Detectron2's size, then other repositories, then the plumbing
 # tests on the fast server.  Modules not named keep their place after these.
 MODULE_ORDER = (
-    "test_accuracy",
-    "test_page",
     "test_serving",
     "test_gateway_masks",
     "test_parity",
@@ -99,15 +98,42 @@ MODULE_ORDER = (
     "test_gateway_openapi",
     "test_load_and_faults",
 )
+# The modules that need the model trained here run after everything else: its training
+# starts with the session, in the background (helpers.training), and has until then.
+TRAINED_MODEL_MODULES = ("test_accuracy", "test_page")
+_training: list[BackgroundTraining] = []
+
+
+def _rank(item) -> int:
+    name = item.path.stem
+    if item.path.parent.name != "integration":
+        return len(MODULE_ORDER)
+    if name in TRAINED_MODEL_MODULES:
+        return len(MODULE_ORDER) + 1 + TRAINED_MODEL_MODULES.index(name)
+    return MODULE_ORDER.index(name) if name in MODULE_ORDER else len(MODULE_ORDER)
 
 
 def pytest_collection_modifyitems(items) -> None:
-    def rank(item) -> int:
-        name = item.path.stem
-        in_order = item.path.parent.name == "integration" and name in MODULE_ORDER
-        return MODULE_ORDER.index(name) if in_order else len(MODULE_ORDER)
+    items.sort(key=_rank)  # stable: tests keep their order within a module
 
-    items.sort(key=rank)  # stable: tests keep their order within a module
+
+def pytest_collection_finish(session) -> None:
+    needs_model = any(item.path.stem in TRAINED_MODEL_MODULES for item in session.items)
+    if needs_model and not session.config.option.collectonly:
+        _training.append(BackgroundTraining())
+
+
+def pytest_sessionfinish() -> None:
+    for training in _training:
+        training.stop()
+
+
+@pytest.fixture(scope="session")
+def trained_model() -> Path:
+    """The shapes model's folder, once its background training (started with the session)
+    has ended."""
+    assert _training, "the session started no training (conftest.TRAINED_MODEL_MODULES)"
+    return _training[0].wait()
 
 
 def pytest_terminal_summary(terminalreporter) -> None:

@@ -1,7 +1,8 @@
 """The model trained here, served: accuracy equal to Detectron2's, labels from the dataset.
 
-On a fresh machine the first test trains the model (``training.train``, cached under
-``.cache/trained``); later runs reuse it.
+On a fresh machine the suite trains the model (``training.train``, cached under
+``.cache/trained``) in the background from its start (``helpers.training``), and runs these
+tests last; later runs reuse it.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ MIN_AP50 = 90.0
 
 
 @pytest.fixture(scope="module")
-def summary(tmp_path_factory, server_pool):
-    server_pool.stop()  # training and the accuracy run want both cores
+def summary(tmp_path_factory, server_pool, trained_model):
+    server_pool.stop()  # the accuracy run wants both cores
     return accuracy.measure(tmp_path_factory.mktemp("accuracy"))
 
 
@@ -45,10 +46,10 @@ def test_the_trained_model_is_good(summary):
 
 
 def test_labels_come_from_the_dataset_and_a_label_map_overrides_them(
-    summary, server_pool, tmp_path
+    summary, server_pool, trained_model, tmp_path
 ):
     """No hand-written label file: the export names classes from thing_classes."""
-    model = accuracy.TRAINED
+    model = trained_model
     served = accuracy.variants_repository(model, accuracy.VARIANTS, accuracy.EXPORTS)
     labels = json.loads((served / "postprocess" / "labels.json").read_text())  # "default"
     assert list(labels.values()) == list(shapes.CLASSES)

@@ -60,9 +60,9 @@ TAG_ROOM = (17, 90)
 
 
 @pytest.fixture(scope="module")
-def trained_repository(tmp_path_factory) -> Path:
+def trained_repository(tmp_path_factory, trained_model) -> Path:
     """The trained model's default pipeline alone (hard links into the accuracy exports)."""
-    source = accuracy.export_variants(accuracy.trained_model(), accuracy.VARIANTS, accuracy.EXPORTS)
+    source = accuracy.export_variants(trained_model, accuracy.VARIANTS, accuracy.EXPORTS)
     target = tmp_path_factory.mktemp("trained") / "repository"
     for folder in PipelineNames("default").models().values():
         shutil.copytree(source / folder, target / folder, copy_function=os.link)
