@@ -205,9 +205,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--base-lr", type=positive_float, default=TrainingSpec.base_lr)
     parser.add_argument("--seed", type=int, default=TrainingSpec.seed)
+    parser.add_argument("--threads", type=positive_int, help="torch threads (default: torch's)")
     args = parser.parse_args(argv)
     import_detectron2()
-    spec = TrainingSpec(args.max_iter, args.images_per_batch, args.base_lr, args.seed)
+    threads = args.threads or TrainingSpec.threads
+    spec = TrainingSpec(args.max_iter, args.images_per_batch, args.base_lr, args.seed, threads)
     out = train(args.out, args.data or default_data_dir(args.out), spec)
     info = json.loads((out / INFO_FILE).read_text())
     print(
