@@ -41,7 +41,8 @@ class TrainingSpec:
         images_per_batch: images per iteration.
         base_lr: peak learning rate (after warm-up), divided by 10 at 75 % and 90 %.
         seed: Detectron2's SEED (weights, data order, augmentation).
-        threads: torch threads (0: torch's default).
+        threads: torch threads (0: torch's default).  Not part of the checkpoint's key, as
+            the CPU is not: either changes how sums round, not what is trained.
     """
 
     max_iter: int = 1500
@@ -110,7 +111,6 @@ def training_key(
     digest = hashlib.sha256(data_spec.fingerprint().encode())
     digest.update(BASE_CONFIG.encode())
     digest.update(json.dumps(config_options(data, spec)).encode())
-    digest.update(str(spec.threads).encode())
     return digest.hexdigest()[:12]
 
 
