@@ -70,7 +70,7 @@ def accuracy() -> str:
         *(f"| {name} | " + " | ".join(f"{f[m]:.2f}" for m in metrics) + " |" for name, f in rows),
         "",
         f"Model: {summary['model']}; {summary['weights']}, trained in "
-        f"{summary['train_seconds'] / 60:.1f} minutes on 2 CPU cores "
+        f"{summary['train_seconds'] / 60:.1f} minutes on a 2-core machine "
         "(`benchmarks/results/accuracy/summary.json`).",
     ]
     return "\n".join(lines)
