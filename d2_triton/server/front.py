@@ -49,6 +49,7 @@ from d2_triton.names import (
     ROLES,
     PipelineNames,
 )
+from d2_triton.server.processes import stop_process
 
 # Room for the request's JSON header, parameters and framing, above the image itself.
 BODY_OVERHEAD_BYTES = 1 << 20
@@ -275,12 +276,7 @@ class Front:
 
     def stop(self, timeout: float = 20.0) -> None:
         """SIGQUIT (finish requests in flight), then SIGKILL after ``timeout``."""
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGQUIT)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        if self.process is not None:
+            stop_process(self.process, timeout, signal.SIGQUIT, group=True)
         if self.prefix is not None:
             shutil.rmtree(self.prefix, ignore_errors=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import time
 import urllib.error
@@ -17,7 +16,7 @@ from d2_triton.errors import ProcessExitedError
 from d2_triton.server.environment import ServerEnvironment
 from d2_triton.server.front import Front, pipeline_limits
 from d2_triton.server.options import LOOPBACK, ServerOptions
-from d2_triton.server.processes import live_stubs
+from d2_triton.server.processes import live_stubs, stop_process
 from d2_triton.server.watchdog import (
     ModelReloader,
     ReloadWatchdog,
@@ -196,14 +195,9 @@ class TritonServer:
             self.watchdog.stop()  # the stubs are about to exit on purpose
         if self.front is not None:
             self.front.stop()
-        if self.process is None or self.process.poll() is not None:
-            return None if self.process is None else self.process.returncode
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            return self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            return self.process.wait()
+        if self.process is None:
+            return None
+        return stop_process(self.process, timeout, group=True)
 
     def __enter__(self) -> TritonServer:
         """Start, wait until ready, start the watchdog; stop again if any of it fails."""

@@ -1,12 +1,18 @@
-"""The tritonserver process tree: which Python-backend stub serves which model, and its RSS.
+"""The server's processes: the tritonserver tree, and how a started process is stopped.
 
-Used by the reload watchdog (d2_triton.server) to notice a stub that died, by the benchmarks
-and the soak script to sample memory per process, and by the tests to check that no stub
-was restarted (or to kill one on purpose).  Linux /proc only.
+Which Python-backend stub serves which model, and its RSS: used by the reload watchdog
+(d2_triton.server) to notice a stub that died, by the benchmarks and the soak script to
+sample memory per process, and by the tests to check that no stub was restarted (or to kill
+one on purpose); Linux /proc only.  :func:`stop_process` is the one way this project stops
+a process it started (tritonserver, the front, the gateway, the suite's background
+training).
 """
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,3 +97,30 @@ def rss_by_process(root_pid: int) -> dict[str, int]:
     for process in process_tree(root_pid):
         totals[process.name] = totals.get(process.name, 0) + process.rss_bytes
     return totals
+
+
+def stop_process(
+    process: subprocess.Popen,
+    timeout: float,
+    first: signal.Signals = signal.SIGTERM,
+    group: bool = False,
+) -> int:
+    """Send ``first`` (to its process group if ``group``), then SIGKILL after ``timeout``.
+
+    Returns the exit status; a process that has ended already is only reaped.
+    """
+    if process.poll() is not None:
+        return process.returncode
+
+    def send(signal_number: signal.Signals) -> None:
+        if group:
+            os.killpg(process.pid, signal_number)
+        else:
+            process.send_signal(signal_number)
+
+    send(first)
+    try:
+        return process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        send(signal.SIGKILL)
+        return process.wait()

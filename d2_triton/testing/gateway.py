@@ -11,6 +11,7 @@ from pathlib import Path
 
 from d2_triton.cache import cache_dir
 from d2_triton.errors import ProcessExitedError
+from d2_triton.server.processes import stop_process
 from d2_triton.testing.ports import free_ports
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -73,10 +74,5 @@ class GatewayProcess:
 
     def __exit__(self, *exc_info) -> None:
         """Stop it (SIGTERM, then SIGKILL after 20 s)."""
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process:
+            stop_process(self.process, 20)

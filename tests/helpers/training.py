@@ -1,30 +1,30 @@
 """The shapes model's training, run beside the rest of the suite instead of before it.
 
 On a fresh machine the trained model (``benchmarks.accuracy.TRAINED``) is the single longest
-piece of the suite: 12 to 22 minutes on 2 cores, depending on the CPU.  Most of the other
-tests leave a core idle much of the time (unit tests, single-threaded Python, servers
+piece of the suite: 12 to 22 minutes on 2 cores, depending on the CPU.  Many of the other
+tests leave a core idle part of the time (unit tests, single-threaded Python, servers
 starting, clients waiting for answers), so the suite starts ``python -m training.train`` as
 a background process at the lowest CPU priority as soon as it knows a test needs the model,
-and runs those tests last.  Nice 19 gives the training what the other tests leave (about
-1.5 % of a core it competes for), so they run nearly as fast as without it.  It trains on
-one thread (``benchmarks.accuracy.TRAINING`` says why); it is seeded, so the checkpoint is
-the same however it was scheduled.
+and runs those tests last.  Nice 19 gives the training mostly what the other tests leave;
+on 2 AVX2-only cores the tests it ran beside still took 30-45 % longer, and the whole run
+10 minutes less (docs/testing.md).  It trains on one thread (``benchmarks.accuracy.TRAINING``
+says why); it is seeded, so the checkpoint is the same however it was scheduled.
 """
 
 from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from benchmarks import accuracy
 from d2_triton.cache import cache_dir
+from d2_triton.server.processes import stop_process
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LOG = cache_dir() / "reports" / "training.log"
-# A hang catcher only: training takes 12-22 minutes alone on 2 cores, longer while it
-# yields to the rest of the suite, which takes under 90 minutes in all.
+# A hang catcher only: training on one thread takes ~28 minutes alone on 2 AVX2-only cores
+# (41 beside the other tests), and the whole suite under 90.
 WAIT_S = 3 * 3600
 
 
@@ -45,7 +45,6 @@ class BackgroundTraining:
             *("--base-lr", str(spec.base_lr), "--seed", str(spec.seed)),
             *("--threads", str(spec.threads)),
         ]
-        self.started = time.monotonic()
         self.process = subprocess.Popen(
             command, cwd=REPO_ROOT, stdout=self._log, stderr=subprocess.STDOUT
         )
@@ -65,11 +64,5 @@ class BackgroundTraining:
 
     def stop(self) -> None:
         """End the process if it still runs (the session ends early)."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, 30)
         self._log.close()
