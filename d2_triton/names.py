@@ -90,6 +90,9 @@ def triton_mask_format(json_mask_format: str) -> str:
     return "none" if json_mask_format == "none" else "rle"
 
 
+# The launcher's account of each pipeline's health, on the front's HTTP port
+# (d2_triton.server.status); the gateway and its page show it.
+PIPELINE_HEALTH_PATH = "/d2t/pipelines"
 # Default ports: Triton's own defaults (HTTP, gRPC, metrics) and the REST gateway's.
 DEFAULT_PORTS = {"http": 8000, "grpc": 8001, "metrics": 8002}
 GATEWAY_PORT = 8080

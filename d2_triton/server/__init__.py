@@ -2,8 +2,10 @@
 
 Split by concern: ``environment`` (the Python environment, the binary, the backend
 directory), ``front`` (nginx before tritonserver: complete, checked, admitted requests
-only), ``process`` (options, start, readiness, stop), ``watchdog`` (reloading a model whose
-Python-backend stub died) and ``cli`` (``python -m d2_triton.server``).
+only), ``process`` (options, start, readiness, stop), ``watchdog`` (noticing a model whose
+Python-backend stub died, or whose versions changed) and ``reloader`` (loading it again),
+``health`` (each pipeline's state, the one source of readiness), ``status`` (the endpoint
+the front asks for readiness and metrics) and ``cli`` (``python -m d2_triton.server``).
 """
 
 from d2_triton.errors import ServerEnvironmentError

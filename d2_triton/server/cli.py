@@ -28,6 +28,9 @@ from d2_triton.server.watchdog import log
 
 # Seconds before starting a crashed server again; doubled while it keeps crashing (30 at most).
 FIRST_RESTART_DELAY_S = 1.0
+# The exit status when the reload watchdog stopped looking: nothing would heal a dead stub, so
+# the launcher ends and its supervisor (a container's restart policy) starts it again.
+WATCHDOG_STALLED_EXIT = 3
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -170,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         running[:] = [server]
         started = time.monotonic()
         code = serve_in_foreground(server, stopping)
-        if stopping.is_set() or args.no_restart:
+        if stopping.is_set() or args.no_restart or code == WATCHDOG_STALLED_EXIT:
             return code
         # The same admin key again (the gateway keeps working); back off while it keeps dying.
         delay = FIRST_RESTART_DELAY_S if time.monotonic() - started > 60 else min(delay * 2, 30)
@@ -229,6 +232,14 @@ def serve_in_foreground(server: TritonServer, stopping: threading.Event) -> int:
     # Either process ending ends both: a Triton nobody can reach, or a front to a dead Triton,
     # serves no one.  main() starts them again (as would a container's restart policy).
     while server.exited() is None and not stopping.is_set():
+        if server.watchdog is not None and server.watchdog.stalled():
+            log(
+                "the reload watchdog has stopped looking at the stubs "
+                f"({server.watchdog.seconds_since_tick():.0f} s since its last look); exiting "
+                "rather than serving unwatched"
+            )
+            server.stop()
+            return WATCHDOG_STALLED_EXIT
         time.sleep(0.5)
     if stopping.is_set():
         return server.stop() or 0

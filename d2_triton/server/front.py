@@ -62,6 +62,12 @@ NJS_MODULE = Path("/usr/lib/nginx/modules/ngx_http_js_module.so")
 # Bodies of every other call (health, metadata, config, logging, ...): small JSON.
 OTHER_BODY_BYTES = 1 << 20
 NGINX = "nginx"
+# The gRPC calls the front sends to the launcher's status endpoint instead of to Triton
+# (d2_triton.server.status_grpc); gRPC's paths are /<service>/<method>.
+GRPC_READINESS_CALLS = (
+    "/inference.GRPCInferenceService/ServerReady",
+    "/inference.GRPCInferenceService/ModelReady",
+)
 # nginx's temp folders (each must be writable by its workers, even those it never uses).
 TEMP_KINDS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
 
@@ -132,7 +138,12 @@ def pipeline_limits(repository: Path, max_in_flight: int | None = None) -> list[
 
 @dataclass(frozen=True)
 class FrontPorts:
-    """Where the front listens (``host``, public ports) and where Triton does (loopback)."""
+    """Where the front listens, and where Triton and the status endpoint do behind it.
+
+    ``host`` and the public ports are the front's; the others are on loopback: Triton's own
+    three and the launcher's status endpoint, HTTP and gRPC (``d2_triton.server.status``;
+    0: no front).
+    """
 
     host: str
     http: int
@@ -141,6 +152,8 @@ class FrontPorts:
     triton_http: int
     triton_grpc: int
     triton_metrics: int
+    status: int
+    status_grpc: int
 
 
 OWN_ERRORS = {
@@ -188,6 +201,10 @@ def render_config(ports: FrontPorts, limits: list[PipelineLimits], prefix: Path)
         "json_header_bytes": JSON_HEADER_BYTES,
         "retry_after": RETRY_AFTER_S,
         "error_pages": _error_pages(),
+        "grpc_readiness": "\n".join(
+            f"    location = {call} {{ grpc_pass grpc://d2t_status_grpc; }}"
+            for call in GRPC_READINESS_CALLS
+        ),
         **dataclasses.asdict(ports),
     }
     return Path(__file__).with_name("front.conf").read_text() % values

@@ -71,8 +71,9 @@ class ServerOptions:
     def ports(self) -> FrontPorts:
         """Where clients connect and where Triton listens (loopback ports behind a front)."""
         public = (self.http_port, self.grpc_port, self.metrics_port)
-        triton = tuple(free_ports(3)) if self.front else public
-        return FrontPorts(self.host, *public, *triton)
+        if not self.front:
+            return FrontPorts(self.host, *public, *public, 0, 0)
+        return FrontPorts(self.host, *public, *free_ports(5))
 
     def command(
         self, environment: ServerEnvironment, backend_directory: Path, ports: FrontPorts

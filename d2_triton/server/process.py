@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import time
 import urllib.error
@@ -15,13 +17,13 @@ from d2_triton import cache, names
 from d2_triton.errors import ProcessExitedError
 from d2_triton.server.environment import ServerEnvironment
 from d2_triton.server.front import Front, pipeline_limits
+from d2_triton.server.health import HealthBoard
 from d2_triton.server.options import LOOPBACK, ServerOptions
 from d2_triton.server.processes import live_stubs, stop_process
-from d2_triton.server.watchdog import (
-    ModelReloader,
-    ReloadWatchdog,
-    version_folders,
-)
+from d2_triton.server.reloader import ModelReloader, version_folders
+from d2_triton.server.status import StatusServer, StatusSource
+from d2_triton.server.status_grpc import GrpcStatusServer
+from d2_triton.server.watchdog import ReloadWatchdog, log
 
 # How long the server may take to load every model before it counts as failed to start.
 READY_TIMEOUT_S = 300.0
@@ -54,13 +56,23 @@ class TritonServer:
             / f"triton-backends-py{self.environment.python_version}"
         )
         self.ports = options.ports()
-        self.front = None
+        self.board = HealthBoard(
+            names.PipelineNames.in_repository(options.model_repository), log=log
+        )
+        self.front = self.status = None
         if options.front:
             limits = pipeline_limits(options.model_repository, options.max_in_flight)
             self.front = Front(self.ports, limits)
+            self.status = StatusSource(
+                self.board,
+                self.triton_http_url,
+                f"{LOOPBACK}:{self.ports.triton_metrics}",
+                watched=options.watchdog,
+            )
         self.log_path = log_path
         self.process: subprocess.Popen | None = None
         self.watchdog: ReloadWatchdog | None = None
+        self._status_servers: list[StatusServer | GrpcStatusServer] = []
 
     def command(self) -> list[str]:
         """The tritonserver command line."""
@@ -91,6 +103,10 @@ class TritonServer:
         self._write_admin_key()
         stdout = open(self.log_path, "ab") if self.log_path else None  # noqa: SIM115
         if self.front is not None:
+            self._status_servers = [
+                StatusServer(self.ports.status, self.status).start(),
+                GrpcStatusServer(self.ports.status_grpc, self.status).start(),
+            ]
             self.front.start(stdout)
         self.process = subprocess.Popen(
             self.command(),
@@ -102,10 +118,17 @@ class TritonServer:
         return self
 
     def is_ready(self, through_front: bool = True) -> bool:
-        """Whether the server answers ready (every model loaded), through the front or not."""
+        """Whether the server answers ready, through the front or directly.
+
+        Through the front it is the launcher's account (``d2_triton.server.status``);
+        directly, Triton's own (every model loaded).
+        """
+        return self._answers("/v2/health/ready", through_front)
+
+    def _answers(self, path: str, through_front: bool) -> bool:
         try:
             where = self.http_url if through_front else self.triton_http_url
-            with urllib.request.urlopen(f"http://{where}/v2/health/ready", timeout=2) as response:
+            with urllib.request.urlopen(f"http://{where}{path}", timeout=2) as response:
                 return response.status == 200
         except (urllib.error.URLError, OSError):
             return False
@@ -129,7 +152,8 @@ class TritonServer:
 
         The default is a hang catcher: the four models load in ~10 s on 2 cores.  Triton is
         asked directly until it is ready (it opens its port only then, and the front would
-        log every refused probe), then once through the front.
+        log every refused probe), then whether the front passes calls on (liveness: its
+        readiness waits for the watchdog, which starts after this).
         """
         deadline = time.monotonic() + (float("inf") if timeout is None else timeout)
         through_front = False
@@ -137,7 +161,8 @@ class TritonServer:
             exited = self.exited()
             if exited:
                 raise ProcessExitedError(f"{exited} before it was ready{self._log_hint()}")
-            if self.is_ready(through_front):
+            path = "/v2/health/live" if through_front else "/v2/health/ready"
+            if self._answers(path, through_front):
                 if through_front or self.front is None:
                     return
                 through_front = True
@@ -179,25 +204,54 @@ class TritonServer:
         """Once ready: watch stubs and version folders (if ``options.watchdog``)."""
         if self.options.watchdog and self.watchdog is None:
             pid = self.process.pid
-            reloader = ModelReloader(self.triton_http_url, self.options.admin_key)
+            reloader = ModelReloader(f"{LOOPBACK}:{self.ports.triton_grpc}", self.options.admin_key)
             repository = self.options.model_repository
             self.watchdog = ReloadWatchdog(
-                lambda: live_stubs(pid), reloader, lambda: version_folders(repository)
+                lambda: live_stubs(pid), reloader, self.board, lambda: version_folders(repository)
             ).start()
+            if self.status is not None:
+                self.status.watch(self.watchdog)
 
     def stop(self, timeout: float = 60.0) -> int | None:
         """Stop the front and tritonserver; returns tritonserver's exit code.
 
         The front stops gracefully, then tritonserver gets SIGTERM (it drains requests in
-        flight) and SIGKILL after ``timeout``.
+        flight) and SIGKILL after ``timeout``, or as soon as only dead instances are left
+        (Triton 2.51 waits its whole exit timeout, 30 s, for an instance whose stub died,
+        even one the watchdog has replaced).  What is left of a tritonserver that died is
+        killed: its stubs serve no one.
         """
+        dead = []
         if self.watchdog is not None:
             self.watchdog.stop()  # the stubs are about to exit on purpose
+            dead = self.watchdog.models_with_dead_instances()
         if self.front is not None:
             self.front.stop()
+        for status_server in self._status_servers:
+            status_server.stop()
         if self.process is None:
             return None
-        return stop_process(self.process, timeout, group=True)
+        if dead and self.process.poll() is None:
+            return self._stop_with_dead_instances(dead, timeout)
+        code = stop_process(self.process, timeout, group=True)
+        with contextlib.suppress(ProcessLookupError):  # orphaned stubs of a crashed server
+            os.killpg(self.process.pid, signal.SIGKILL)
+        return code
+
+    def _stop_with_dead_instances(self, dead: list[str], timeout: float) -> int:
+        """SIGTERM; once every live stub has exited, SIGKILL what is left of tritonserver.
+
+        Returns 0 for that deliberate kill, else tritonserver's exit code.
+        """
+        os.killpg(self.process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while self.process.poll() is None and time.monotonic() < deadline:
+            if not live_stubs(self.process.pid):
+                log(f"stopping: only dead instances ({', '.join(dead)}) are left; not waiting")
+                stop_process(self.process, 0, signal.SIGKILL, group=True)
+                return 0
+            time.sleep(0.2)
+        return stop_process(self.process, 0, signal.SIGKILL, group=True)
 
     def __enter__(self) -> TritonServer:
         """Start, wait until ready, start the watchdog; stop again if any of it fails."""

@@ -4,47 +4,58 @@ Triton 2.51's Python backend does not restart a stub that dies (a crash, the OOM
 every later request to that model fails with "Stub process ... is not healthy" while the
 model still reports READY.  The launcher therefore runs tritonserver with explicit model
 control (the model-repository API restricted to a per-start secret header) and a
-:class:`ReloadWatchdog`: when a model's stub process is gone, the model is reloaded in place,
-which starts a new stub.  Requests in flight get errors, never hang; service resumes within
-the model's load time (about 7 s for the detector on 2 CPU cores).
+:class:`ReloadWatchdog`: when a model has fewer live stubs than it had when healthy, it is
+reloaded in place, which starts new stubs.  Requests in flight get errors, never hang;
+service resumes within the model's load time (7-20 s for a detector on 2 CPU cores).  Until
+then the model is broken or reloading on the health board (``d2_triton.server.health``),
+and readiness says so.
 
-The same thread loads new model versions: when a model's numbered version folders change
+The same watchdog loads new model versions: when a model's numbered version folders change
 (an export added ``detector/2``, or an operator removed it to roll back), the model is
 loaded again through the same restricted API, and Triton serves its latest version.  Triton
 keeps the previous version serving until the new one is ready, so the switch loses no
-request.
+request, and the model stays ready on the board.
 """
 
 from __future__ import annotations
 
-import json
+import enum
 import sys
 import threading
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
-from d2_triton.names import ADMIN_HEADER, model_version
+from d2_triton.errors import D2TritonError
+from d2_triton.server.health import HealthBoard, ModelState
 
-# Config parameter whose new value makes Triton load an otherwise unchanged config again.
-RELOAD_GENERATION_PARAMETER = "d2t_reload_generation"
 # Seconds before retrying a failed reload: 5, 10, 20, 40, then 60 at most.
 FIRST_RETRY_S = 5.0
 LAST_RETRY_S = 60.0
+# A watchdog that has not looked for this long is stuck: the launcher exits rather than run
+# unwatched (its restart policy starts everything again).  A look takes milliseconds (reloads
+# run in threads of their own), so only a hung thread misses 30 of them.
+STALLED_AFTER_S = 30.0
+
+
+class Reason(enum.Enum):
+    """Why a model is reloaded."""
+
+    DIED = "died"  # it has fewer live stubs than when healthy: it can only fail until reloaded
+    VERSIONS = "versions"  # its version folders changed: Triton should serve the latest
 
 
 @dataclass(frozen=True)
 class Reload:
-    """One reload by the watchdog; times are ``time.monotonic()``."""
+    """One reload by the watchdog; times are the watchdog's clock (``time.monotonic()``)."""
 
     model: str
     succeeded: bool
     started_at: float
     finished_at: float
+    reason: str = Reason.DIED.value
+    error: str = ""
 
     @property
     def seconds(self) -> float:
@@ -52,98 +63,78 @@ class Reload:
         return self.finished_at - self.started_at
 
 
-class ModelReloader:
-    """Loads a model again, in place, through Triton's restricted model-repository API.
-
-    Triton skips a load whose config is unchanged, so the served config goes back with one
-    more parameter, ``d2t_reload_generation``; the model stays loaded meanwhile, so the
-    ensemble never disappears (an unload would make it answer 404 to every request, bad
-    ones included, until the load is done).
-    """
-
-    def __init__(self, http_url: str, admin_key: str, load_timeout: float = 600.0):
-        self.http_url = http_url
-        self.admin_key = admin_key
-        self.load_timeout = load_timeout
-        self._generation = 0
-
-    def __call__(self, model: str) -> None:
-        """Reload ``model``; raises URLError or OSError when Triton refuses or is gone."""
-        base = f"http://{self.http_url}/v2"
-        name = urllib.parse.quote(model)
-        with urllib.request.urlopen(f"{base}/models/{name}/config", timeout=30) as response:
-            config = json.load(response)
-        self._generation += 1
-        parameters = config.setdefault("parameters", {})
-        parameters[RELOAD_GENERATION_PARAMETER] = {"string_value": str(self._generation)}
-        request = urllib.request.Request(
-            f"{base}/repository/models/{name}/load",
-            data=json.dumps({"parameters": {"config": json.dumps(config)}}).encode(),
-            headers={ADMIN_HEADER: self.admin_key},
-            method="POST",
-        )
-        with urllib.request.urlopen(request, timeout=self.load_timeout) as response:
-            response.read()
+def start_thread(target: Callable[[], None], name: str) -> None:
+    """Run ``target`` in a daemon thread (the watchdog's way of running a reload)."""
+    threading.Thread(target=target, name=name, daemon=True).start()
 
 
-def version_folders(repository: Path) -> dict[str, frozenset[str]]:
-    """Model name -> the version folders Triton would load (``schema.model_version``)."""
-    return {
-        model.name: frozenset(
-            version.name
-            for version in model.iterdir()
-            if version.is_dir() and model_version(version.name) is not None
-        )
-        for model in repository.iterdir()
-        if (model / "config.pbtxt").is_file()
-    }
+@dataclass
+class _Watch:
+    """The watchdog's bookkeeping of one model (touched by the looking thread only)."""
+
+    expected: int = 1  # live stubs when healthy: the count at first sight, at least one
+    pids: frozenset[int] = frozenset()  # the live stubs at the last look, for the log
+    failures: int = 0  # failed reloads in a row
+    due: float | None = None  # a reload is wanted from then on
+    reason: Reason | None = None
+    running: bool = False
+    outcome: Reload | None = None  # a finished reload, set by its thread, taken by a look
 
 
 class ReloadWatchdog:
     """Reloads a model whose stub died or whose versions changed; :meth:`tick` is one look.
 
-    A stub seen before and gone now (or a zombie) means its model instance can only fail
-    from now on, so the model is reloaded.  A model whose version folders changed (see
-    ``version_folders``) is reloaded so that Triton serves its latest version.  A failed
-    reload is retried with back-off.  Stubs a reload replaced exit on their own afterwards;
-    they are retired, not mourned.  Stop the watchdog before stopping the server, or the
-    server's own shutdown looks like dying stubs.
+    Each look compares every watched model's live stubs with the count it had when it was
+    healthy: fewer means an instance can only fail from now on, and the model is reloaded.
+    The comparison is of states, not of changes between two looks, so nothing that dies
+    between looks, during another model's reload or right after its own is missed, and a
+    reused pid means nothing.  Reloads run in threads of their own (one per model at a
+    time), so a detector's 20 s load delays no other model's detection or reload; a failed
+    reload is retried with back-off.  Stubs a reload replaced exit on their own; while they
+    linger they only count towards the healthy number.  Stop the watchdog before stopping
+    the server, or the server's own shutdown looks like dying stubs.
 
     Args:
         list_stubs: model name -> pids of its live stubs (``processes.live_stubs``).
-        reload_model: reloads one model; raises URLError or OSError when that fails.
+        reload_model: reloads one model (``reloader.ModelReloader``); raises when that fails.
+        board: the health board whose models are watched; the watchdog writes their states.
         list_versions: model name -> its version folders (``version_folders``); None: do
             not watch versions.  Models that appear later are not loaded.
-        interval: seconds between two ticks of the background thread.
+        interval: seconds between two looks of the background thread.
         clock: the time source (``time.monotonic``; tests pass their own).
+        run: how a reload is run (``start_thread``; tests run it when they choose).
     """
 
     def __init__(
         self,
         list_stubs: Callable[[], dict[str, set[int]]],
         reload_model: Callable[[str], None],
+        board: HealthBoard,
         list_versions: Callable[[], dict[str, frozenset[str]]] | None = None,
         interval: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        run: Callable[[Callable[[], None], str], None] = start_thread,
     ):
         self.list_stubs = list_stubs
         self.reload_model = reload_model
+        self.board = board
         self.list_versions = list_versions
         self.interval = interval
         self.clock = clock
+        self.run = run
         self.reloads: list[Reload] = []
-        self._known: dict[str, set[int]] | None = None
+        self.tick_errors = 0
+        self._died: set[str] = set()
+        self._watches: dict[str, _Watch] | None = None
         self._versions: dict[str, frozenset[str]] | None = None
-        self._retired: set[int] = set()  # stubs a reload replaced: they exit on their own
-        self._pending: dict[str, tuple[int, float]] = {}  # model -> (failed reloads, due)
+        self._last_tick = clock()
+        self._outcomes = threading.Lock()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="stub-watchdog", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name="stub-watchdog", daemon=True)
 
     def start(self) -> ReloadWatchdog:
-        """Learn the current stubs and start watching them in a background thread."""
-        self._known = self.list_stubs()
-        if self.list_versions is not None:
-            self._versions = self.list_versions()
+        """Learn the healthy stubs and start watching in a background thread."""
+        self._learn()
         self._thread.start()
         return self
 
@@ -152,79 +143,147 @@ class ReloadWatchdog:
         self._stop.set()
 
     def stop(self) -> None:
-        """End the thread and wait for it."""
+        """End the thread and wait for it (a reload in flight ends with the server)."""
         self.request_stop()
         if self._thread.is_alive():
             self._thread.join()
 
+    def seconds_since_tick(self) -> float:
+        """The heartbeat: seconds since the last look began."""
+        return self.clock() - self._last_tick
+
+    def stalled(self) -> bool:
+        """Whether the watchdog has stopped looking (its thread died or hangs)."""
+        if self._stop.is_set():
+            return False
+        return not self._thread.is_alive() or self.seconds_since_tick() > max(
+            STALLED_AFTER_S, 10 * self.interval
+        )
+
+    def models_with_dead_instances(self) -> list[str]:
+        """Models a stub of which died while this server ran, healed or not.
+
+        Triton 2.51 never unloads an instance whose stub died, not even after the reload that
+        replaced it: stopping the server waits its whole exit timeout (30 s) for it.
+        """
+        return sorted(self._died)
+
     def tick(self) -> None:
-        """One look: schedule models that lost a stub or changed versions, reload those due."""
-        if self._known is None:
-            self._known = self.list_stubs()
-        current = self.list_stubs()
-        for model, pids in self._known.items():
-            lost = pids - current.get(model, set())
-            if lost and model not in self._pending:
-                log(
-                    f"stub of model {model!r} (pid {', '.join(map(str, sorted(lost)))}) "
-                    "died; reloading the model"
-                )
-                self._pending[model] = (0, self.clock())
+        """One look: take finished reloads, find dead stubs and new versions, start reloads."""
+        self._last_tick = self.clock()
+        if self._watches is None:
+            self._learn()
+        self._take_outcomes()
+        stubs = self.list_stubs()
+        for model in self.board.models:
+            self._look_at(model, self._watches[model], frozenset(stubs.get(model, ())))
         self._schedule_version_changes()
-        for model, (failures, due) in list(self._pending.items()):
-            if self.clock() < due or self._stop.is_set():
-                continue
-            replaced = self.list_stubs().get(model, set())
-            if self._reload(model):
-                del self._pending[model]
-                self._retired |= replaced
-            else:
-                retry = min(LAST_RETRY_S, FIRST_RETRY_S * 2**failures)
-                self._pending[model] = (failures + 1, self.clock() + retry)
-        # Learn the stubs as they are now; a model waiting for its reload is learnt once back.
-        self._known = {
-            model: pids - self._retired
-            for model, pids in self.list_stubs().items()
-            if model not in self._pending
+        self._start_due_reloads()
+
+    def _learn(self) -> None:
+        """The healthy number of stubs of each watched model (the server is ready now)."""
+        stubs = self.list_stubs()
+        self._watches = {
+            model: _Watch(
+                expected=max(1, len(stubs.get(model, ()))), pids=frozenset(stubs.get(model, ()))
+            )
+            for model in self.board.models
         }
+        if self.list_versions is not None:
+            self._versions = self.list_versions()
+
+    def _look_at(self, model: str, watch: _Watch, live: frozenset[int]) -> None:
+        """Compare a model's live stubs with its healthy count; a reload's own look waits."""
+        lost, watch.pids = watch.pids - live, live
+        if watch.running:
+            return
+        if len(live) >= watch.expected:
+            if watch.reason is Reason.DIED:  # back (its reload's stubs came up): nothing to do
+                watch.due = watch.reason = None
+            self.board.set(model, ModelState.READY)
+            return
+        state = self.board.model(model).state
+        if state is not ModelState.BROKEN:  # newly dead, or again right after its reload
+            pids = f"pid {', '.join(map(str, sorted(lost)))}" if lost else "no live stub"
+            after = " after its reload" if state is ModelState.RELOADING else ""
+            detail = f"stub died{after} ({pids})"
+            log(f"model {model!r}: {detail}; reloading it")
+            self.board.set(model, ModelState.BROKEN, detail)
+            self._died.add(model)
+        if watch.due is None or watch.reason is not Reason.DIED:
+            watch.due, watch.reason = self.clock(), Reason.DIED
 
     def _schedule_version_changes(self) -> None:
         """Schedule a reload of each model whose version folders changed (none left: no)."""
-        if self.list_versions is None:
+        if self.list_versions is None or self._versions is None:
             return
-        versions = self.list_versions()
-        if self._versions is None:
-            self._versions = versions
-            return
-        for model, on_disk in versions.items():
+        for model, on_disk in self.list_versions().items():
             before = self._versions.get(model)
             if before is None or on_disk == before or not on_disk:
                 continue  # a model added later is not ours to load; an empty one cannot be
             self._versions[model] = on_disk
-            if model not in self._pending:
-                log(
-                    f"model {model!r}: versions {sorted(before, key=int)} -> "
-                    f"{sorted(on_disk, key=int)} on disk; loading the latest"
-                )
-                self._pending[model] = (0, self.clock())
+            watch = self._watches.get(model)
+            log(
+                f"model {model!r}: versions {sorted(before, key=int)} -> "
+                f"{sorted(on_disk, key=int)} on disk; loading the latest"
+            )
+            if watch is None:  # an ensemble: it has no stub to watch, only versions
+                watch = self._watches[model] = _Watch()
+            if watch.due is None:
+                watch.due, watch.reason = self.clock(), Reason.VERSIONS
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.tick()
+    def _start_due_reloads(self) -> None:
+        for model, watch in self._watches.items():
+            if watch.running or watch.due is None or self.clock() < watch.due:
+                continue
+            if self._stop.is_set():
+                return
+            watch.running = True
+            if watch.reason is Reason.DIED:
+                self.board.set(model, ModelState.RELOADING, "reloading after its stub died")
+            self.run(lambda m=model, w=watch: self._reload(m, w), f"reload-{model}")
 
-    def _reload(self, model: str) -> bool:
-        started = self.clock()
+    def _reload(self, model: str, watch: _Watch) -> None:
+        """Run one reload (in its own thread) and leave its outcome for the next look."""
+        started, error = self.clock(), ""
         try:
             self.reload_model(model)
-        except (urllib.error.URLError, OSError) as error:
-            detail = error.read().decode(errors="replace") if hasattr(error, "read") else error
-            log(f"reloading {model!r} failed: {detail}")
-            self.reloads.append(Reload(model, False, started, self.clock()))
-            return False
-        reload = Reload(model, True, started, self.clock())
-        log(f"model {model!r} reloaded in {reload.seconds:.1f} s; its new stub serves requests")
-        self.reloads.append(reload)
-        return True
+        except (D2TritonError, OSError) as failure:  # Triton refused, or is gone
+            error = str(failure)
+        except Exception:  # a bug must not end the watchdog: logged, then retried
+            error = traceback.format_exc()
+        outcome = Reload(model, not error, started, self.clock(), watch.reason.value, error)
+        with self._outcomes:
+            watch.outcome = outcome
+
+    def _take_outcomes(self) -> None:
+        """Record each finished reload; a failed one is retried after a back-off."""
+        for model, watch in self._watches.items():
+            with self._outcomes:
+                outcome, watch.outcome = watch.outcome, None
+            if outcome is None:
+                continue
+            watch.running = False
+            self.reloads.append(outcome)
+            if outcome.succeeded:
+                log(f"model {model!r} reloaded in {outcome.seconds:.1f} s ({outcome.reason})")
+                watch.failures, watch.due, watch.reason = 0, None, None
+                continue
+            retry = min(LAST_RETRY_S, FIRST_RETRY_S * 2**watch.failures)
+            watch.failures += 1
+            watch.due = self.clock() + retry
+            log(f"reloading {model!r} failed ({outcome.error.strip()}); again in {retry:.0f} s")
+            if outcome.reason == Reason.DIED.value:
+                detail = f"reload failed {watch.failures}x, next try in {retry:.0f} s"
+                self.board.set(model, ModelState.BROKEN, detail)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.tick()
+            except Exception:  # logged whole; the next look runs (a stuck one: ``stalled``)
+                self.tick_errors += 1
+                log(f"the watchdog's look failed; it goes on:\n{traceback.format_exc()}")
 
 
 def log(message: str) -> None:

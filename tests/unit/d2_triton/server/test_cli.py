@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
-from d2_triton.server.cli import main
+from d2_triton.server.cli import WATCHDOG_STALLED_EXIT, main, serve_in_foreground
 
 
 @pytest.mark.parametrize(
@@ -21,3 +23,42 @@ def test_bad_arguments_end_in_one_line(capsys, tmp_path, argv, says):
     assert exited.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and says in err, err
+
+
+class StalledWatchdog:
+    def stalled(self) -> bool:
+        return True
+
+    def seconds_since_tick(self) -> float:
+        return 42.0
+
+
+class RunningServer:
+    """A server whose processes run on and whose watchdog has stopped looking."""
+
+    def __init__(self):
+        self.watchdog = None
+        self.stopped = False
+
+    def start(self):
+        return self
+
+    def wait_ready(self, timeout):
+        pass
+
+    def start_watchdog(self):
+        self.watchdog = StalledWatchdog()
+
+    def exited(self):
+        return None
+
+    def stop(self):
+        self.stopped = True
+        return 0
+
+
+def test_a_stalled_watchdog_ends_the_launcher_with_its_own_status(capsys):
+    server = RunningServer()
+    assert serve_in_foreground(server, threading.Event()) == WATCHDOG_STALLED_EXIT
+    assert server.stopped
+    assert "the reload watchdog has stopped looking" in capsys.readouterr().err

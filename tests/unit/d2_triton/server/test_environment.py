@@ -76,7 +76,7 @@ def test_requirements_pin_numpy_below_2():
 def test_server_command_line():
     options = ServerOptions(Path("repo"), http_port=1, grpc_port=2, metrics_port=3)
     environment = ServerEnvironment(Path("/env"), "3.11", "1.26.4", Path("/site/pytriton"))
-    ports = FrontPorts("0.0.0.0", 1, 2, 3, 11, 12, 13)
+    ports = FrontPorts("0.0.0.0", 1, 2, 3, 11, 12, 13, 14, 15)
     command = options.command(environment, Path("/backends"), ports)
     assert command[0] == "/site/pytriton/tritonserver/bin/tritonserver"
     # Behind the front, Triton listens on loopback only, on ports of its own.

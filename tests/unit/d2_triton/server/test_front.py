@@ -12,6 +12,7 @@ from d2_triton.errors import ServerEnvironmentError
 from d2_triton.names import ADMITTED_PER_INSTANCE, PipelineNames
 from d2_triton.server.front import (
     BODY_OVERHEAD_BYTES,
+    GRPC_READINESS_CALLS,
     Front,
     FrontPorts,
     pipeline_limits,
@@ -74,12 +75,23 @@ def test_each_pipeline_counts_the_infer_calls_of_its_own_models(repository):
 
 
 def test_nginx_accepts_the_config(repository, tmp_path):
-    front = Front(FrontPorts("127.0.0.1", 1, 2, 3, 11, 12, 13), pipeline_limits(repository))
+    front = Front(FrontPorts("127.0.0.1", 1, 2, 3, 11, 12, 13, 14, 15), pipeline_limits(repository))
     config = front.write_config()
     try:
         text = config.read_text()
         assert "127.0.0.1:11" in text and "listen 127.0.0.1:1;" in text
         assert "limit_conn d2t_keypoints 32;" in text
+        # Readiness and metrics come from the launcher's status endpoint, not from Triton.
+        assert "upstream d2t_status { server 127.0.0.1:14; }" in text
+        for route in (
+            "= /v2/health/ready",
+            "~ ^/v2/models/[^/]+(/versions/[^/]+)?/ready$",
+            "= /d2t/pipelines",
+            "= /metrics",
+        ):
+            assert f"location {route} {{ proxy_pass http://d2t_status; }}" in text, route
+        for call in GRPC_READINESS_CALLS:
+            assert f"location = {call} {{ grpc_pass grpc://d2t_status_grpc; }}" in text, call
         checked = subprocess.run(
             [str(front.binary), "-t", "-e", "stderr", "-p", str(front.prefix), "-c", str(config)],
             capture_output=True,
@@ -100,5 +112,5 @@ def test_a_broken_repository_config_is_named(tmp_path):
 
 
 def test_the_config_renders_without_pipelines():
-    text = render_config(FrontPorts("0.0.0.0", 1, 2, 3, 11, 12, 13), [], Path("/p"))
+    text = render_config(FrontPorts("0.0.0.0", 1, 2, 3, 11, 12, 13, 14, 15), [], Path("/p"))
     assert "grpc_pass grpc://triton_grpc;" in text
