@@ -6,6 +6,10 @@ pipelines served and their classes, a model's typed parameters and instance coun
 
 from __future__ import annotations
 
+import asyncio
+import json
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
@@ -19,6 +23,9 @@ from d2_triton.model_config import EnsembleParameters
 from d2_triton.names import PipelineNames
 
 Parameters = TypeVar("Parameters")
+# Statuses of a failed call that say Triton could not be asked (gRPC's, and the front's own
+# HTTP answers when Triton is down or slow), as opposed to an answer about the model.
+UNREACHABLE = ("StatusCode.UNAVAILABLE", "StatusCode.DEADLINE_EXCEEDED", "502", "503", "504")
 
 
 class AsyncDetectionClient(EnsembleClient):
@@ -80,14 +87,34 @@ class AsyncDetectionClient(EnsembleClient):
                 state[name] = False
         return state
 
-    async def is_served(self, model: str) -> bool:
-        """Whether Triton has ``model`` loaded and ready; raises when Triton is unreachable."""
+    async def pipeline_health(self) -> list[dict[str, Any]]:
+        """Each pipeline's health from the launcher's status endpoint, through the front.
+
+        Empty where nothing tells it: over gRPC (the endpoint is HTTP) or before a Triton
+        without the project's launcher (404).
+        """
+        if self.protocol != "http":
+            return []
+        url = f"http://{self.url}{names.PIPELINE_HEALTH_PATH}"
         try:
-            return bool(await self._client.is_model_ready(model, **self._timeout()))
-        except InferenceServerException as error:  # gRPC answers an unknown model so
-            if str(error.status()) in ("StatusCode.UNAVAILABLE", "StatusCode.DEADLINE_EXCEEDED"):
+            answer = await asyncio.to_thread(_read_json, url, min(self.timeout, 5.0))
+        except (urllib.error.URLError, OSError, ValueError):
+            return []
+        return answer.get("pipelines", [])
+
+    async def is_served(self, model: str) -> bool:
+        """Whether Triton has ``model`` loaded; raises when Triton is unreachable.
+
+        Its metadata, not its readiness, answers: a model that is loaded but not ready (its
+        pipeline is being reloaded after a process died) is served, and soon answers again.
+        """
+        try:
+            await self._client.get_model_metadata(model, **self._timeout())
+        except InferenceServerException as error:  # an unknown model is answered so
+            if str(error.status()) in UNREACHABLE:
                 raise
             return False
+        return True
 
     async def models(self) -> list[dict[str, str]]:
         """name, version and state (READY or UNAVAILABLE) of every model Triton has loaded.
@@ -159,3 +186,8 @@ class AsyncDetectionClient(EnsembleClient):
     async def close(self) -> None:
         """Close the pooled connection."""
         await self._client.close()
+
+
+def _read_json(url: str, timeout: float) -> dict:
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return json.load(response)

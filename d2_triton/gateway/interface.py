@@ -93,12 +93,31 @@ class TritonState(BaseModel):
     model_ready: bool
 
 
+class PipelineHealth(BaseModel):
+    """A pipeline's health as the model server's launcher sees its processes."""
+
+    name: str
+    state: Literal["ready", "reloading", "broken"] = Field(
+        description="reloading: one of its models is being loaded again after its process "
+        "died; broken: one is dead and not (yet) being reloaded"
+    )
+    model: str | None = Field(None, description="the Triton model that keeps it from ready")
+    detail: str = Field("", description="why, in words")
+    since: float = Field(description="when it entered this state (Unix time)")
+    last_ready: float = Field(description="when it was last fully ready (Unix time)")
+
+
 class HealthResponse(BaseModel):
     """``GET /health``'s answer."""
 
     status: Literal["ok", "unavailable"]
     gateway: Literal["ok"]
     triton: TritonState
+    pipelines: list[PipelineHealth] = Field(
+        default_factory=list,
+        description="each pipeline's health (empty where the model server does not tell: "
+        "over gRPC, or a Triton without the project's launcher)",
+    )
 
 
 class ModelEntry(BaseModel):
@@ -121,6 +140,7 @@ class PipelineEntry(BaseModel):
         description="the detector's exported arithmetic (f32, bf16 or int8; see the export docs)"
     )
     classes: dict[str, str] = Field(description="class id -> label, as detections name them")
+    health: PipelineHealth | None = None
 
 
 class ModelsResponse(BaseModel):

@@ -26,6 +26,7 @@ from d2_triton.gateway.interface import (
     ModelEntry,
     ModelsResponse,
     PipelineEntry,
+    PipelineHealth,
     TritonState,
 )
 from d2_triton.gateway.observe import GatewayMetrics
@@ -138,9 +139,12 @@ def health_router(gateway: Gateway) -> APIRouter:
     )
     async def health() -> JSONResponse:
         try:
-            state = await asyncio.wait_for(gateway.client.readiness(), HEALTH_TIMEOUT_S)
+            state, pipelines = await asyncio.wait_for(
+                asyncio.gather(gateway.client.readiness(), gateway.client.pipeline_health()),
+                HEALTH_TIMEOUT_S,
+            )
         except TimeoutError:
-            state = {"live": False, "ready": False, "model_ready": False}
+            state, pipelines = {"live": False, "ready": False, "model_ready": False}, []
         ok = all(state.values())
         settings = gateway.settings
         body = HealthResponse(
@@ -152,6 +156,7 @@ def health_router(gateway: Gateway) -> APIRouter:
                 model=gateway.client.model_name,
                 **state,
             ),
+            pipelines=[PipelineHealth(**pipeline) for pipeline in pipelines],
         )
         return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
 
@@ -174,6 +179,10 @@ def models_router(gateway: Gateway, protected: list, errors: dict) -> APIRouter:
             pipelines = await gateway.client.pipelines(index)
         except UPSTREAM_ERRORS as error:
             raise gateway.triton_failed(error) from None
+        health = {entry["name"]: entry for entry in await gateway.client.pipeline_health()}
+        for pipeline in pipelines:
+            if pipeline["name"] in health:
+                pipeline["health"] = PipelineHealth(**health[pipeline["name"]])
         if gateway.labels is not None:  # LABEL_MAPPING_FILE renames every model's classes
             for pipeline in pipelines:
                 pipeline["classes"] = {

@@ -48,13 +48,22 @@ async function loadModels() {
   }
   const listing = await response.json();
   $("model").replaceChildren(...listing.models.map((model) => {
-    const option = new Option(`${model.name} (${model.precision || "?"}, ${model.state})`, model.name);
+    const option = new Option(`${model.name} (${model.precision || "?"}, ${stateOf(model)})`, model.name);
     option.selected = model.name === listing.default_model;
     option.dataset.classes = JSON.stringify(Object.values(model.classes || {}));
     return option;
   }));
   showClasses();
   $("status").textContent = "";
+}
+
+// A pipeline's state as the model server's launcher sees it (its health), else Triton's.
+function stateOf(model) {
+  const health = model.health;
+  if (!health) return model.state;
+  if (health.state === "ready") return "ready";
+  const since = new Date(health.since * 1000).toLocaleTimeString();
+  return `${health.state}: ${health.model} since ${since}`;
 }
 
 function showClasses() {
