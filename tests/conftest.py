@@ -88,6 +88,7 @@ MODULE_ORDER = (
     "test_gateway_masks",
     "test_parity",
     "test_pipelines",
+    "test_chaos",
     "test_versions",
     "test_benchmark_smoke",
     "test_client_requests",

@@ -33,9 +33,8 @@ from d2_triton.testing.burst import (
     settled_executions,
     statuses,
 )
-from d2_triton.testing.ports import free_ports
 from helpers.leaks import LEAK
-from helpers.servers import SERVER_ENV
+from helpers.servers import SERVER_ENV, LauncherProcess
 
 # Hang catchers only: the front answers these in well under a second here.
 ANSWER_TIMEOUT_S = 60
@@ -248,58 +247,19 @@ def children_named(pid: int, name: str) -> list[int]:
 
 def test_the_launcher_brings_a_crashed_server_back(fast_repository, photos, tmp_path):
     """As ./scripts/serve.sh runs it: tritonserver killed, the launcher starts both again."""
-    http, grpc, metrics = free_ports(3)
-    log = tmp_path / "launcher.log"
-    with open(log, "wb") as output:
-        launcher = subprocess.Popen(
-            [
-                str(SERVER_ENV / "bin" / "python"),
-                "-m",
-                "d2_triton.server",
-                "--model-repository",
-                str(fast_repository),
-                "--host",
-                "127.0.0.1",
-                "--http-port",
-                str(http),
-                "--grpc-port",
-                str(grpc),
-                "--metrics-port",
-                str(metrics),
-            ],
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{http}/v2/health/ready"
-
-    def wait_ready() -> None:
-        deadline = time.monotonic() + 300  # a hang catcher: ready in ~15 s here
-        while time.monotonic() < deadline:
-            assert launcher.poll() is None, log.read_text()[-3000:]
-            try:
-                if requests.get(url, timeout=2).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.5)
-        raise AssertionError("not ready: " + log.read_text()[-3000:])
-
-    try:
-        wait_ready()
+    with LauncherProcess(fast_repository, tmp_path / "launcher.log") as launcher:
         [victim] = children_named(launcher.pid, "tritonserver")
         os.kill(victim, signal.SIGKILL)
-        wait_ready()
+        launcher.wait_ready()
         assert children_named(launcher.pid, "tritonserver") != [victim]
-        with DetectionClient(f"127.0.0.1:{http}", timeout=ANSWER_TIMEOUT_S) as client:
+        with DetectionClient(launcher.http_url, timeout=ANSWER_TIMEOUT_S) as client:
             assert client.detect(photos["chelsea.jpg"].read_bytes()).boxes.shape[1] == 4
-        output = log.read_text()
+        output = launcher.log_path.read_text()
         assert "starting the server again" in output
         # A quiet start: the lines that matter show, TorchScript's deprecation does not (the
         # project loads TorchScript on purpose; d2_triton.serving.torchscript).
         assert "detector: loaded" in output and "[d2_triton.server] ready" in output
         assert "is deprecated" not in output and "FutureWarning" not in output
         [front] = children_named(launcher.pid, "nginx")
-    finally:
-        launcher.terminate()
-        assert launcher.wait(timeout=120) == 0, log.read_text()[-3000:]
+        assert launcher.stop() == 0, launcher.log()
     assert not Path(f"/proc/{front}").exists()  # the front went with it

@@ -103,6 +103,7 @@ def test_the_gateway_lists_every_pipeline_with_its_classes_and_precision(gateway
     assert len(models["default"]["classes"]) == 80
     assert models["default"]["classes"]["0"] == "person"
     assert all(model["state"] == "READY" for model in models.values())
+    assert {model["health"]["state"] for model in models.values()} == {"ready"}
     triton_models = {entry["name"] for entry in document["triton_models"]}
     assert triton_models == {
         model for name in SERVED for model in PipelineNames(name).models().values()
@@ -189,17 +190,37 @@ def assert_well_formed(answer: DetectionResult, name: str) -> None:
     assert len(answer.masks_rle) == len(answer), name
 
 
-def test_the_watchdog_brings_back_the_int8_pipelines_detector(server, photos):
-    """Kill int8_detector's stub: that pipeline fails, then answers again as before; the
+def readiness(server) -> dict[str, int]:
+    """The front's answers to the probes, for the int8 pipeline and the others."""
+    paths = {
+        "server": "/v2/health/ready",
+        "live": "/v2/health/live",
+        **{name: f"/v2/models/{PipelineNames(name).ensemble}/ready" for name in SERVED},
+    }
+    return {
+        key: requests.get(f"http://{server.http_url}{path}", timeout=10).status_code
+        for key, path in paths.items()
+    }
+
+
+def test_the_watchdog_brings_back_the_int8_pipelines_detector(server, gateway, photos):
+    """Kill int8_detector's stub: that pipeline fails and says so (not ready, through the
+    front; the others stay ready, the server stays live), then answers again as before; the
     other pipelines' stubs are never touched."""
     payload = photos["coffee.jpg"].read_bytes()
     int8 = PipelineNames(INT8_PIPELINE)
+    assert set(readiness(server).values()) == {200}
     with DetectionClient(server.http_url, model=INT8_PIPELINE, timeout=TIMEOUT_S) as client:
         before_kill = client.detect(payload)
         stubs = stub_pids(server.process.pid)
         os.kill(stubs[int8.detector], signal.SIGKILL)
         deadline = time.monotonic() + RELOAD_LIMIT_S
+        seen, told = [], []
         while True:
+            seen.append(readiness(server))
+            if seen[-1][INT8_PIPELINE] != 200 and not told:  # what the gateway says of it
+                told.append(requests.get(f"{gateway.url}/health", timeout=TIMEOUT_S).json())
+                told.append(requests.get(f"{gateway.url}/v1/models", timeout=TIMEOUT_S).json())
             try:
                 answer = client.detect(payload)
                 new_stub = stub_pids(server.process.pid).get(int8.detector)
@@ -208,7 +229,22 @@ def test_the_watchdog_brings_back_the_int8_pipelines_detector(server, photos):
             except InferenceServerException:
                 pass
             assert time.monotonic() < deadline, "int8_detector was not brought back"
-            time.sleep(1.0)
+            time.sleep(0.5)
+    down = [probe for probe in seen if probe[INT8_PIPELINE] != 200]
+    assert down, f"readiness never said the int8 pipeline was down: {seen}"
+    assert all(probe[INT8_PIPELINE] == 503 for probe in down)
+    assert any(probe["server"] == 503 for probe in down)  # (asked a moment apart)
+    assert all(probe["live"] == 200 and probe["default"] == 200 for probe in seen)
+    health, listing = told
+    assert health["status"] == "unavailable"
+    int8_health = {p["name"]: p for p in health["pipelines"]}[INT8_PIPELINE]
+    assert int8_health["state"] in ("broken", "reloading")
+    assert int8_health["model"] == int8.detector and int8_health["since"] > 0
+    listed = {model["name"]: model for model in listing["models"]}
+    assert listed[INT8_PIPELINE]["state"] == "UNAVAILABLE"
+    assert listed[INT8_PIPELINE]["health"]["model"] == int8.detector
+    assert listed["default"]["health"]["state"] == "ready"
+    wait_until(lambda: set(readiness(server).values()) == {200}, "ready again after the reload")
     after = stub_pids(server.process.pid)
     assert {m: p for m, p in after.items() if m != int8.detector} == {
         m: p for m, p in stubs.items() if m != int8.detector
@@ -216,3 +252,10 @@ def test_the_watchdog_brings_back_the_int8_pipelines_detector(server, photos):
     reloads = [(reload.model, reload.succeeded) for reload in server.watchdog.reloads]
     assert reloads[-1] == (int8.detector, True)
     assert same_answer(answer, before_kill)
+
+
+def wait_until(condition, what: str) -> None:
+    deadline = time.monotonic() + RELOAD_LIMIT_S
+    while not condition():
+        assert time.monotonic() < deadline, f"not {what} after {RELOAD_LIMIT_S} s"
+        time.sleep(0.5)
