@@ -45,6 +45,22 @@ METRICS = ("bbox_AP", "bbox_AP50", "segm_AP", "segm_AP50")
 # A model trained on torch's default threads (docs/your-own-model.md's command) has the same
 # key and is used as it is.
 TRAINING = train.TrainingSpec(threads=1)
+# The test suite's model (tests/integration/test_accuracy.py, test_page.py): the same model,
+# data and schedule shape, 600 iterations instead of 1500, which is 40 % of the training.
+# What the suite checks is that the served variants score as Detectron2 does and that the
+# model learned (AP50 ~54 against ~93: on an Intel Xeon with AMX, default and exact exports
+# equal to the digit, bf16 within 0.22 AP, int8 within 0.12), not how well it learned;
+# TRAINING's model, measured by this benchmark, is what the docs quote.
+SUITE_TRAINING = train.TrainingSpec(max_iter=600, threads=1)
+
+
+def model_folder(spec: train.TrainingSpec) -> Path:
+    """Where ``spec``'s model is kept: TRAINED for TRAINING's, a folder of its own else."""
+    schedule = (spec.max_iter, spec.images_per_batch, spec.base_lr, spec.seed)
+    if schedule == (TRAINING.max_iter, TRAINING.images_per_batch, TRAINING.base_lr, TRAINING.seed):
+        return TRAINED  # the thread count is not part of the model (train.TrainingSpec)
+    name = f"shapes-{spec.max_iter}it-{spec.images_per_batch}img-lr{spec.base_lr}-seed{spec.seed}"
+    return TRAINED.with_name(name)
 
 
 def shown(path: Path) -> str:
@@ -67,12 +83,12 @@ VARIANTS = {
 }
 
 
-def trained_model() -> Path:
+def trained_model(spec: train.TrainingSpec = TRAINING) -> Path:
     """The trained model's folder (config.yaml, model_final.pth), training it if needed."""
     from export_tools.detectron2_setup.shims import import_detectron2
 
     import_detectron2()
-    return train.train(TRAINED, DATA, TRAINING)
+    return train.train(model_folder(spec), DATA, spec)
 
 
 def variants_repository(model: Path, variants: dict[str, tuple[str, ...]], work: Path) -> Path:
@@ -261,9 +277,13 @@ def write_report(summary: dict, out: Path) -> None:
     plt.close(figure)
 
 
-def measure(out: Path, variants: dict[str, tuple[str, ...]] = VARIANTS) -> dict:
+def measure(
+    out: Path,
+    variants: dict[str, tuple[str, ...]] = VARIANTS,
+    spec: train.TrainingSpec = TRAINING,
+) -> dict:
     """Train if needed, export, score Detectron2 and every served variant; write the report."""
-    model = trained_model()
+    model = trained_model(spec)
     info = json.loads((model / train.INFO_FILE).read_text())
     val = shapes.splits(DATA)["val"]
     images = json.loads(val.json_file.read_text())["images"]

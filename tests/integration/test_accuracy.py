@@ -1,8 +1,8 @@
 """The model trained here, served: accuracy equal to Detectron2's, labels from the dataset.
 
-On a fresh machine the suite trains the model (``training.train``, cached under
-``.cache/trained``) in the background from its start (``helpers.training``), and runs these
-tests last; later runs reuse it.
+On a fresh machine the suite trains its model (``benchmarks.accuracy.SUITE_TRAINING``, cached
+under ``.cache/trained``) in the background from its start (``helpers.training``), and runs
+these tests last; later runs reuse it.
 """
 
 from __future__ import annotations
@@ -20,14 +20,17 @@ from training import shapes
 # Served within this many AP points of Detectron2 on every metric: the default (staged,
 # float32 OpenVINO) and bf16 exports within 0.3, int8 within 0.5, the exact export within 0.1.
 AP_TOLERANCE = {"default": 0.3, "exact": 0.1, "bf16": 0.3, "int8": 0.5}
-# What "a good model" means for the shapes dataset: AP50 of boxes and masks on val.
-MIN_AP50 = 90.0
+# "A model that learned": AP50 of boxes and masks on val, for the suite's 600-iteration
+# recipe (benchmarks.accuracy.SUITE_TRAINING), which reached 54.3 / 53.1 on an Intel Xeon with
+# AMX (a random model scores ~0).  Far below it: training on another CPU moves AP50 by a
+# point or two; the 1500-iteration model the docs quote reaches ~93 (benchmarks.accuracy).
+MIN_AP50 = 40.0
 
 
 @pytest.fixture(scope="module")
 def summary(tmp_path_factory, server_pool, trained_model):
     server_pool.stop()  # the accuracy run wants both cores
-    return accuracy.measure(tmp_path_factory.mktemp("accuracy"))
+    return accuracy.measure(tmp_path_factory.mktemp("accuracy"), spec=accuracy.SUITE_TRAINING)
 
 
 @pytest.mark.parametrize("variant", sorted(AP_TOLERANCE))
