@@ -10,6 +10,7 @@ exporter, the model templates, the d2_triton modules it imports or the arguments
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import shutil
@@ -63,7 +64,9 @@ ARCHITECTURES = {
 def seeded_checkpoint(arch: Architecture, seed: int = SEED) -> Path:
     """The exporter's random initialisation under ``seed``, saved like a trained checkpoint."""
     init_code = hashlib.sha256((REPO_ROOT / "export_tools" / "random_init.py").read_bytes())
-    path = CACHE / "weights" / f"{arch.key}-seed{seed}-{init_code.hexdigest()[:12]}.pth"
+    # Named by config, not by key: an architecture and its variants share the weights.
+    name = Path(arch.config).stem
+    path = CACHE / "weights" / f"{name}-seed{seed}-{init_code.hexdigest()[:12]}.pth"
     if path.is_file():
         return path
     import torch
@@ -229,6 +232,14 @@ def calibration_photos() -> Path:
     folder = CACHE / "calibration-photos"
     write_photos(folder)
     return folder
+
+
+def at_plumbing_size(arch: Architecture) -> Architecture:
+    """``arch`` exported and predicted as the plumbing export is: a short edge of 320, fewer
+    proposals and detections (Detectron2 config options, in the export and the reference)."""
+    return dataclasses.replace(
+        arch, key=f"{arch.key}-320", options=(*PLUMBING_REFERENCE_OPTIONS, *arch.options)
+    )
 
 
 def plumbing_overrides() -> Overrides:
