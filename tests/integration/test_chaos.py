@@ -10,9 +10,10 @@ itself.  A monitor reads the front's readiness and the process table side by sid
 Every request gets an answer, a detection or an error, none past the client's timeout;
 after each kill every pipeline answers again; readiness is 503 while a stub is dead (after
 the watchdog's look) and 200 again once all is back; at the end each pipeline answers as it
-did before the first kill, the launcher's metrics count the reloads, and stopping does not
-wait Triton's exit timeout for the dead instances.  ``D2T_CHAOS_ROUNDS`` (default 1) runs
-the schedule more times, for the longer run in docs/testing.md.
+did before the first kill, the launcher's metrics count the reloads, stopping does not
+wait Triton's exit timeout for the dead instances, and the launcher's log says what it did
+(the restart included) without TorchScript's deprecation warnings.  ``D2T_CHAOS_ROUNDS``
+(default 1) runs the schedule more times, for the longer run in docs/testing.md.
 """
 
 from __future__ import annotations
@@ -298,12 +299,21 @@ def test_chaos_every_request_answered_every_pipeline_back_readiness_true(launche
     ready = {k: v for k, v in metric_samples(text).items() if k[0] == "d2t_pipeline_ready"}
     assert len(ready) == len(PIPELINES) and set(ready.values()) == {1.0}, ready
     assert any(key[0].startswith("nv_inference") for key in metric_samples(text)), "Triton's"
-    # Stopping after a death does not wait Triton's exit timeout for the dead instance.
+    # Stopping after a death does not wait Triton's exit timeout for the dead instance, and
+    # the front goes with the launcher.
     chaos.kill_now(Event("before stopping", []), [PIPELINES[0].postprocess])
     default = PIPELINES[0].name
     chaos.wait_for(lambda: chaos.pipeline_state()[default][0] != "ready", "notice of the death")
+    [front] = [p.pid for p in process_tree(launcher.pid) if p.name == "nginx"][:1]
     assert launcher.stop() == 0, launcher.log()
-    assert "are left; not waiting" in launcher.log(20000), launcher.log()
+    output = launcher.log(10**7)
+    assert "are left; not waiting" in output, output[-3000:]
+    assert not os.path.exists(f"/proc/{front}")
+    # It said what it did (the restart included), and started quietly: the lines that matter
+    # show, TorchScript's deprecation does not (d2_triton.serving.torchscript).
+    assert "starting the server again" in output and "[d2_triton.server] ready" in output
+    assert "detector: loaded" in output
+    assert "is deprecated" not in output and "FutureWarning" not in output
 
 
 def answers(launcher: LauncherProcess, payload: bytes) -> dict:

@@ -8,8 +8,6 @@ memory.  Every request here goes to the front's port, as a client's would.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import socket
 import subprocess
 import time
@@ -34,7 +32,7 @@ from d2_triton.testing.burst import (
     statuses,
 )
 from helpers.leaks import LEAK
-from helpers.servers import SERVER_ENV, LauncherProcess
+from helpers.servers import SERVER_ENV
 
 # Hang catchers only: the front answers these in well under a second here.
 ANSWER_TIMEOUT_S = 60
@@ -230,36 +228,3 @@ def test_the_design_cards_clients_work_through_the_front(fast_server, photos, tm
         admin_key=fast_server.options.admin_key,
     )
     assert float(row["Inferences/Second"]) > 0
-
-
-def children_named(pid: int, name: str) -> list[int]:
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
-            continue
-        command, rest = text.split("(", 1)[1].rsplit(")", 1)
-        if int(rest.split()[1]) == pid and command == name:
-            found.append(int(stat.parent.name))
-    return found
-
-
-def test_the_launcher_brings_a_crashed_server_back(fast_repository, photos, tmp_path):
-    """As ./scripts/serve.sh runs it: tritonserver killed, the launcher starts both again."""
-    with LauncherProcess(fast_repository, tmp_path / "launcher.log") as launcher:
-        [victim] = children_named(launcher.pid, "tritonserver")
-        os.kill(victim, signal.SIGKILL)
-        launcher.wait_ready()
-        assert children_named(launcher.pid, "tritonserver") != [victim]
-        with DetectionClient(launcher.http_url, timeout=ANSWER_TIMEOUT_S) as client:
-            assert client.detect(photos["chelsea.jpg"].read_bytes()).boxes.shape[1] == 4
-        output = launcher.log_path.read_text()
-        assert "starting the server again" in output
-        # A quiet start: the lines that matter show, TorchScript's deprecation does not (the
-        # project loads TorchScript on purpose; d2_triton.serving.torchscript).
-        assert "detector: loaded" in output and "[d2_triton.server] ready" in output
-        assert "is deprecated" not in output and "FutureWarning" not in output
-        [front] = children_named(launcher.pid, "nginx")
-        assert launcher.stop() == 0, launcher.log()
-    assert not Path(f"/proc/{front}").exists()  # the front went with it
