@@ -114,6 +114,11 @@ class HealthBoard:
         self._pipelines = {p.name: self._derive(p.name, now, now, None) for p in pipelines}
 
     @property
+    def ensembles(self) -> list[str]:
+        """Each pipeline's ensemble, the model clients call."""
+        return list(self._ensembles)
+
+    @property
     def models(self) -> list[str]:
         """The watched models (each pipeline's preprocess, detector and postprocess)."""
         return list(self._models)

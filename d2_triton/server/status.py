@@ -4,7 +4,8 @@ Triton answers READY for a model whose stub is dead, so the front (nginx) sends 
 here, to a small HTTP server of the launcher on loopback, instead of to Triton:
 
 * ``GET /v2/health/ready``: 503 while a pipeline is broken or reloading or the watchdog has
-  stopped looking, else Triton's own answer (not ready while it loads);
+  stopped looking, else whether Triton is live and each pipeline's ensemble ready (not
+  Triton's own server-wide answer: ``StatusSource.server_not_ready`` says why);
 * ``GET /v2/models/<model>[/versions/<v>]/ready``: 503 while that model, or for an ensemble
   its pipeline, is not ready, else Triton's own answer;
 * ``GET /d2t/pipelines``: each pipeline's state, the model that keeps it from being ready,
@@ -77,6 +78,38 @@ class StatusSource:
             f"pipeline {p.name!r} {p.state.value}: {p.model} {p.detail}" for p in broken
         )
 
+    def server_not_ready(self) -> str | None:
+        """Why the server is not ready (None: it is), by the launcher's knowledge, then Triton's.
+
+        Not Triton's own ``/v2/health/ready``: with strict readiness it also counts a new
+        version that failed to load while the previous one serves on, which would take every
+        replica sharing that repository out of service at once.  Triton live and each
+        pipeline's ensemble ready, as Triton answers them, is what serving needs.
+        """
+        reason = self.not_ready()
+        if reason is not None:
+            return reason
+        paths = ["/v2/health/live"] + [
+            f"/v2/models/{urllib.parse.quote(ensemble)}/ready" for ensemble in self.board.ensembles
+        ]
+        for path in paths:
+            status = self.triton_status(path)
+            if status != 200:
+                return "the model server is not reachable" if not status else f"{path}: {status}"
+        return None
+
+    def triton_status(self, path: str) -> int:
+        """The HTTP status Triton answers ``GET path`` with (0: not reachable)."""
+        try:
+            with urllib.request.urlopen(
+                f"http://{self.triton_http}{path}", timeout=TRITON_TIMEOUT_S
+            ) as response:
+                return response.status
+        except urllib.error.HTTPError as error:
+            return error.code
+        except (urllib.error.URLError, OSError):
+            return 0
+
     def model_not_ready(self, model: str) -> str | None:
         """Why ``model`` is not ready, by the launcher's knowledge (None: ask Triton)."""
         if self.watched and self.watchdog is None:
@@ -120,7 +153,11 @@ class _Handler(BaseHTTPRequestHandler):
         source = self.server.source
         path = urllib.parse.urlsplit(self.path).path
         if path == "/v2/health/ready":
-            self._ready(source.not_ready(), path)
+            reason = source.server_not_ready()
+            if reason is None:
+                self._send(200, b"")
+            else:
+                self._send(503, json.dumps({"error": f"not ready: {reason}"}).encode())
         elif match := MODEL_READY.match(path):
             self._ready(source.model_not_ready(urllib.parse.unquote(match.group(1))), path)
         elif path == PIPELINE_HEALTH_PATH:

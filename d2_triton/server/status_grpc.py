@@ -9,16 +9,14 @@ not ready while a pipeline is broken or reloading, else Triton's own answer.
 
 from __future__ import annotations
 
-import urllib.error
 import urllib.parse
-import urllib.request
 from concurrent import futures
 
 import grpc
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from d2_triton.server.options import LOOPBACK
-from d2_triton.server.status import TRITON_TIMEOUT_S, StatusSource
+from d2_triton.server.status import StatusSource
 
 
 class _Readiness(service_pb2_grpc.GRPCInferenceServiceServicer):
@@ -28,26 +26,18 @@ class _Readiness(service_pb2_grpc.GRPCInferenceServiceServicer):
         self.source = source
 
     def ServerReady(self, request, context):  # noqa: N802 (gRPC's method names)
-        """Ready only if the launcher knows of nothing broken and Triton says ready."""
-        ready = self.source.not_ready() is None and self._triton("/v2/health/ready")
-        return service_pb2.ServerReadyResponse(ready=ready)
+        """Ready as ``/v2/health/ready`` through the front answers."""
+        return service_pb2.ServerReadyResponse(ready=self.source.server_not_ready() is None)
 
     def ModelReady(self, request, context):  # noqa: N802
         """Ready only if the model's pipeline is and Triton says the model is."""
         name = urllib.parse.quote(request.name, safe="")
         version = f"/versions/{urllib.parse.quote(request.version)}" if request.version else ""
-        ready = self.source.model_not_ready(request.name) is None and self._triton(
-            f"/v2/models/{name}{version}/ready"
+        ready = (
+            self.source.model_not_ready(request.name) is None
+            and self.source.triton_status(f"/v2/models/{name}{version}/ready") == 200
         )
         return service_pb2.ModelReadyResponse(ready=ready)
-
-    def _triton(self, path: str) -> bool:
-        try:
-            url = f"http://{self.source.triton_http}{path}"
-            with urllib.request.urlopen(url, timeout=TRITON_TIMEOUT_S) as response:
-                return response.status == 200
-        except (urllib.error.URLError, OSError):
-            return False
 
 
 class GrpcStatusServer:

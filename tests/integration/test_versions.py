@@ -6,12 +6,16 @@ plumbing options, served at a short edge of 320: ``helpers.exports.PLUMBING_OPTI
 The server starts with version 2 held outside the repository; the launcher's watcher loads
 it when it is moved in (as the exporter's final rename does) and goes back to version 1
 when it is moved out (the documented rollback).  Four clients keep sending good and bad images
-throughout: none may fail, and every answer must be one whole version's answer.
+throughout: none may fail, and every answer must be one whole version's answer.  Then a
+version with broken files appears: its load fails, version 1 answers on and the server stays
+ready.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import time
 from pathlib import Path
 
@@ -166,5 +170,32 @@ def test_a_new_version_goes_live_and_back_under_load_losing_no_request(server_po
         assert 0 in after and 1 not in after, after
         assert stub_pids(server.process.pid)["preprocess"] == stubs_before["preprocess"]
         assert ready_again(server), "the server did not come back ready after the switches"
+        a_broken_version_is_refused_and_the_last_good_one_serves(server, repository, first)
     finally:
         server_pool.retire(server)
+
+
+def a_broken_version_is_refused_and_the_last_good_one_serves(server, repository, first):
+    """A version whose files are broken (a copy that went wrong) appears beside version 1:
+    its load fails, and is said so (log, a failed reload), while version 1 answers on and
+    the server stays ready; removing it is a reload like any other."""
+    broken = repository / "detector" / "3"
+    partial = repository / "detector" / ".partial-3"
+    shutil.copytree(repository / "detector" / "1", partial, copy_function=os.link)
+    stage = max(partial.glob("*.bin"), key=lambda path: path.stat().st_size)
+    stage.unlink()  # a file of its own: version 1's stays whole
+    stage.write_bytes(b"not an OpenVINO weights file")
+    reloads = len(server.watchdog.reloads)
+    partial.rename(broken)
+    deadline = time.monotonic() + RELOAD_LIMIT_S
+    while not [r for r in server.watchdog.reloads[reloads:] if r.reason == "versions"]:
+        assert time.monotonic() < deadline, "the broken version was never tried"
+        time.sleep(0.5)
+    failed = server.watchdog.reloads[reloads]
+    assert not failed.succeeded and "version 3" in failed.error, failed
+    answers = reference_answers(server.http_url, mixed_cases())
+    assert all(same_answer(answers[name], answer) for name, answer in first.items())
+    assert server.is_ready()  # it serves: Triton's strict readiness alone would say no
+    shutil.rmtree(broken)
+    wait_for_reloads(server, len([r for r in server.watchdog.reloads if r.succeeded]) + 1)
+    assert ready_again(server)

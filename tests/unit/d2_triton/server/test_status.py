@@ -11,6 +11,7 @@ import threading
 import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 import pytest
 
@@ -75,12 +76,18 @@ def test_an_ensemble_is_not_ready_while_its_pipeline_is_not():
 
 
 class StandInTriton(BaseHTTPRequestHandler):
+    """Live, metrics, every model ready except the paths in ``NOT_READY`` (400, as Triton)."""
+
     protocol_version = "HTTP/1.1"
+    NOT_READY: ClassVar[set[str]] = set()
 
     def do_GET(self):
+        if self.path in self.NOT_READY:
+            self.send_error(400)
+            return
         if self.path == "/metrics":
             body = TRITON_METRICS
-        elif self.path.endswith("/ready"):
+        elif self.path.endswith(("/ready", "/live")):
             body = b""
         else:
             self.send_error(404)
@@ -162,6 +169,21 @@ def test_no_readiness_before_the_watchdog_watches_unless_there_is_none(endpoint)
     assert json.loads(get(f"{url}/d2t/pipelines")[1])["watchdog"] == "starting"
     source.watched = False  # the launcher's --no-watchdog: Triton's answer stands
     assert get(f"{url}/v2/health/ready")[0] == 200
+
+
+def test_a_new_version_that_failed_to_load_leaves_the_server_ready(endpoint):
+    """Triton's strict server readiness says no while the previous version serves on: every
+    replica of a shared repository would leave the Service at once.  An ensemble Triton
+    says is not ready does make the server not ready."""
+    url, _, _ = endpoint
+    StandInTriton.NOT_READY = {"/v2/health/ready"}
+    try:
+        assert get(f"{url}/v2/health/ready")[0] == 200
+        StandInTriton.NOT_READY = {"/v2/models/int8_ensemble/ready"}
+        status, body = get(f"{url}/v2/health/ready")
+        assert status == 503 and b"int8_ensemble/ready: 400" in body
+    finally:
+        StandInTriton.NOT_READY = set()
 
 
 def test_a_stalled_watchdog_makes_the_server_not_ready(endpoint):
