@@ -26,6 +26,12 @@ DEFAULT_PIPELINE = "default"
 PRECISIONS = ("f32", "bf16", "int8")
 PIPELINE_NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 
+# The layout of a model repository the exporter writes and the server reads (recorded in
+# each detector version's export_info.json): a server refuses to serve another layout.
+REPOSITORY_LAYOUT = 1
+# What each detector version records of its export (weights, options, files' hashes).
+EXPORT_INFO_FILE = "export_info.json"
+
 # The ensemble's single input: the raw bytes of one encoded image.
 IMAGE_BYTES = "image_bytes"
 

@@ -24,6 +24,7 @@ from d2_triton.errors import ServerEnvironmentError
 from d2_triton.server.environment import ServerEnvironment
 from d2_triton.server.options import ServerOptions
 from d2_triton.server.process import TritonServer
+from d2_triton.server.repository import repository_problems
 from d2_triton.server.watchdog import log
 
 # Seconds before starting a crashed server again; doubled while it keeps crashing (30 at most).
@@ -31,6 +32,8 @@ FIRST_RESTART_DELAY_S = 1.0
 # The exit status when the reload watchdog stopped looking: nothing would heal a dead stub, so
 # the launcher ends and its supervisor (a container's restart policy) starts it again.
 WATCHDOG_STALLED_EXIT = 3
+# Seconds between two looks at a repository that cannot be served yet (--wait-for-repository).
+REPOSITORY_POLL_S = 5.0
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -46,10 +49,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.max_in_flight is not None and args.max_in_flight < 1:
         parser.error("--max-in-flight must be at least 1")
-    if not names.PipelineNames.in_repository(args.model_repository):
+    problems = repository_problems(args.model_repository)
+    if problems and not args.wait_for_repository:
         parser.error(
-            f"{args.model_repository} has no exported model; run "
-            f"python -m export_tools.export --repository {args.model_repository} first"
+            f"{problems[0]}; run python -m export_tools.export --repository "
+            f"{args.model_repository} first, or pass --wait-for-repository"
         )
     return args
 
@@ -86,6 +90,12 @@ def add_serving_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         help="inference requests admitted per pipeline at once, the rest answered 503 "
         f"(default: {names.ADMITTED_PER_INSTANCE} per detector instance)",
+    )
+    parser.add_argument(
+        "--wait-for-repository",
+        action="store_true",
+        help="wait (not ready) until the repository can be served, e.g. while an export job "
+        "writes it, saying what is missing, instead of exiting",
     )
     parser.add_argument(
         "--admin-key-file",
@@ -163,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     except ServerEnvironmentError as error:
         print(f"d2_triton.server: {error}", file=sys.stderr)
         return 2
+    if not wait_for_repository(args.model_repository, stopping):
+        return 0  # stopped while waiting
     while True:
         try:
             server = TritonServer(options, environment)  # new loopback ports for Triton
@@ -180,6 +192,24 @@ def main(argv: list[str] | None = None) -> int:
         log(f"starting the server again in {delay:.0f} s")
         if stopping.wait(delay):
             return code
+
+
+def wait_for_repository(repository: Path, stopping: threading.Event) -> bool:
+    """Wait until ``repository`` can be served (False: stopped first).
+
+    Says what is missing in one line, again only when that changes; nothing listens
+    meanwhile, so every probe finds the replica not ready.
+    """
+    told = None
+    while problems := repository_problems(repository):
+        if problems != told:
+            log(f"not serving yet: {'; '.join(problems)}")
+            told = problems
+        if stopping.wait(REPOSITORY_POLL_S):
+            return False
+    if told is not None:
+        log(f"{repository} can be served now")
+    return True
 
 
 def announce(server: TritonServer) -> None:

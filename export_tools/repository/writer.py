@@ -30,7 +30,7 @@ from d2_triton.model_config import (
     PostprocessParameters,
     PreprocessParameters,
 )
-from d2_triton.names import PipelineNames
+from d2_triton.names import EXPORT_INFO_FILE, PipelineNames
 from d2_triton.vision.labels import LabelMap
 from d2_triton.vision.segments import SEM_SEG_STRIDE, PanopticSettings
 from export_tools.errors import VersionMismatchError
@@ -42,7 +42,6 @@ LABEL_MAP_FILE = "labels.json"
 STUFF_LABEL_MAP_FILE = "stuff_labels.json"
 # Files of an earlier export in the detector's version folder that a new one replaces.
 STAGE_SUFFIXES = (".pt", ".xml", ".bin", ".json")
-EXPORT_INFO_FILE = "export_info.json"
 # The version folder every export writes.
 VERSION = "1"
 
@@ -248,6 +247,7 @@ def _write_detector_version(
         **model.info,
         "pipeline": pipeline.name,
         "version": version,
+        "repository_layout": names.REPOSITORY_LAYOUT,
         "detector_sha256": {path.name: _sha256(path) for path in detector_written},
     }
     (target / EXPORT_INFO_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")

@@ -12,7 +12,8 @@ from d2_triton.server.cli import WATCHDOG_STALLED_EXIT, main, serve_in_foregroun
 @pytest.mark.parametrize(
     ("argv", "says"),
     [
-        (["--model-repository", "{tmp}"], "has no exported model"),
+        (["--model-repository", "{tmp}"], "holds no exported model"),
+        (["--model-repository", "{tmp}/nowhere"], "does not exist"),
         (["--model-repository", "{tmp}", "--max-in-flight", "0"], "--max-in-flight"),
         (["--http-port", "eighty"], "--http-port"),
     ],
