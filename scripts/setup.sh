@@ -2,7 +2,8 @@
 # Set up everything d2-triton needs, idempotently; a second run takes seconds.
 #
 #   scripts/setup.sh                 server + export + test environments (development, CI)
-#   scripts/setup.sh --export-only   server + export environments (the docker image)
+#   scripts/setup.sh --export-only   server + export environments (the exporter image)
+#   scripts/setup.sh --server-only   the server environment alone (the model-server image)
 #
 # System packages (Debian's, installed when missing and we are root): Python 3.11 with venv
 # and libpython, nginx with its JavaScript module (the front before tritonserver), and for
@@ -29,11 +30,12 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 SERVER_ENV="$D2T_CACHE/venv"
 DEV_ENV="$D2T_CACHE/venv-dev"
 DEV_REQUIREMENTS="$ROOT/requirements-dev.txt"
-EXPORT_ONLY=0
+MODE=all  # all: development and CI; export, server: the docker images
 case "${1:-}" in
     "") ;;
-    --export-only) DEV_REQUIREMENTS="$ROOT/requirements-export.txt"; EXPORT_ONLY=1 ;;
-    *) echo "usage: $0 [--export-only]" >&2; exit 2 ;;
+    --export-only) DEV_REQUIREMENTS="$ROOT/requirements-export.txt"; MODE=export ;;
+    --server-only) MODE=server ;;
+    *) echo "usage: $0 [--export-only | --server-only]" >&2; exit 2 ;;
 esac
 
 log() { printf '[setup] %s\n' "$*" >&2; }
@@ -46,15 +48,15 @@ ensure_system_packages() {
     [ -x /usr/bin/python3.11 ] || command -v python3.11 >/dev/null || missing+=(python3.11)
     have_library 'libpython3\.11\.so\.1\.0' || missing+=(libpython3.11)
     # perf_analyzer (benchmarks) links libb64; Debian ships it as libb64-0d.
-    [ "$EXPORT_ONLY" = 1 ] || have_library 'libb64\.so\.0d' || missing+=(libb64-0d)
+    [ "$MODE" != all ] || have_library 'libb64\.so\.0d' || missing+=(libb64-0d)
     # The front before tritonserver (d2_triton/server/front.py): nginx and its JavaScript
     # module (front.js checks inference requests); the tests also use curl.
     command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx)
     [ -f /usr/lib/nginx/modules/ngx_http_js_module.so ] || missing+=(libnginx-mod-http-js)
-    [ "$EXPORT_ONLY" = 1 ] || command -v curl >/dev/null || missing+=(curl)
+    [ "$MODE" != all ] || command -v curl >/dev/null || missing+=(curl)
     # The page's tests drive Debian's chromium through its chromedriver (Selenium).
-    [ "$EXPORT_ONLY" = 1 ] || [ -x /usr/bin/chromium ] || missing+=(chromium)
-    [ "$EXPORT_ONLY" = 1 ] || [ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
+    [ "$MODE" != all ] || [ -x /usr/bin/chromium ] || missing+=(chromium)
+    [ "$MODE" != all ] || [ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
     python_for_venv -c 'import ensurepip' 2>/dev/null || missing+=(python3.11-venv)
     [ ${#missing[@]} -eq 0 ] && return
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
@@ -116,9 +118,10 @@ make_dev_env() {
 
 ensure_system_packages
 make_server_env
-make_dev_env
+[ "$MODE" = server ] || make_dev_env
 "$SERVER_ENV/bin/python" - <<'EOF'
 import numpy
 assert int(numpy.__version__.split(".")[0]) < 2, f"server env has numpy {numpy.__version__}"
 EOF
-log "ready: server env $SERVER_ENV, export/test env $DEV_ENV"
+if [ "$MODE" = server ]; then log "ready: server env $SERVER_ENV";
+else log "ready: server env $SERVER_ENV, export/test env $DEV_ENV"; fi

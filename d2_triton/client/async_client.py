@@ -19,7 +19,7 @@ from d2_triton import model_config, names
 from d2_triton.client.clients import EnsembleClient, ensemble_result
 from d2_triton.client.request_options import RequestOptions
 from d2_triton.client.results import DetectionResult
-from d2_triton.model_config import EnsembleParameters
+from d2_triton.model_config import DetectorParameters, EnsembleParameters
 from d2_triton.names import PipelineNames
 
 Parameters = TypeVar("Parameters")
@@ -147,8 +147,10 @@ class AsyncDetectionClient(EnsembleClient):
         """Every pipeline Triton serves: name, ensemble, state, version, precision, labels.
 
         A pipeline is an ensemble named as ``names.PipelineNames`` names them; its labels
-        come from the ensemble's config (``EnsembleParameters``).  ``models``: what
-        :meth:`models` answered, if the caller has it already.
+        come from the ensemble's config (``EnsembleParameters``); ``weights`` is
+        ``checkpoint``, or ``random`` for an export from a fixed-seed random initialisation
+        (the detector config's ``weights_source``).  ``models``: what :meth:`models`
+        answered, if the caller has it already.
         """
         found = []
         for entry in models if models is not None else await self.models():
@@ -156,6 +158,7 @@ class AsyncDetectionClient(EnsembleClient):
             if pipeline is None:
                 continue
             about = await self.model_parameters(pipeline.ensemble, EnsembleParameters)
+            detector = await self.model_parameters(pipeline.detector, DetectorParameters)
             found.append(
                 {
                     "name": pipeline.name,
@@ -163,6 +166,7 @@ class AsyncDetectionClient(EnsembleClient):
                     "version": entry["version"],
                     "state": entry["state"],
                     "precision": about.precision,
+                    "weights": detector.weights_source,
                     "classes": about.label_map.to_json(),
                 }
             )

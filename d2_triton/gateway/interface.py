@@ -139,6 +139,12 @@ class PipelineEntry(BaseModel):
     precision: str = Field(
         description="the detector's exported arithmetic (f32, bf16 or int8; see the export docs)"
     )
+    weights: Literal["checkpoint", "random"] = Field(
+        "checkpoint",
+        description="random: exported from a fixed-seed random initialisation (the weights "
+        "could not be had and the export was allowed to fall back): its detections mean "
+        "nothing",
+    )
     classes: dict[str, str] = Field(description="class id -> label, as detections name them")
     health: PipelineHealth | None = None
 

@@ -121,7 +121,7 @@ class GatewaySettings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> GatewaySettings:
         """Settings from environment variables (``environ``, default ``os.environ``)."""
         env = os.environ if environ is None else environ
-        protocol = env.get("TRITON_PROTOCOL", "http").strip().lower()
+        protocol = protocol_from(env)
         label_file = env.get("LABEL_MAPPING_FILE", "").strip()
         key_file = env.get("TRITON_ADMIN_KEY_FILE", "").strip()
         max_in_flight = env.get("MAX_IN_FLIGHT", "").strip()
@@ -146,6 +146,26 @@ class GatewaySettings:
             ui=switch(env, "UI"),
             log_format=env.get("LOG_FORMAT", cls.log_format).strip().lower(),
         )
+
+
+# The variables naming Triton's protocol: this project's, and the seed's name for it.
+PROTOCOL_VARIABLES = ("TRITON_PROTOCOL", "TRITON_MODEL_PROTOCOL")
+
+
+def protocol_from(env: Mapping[str, str]) -> str:
+    """``TRITON_PROTOCOL`` or ``TRITON_MODEL_PROTOCOL`` (http when neither is set).
+
+    Both set to different protocols is a SettingsError: which one was meant cannot be known.
+    """
+    given = {
+        variable: env[variable].strip().lower()
+        for variable in PROTOCOL_VARIABLES
+        if env.get(variable, "").strip()
+    }
+    if len(set(given.values())) > 1:
+        both = " and ".join(f"{name}={value}" for name, value in given.items())
+        raise SettingsError(f"{both} disagree: set one of them")
+    return next(iter(given.values()), "http")
 
 
 def number(env: Mapping[str, str], variable: str, kind: type, default):

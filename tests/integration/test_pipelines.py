@@ -97,6 +97,7 @@ def test_the_gateway_lists_every_pipeline_with_its_classes_and_precision(gateway
         SECOND_PIPELINE: "f32",
         INT8_PIPELINE: "int8",
     }
+    assert {model["weights"] for model in models.values()} == {"checkpoint"}
     assert models[INT8_PIPELINE]["classes"] == models["default"]["classes"]
     assert models[SECOND_PIPELINE]["ensemble"] == f"{SECOND_PIPELINE}_ensemble"
     assert models[SECOND_PIPELINE]["classes"] == {"0": "person"}

@@ -127,16 +127,30 @@ def needed_files(module: str) -> set[str]:
 
 
 def steps(dockerfile: Path) -> list[tuple[str, set[str]]]:
-    """Each ``RUN`` with the checkout's files copied before it (per stage)."""
+    """Each ``RUN`` with the checkout's files copied before it, in its stage (a stage built
+    ``FROM`` an earlier one starts with what that one copied)."""
     files, have, found = tracked_files(), set(), []
+    stages: dict[str, set[str]] = {}
     for keyword, arguments in instructions(dockerfile):
         if keyword == "FROM":
-            have = set()
+            base, *alias = arguments.split()
+            have = set(stages.get(base, ()))
+            if len(alias) == 2 and alias[0].upper() == "AS":
+                stages[alias[1]] = have  # the same set: it grows with the stage
         elif keyword in ("COPY", "ADD") and "--from=" not in arguments:
             have |= copied(arguments, files)
         elif keyword == "RUN":
             found.append((arguments, set(have)))
     return found
+
+
+def test_a_stage_built_on_another_has_its_files():
+    exporter = [
+        have
+        for command, have in steps(CHECKOUT / "docker" / "Dockerfile")
+        if "--export-only" in command
+    ]
+    assert exporter and "scripts/setup.sh" in exporter[0]  # copied in server-environment
 
 
 def test_the_install_step_is_followed_through_its_imports():
@@ -156,3 +170,15 @@ def test_every_run_step_has_the_files_it_runs(dockerfile):
         if needed - have:
             missing[command[:80]] = sorted(needed - have)
     assert not missing, f"copied after the step that needs them: {missing}"
+
+
+def test_the_images_and_compose_fail_closed_on_weights_that_cannot_be_had():
+    """D2T_ALLOW_RANDOM_WEIGHTS is 0 in the images (./scripts/serve.sh alone sets 1) and
+    compose passes 0 unless the operator says 1."""
+    image = {
+        keyword: arguments
+        for keyword, arguments in instructions(CHECKOUT / "docker" / "Dockerfile")
+    }
+    assert "D2T_ALLOW_RANDOM_WEIGHTS=0" in image["ENV"].split()
+    compose = (CHECKOUT / "docker" / "docker-compose.yml").read_text()
+    assert "D2T_ALLOW_RANDOM_WEIGHTS: ${D2T_ALLOW_RANDOM_WEIGHTS:-0}" in compose

@@ -48,7 +48,9 @@ async function loadModels() {
   }
   const listing = await response.json();
   $("model").replaceChildren(...listing.models.map((model) => {
-    const option = new Option(`${model.name} (${model.precision || "?"}, ${stateOf(model)})`, model.name);
+    const weights = model.weights === "random" ? ", RANDOM WEIGHTS" : "";
+    const option = new Option(`${model.name} (${model.precision || "?"}${weights}, ${stateOf(model)})`, model.name);
+    option.dataset.random = model.weights === "random" ? "1" : "";
     option.selected = model.name === listing.default_model;
     option.dataset.classes = JSON.stringify(Object.values(model.classes || {}));
     return option;
@@ -68,6 +70,8 @@ function stateOf(model) {
 
 function showClasses() {
   const option = $("model").selectedOptions[0];
+  // A model exported from random weights answers, but its detections mean nothing.
+  $("random-weights").hidden = !(option && option.dataset.random);
   const names = option && option.dataset.classes ? JSON.parse(option.dataset.classes) : [];
   $("class-names").replaceChildren(...names.map((name) => new Option(name)));
 }

@@ -57,9 +57,34 @@ def test_the_model_server_is_probed_scraped_and_given_shared_memory():
     mounts = {mount["mountPath"]: mount["name"] for mount in server["volumeMounts"]}
     volumes = {volume["name"]: volume for volume in pod["spec"]["volumes"]}
     assert volumes[mounts["/dev/shm"]]["emptyDir"]["medium"] == "Memory"
-    export = pod["spec"]["initContainers"][0]
-    assert export["command"] == ["/opt/d2-triton/scripts/export_default.sh"]
-    assert {m["name"] for m in export["volumeMounts"]} == {mounts["/models"]}
+
+
+def test_the_repository_is_exported_once_and_mounted_read_only_by_every_replica():
+    pod = by_kind("Deployment")["d2-triton-model-server"]["spec"]["template"]["spec"]
+    assert "initContainers" not in pod  # no replica exports
+    server = pod["containers"][0]
+    mount = next(m for m in server["volumeMounts"] if m["mountPath"] == "/models")
+    volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+    assert mount["readOnly"] and volume["persistentVolumeClaim"]["readOnly"]
+    claim = volume["persistentVolumeClaim"]["claimName"]
+    assert by_kind("PersistentVolumeClaim")[claim]["spec"]["accessModes"] == ["ReadWriteMany"]
+    job = by_kind("Job")["d2-triton-export"]["spec"]["template"]["spec"]
+    export = job["containers"][0]
+    assert export["image"].startswith("d2-triton/exporter") and server["image"].startswith(
+        "d2-triton/model-server"
+    )
+    job_volume = next(v for v in job["volumes"] if v["name"] == export["volumeMounts"][0]["name"])
+    assert job_volume["persistentVolumeClaim"]["claimName"] == claim
+    assert export["volumeMounts"][0]["mountPath"] == "/models"
+
+
+def test_no_manifest_lets_a_model_fall_back_to_random_weights():
+    """Fail closed: D2T_ALLOW_RANDOM_WEIGHTS is 0 in the images and no manifest sets it."""
+    for document in documents():
+        spec = document["spec"].get("template", {}).get("spec", {})
+        for container in spec.get("containers", []) + spec.get("initContainers", []):
+            names_set = {item["name"] for item in container.get("env", [])}
+            assert "D2T_ALLOW_RANDOM_WEIGHTS" not in names_set, document["metadata"]["name"]
 
 
 def test_the_gateway_reaches_the_model_server_service_and_autoscalers_target_deployments():

@@ -32,6 +32,11 @@ def test_settings_come_from_the_environment():
     [
         ({"mode": "fast"}, "mode must be one of"),
         ({"TRITON_PROTOCOL": "ws"}, "TRITON_PROTOCOL"),
+        ({"TRITON_MODEL_PROTOCOL": "ws"}, "TRITON_PROTOCOL must be one of"),
+        (
+            {"TRITON_PROTOCOL": "http", "TRITON_MODEL_PROTOCOL": "grpc"},
+            "TRITON_PROTOCOL=http and TRITON_MODEL_PROTOCOL=grpc disagree",
+        ),
         ({"PORT": "eighty"}, "PORT must be a number"),
         ({"LABEL_MAPPING_FILE": "/nowhere/labels.json"}, "does not exist"),
         ({"MAX_UPLOAD_BYTES": "0"}, "MAX_UPLOAD_BYTES must be positive"),
@@ -45,6 +50,17 @@ def test_settings_come_from_the_environment():
 def test_bad_settings_name_the_variable(environment, message):
     with pytest.raises(SettingsError, match=message):
         GatewaySettings.from_env(environment)
+
+
+@pytest.mark.parametrize("variable", ["TRITON_PROTOCOL", "TRITON_MODEL_PROTOCOL"])
+def test_the_protocol_comes_from_either_variable(variable):
+    """TRITON_MODEL_PROTOCOL is the seed's name for it, once silently ignored (HTTP)."""
+    settings = GatewaySettings.from_env({variable: "GRPC"})
+    assert settings.triton_protocol == "grpc"
+    assert settings.triton_url == "localhost:8001"  # gRPC's default port follows
+    both = {"TRITON_PROTOCOL": "grpc", "TRITON_MODEL_PROTOCOL": "grpc"}
+    assert GatewaySettings.from_env(both).triton_protocol == "grpc"
+    assert GatewaySettings.from_env({}).triton_protocol == "http"
 
 
 def test_the_admin_key_comes_from_the_environment_or_a_file_read_at_each_use(tmp_path):
