@@ -229,8 +229,9 @@ class ReloadWatchdog:
             )
             if watch is None:  # an ensemble: it has no stub to watch, only versions
                 watch = self._watches[model] = _Watch()
-            if watch.due is None:
-                watch.due, watch.reason = self.clock(), Reason.VERSIONS
+            if watch.reason is not Reason.DIED:  # that reload loads what is on disk anyway
+                # Now, and from a clean slate: the folders that failed may have been fixed.
+                watch.due, watch.reason, watch.failures = self.clock(), Reason.VERSIONS, 0
 
     def _start_due_reloads(self) -> None:
         for model, watch in self._watches.items():

@@ -359,3 +359,23 @@ def test_a_watchdog_whose_look_hangs_is_stalled():
         release.set()
         watchdog.stop()
     assert not watchdog.stalled()  # a stopped watchdog is not stuck
+
+
+def test_a_version_change_after_a_failed_load_is_tried_at_once():
+    """A broken version's load is retried with back-off; taking it out (or fixing it) is a
+    change of its own, loaded now rather than at the next retry."""
+    table = ProcessTable(failures=1)
+    watchdog = table.watchdog(versions=True)
+    watchdog.tick()
+    table.versions["detector"] = {"1", "2"}  # version 2 is broken
+    watchdog.tick()
+    table.finish_reloads()
+    watchdog.tick()  # takes the failure: the retry is due 5 s later
+    assert [r.succeeded for r in watchdog.reloads] == [False]
+    table.now += 1.0
+    table.versions["detector"] = {"1"}  # the operator takes it out
+    watchdog.tick()
+    assert table.started[-1] == (1.0, "detector")  # now, not at the retry
+    table.finish_reloads()
+    watchdog.tick()
+    assert [r.succeeded for r in watchdog.reloads] == [False, True]
