@@ -22,7 +22,6 @@ import json
 import os
 import random
 import signal
-import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ from d2_triton.testing.load import same_answer
 from helpers.exports import INT8_PIPELINE, SECOND_PIPELINE, several_pipelines_repository
 from helpers.metrics import metric_samples
 from helpers.servers import LauncherProcess
+from helpers.workers import Workers
 
 PIPELINES = [PipelineNames(), PipelineNames(INT8_PIPELINE), PipelineNames(SECOND_PIPELINE)]
 PHOTO = "coffee.jpg"
@@ -108,22 +108,16 @@ class Chaos:
         self.payload = payload
         self.outcomes: list[Outcome] = []
         self.samples: list[Sample] = []
-        self.stop = threading.Event()
-        self.threads = [
-            threading.Thread(target=self.client, args=(n,), daemon=True) for n in range(CLIENTS)
-        ]
-        self.threads.append(threading.Thread(target=self.monitor, daemon=True))
+        clients = [lambda n=n: self.client(n) for n in range(CLIENTS)]
+        self.workers = Workers([*clients, self.monitor], join_timeout=CLIENT_TIMEOUT_S + 30)
+        self.stop = self.workers.stop
 
     def __enter__(self) -> Chaos:
-        for thread in self.threads:
-            thread.start()
+        self.workers.__enter__()
         return self
 
     def __exit__(self, *exc_info) -> None:
-        self.stop.set()
-        for thread in self.threads:
-            thread.join(timeout=CLIENT_TIMEOUT_S + 30)
-        assert not any(thread.is_alive() for thread in self.threads), "a client hangs"
+        self.workers.__exit__(*exc_info)
 
     def client(self, number: int) -> None:
         for turn in range(number, 10**9):

@@ -23,7 +23,6 @@ import os
 import shutil
 import socket
 import subprocess
-import threading
 import time
 import urllib.request
 
@@ -34,6 +33,7 @@ from d2_triton.cache import cache_dir
 from d2_triton.client import DetectionClient
 from d2_triton.testing.ports import free_ports
 from helpers.exports import REPO_ROOT
+from helpers.workers import Workers
 
 pytestmark = pytest.mark.docker
 
@@ -222,8 +222,8 @@ class Load:
     def __init__(self, url: str, image: bytes):
         self.url, self.image = url, image
         self.statuses: list[int] = []
-        self.stop = threading.Event()
-        self.threads = [threading.Thread(target=self.client, daemon=True) for _ in range(CLIENTS)]
+        self.workers = Workers([self.client] * CLIENTS, join_timeout=180)
+        self.stop = self.workers.stop
 
     def client(self) -> None:
         while not self.stop.is_set():
@@ -234,14 +234,11 @@ class Load:
                 self.statuses.append(0)
 
     def __enter__(self) -> Load:
-        for thread in self.threads:
-            thread.start()
+        self.workers.__enter__()
         return self
 
     def __exit__(self, *exc_info) -> None:
-        self.stop.set()
-        for thread in self.threads:
-            thread.join(timeout=180)
+        self.workers.__exit__(*exc_info)
 
 
 def free_pair() -> int:
