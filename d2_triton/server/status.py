@@ -100,15 +100,19 @@ class StatusSource:
 
     def triton_status(self, path: str) -> int:
         """The HTTP status Triton answers ``GET path`` with (0: not reachable)."""
+        return self.triton_answer(path)[0]
+
+    def triton_answer(self, path: str) -> tuple[int, bytes]:
+        """Triton's status and body for ``GET path`` (0 and nothing: not reachable)."""
         try:
             with urllib.request.urlopen(
                 f"http://{self.triton_http}{path}", timeout=TRITON_TIMEOUT_S
             ) as response:
-                return response.status
-        except urllib.error.HTTPError as error:
-            return error.code
+                return response.status, response.read()
+        except urllib.error.HTTPError as error:  # Triton's own "not ready", or unknown model
+            return error.code, error.read()
         except (urllib.error.URLError, OSError):
-            return 0
+            return 0, b""
 
     def model_not_ready(self, model: str) -> str | None:
         """Why ``model`` is not ready, by the launcher's knowledge (None: ask Triton)."""
@@ -171,13 +175,10 @@ class _Handler(BaseHTTPRequestHandler):
         if reason is not None:
             self._send(503, json.dumps({"error": f"not ready: {reason}"}).encode())
             return
-        url = f"http://{self.server.source.triton_http}{path}"
-        try:
-            with urllib.request.urlopen(url, timeout=TRITON_TIMEOUT_S) as response:
-                self._send(response.status, response.read())
-        except urllib.error.HTTPError as error:  # Triton's own "not ready" (or unknown model)
-            self._send(error.code, error.read())
-        except (urllib.error.URLError, OSError):
+        status, body = self.server.source.triton_answer(path)
+        if status:
+            self._send(status, body)
+        else:
             self._send(503, b'{"error":"not ready: the model server is not reachable"}')
 
     def _send(self, status: int, body: bytes, content_type: str = "application/json") -> None:
