@@ -218,12 +218,13 @@ class TritonServer:
         The front stops gracefully, then tritonserver gets SIGTERM (it drains requests in
         flight) and SIGKILL after ``timeout``, or as soon as only dead instances are left
         (Triton 2.51 waits its whole exit timeout, 30 s, for an instance whose stub died,
-        even one the watchdog has replaced).  What is left of a tritonserver that died is
-        killed: its stubs serve no one.
+        even one the watchdog has replaced).  A reload in flight may end first (up to
+        ``timeout``): Triton unloads nothing while it loads.  What is left of a tritonserver
+        that died is killed: its stubs serve no one.
         """
         dead = []
         if self.watchdog is not None:
-            self.watchdog.stop()  # the stubs are about to exit on purpose
+            self.watchdog.stop(reloads_timeout=timeout)  # the stubs are to exit on purpose
             dead = self.watchdog.models_with_dead_instances()
         if self.front is not None:
             self.front.stop()

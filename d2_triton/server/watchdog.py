@@ -129,6 +129,8 @@ class ReloadWatchdog:
         self._versions: dict[str, frozenset[str]] | None = None
         self._last_tick = clock()
         self._outcomes = threading.Lock()
+        self._in_flight = threading.Condition()  # guards _reloading; told when one ends
+        self._reloading: set[str] = set()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="stub-watchdog", daemon=True)
 
@@ -142,11 +144,20 @@ class ReloadWatchdog:
         """Ask the thread to end (safe in a signal handler: it does not wait)."""
         self._stop.set()
 
-    def stop(self) -> None:
-        """End the thread and wait for it (a reload in flight ends with the server)."""
+    def stop(self, reloads_timeout: float = 0.0) -> None:
+        """End the thread and wait for it, then up to ``reloads_timeout`` for reloads in flight.
+
+        A server told to stop while it loads a model cannot unload that model until the
+        load ends, and then waits its whole exit timeout for it (Triton 2.51): the launcher
+        lets the load end first.
+        """
         self.request_stop()
         if self._thread.is_alive():
             self._thread.join()
+        with self._in_flight:
+            if self._reloading:
+                log(f"stopping: waiting for the reload of {', '.join(sorted(self._reloading))}")
+            self._in_flight.wait_for(lambda: not self._reloading, reloads_timeout)
 
     def seconds_since_tick(self) -> float:
         """The heartbeat: seconds since the last look began."""
@@ -240,6 +251,8 @@ class ReloadWatchdog:
             if self._stop.is_set():
                 return
             watch.running = True
+            with self._in_flight:
+                self._reloading.add(model)
             if watch.reason is Reason.DIED:
                 self.board.set(model, ModelState.RELOADING, "reloading after its stub died")
             self.run(lambda m=model, w=watch: self._reload(m, w), f"reload-{model}")
@@ -256,6 +269,9 @@ class ReloadWatchdog:
         outcome = Reload(model, not error, started, self.clock(), watch.reason.value, error)
         with self._outcomes:
             watch.outcome = outcome
+        with self._in_flight:
+            self._reloading.discard(model)
+            self._in_flight.notify_all()
 
     def _take_outcomes(self) -> None:
         """Record each finished reload; a failed one is retried after a back-off."""

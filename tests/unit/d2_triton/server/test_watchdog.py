@@ -284,6 +284,32 @@ def test_a_stopping_watchdog_reloads_nothing():
     assert table.started == []
 
 
+def test_stopping_waits_for_a_reload_in_flight_then_for_no_more_than_its_limit():
+    # Triton told to stop during a load unloads nothing until the load ends, then waits its
+    # exit timeout: the launcher lets the reload end first (the chaos test's last stop).
+    table = ProcessTable()
+    watchdog = table.watchdog()
+    watchdog.tick()
+    table.kill("postprocess")
+    watchdog.tick()
+    stopper = threading.Thread(target=lambda: watchdog.stop(reloads_timeout=60))
+    stopper.start()
+    stopper.join(0.5)
+    assert stopper.is_alive(), "stop did not wait for the reload in flight"
+    table.finish_reloads()
+    stopper.join(10)
+    assert not stopper.is_alive()
+    table = ProcessTable()  # a reload that never ends
+    watchdog = table.watchdog()
+    watchdog.tick()
+    table.kill("detector")
+    watchdog.tick()
+    stopper = threading.Thread(target=lambda: watchdog.stop(reloads_timeout=0.2))
+    stopper.start()
+    stopper.join(10)
+    assert not stopper.is_alive(), "stop waited past its limit"
+
+
 def test_a_new_version_folder_loads_the_model_again_and_removing_it_rolls_back():
     table = ProcessTable()
     watchdog = table.watchdog(versions=True)
