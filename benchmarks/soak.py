@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.perf import MemorySampler
+from benchmarks.suite import machine
 from d2_triton.cache import cache_dir
 from d2_triton.commands import Parser, command
 from d2_triton.server import ServerEnvironment, TritonServer
@@ -38,13 +39,15 @@ from export_tools.repository import derive as repository_tools
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CACHE = cache_dir()
 MIB = 1024 * 1024
-# The default suite's soak (tests/integration/test_load_and_faults.py): its least seconds of
-# load, and how far the RSS floor may rise from the first third to the last after warm-up.
-# Without any leak the 10 s floors wander between plateaus ~110 MiB apart, staying on one
-# for up to a minute, so a shorter or tighter check cannot tell a leak from that.
+# The default suite's soak (tests/integration/test_load_and_faults.py), on the plumbing
+# export (fewer proposals and detections): its least seconds of load, and how far the RSS
+# floor may rise from the first third to the last after warm-up.  At that cost (~5 requests a
+# second on 2 cores) the 10 s floors of a soak without a leak stayed within 10 MiB over any
+# 150 s, and a leak of 0.5 MiB per request failed every window; at Mask R-CNN's full
+# proposals they wandered between plateaus ~110 MiB apart and the check needed 240 s.
 # ``python -m benchmarks.soak_sensitivity`` replays recorded soaks to show what this pair
 # catches and how often it would fail with no leak (benchmarks/results/soak/report.md).
-CHECK_DURATION_S = 240.0
+CHECK_DURATION_S = 150.0
 FLOOR_RISE_LIMIT_MIB = 96.0
 # Defaults of --warmup-fraction (share of a soak's seconds excluded from the floor
 # statistics) and --floor-window (seconds per window whose lowest RSS is a floor).
@@ -221,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
         first, last, _ = floor_growth(warm_floors(own, args.warmup_fraction, args.floor_window))
         rise_by_process[name] = last - first
     result = {
+        "machine": machine(),
+        "source": str(source),
         "duration_s": args.duration,
         "min_requests": args.min_requests,
         "seconds_of_load": seconds_of_load,

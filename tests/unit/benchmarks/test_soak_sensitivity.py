@@ -57,6 +57,8 @@ def test_a_recorded_leak_fails_the_check_in_every_window(tmp_path):
             str(out),
             "--limit",
             "50",
+            "--length",
+            "240",  # 13 windows of each 300 s soak, 5 s apart
         ]
     )
     summary = json.loads((out / "summary.json").read_text())
