@@ -1,14 +1,12 @@
 """Reload a model whose Python-backend stub died, or whose versions changed on disk.
 
-Triton 2.51's Python backend does not restart a stub that dies (a crash, the OOM killer):
-every later request to that model fails with "Stub process ... is not healthy" while the
-model still reports READY.  The launcher therefore runs tritonserver with explicit model
-control (the model-repository API restricted to a per-start secret header) and a
-:class:`ReloadWatchdog`: when a model has fewer live stubs than it had when healthy, it is
-reloaded in place, which starts new stubs.  Requests in flight get errors, never hang;
-service resumes within the model's load time (7-20 s for a detector on 2 CPU cores).  Until
-then the model is broken or reloading on the health board (``d2_triton.server.health``),
-and readiness says so.
+Triton 2.51 does not restart a Python-backend stub that dies (a crash, the OOM killer): the
+model fails every request ("Stub process ... is not healthy") yet reports READY.  So the
+launcher runs tritonserver with explicit model control (the repository API behind a
+per-start secret header) and a :class:`ReloadWatchdog`: a model with fewer live stubs than
+when healthy is reloaded in place, which starts new stubs.  Requests in flight get errors,
+never hang; until the load ends (7-20 s for a detector on 2 cores) the model is broken or
+reloading on the health board (``d2_triton.server.health``), and readiness says so.
 
 The same watchdog loads new model versions: when a model's numbered version folders change
 (an export added ``detector/2``, or an operator removed it to roll back), the model is
@@ -128,8 +126,7 @@ class ReloadWatchdog:
         self._watches: dict[str, _Watch] | None = None
         self._versions: dict[str, frozenset[str]] | None = None
         self._last_tick = clock()
-        self._outcomes = threading.Lock()
-        self._in_flight = threading.Condition()  # guards _reloading; told when one ends
+        self._reloads = threading.Condition()  # guards outcomes and _reloading; told of ends
         self._reloading: set[str] = set()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="stub-watchdog", daemon=True)
@@ -145,19 +142,15 @@ class ReloadWatchdog:
         self._stop.set()
 
     def stop(self, reloads_timeout: float = 0.0) -> None:
-        """End the thread and wait for it, then up to ``reloads_timeout`` for reloads in flight.
-
-        A server told to stop while it loads a model cannot unload that model until the
-        load ends, and then waits its whole exit timeout for it (Triton 2.51): the launcher
-        lets the load end first.
-        """
+        """End the thread, then wait up to ``reloads_timeout`` for reloads in flight."""
+        # Triton 2.51 stopped during a load unloads nothing until it ends, then waits 30 s.
         self.request_stop()
         if self._thread.is_alive():
             self._thread.join()
-        with self._in_flight:
+        with self._reloads:
             if self._reloading:
                 log(f"stopping: waiting for the reload of {', '.join(sorted(self._reloading))}")
-            self._in_flight.wait_for(lambda: not self._reloading, reloads_timeout)
+            self._reloads.wait_for(lambda: not self._reloading, reloads_timeout)
 
     def seconds_since_tick(self) -> float:
         """The heartbeat: seconds since the last look began."""
@@ -251,7 +244,7 @@ class ReloadWatchdog:
             if self._stop.is_set():
                 return
             watch.running = True
-            with self._in_flight:
+            with self._reloads:
                 self._reloading.add(model)
             if watch.reason is Reason.DIED:
                 self.board.set(model, ModelState.RELOADING, "reloading after its stub died")
@@ -267,16 +260,15 @@ class ReloadWatchdog:
         except Exception:  # a bug must not end the watchdog: logged, then retried
             error = traceback.format_exc()
         outcome = Reload(model, not error, started, self.clock(), watch.reason.value, error)
-        with self._outcomes:
+        with self._reloads:
             watch.outcome = outcome
-        with self._in_flight:
             self._reloading.discard(model)
-            self._in_flight.notify_all()
+            self._reloads.notify_all()
 
     def _take_outcomes(self) -> None:
         """Record each finished reload; a failed one is retried after a back-off."""
         for model, watch in self._watches.items():
-            with self._outcomes:
+            with self._reloads:
                 outcome, watch.outcome = watch.outcome, None
             if outcome is None:
                 continue
