@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import zipfile
 
 from d2_triton.cache import CHECKOUT, cache_dir
 from d2_triton.client import DetectionClient
@@ -38,6 +39,8 @@ def test_the_wheel_with_the_client_extra_gives_a_working_cli(fast_server, photos
     run(*pip, "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", tmp_path / "dist",
         source, timeout=BUILD_TIMEOUT_S)  # fmt: skip
     (wheel,) = (tmp_path / "dist").glob("d2_triton-*.whl")
+    with zipfile.ZipFile(wheel) as archive:  # the tests' helpers stay in the checkout
+        assert not [n for n in archive.namelist() if n.startswith("d2_triton/testing/")]
 
     env = tmp_path / "env"
     run(sys.executable, "-m", "venv", "--without-pip", env)

@@ -71,3 +71,13 @@ def test_package_data_covers_every_file_the_code_reads_beside_itself():
         for path in (CHECKOUT / package.replace(".", "/")).glob(pattern)
     }
     assert non_python <= covered, non_python - covered
+
+
+def test_no_shipped_module_imports_the_testing_helpers_the_wheel_leaves_out():
+    found = tomllib.loads((CHECKOUT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert found["packages"]["find"]["exclude"] == ["d2_triton.testing*"]
+    shipped = [p for p in (CHECKOUT / "d2_triton").rglob("*.py") if "testing" not in p.parts]
+    imports_testing = re.compile(r"^\s*(from|import) d2_triton(\.testing| import testing)", re.M)
+    importing = [p.name for p in shipped if imports_testing.search(p.read_text())]
+    assert len(shipped) > 50 and importing == []
+    assert imports_testing.search("    from d2_triton.testing.load import run_load")
