@@ -28,7 +28,7 @@ from d2_triton.client import DetectionClient
 from d2_triton.commands import Parser, command
 from d2_triton.server import ServerEnvironment, TritonServer
 from d2_triton.testing.fingerprint import export_fingerprint
-from d2_triton.testing.ports import loopback_server_options
+from d2_triton.testing.ports import loopback_server_settings
 from export_tools.progress import progress
 from training import shapes, train
 
@@ -227,10 +227,10 @@ def served_figures(
     log: Path,
 ) -> dict[str, dict]:
     """Serve ``repository`` with the real tritonserver and score each variant's pipeline."""
-    options = loopback_server_options(repository)
+    server_settings = loopback_server_settings(repository)
     environment = ServerEnvironment.inspect(CACHE / "venv")
     figures = {}
-    with TritonServer(options, environment, log_path=log) as server:
+    with TritonServer(server_settings, environment, log_path=log) as server:
         for name, export_options in variants.items():
             detections = served_detections(server.http_url, name, images, val.image_root)
             figures[name] = {

@@ -21,7 +21,7 @@ from d2_triton.cache import cache_dir
 from d2_triton.client import DetectionClient
 from d2_triton.commands import Parser, command
 from d2_triton.server import ServerEnvironment, TritonServer
-from d2_triton.testing.ports import loopback_server_options
+from d2_triton.testing.ports import loopback_server_settings
 from export_tools.repository import derive as repository_tools
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -33,7 +33,7 @@ def measure_variant(repository: Path, payload: bytes, requests: int, log: Path) 
     """Readiness time and the latency of each of ``requests`` sequential requests."""
     environment = ServerEnvironment.inspect(CACHE / "venv")
     started = time.perf_counter()
-    with TritonServer(loopback_server_options(repository), environment, log_path=log) as server:
+    with TritonServer(loopback_server_settings(repository), environment, log_path=log) as server:
         ready = time.perf_counter() - started
         latencies = []
         with DetectionClient(server.http_url) as client:

@@ -33,7 +33,7 @@ from d2_triton.testing.burst import (
     statuses,
 )
 from d2_triton.testing.gateway import SERVER_ENV, GatewayProcess
-from d2_triton.testing.ports import loopback_server_options
+from d2_triton.testing.ports import loopback_server_settings
 
 # The gateway's own default timeout towards Triton: what made clients see 504.
 GATEWAY_TIMEOUT_S = 60.0
@@ -94,7 +94,7 @@ def scenario(server: TritonServer, log: Path, admission: bool, bursts: list[int]
     image = test_image()
     settings = {} if admission else {"MAX_IN_FLIGHT": "1000000"}
     results = {}
-    with GatewayProcess(server.http_url, log, server.options.admin_key, **settings) as gateway:
+    with GatewayProcess(server.http_url, log, server.settings.admin_key, **settings) as gateway:
         detect = f"{gateway.url}/v1/detect"
         send = partial(requests.post, detect, data=image, timeout=600)
         assert send().status_code == 200  # warm: the first request pays for profiling
@@ -165,9 +165,9 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m benchmarks.overload " + " ".join(argv or sys.argv[1:])
     summary = {"cpu": cpu(), "when": time.strftime("%Y-%m-%d %H:%M"), "command": command}
     for mode, front in (("admission", True), ("baseline", False)):
-        options = loopback_server_options(args.repository.absolute(), front=front)
+        server_settings = loopback_server_settings(args.repository.absolute(), front=front)
         with TritonServer(
-            options, environment, log_path=out / f"tritonserver-{mode}.log"
+            server_settings, environment, log_path=out / f"tritonserver-{mode}.log"
         ) as server:
             chosen = bursts if front else [args.baseline_burst]
             summary[mode] = scenario(server, out / f"gateway-{mode}.log", front, chosen)

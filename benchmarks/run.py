@@ -47,7 +47,7 @@ from d2_triton.model_config import DetectorParameters
 from d2_triton.names import DETECTOR_MODEL, POSTPROCESS_MODEL, PREPROCESS_MODEL
 from d2_triton.server import ServerEnvironment, TritonServer
 from d2_triton.testing.fingerprint import export_fingerprint
-from d2_triton.testing.ports import loopback_server_options
+from d2_triton.testing.ports import loopback_server_settings
 from export_tools.progress import progress
 from export_tools.repository import configs
 from export_tools.repository import derive as repository_tools
@@ -265,12 +265,12 @@ def main(argv: list[str] | None = None) -> int:
     print("== tritonserver + perf_analyzer", flush=True)
     environment = ServerEnvironment.inspect(SERVER_ENV)
     perf_analyzer = SERVER_ENV / "bin" / "perf_analyzer"
-    options = loopback_server_options(repository, backend_config=backend_config(args))
+    server_settings = loopback_server_settings(repository, backend_config=backend_config(args))
     rows: list[PerfRow] = []
     response_bytes = {}
     log = out / "perf_analyzer.log"
     log.unlink(missing_ok=True)
-    with TritonServer(options, environment, log_path=out / "tritonserver.log") as server:
+    with TritonServer(server_settings, environment, log_path=out / "tritonserver.log") as server:
         sampler = MemorySampler(server.process.pid)
         for paths in photos.values():  # the first request of each shape pays for profiling
             for path in paths:
@@ -280,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
             for label in progress(photos, "ensemble, by image size"):
                 data = work / "inputs" / label
                 for level in levels(args.concurrency):
-                    key = server.options.admin_key
+                    key = server.settings.admin_key
                     before = model_statistics(server.http_url, key)
                     raw = run_perf_analyzer(
                         perf_analyzer,
@@ -324,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
                             args.max_trials,
                             args.stability,
                             log_path=log,
-                            admin_key=server.options.admin_key,
+                            admin_key=server.settings.admin_key,
                         )
                         rows.append(to_perf_row(raw, model, label, args.variant))
                 response_bytes[label] = {

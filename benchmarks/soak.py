@@ -33,7 +33,7 @@ from d2_triton.commands import Parser, command
 from d2_triton.server import ServerEnvironment, TritonServer
 from d2_triton.testing.corpus import mixed_cases
 from d2_triton.testing.load import LoadReport, reference_answers, run_load
-from d2_triton.testing.ports import loopback_server_options
+from d2_triton.testing.ports import loopback_server_settings
 from export_tools.repository import derive as repository_tools
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -182,9 +182,9 @@ def main(argv: list[str] | None = None) -> int:
         source, CACHE / "soak-work" / "repository", args.min_size_test, args.max_size_test
     )
     cases = mixed_cases()
-    options = loopback_server_options(repository)
+    server_settings = loopback_server_settings(repository)
     environment = ServerEnvironment.inspect(CACHE / "venv")
-    with TritonServer(options, environment, log_path=out / "tritonserver.log") as server:
+    with TritonServer(server_settings, environment, log_path=out / "tritonserver.log") as server:
         references = reference_answers(server.http_url, cases)
         started = time.monotonic()
         minimum_reached_at = started + args.duration

@@ -104,16 +104,18 @@ def compare_served(rows: list[Row], repository: Path, photos: list[Path]) -> Non
     a repository of its own pipeline's folders (links), so the failure is that row's.
     """
     from d2_triton.server import ServerEnvironment, TritonServer
-    from d2_triton.server.process import READY_TIMEOUT_S
+    from d2_triton.server.tritonserver import READY_TIMEOUT_S
     from d2_triton.testing.gateway import SERVER_ENV
-    from d2_triton.testing.ports import loopback_server_options
+    from d2_triton.testing.ports import loopback_server_settings
 
     environment = ServerEnvironment.inspect(SERVER_ENV)
-    options = loopback_server_options(repository)
+    server_settings = loopback_server_settings(repository)
     log = repository / "tritonserver.log"
     try:
         ready_timeout = READY_TIMEOUT_S + READY_S_PER_PIPELINE * len(rows)
-        server = TritonServer(options, environment, log_path=log, ready_timeout=ready_timeout)
+        server = TritonServer(
+            server_settings, environment, log_path=log, ready_timeout=ready_timeout
+        )
         server.__enter__()
     except Exception as error:
         if len(rows) == 1:

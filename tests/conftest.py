@@ -76,7 +76,7 @@ def fast_server(server_pool, fast_repository):
 def gateway(fast_server, tmp_path_factory):
     """The REST gateway (a real uvicorn process) in front of ``fast_server``."""
     log = tmp_path_factory.mktemp("gateway") / "gateway.log"
-    with GatewayProcess(fast_server.http_url, log, fast_server.options.admin_key) as process:
+    with GatewayProcess(fast_server.http_url, log, fast_server.settings.admin_key) as process:
         yield process
 
 

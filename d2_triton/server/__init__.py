@@ -2,16 +2,18 @@
 
 Split by concern: ``environment`` (the Python environment, the binary, the backend
 directory), ``front`` (nginx before tritonserver: complete, checked, admitted requests
-only), ``process`` (options, start, readiness, stop), ``watchdog`` (noticing a model whose
-Python-backend stub died, or whose versions changed) and ``reloader`` (loading it again),
-``health`` (each pipeline's state, the one source of readiness), ``status`` (the endpoint
-the front asks for readiness and metrics) and ``cli`` (``python -m d2_triton.server``).
+only), ``settings`` (how tritonserver runs: ports, admin key, command line),
+``tritonserver`` (start, readiness, stop), ``processes`` (the /proc reads, stopping a
+process), ``watchdog`` (noticing a model whose Python-backend stub died, or whose versions
+changed) and ``reloader`` (loading it again), ``health`` (each pipeline's state, the one
+source of readiness), ``status`` (the endpoint the front asks for readiness and metrics)
+and ``cli`` (``python -m d2_triton.server``).
 """
 
 from d2_triton.errors import ServerEnvironmentError
 from d2_triton.server.environment import ServerEnvironment
-from d2_triton.server.options import ServerOptions
-from d2_triton.server.process import TritonServer
+from d2_triton.server.settings import ServerSettings
+from d2_triton.server.tritonserver import TritonServer
 from d2_triton.server.watchdog import Reload, ReloadWatchdog
 
 __all__ = [
@@ -19,6 +21,6 @@ __all__ = [
     "ReloadWatchdog",
     "ServerEnvironment",
     "ServerEnvironmentError",
-    "ServerOptions",
+    "ServerSettings",
     "TritonServer",
 ]

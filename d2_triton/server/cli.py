@@ -22,9 +22,9 @@ from d2_triton import names
 from d2_triton.commands import Parser, command
 from d2_triton.errors import ServerEnvironmentError
 from d2_triton.server.environment import ServerEnvironment
-from d2_triton.server.options import ServerOptions
-from d2_triton.server.process import TritonServer
 from d2_triton.server.repository import repository_problems
+from d2_triton.server.settings import ServerSettings
+from d2_triton.server.tritonserver import TritonServer
 from d2_triton.server.watchdog import log
 
 # Seconds before starting a crashed server again; doubled while it keeps crashing (30 at most).
@@ -141,9 +141,9 @@ def add_process_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def options_from(args: argparse.Namespace) -> ServerOptions:
-    """The launcher's command line as ServerOptions."""
-    return ServerOptions(
+def settings_from(args: argparse.Namespace) -> ServerSettings:
+    """The launcher's command line as ServerSettings."""
+    return ServerSettings(
         model_repository=args.model_repository,
         http_port=args.http_port,
         grpc_port=args.grpc_port,
@@ -163,7 +163,7 @@ def options_from(args: argparse.Namespace) -> ServerOptions:
 def main(argv: list[str] | None = None) -> int:
     """Run the server until it is stopped, starting it again after a crash."""
     args = parse_args(argv)
-    options = options_from(args)
+    settings = settings_from(args)
     stopping = threading.Event()
     running: list[TritonServer] = []
     install_signal_handlers(stopping, running)
@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0  # stopped while waiting
     while True:
         try:
-            server = TritonServer(options, environment)  # new loopback ports for Triton
+            server = TritonServer(settings, environment)  # new loopback ports for Triton
         except ServerEnvironmentError as error:
             print(f"d2_triton.server: {error}", file=sys.stderr)
             return 2
@@ -214,7 +214,7 @@ def wait_for_repository(repository: Path, stopping: threading.Event) -> bool:
 
 def announce(server: TritonServer) -> None:
     """Print the command line (key masked) and where the front and Triton listen."""
-    key = server.options.admin_key
+    key = server.settings.admin_key
     print("starting:", " ".join(server.command()).replace(key, "***"), flush=True)
     if server.front is not None:
         ports, limits = server.ports, server.front.limits

@@ -1,4 +1,7 @@
-"""How the launcher runs tritonserver: the options, the admin key, the command line.
+"""How the launcher runs tritonserver: its settings, the admin key, the command line.
+
+``ServerSettings`` is the launcher's typed settings, as ``GatewaySettings`` is the
+gateway's and ``ExportSettings`` the exporter's.
 
 Triton listens on loopback behind the front (``front``) on free ports of its own, with its
 restricted APIs behind a per-start admin key, and with explicit model control when the
@@ -30,7 +33,7 @@ def _admin_key() -> str:
 
 
 @dataclass
-class ServerOptions:
+class ServerSettings:
     """How to run tritonserver on a model repository.
 
     Attributes:

@@ -32,7 +32,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from d2_triton.names import PIPELINE_HEALTH_PATH
 from d2_triton.server.health import HealthBoard, HealthCollector
-from d2_triton.server.options import LOOPBACK
+from d2_triton.server.settings import LOOPBACK
 
 MODEL_READY = re.compile(r"^/v2/models/([^/]+)(?:/versions/[^/]+)?/ready$")
 # Triton answers its health calls at once; a slower answer is a server that cannot answer.

@@ -15,7 +15,7 @@ from concurrent import futures
 import grpc
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
-from d2_triton.server.options import LOOPBACK
+from d2_triton.server.settings import LOOPBACK
 from d2_triton.server.status import StatusSource
 
 

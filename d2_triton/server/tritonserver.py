@@ -18,9 +18,9 @@ from d2_triton.errors import ProcessExitedError
 from d2_triton.server.environment import ServerEnvironment
 from d2_triton.server.front import Front, pipeline_limits
 from d2_triton.server.health import HealthBoard
-from d2_triton.server.options import LOOPBACK, ServerOptions
 from d2_triton.server.processes import live_stubs, stop_process
 from d2_triton.server.reloader import ModelReloader, version_folders
+from d2_triton.server.settings import LOOPBACK, ServerSettings
 from d2_triton.server.status import StatusServer, StatusSource
 from d2_triton.server.status_grpc import GrpcStatusServer
 from d2_triton.server.watchdog import ReloadWatchdog, log
@@ -33,7 +33,7 @@ class TritonServer:
     """A tritonserver child process and its front; a context manager that waits for readiness.
 
     Args:
-        options: what to serve and how.
+        settings: what to serve and how.
         environment: the server environment (default: this interpreter's).
         log_path: file for tritonserver's and nginx's output (default: inherit stdout/stderr).
         cache_dir: where the backend directory is kept (default: ``d2_triton.cache``).
@@ -42,32 +42,32 @@ class TritonServer:
 
     def __init__(
         self,
-        options: ServerOptions,
+        settings: ServerSettings,
         environment: ServerEnvironment | None = None,
         log_path: Path | None = None,
         cache_dir: Path | None = None,
         ready_timeout: float = READY_TIMEOUT_S,
     ):
-        self.options = options
+        self.settings = settings
         self.ready_timeout = ready_timeout
         self.environment = environment or ServerEnvironment.inspect()
         self.backend_directory = self.environment.prepare_backends(
             (cache_dir or cache.cache_dir())
             / f"triton-backends-py{self.environment.python_version}"
         )
-        self.ports = options.ports()
+        self.ports = settings.ports()
         self.board = HealthBoard(
-            names.PipelineNames.in_repository(options.model_repository), log=log
+            names.PipelineNames.in_repository(settings.model_repository), log=log
         )
         self.front = self.status = None
-        if options.front:
-            limits = pipeline_limits(options.model_repository, options.max_in_flight)
+        if settings.front:
+            limits = pipeline_limits(settings.model_repository, settings.max_in_flight)
             self.front = Front(self.ports, limits)
             self.status = StatusSource(
                 self.board,
                 self.triton_http_url,
                 f"{LOOPBACK}:{self.ports.triton_metrics}",
-                watched=options.watchdog,
+                watched=settings.watchdog,
             )
         self.log_path = log_path
         self.process: subprocess.Popen | None = None
@@ -76,7 +76,7 @@ class TritonServer:
 
     def command(self) -> list[str]:
         """The tritonserver command line."""
-        return self.options.command(self.environment, self.backend_directory, self.ports)
+        return self.settings.command(self.environment, self.backend_directory, self.ports)
 
     @property
     def http_url(self) -> str:
@@ -137,7 +137,7 @@ class TritonServer:
         """Triton's statistics of ``model`` (a restricted API: asked with the admin key)."""
         request = urllib.request.Request(
             f"http://{self.http_url}/v2/models/{urllib.parse.quote(model)}/stats",
-            headers={names.ADMIN_HEADER: self.options.admin_key},
+            headers={names.ADMIN_HEADER: self.settings.admin_key},
         )
         with urllib.request.urlopen(request, timeout=30) as response:
             return json.load(response)["model_stats"][0]
@@ -186,13 +186,13 @@ class TritonServer:
         return self.front.process if self.front is not None else None
 
     def _write_admin_key(self) -> None:
-        path = self.options.admin_key_file
+        path = self.settings.admin_key_file
         if path is None:
             return
         path.parent.mkdir(parents=True, exist_ok=True)
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(descriptor, "w") as file:
-            file.write(self.options.admin_key + "\n")
+            file.write(self.settings.admin_key + "\n")
 
     def _log_hint(self) -> str:
         if not self.log_path or not self.log_path.exists():
@@ -201,11 +201,13 @@ class TritonServer:
         return f"; last lines of {self.log_path}:\n" + "\n".join(tail)
 
     def start_watchdog(self) -> None:
-        """Once ready: watch stubs and version folders (if ``options.watchdog``)."""
-        if self.options.watchdog and self.watchdog is None:
+        """Once ready: watch stubs and version folders (if ``settings.watchdog``)."""
+        if self.settings.watchdog and self.watchdog is None:
             pid = self.process.pid
-            reloader = ModelReloader(f"{LOOPBACK}:{self.ports.triton_grpc}", self.options.admin_key)
-            repository = self.options.model_repository
+            reloader = ModelReloader(
+                f"{LOOPBACK}:{self.ports.triton_grpc}", self.settings.admin_key
+            )
+            repository = self.settings.model_repository
             self.watchdog = ReloadWatchdog(
                 lambda: live_stubs(pid), reloader, self.board, lambda: version_folders(repository)
             ).start()

@@ -8,14 +8,14 @@ from typing import TYPE_CHECKING, Any
 from d2_triton.server.ports import free_ports
 
 if TYPE_CHECKING:
-    from d2_triton.server import ServerOptions
+    from d2_triton.server import ServerSettings
 
-__all__ = ["free_ports", "loopback_server_options"]
+__all__ = ["free_ports", "loopback_server_settings"]
 
 
-def loopback_server_options(repository: Path, **options: Any) -> ServerOptions:
-    """ServerOptions for a server (its front) on 127.0.0.1, on three ports free a moment ago."""
-    from d2_triton.server import ServerOptions
+def loopback_server_settings(repository: Path, **options: Any) -> ServerSettings:
+    """ServerSettings for a server (its front) on 127.0.0.1, on three ports free a moment ago."""
+    from d2_triton.server import ServerSettings
 
     http, grpc, metrics = free_ports(3)
-    return ServerOptions(repository, http, grpc, metrics, host="127.0.0.1", **options)
+    return ServerSettings(repository, http, grpc, metrics, host="127.0.0.1", **options)

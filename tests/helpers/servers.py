@@ -19,7 +19,7 @@ import requests
 from d2_triton.server import ServerEnvironment, TritonServer
 from d2_triton.server.processes import stop_process
 from d2_triton.testing.gateway import REPO_ROOT, SERVER_ENV, GatewayProcess
-from d2_triton.testing.ports import free_ports, loopback_server_options
+from d2_triton.testing.ports import free_ports, loopback_server_settings
 
 __all__ = ["CLIENT_CLI", "SERVER_ENV", "GatewayProcess", "LauncherProcess", "ServerPool"]
 
@@ -45,9 +45,9 @@ class ServerPool:
 
     def start(self, repository: Path, name: str, **options) -> TritonServer:
         """A fresh server outside the pool (the caller hands it to ``retire``)."""
-        server_options = loopback_server_options(repository, **options)
+        server_settings = loopback_server_settings(repository, **options)
         server = TritonServer(
-            server_options, self.environment, log_path=self.log_dir / f"tritonserver-{name}.log"
+            server_settings, self.environment, log_path=self.log_dir / f"tritonserver-{name}.log"
         )
         return server.__enter__()
 

@@ -91,7 +91,7 @@ def families_gateway(families_server, tmp_path_factory):
     """The REST gateway in front of the families' server."""
     _, server = families_server
     log = tmp_path_factory.mktemp("families-gateway") / "gateway.log"
-    with GatewayProcess(server.http_url, log, server.options.admin_key) as process:
+    with GatewayProcess(server.http_url, log, server.settings.admin_key) as process:
         yield process
 
 

@@ -83,7 +83,7 @@ def test_bodies_over_the_limit_are_refused_before_triton_sees_them(fast_server):
 
 def test_restricted_apis_answer_only_with_the_admin_key(fast_server):
     url = f"http://{fast_server.http_url}/v2"
-    key = {names.ADMIN_HEADER: fast_server.options.admin_key}
+    key = {names.ADMIN_HEADER: fast_server.settings.admin_key}
     region = next(p.name for p in Path("/dev/shm").glob("triton_python_backend_shm_region_*"))
     register = {"key": f"/{region}", "offset": 0, "byte_size": 64}
     refused = [
@@ -110,7 +110,7 @@ def test_restricted_apis_answer_only_with_the_admin_key(fast_server):
     grpc = grpcclient.InferenceServerClient(fast_server.grpc_url)
     with pytest.raises(InferenceServerException, match="restricted"):
         grpc.get_log_settings()
-    grpc_key = {names.ADMIN_GRPC_METADATA: fast_server.options.admin_key}
+    grpc_key = {names.ADMIN_GRPC_METADATA: fast_server.settings.admin_key}
     assert grpc.get_log_settings(headers=grpc_key, as_json=True)["settings"]
     assert grpc.is_model_ready(names.ENSEMBLE_MODEL)
 
@@ -225,6 +225,6 @@ def test_the_design_cards_clients_work_through_the_front(fast_server, photos, tm
         2,
         3,
         1000,
-        admin_key=fast_server.options.admin_key,
+        admin_key=fast_server.settings.admin_key,
     )
     assert float(row["Inferences/Second"]) > 0

@@ -19,7 +19,7 @@ from PIL import Image
 
 from d2_triton.client import DetectionClient
 from d2_triton.client.results import DetectionResult
-from d2_triton.server import ServerOptions, TritonServer
+from d2_triton.server import ServerSettings, TritonServer
 from d2_triton.testing.load import same_answer
 from d2_triton.testing.ports import free_ports
 from helpers.metrics import metric_samples
@@ -147,7 +147,7 @@ def test_grpc_and_a_label_mapping_file(fast_server, direct, photos, tmp_path):
     with GatewayProcess(
         fast_server.grpc_url,
         tmp_path / "gateway.log",
-        fast_server.options.admin_key,
+        fast_server.settings.admin_key,
         TRITON_PROTOCOL="grpc",
         LABEL_MAPPING_FILE=str(labels),
     ) as gateway:
@@ -169,7 +169,7 @@ def test_triton_down_is_a_502_and_the_gateway_recovers(
         down = post(gateway, "/v1/detect", payload)
         assert down.status_code == 502 and "unreachable" in down.json()["detail"]
         assert requests.get(f"{gateway.url}/v1/models", timeout=10).status_code == 502
-        options = ServerOptions(fast_repository, http, grpc, metrics, host="127.0.0.1")
+        options = ServerSettings(fast_repository, http, grpc, metrics, host="127.0.0.1")
         with TritonServer(options, server_pool.environment, log_path=tmp_path / "triton.log"):
             assert requests.get(f"{gateway.url}/health", timeout=10).status_code == 200
             assert len(detected(gateway, payload)) > 0
@@ -211,7 +211,7 @@ def test_an_api_key_guards_every_endpoint_but_health(fast_server, direct, photos
     with GatewayProcess(
         fast_server.http_url,
         tmp_path / "gateway.log",
-        fast_server.options.admin_key,
+        fast_server.settings.admin_key,
         API_KEY=key,
     ) as gw:
         refused = post(gw, "/v1/detect", payload)
@@ -233,7 +233,9 @@ def test_metrics_and_the_request_log_count_what_happened(fast_server, photos, tm
     key, log = "metrics-test-key", tmp_path / "gateway.log"
     good, bad = photos["chelsea.jpg"].read_bytes(), b"not an image" * 10
     settings = {"API_KEY": key, "LOG_FORMAT": "json"}
-    with GatewayProcess(fast_server.http_url, log, fast_server.options.admin_key, **settings) as gw:
+    with GatewayProcess(
+        fast_server.http_url, log, fast_server.settings.admin_key, **settings
+    ) as gw:
         keyed = {"Content-Type": "application/octet-stream", "X-API-Key": key}
 
         def detect(payload: bytes, **params) -> requests.Response:

@@ -24,7 +24,7 @@ def gateway(mask_rcnn_server, tmp_path_factory):
     """The REST gateway in front of the Mask R-CNN server at Detectron2's size."""
     log = tmp_path_factory.mktemp("gateway-masks") / "gateway.log"
     with GatewayProcess(
-        mask_rcnn_server.http_url, log, mask_rcnn_server.options.admin_key
+        mask_rcnn_server.http_url, log, mask_rcnn_server.settings.admin_key
     ) as process:
         yield process
 

@@ -73,7 +73,7 @@ def trained_repository(tmp_path_factory, trained_model) -> Path:
 def page_gateway(server_pool, trained_repository, tmp_path_factory):
     server = server_pool.get(trained_repository, "trained")
     log = tmp_path_factory.mktemp("page-gateway") / "gateway.log"
-    with GatewayProcess(server.http_url, log, server.options.admin_key, API_KEY=API_KEY) as gw:
+    with GatewayProcess(server.http_url, log, server.settings.admin_key, API_KEY=API_KEY) as gw:
         gw.triton_url = server.http_url
         yield gw
 

@@ -64,7 +64,7 @@ def server(server_pool, repository):
 @pytest.fixture(scope="module")
 def gateway(server, tmp_path_factory):
     log = tmp_path_factory.mktemp("gateway-two-pipelines") / "gateway.log"
-    with GatewayProcess(server.http_url, log, server.options.admin_key) as process:
+    with GatewayProcess(server.http_url, log, server.settings.admin_key) as process:
         yield process
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from d2_triton.cache import CHECKOUT
-from d2_triton.server import ServerEnvironment, ServerEnvironmentError, ServerOptions
+from d2_triton.server import ServerEnvironment, ServerEnvironmentError, ServerSettings
 from d2_triton.server.front import FrontPorts
 from export_tools.detectron2_setup import shims
 from helpers import pb_utils_stub
@@ -74,7 +74,7 @@ def test_requirements_pin_numpy_below_2():
 
 
 def test_server_command_line():
-    options = ServerOptions(Path("repo"), http_port=1, grpc_port=2, metrics_port=3)
+    options = ServerSettings(Path("repo"), http_port=1, grpc_port=2, metrics_port=3)
     environment = ServerEnvironment(Path("/env"), "3.11", "1.26.4", Path("/site/pytriton"))
     ports = FrontPorts("0.0.0.0", 1, 2, 3, 11, 12, 13, 14, 15)
     command = options.command(environment, Path("/backends"), ports)
@@ -94,15 +94,15 @@ def test_server_command_line():
     # as is every other API but health, metadata, model config and inference.
     assert {"--model-control-mode=explicit", "--load-model=*"} <= set(command)
     key = options.admin_key
-    assert len(key) >= 32 and key != ServerOptions(Path("repo")).admin_key
+    assert len(key) >= 32 and key != ServerSettings(Path("repo")).admin_key
     apis = "model-repository,shared-memory,logging,trace,statistics"
     assert f"--http-restricted-api={apis}:d2t-admin-key={key}" in command
     assert f"--grpc-restricted-protocol={apis}:d2t-admin-key={key}" in command
-    plain = ServerOptions(Path("repo"), watchdog=False).command(environment, Path("/b"), ports)
+    plain = ServerSettings(Path("repo"), watchdog=False).command(environment, Path("/b"), ports)
     assert not [arg for arg in plain if "model-control" in arg]
     assert len([arg for arg in plain if "restricted" in arg]) == 2  # restricted all the same
     # Without the front, Triton itself listens where clients connect (an explicit choice).
-    exposed = ServerOptions(Path("repo"), 1, 2, 3, host="0.0.0.0", front=False)
+    exposed = ServerSettings(Path("repo"), 1, 2, 3, host="0.0.0.0", front=False)
     direct = exposed.command(environment, Path("/b"), exposed.ports())
     assert {"--http-address=0.0.0.0", "--http-port=1", "--grpc-port=2"} <= set(direct)
     env = environment.process_environment()
@@ -112,7 +112,7 @@ def test_server_command_line():
 
 def test_the_admin_key_can_be_fixed_by_the_environment(monkeypatch):
     monkeypatch.setenv("D2T_ADMIN_KEY", "from-a-secret")
-    assert ServerOptions(Path("repo")).admin_key == "from-a-secret"
+    assert ServerSettings(Path("repo")).admin_key == "from-a-secret"
 
 
 def test_an_installed_tritonserver_runs_with_its_own_backends():
@@ -121,7 +121,7 @@ def test_an_installed_tritonserver_runs_with_its_own_backends():
     environment = ServerEnvironment(Path("/venv"), "3.10", "1.26.4", None, binary)
     backends = environment.prepare_backends(Path("/not/used"))
     assert backends == Path("/opt/tritonserver/backends")
-    options = ServerOptions(Path("repo"))
+    options = ServerSettings(Path("repo"))
     command = options.command(environment, backends, options.ports())
     assert command[0] == str(binary)
     assert "--backend-directory=/opt/tritonserver/backends" in command
