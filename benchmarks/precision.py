@@ -24,7 +24,7 @@ from pathlib import Path
 
 from benchmarks import inputs, run
 from d2_triton.commands import Parser, command
-from d2_triton.names import PRECISIONS
+from d2_triton.names import Precision
 
 METRICS = ("throughput_ratio", "latency_ratio")
 
@@ -36,7 +36,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--out", type=Path, default=run.REPO_ROOT / "benchmarks/results/latest")
-    parser.add_argument("--precisions", default=",".join(PRECISIONS))
+    parser.add_argument("--precisions", default=",".join(p.value for p in Precision))
     parser.add_argument("--sizes", default="640x480,1280x960,1920x1080")
     parser.add_argument("--concurrency", default="1,2,3", help="ensemble sweep of each")
     parser.add_argument("--request-count", type=int, default=8)
@@ -50,12 +50,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def export(precision: str, calibration: Path) -> Path:
+def export(precision: Precision, calibration: Path) -> Path:
     """The default model's repository in ``precision`` (cached like ``benchmarks.run``'s)."""
-    if precision == "f32":
+    if precision is Precision.F32:
         return run.default_repository()
-    options = ["--precision", precision]
-    if precision == "int8":
+    options = ["--precision", precision.value]
+    if precision.needs_calibration:
         options += ["--calibration", str(calibration)]
     return run.default_repository(*options)
 
@@ -64,12 +64,12 @@ def runs_in(precision: str) -> str:
     """What the served detector computes in on this CPU (a bf16 export may run f32)."""
     from d2_triton.serving.stages import runnable
 
-    return runnable(precision)
+    return runnable(Precision.parse(precision)).value
 
 
 def compare(summaries: dict[str, dict]) -> dict:
     """Each precision against eager and against the f32 export, per size; memory at rest."""
-    f32 = summaries.get("f32", {}).get("against_eager", {})
+    f32 = summaries.get(Precision.F32.value, {}).get("against_eager", {})
     compared = {}
     for precision, summary in summaries.items():
         sizes = summary["against_eager"]
@@ -193,11 +193,11 @@ def plot(summary: dict, path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     out = args.out.absolute()
-    precisions = [p for p in args.precisions.split(",") if p]
+    precisions = [Precision.parse(p).value for p in args.precisions.split(",") if p]
     # named by the sizes: the export cache knows the folder by name, not by content
     calibration = run.CACHE / "bench-work" / f"calibration-{args.sizes.replace(',', '-')}"
     inputs.write_photos(calibration, [inputs.parse_size(s) for s in args.sizes.split(",")])
-    repositories = {precision: export(precision, calibration) for precision in precisions}
+    repositories = {p: export(Precision(p), calibration) for p in precisions}
     summaries = {}
     for precision, repository in repositories.items():
         eager_json = run.CACHE / "bench-work" / precisions[0] / "eager.json" if summaries else None

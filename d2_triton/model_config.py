@@ -8,6 +8,9 @@ writes them with :func:`to_parameters`, each ``model.py`` reads them back with
 ``export_tools.repository.configs.read_parameters``, all through :func:`from_parameters`.
 
 Keys that are not fields are ignored (the reload watchdog adds ``d2t_reload_generation``).
+This module is the contract's bottom: it imports the standard library and ``errors`` and
+``names`` only (``tests/unit/d2_triton/test_tiers.py``); the settings the models share with
+``vision`` (:class:`DecodeLimits`, :class:`PanopticSettings`) are declared here.
 """
 
 from __future__ import annotations
@@ -19,13 +22,40 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from d2_triton.errors import ModelConfigError
-from d2_triton.names import MASK_FORMATS, PRECISIONS, SEGMENTATIONS
-from d2_triton.vision.imaging import DecodeLimits
-from d2_triton.vision.labels import LabelMap
-from d2_triton.vision.segments import SEM_SEG_STRIDE, PanopticSettings
+from d2_triton.errors import InvalidArgumentError, ModelConfigError
+from d2_triton.names import MASK_FORMATS, SEGMENTATIONS, Precision
 
 Parameters = TypeVar("Parameters")
+# Detectron2's default SEM_SEG_HEAD.COMMON_STRIDE: the semantic logits' stride.
+SEM_SEG_STRIDE = 4
+
+
+@dataclass(frozen=True)
+class DecodeLimits:
+    """Limits applied to every request before decoding (``vision.imaging.decode_image``).
+
+    The defaults admit any ordinary photo (a 8K x 6K frame is 48 MP) while keeping one
+    request's decoded image under ~200 MB of memory.
+    """
+
+    max_bytes: int = 32 * 1024 * 1024
+    max_pixels: int = 64_000_000
+
+    def __post_init__(self) -> None:
+        if self.max_bytes <= 0 or self.max_pixels <= 0:
+            raise InvalidArgumentError(f"decode limits must be positive, got {self}")
+
+
+@dataclass(frozen=True)
+class PanopticSettings:
+    """``cfg.MODEL.PANOPTIC_FPN.COMBINE`` (the model's ``combine_*`` attributes).
+
+    The defaults are Detectron2's.
+    """
+
+    overlap_threshold: float = 0.5
+    stuff_area: int = 4096
+    score_threshold: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -84,7 +114,7 @@ class PostprocessParameters:
             relative to the model's folder; empty without a semantic head.
         sem_seg_stride: the semantic head's ``common_stride`` (its logits' stride).
         panoptic_overlap_threshold, panoptic_stuff_area, panoptic_score_threshold: the
-            model's ``PANOPTIC_FPN.COMBINE`` settings (``vision.segments.PanopticSettings``).
+            model's ``PANOPTIC_FPN.COMBINE`` settings (:class:`PanopticSettings`).
     """
 
     label_map: str
@@ -131,22 +161,11 @@ class EnsembleParameters:
     """
 
     labels: str = "{}"
-    precision: str = PRECISIONS[0]
+    precision: Precision = Precision.F32
 
     def __post_init__(self) -> None:
         """Refuse a precision the exporter does not write."""
-        if self.precision not in PRECISIONS:
-            raise ModelConfigError(
-                f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
-            )
-
-    @property
-    def label_map(self) -> LabelMap:
-        """The labels as a LabelMap; ModelConfigError if they are not a label map."""
-        try:
-            return LabelMap.from_json(json.loads(self.labels))
-        except ValueError as error:
-            raise ModelConfigError(f"parameter 'labels': {error}") from None
+        object.__setattr__(self, "precision", Precision.parse(self.precision, ModelConfigError))
 
 
 def to_parameters(parameters: Any) -> dict[str, str]:

@@ -7,6 +7,7 @@ the clients agree with, and lets a test check that they do.
 from __future__ import annotations
 
 import argparse
+import enum
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,10 +22,59 @@ POSTPROCESS_MODEL = "postprocess"
 ROLES = (PREPROCESS_MODEL, DETECTOR_MODEL, POSTPROCESS_MODEL, ENSEMBLE_MODEL)
 # The pipeline ``export`` writes without ``--name``, and clients call without a model name.
 DEFAULT_PIPELINE = "default"
-# What an export's OpenVINO stages compute in (the first is the default): float32, bfloat16
-# where the CPU has it natively, or int8 after calibration (d2_triton.serving.stages).
-PRECISIONS = ("f32", "bf16", "int8")
 PIPELINE_NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+
+
+class Precision(str, enum.Enum):
+    """What an export's OpenVINO stages compute in (``export --precision``), and what each needs.
+
+    ``f32`` (the default) is within float rounding of Detectron2; ``bf16`` runs natively
+    where the CPU has AMX or AVX512-BF16 (elsewhere the detector runs f32 and logs it);
+    ``int8`` is NNCF's post-training quantization, calibrated on images.  Each is a string
+    too: ``Precision.INT8 == "int8"``, and it is written as its value.
+    """
+
+    F32 = "f32"
+    BF16 = "bf16"
+    INT8 = "int8"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @classmethod
+    def parse(cls, value: str, error: type[Exception] = InvalidArgumentError) -> Precision:
+        """The precision ``value`` names; ``error`` (a ValueError) naming the choices if none."""
+        try:
+            return cls(value)
+        except ValueError:
+            raise error(f"unknown precision {value!r} (one of {cls.choices()})") from None
+
+    @classmethod
+    def choices(cls) -> str:
+        """``f32, bf16 or int8``, for help texts and errors."""
+        values = [precision.value for precision in cls]
+        return f"{', '.join(values[:-1])} or {values[-1]}"
+
+    @property
+    def needs_calibration(self) -> bool:
+        """Whether an export at this precision calibrates on images first."""
+        return self is Precision.INT8
+
+    @property
+    def staged_only(self) -> bool:
+        """Whether only the staged export has it (``--exact`` and a GPU detector are f32)."""
+        return self is not Precision.F32
+
+    @property
+    def cpu_capability(self) -> str | None:
+        """The CPU capability (OpenVINO's name) it needs to run natively, if any."""
+        return "BF16" if self is Precision.BF16 else None
+
+    @property
+    def float_arithmetic(self) -> str:
+        """What its unquantized layers compute in (an int8 model's float layers run f32)."""
+        return Precision.F32.value if self is Precision.INT8 else self.value
+
 
 # The layout of a model repository the exporter writes and the server reads (recorded in
 # each detector version's export_info.json): a server refuses to serve another layout.
@@ -44,7 +94,8 @@ MASK_PROBS = "mask_probs"
 SEM_SEG_LOGITS = "sem_seg_logits"
 
 # The TorchScript model's outputs (Detectron2 ``Instances`` fields, and ``sem_seg``, the
-# semantic head's logits) -> detector tensor names.
+# semantic head's logits) -> detector tensor names; the exporter exports those a model
+# produces, in this order.
 DETECTOR_OUTPUTS = {
     "pred_boxes": "boxes",
     "scores": "scores",
@@ -103,7 +154,7 @@ PIPELINE_HEALTH_PATH = "/d2t/pipelines"
 DEFAULT_PORTS = {"http": 8000, "grpc": 8001, "metrics": 8002}
 GATEWAY_PORT = 8080
 # HTTP header carrying the admin key, without which Triton refuses its restricted APIs
-# (d2_triton.server.options.RESTRICTED_APIS); over gRPC, Triton wants it under its own prefix.
+# (d2_triton.server.settings.RESTRICTED_APIS); over gRPC, Triton wants it under its own prefix.
 ADMIN_HEADER = "d2t-admin-key"
 ADMIN_GRPC_METADATA = f"triton-grpc-protocol-{ADMIN_HEADER}"
 # Inference requests admitted per pipeline at once, per detector instance, by the front and

@@ -16,9 +16,8 @@ from pathlib import Path
 
 import torch
 
-from d2_triton.model_config import PreprocessParameters
+from d2_triton.model_config import PanopticSettings, PreprocessParameters
 from d2_triton.vision.labels import LabelMap
-from d2_triton.vision.segments import PanopticSettings
 from export_tools.detector_config import (
     DetectorConfig,
     detections_per_image,
@@ -212,7 +211,7 @@ def export(settings: ExportSettings) -> ExportResult:
         "output_fields": fields,
         "segmentation": outputs.segmentation,
         "detector_mode": mode,
-        "precision": settings.precision,
+        "precision": settings.precision.value,
         "detector_stages": {stage.stage.name: stage.runtime for stage in stages},
         "num_classes": len(labels),
         "detectron2_version": detectron2.__version__,
@@ -246,7 +245,7 @@ def export(settings: ExportSettings) -> ExportResult:
 def calibration_files(settings: ExportSettings) -> list[Path]:
     """The images an int8 export calibrates on (none for other precisions)."""
     folder = settings.calibration_folder
-    if settings.precision != "int8" or folder is None:
+    if not settings.precision.needs_calibration or folder is None:
         return []
     return quantize.calibration_files(folder, settings.calibration_images)
 

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from d2_triton.errors import LabelMapFormatError
-from d2_triton.names import DEFAULT_PIPELINE, PRECISIONS, PipelineNames, pipeline_name
-from d2_triton.vision.imaging import DecodeLimits
+from d2_triton.model_config import DecodeLimits
+from d2_triton.names import DEFAULT_PIPELINE, PipelineNames, Precision, pipeline_name
 from d2_triton.vision.labels import LabelMap
 from export_tools.errors import ConfigError, DatasetError, LabelMapError, WeightsError
 
@@ -100,14 +100,15 @@ class ExportSettings:
         help="one traced TorchScript model, bit-identical to Detectron2 (default: stages, the "
         "static parts run by OpenVINO at float32, within float rounding and faster)",
     )
-    precision: str = option(
-        PRECISIONS[0],
+    precision: Precision = option(
+        Precision.F32,
         help="what the OpenVINO stages compute in: f32 (within float rounding of Detectron2), "
         "bf16 (faster where the CPU has AMX or AVX512-BF16; elsewhere the detector runs f32 "
         "and logs it) or int8 (NNCF's post-training quantization, needs --calibration or "
         "--coco-dataset); "
         "not with --exact",
-        choices=PRECISIONS,
+        choices=list(Precision),
+        type=lambda text: Precision.parse(text, argparse.ArgumentTypeError),
     )
     calibration: Path | None = option(
         None,
@@ -145,6 +146,10 @@ class ExportSettings:
         "come from the config's DATASETS.TEST, so name your test set here",
     )
 
+    def __post_init__(self) -> None:
+        """A precision given by name (``"int8"``) becomes a :class:`Precision`."""
+        object.__setattr__(self, "precision", Precision.parse(self.precision, ConfigError))
+
     @property
     def pipeline(self) -> PipelineNames:
         """The Triton model names this export writes."""
@@ -155,12 +160,12 @@ class ExportSettings:
 
         Runs before Detectron2 is imported or a model built, so a typo costs seconds.
         """
-        if self.precision != PRECISIONS[0] and (self.exact or self.device == "gpu"):
+        if self.precision.staged_only and (self.exact or self.device == "gpu"):
             raise ConfigError(
                 f"--precision {self.precision} is for the staged export's OpenVINO stages; "
                 "--exact (and a GPU detector) is one TorchScript file at float32"
             )
-        if self.precision == "int8" and self.calibration_folder is None:
+        if self.precision.needs_calibration and self.calibration_folder is None:
             raise ConfigError(
                 "--precision int8 needs calibration images: --calibration DIR, a folder of "
                 "images like those the model will serve (100 are read by default), or "
@@ -240,7 +245,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         else:
             default = setting.default if "required" not in extra else None
             suffix = f" (default: {default})" if default not in (None, "") else ""
-            extra.setdefault("type", value_type(setting.type))
+            if "type" not in extra:  # a field may name its own (``precision``)
+                extra["type"] = value_type(setting.type)
             parser.add_argument(
                 flag(setting.name), default=default, help=help_text + suffix, **extra
             )

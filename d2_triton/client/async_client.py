@@ -19,8 +19,10 @@ from d2_triton import model_config, names
 from d2_triton.client.clients import EnsembleClient, ensemble_result
 from d2_triton.client.request_options import RequestOptions
 from d2_triton.client.results import DetectionResult
+from d2_triton.errors import ModelConfigError
 from d2_triton.model_config import DetectorParameters, EnsembleParameters
 from d2_triton.names import PipelineNames
+from d2_triton.vision.labels import LabelMap
 
 Parameters = TypeVar("Parameters")
 # Statuses of a failed call that say Triton could not be asked (gRPC's, and the front's own
@@ -165,9 +167,9 @@ class AsyncDetectionClient(EnsembleClient):
                     "ensemble": pipeline.ensemble,
                     "version": entry["version"],
                     "state": entry["state"],
-                    "precision": about.precision,
+                    "precision": about.precision.value,
                     "weights": detector.weights_source,
-                    "classes": about.label_map.to_json(),
+                    "classes": published_classes(about),
                 }
             )
         return sorted(found, key=lambda pipeline: pipeline["name"])
@@ -190,6 +192,17 @@ class AsyncDetectionClient(EnsembleClient):
     async def close(self) -> None:
         """Close the pooled connection."""
         await self._client.close()
+
+
+def published_classes(about: EnsembleParameters) -> dict[str, str]:
+    """The class names an ensemble publishes, as ``{"id": "name"}``.
+
+    ModelConfigError if its ``labels`` parameter is not a label map.
+    """
+    try:
+        return LabelMap.from_json(json.loads(about.labels)).to_json()
+    except ValueError as error:
+        raise ModelConfigError(f"parameter 'labels': {error}") from None
 
 
 def _read_json(url: str, timeout: float) -> dict:

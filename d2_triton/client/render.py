@@ -21,7 +21,8 @@ from PIL import Image, ImageColor, ImageDraw, ImageFont
 from d2_triton.client.results import DetectionResult
 from d2_triton.client.segment_results import SegmentsResult
 from d2_triton.errors import InvalidArgumentError
-from d2_triton.vision.imaging import DecodeLimits, decode_image
+from d2_triton.model_config import DecodeLimits
+from d2_triton.vision.imaging import decode_image
 
 MASK_OPACITY = 0.45
 BOX_WIDTH = 2

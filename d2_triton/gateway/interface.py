@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from d2_triton.names import JSON_MASK_FORMATS
+from d2_triton.names import JSON_MASK_FORMATS, Precision
 from d2_triton.vision.imaging import ACCEPTED, SIGNATURES
 
 UPLOAD_FIELD = "image"
@@ -136,8 +136,9 @@ class PipelineEntry(BaseModel):
     ensemble: str = Field(description="its Triton ensemble model")
     version: str | None = None
     state: str | None = None
-    precision: str = Field(
-        description="the detector's exported arithmetic (f32, bf16 or int8; see the export docs)"
+    precision: Precision = Field(
+        description="the detector's exported arithmetic (``export --precision``; see the export "
+        "docs)"
     )
     weights: Literal["checkpoint", "random"] = Field(
         "checkpoint",

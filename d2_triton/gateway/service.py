@@ -20,9 +20,8 @@ from d2_triton.gateway.admission import Admission
 from d2_triton.gateway.errors import UPSTREAM_ERRORS, GatewayError, upstream_error
 from d2_triton.gateway.observe import note
 from d2_triton.gateway.settings import GatewaySettings
-from d2_triton.model_config import PreprocessParameters
+from d2_triton.model_config import DecodeLimits, PreprocessParameters
 from d2_triton.names import ADMITTED_PER_INSTANCE, PipelineNames
-from d2_triton.vision.imaging import DecodeLimits
 from d2_triton.vision.labels import LabelMap
 
 LOGGER = logging.getLogger("d2_triton.gateway")

@@ -14,7 +14,7 @@ from pathlib import Path
 from d2_triton import names
 from d2_triton.client import PROTOCOLS
 from d2_triton.errors import D2TritonError
-from d2_triton.vision.imaging import DecodeLimits
+from d2_triton.model_config import DecodeLimits
 
 MODES = ("debug", "develop", "production")
 LOG_LEVELS = {"debug": "debug", "develop": "info", "production": "warning"}

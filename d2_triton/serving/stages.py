@@ -30,14 +30,11 @@ from pathlib import Path
 import torch
 
 from d2_triton.errors import ModelConfigError
-from d2_triton.names import PRECISIONS
+from d2_triton.names import Precision
 from d2_triton.serving import torchscript
 
 PLAN_FILE = "stages.json"
 RUNTIMES = ("torchscript", "openvino")
-# OpenVINO's inference precision for each plan precision: an int8 IR carries its own
-# quantization, and what it leaves unquantized runs at float32.
-INFERENCE_PRECISION = {"f32": "f32", "bf16": "bf16", "int8": "f32"}
 
 
 @dataclass(frozen=True)
@@ -67,20 +64,17 @@ class StagePlan:
         input: name of the image tensor the first stage reads.
         stages: the stages, in the order they run.
         outputs: names of the tensors returned, in order.
-        precision: what the OpenVINO stages compute in (one of ``PRECISIONS``).
+        precision: what the OpenVINO stages compute in.
     """
 
     input: str
     stages: tuple[Stage, ...]
     outputs: tuple[str, ...]
-    precision: str = PRECISIONS[0]
+    precision: Precision = Precision.F32
 
     def __post_init__(self) -> None:
         """Every stage reads only tensors that exist by then; every output is produced."""
-        if self.precision not in PRECISIONS:
-            raise ModelConfigError(
-                f"unknown precision {self.precision!r} (one of {', '.join(PRECISIONS)})"
-            )
+        object.__setattr__(self, "precision", Precision.parse(self.precision, ModelConfigError))
         known = {self.input}
         for stage in self.stages:
             if stage.runtime not in RUNTIMES:
@@ -109,7 +103,7 @@ class StagePlan:
             "input": self.input,
             "stages": stages,
             "outputs": list(self.outputs),
-            "precision": self.precision,
+            "precision": self.precision.value,
         }
         return json.dumps(document, indent=2) + "\n"
 
@@ -128,7 +122,7 @@ class StagePlan:
                 )
                 for stage in document["stages"]
             )
-            precision = str(document.get("precision", PRECISIONS[0]))
+            precision = str(document.get("precision", Precision.F32.value))
             return cls(str(document["input"]), stages, tuple(document["outputs"]), precision)
         except (ValueError, KeyError, TypeError) as error:
             raise ModelConfigError(f"invalid {PLAN_FILE}: {error}") from None
@@ -155,7 +149,7 @@ class StagedModel:
         plan: StagePlan,
         device: torch.device,
         threads: int,
-        precision: str | None = None,
+        precision: Precision | None = None,
     ):
         """Load every stage of ``plan`` from ``folder``, using ``threads`` threads on CPU.
 
@@ -172,14 +166,18 @@ class StagedModel:
         """
         self.plan = plan
         self.device = device
-        asked = precision or plan.precision
+        asked = Precision.parse(precision or plan.precision, ModelConfigError)
         uses_openvino = any(stage.runtime == "openvino" for stage in plan.stages)
-        self.precision = asked if asked == "f32" or not uses_openvino else runnable(asked)
+        self.precision = runnable(asked) if uses_openvino else asked
         self._runners = [self._load(folder, stage, threads) for stage in plan.stages]
 
     @classmethod
     def load(
-        cls, folder: Path, device: torch.device, threads: int, precision: str | None = None
+        cls,
+        folder: Path,
+        device: torch.device,
+        threads: int,
+        precision: Precision | None = None,
     ) -> StagedModel:
         """Load the plan in ``folder``'s ``stages.json`` (``precision``: see ``__init__``)."""
         if not (folder / PLAN_FILE).is_file():
@@ -219,19 +217,19 @@ class StagedModel:
         return tuple(tensors[name] for name in self.plan.outputs)
 
 
-def runnable(precision: str) -> str:
+def runnable(precision: Precision) -> Precision:
     """``precision`` if this CPU computes in it natively, else ``f32``.
 
     OpenVINO lists ``BF16`` among the CPU's optimization capabilities where it has AMX or
     AVX512-BF16; elsewhere it would emulate bf16, slower than f32.  int8 runs on any x86-64
     CPU (fastest with VNNI or AMX).
     """
-    if precision != "bf16":
+    if precision.cpu_capability is None:
         return precision
     import openvino
 
     capabilities = openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
-    return precision if precision.upper() in capabilities else "f32"
+    return precision if precision.cpu_capability in capabilities else Precision.F32
 
 
 class OpenVinoStage:
@@ -244,7 +242,11 @@ class OpenVinoStage:
     """
 
     def __init__(
-        self, path: Path, threads: int, copy_outputs: bool = False, precision: str = "f32"
+        self,
+        path: Path,
+        threads: int,
+        copy_outputs: bool = False,
+        precision: Precision = Precision.F32,
     ):
         """Compile ``path`` with ``threads`` inference threads and ``precision`` pinned.
 
@@ -260,7 +262,8 @@ class OpenVinoStage:
             core.read_model(str(path)),
             "CPU",
             {
-                "INFERENCE_PRECISION_HINT": INFERENCE_PRECISION[precision],
+                # an int8 IR carries its quantization; the hint is for its float layers
+                "INFERENCE_PRECISION_HINT": precision.float_arithmetic,
                 "PERFORMANCE_HINT": "LATENCY",
                 "ENABLE_CPU_PINNING": False,
                 "INFERENCE_NUM_THREADS": threads,

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from d2_triton import names
-from d2_triton.model_config import PreprocessParameters
+from d2_triton.model_config import SEM_SEG_STRIDE, PanopticSettings, PreprocessParameters
 from d2_triton.serving.options import PostprocessOptions
 from d2_triton.vision.detections import (
     Detections,
@@ -24,8 +24,6 @@ from d2_triton.vision.detections import (
 from d2_triton.vision.imaging import decode_image, resize_shortest_edge, to_model_layout
 from d2_triton.vision.labels import LabelMap
 from d2_triton.vision.segments import (
-    SEM_SEG_STRIDE,
-    PanopticSettings,
     Segments,
     encode_segments_rle,
     panoptic_segments,

@@ -30,6 +30,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from d2_triton.errors import InvalidArgumentError, InvalidRequestError
+from d2_triton.model_config import DecodeLimits
 
 JPEG_SIGNATURE = b"\xff\xd8\xff"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -61,22 +62,6 @@ PIXEL_LIMIT_PARAMETER = "max_image_pixels"
 
 class InvalidImageError(InvalidRequestError):
     """The request's bytes are not an image this server accepts; the message says why."""
-
-
-@dataclass(frozen=True)
-class DecodeLimits:
-    """Limits applied to every request before decoding.
-
-    The defaults admit any ordinary photo (a 8K x 6K frame is 48 MP) while keeping one
-    request's decoded image under ~200 MB of memory.
-    """
-
-    max_bytes: int = 32 * 1024 * 1024
-    max_pixels: int = 64_000_000
-
-    def __post_init__(self) -> None:
-        if self.max_bytes <= 0 or self.max_pixels <= 0:
-            raise InvalidArgumentError(f"decode limits must be positive, got {self}")
 
 
 def sniff_format(data: bytes) -> str:

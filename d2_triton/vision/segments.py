@@ -26,26 +26,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from d2_triton.model_config import PanopticSettings
 from d2_triton.vision.detections import Detections, encode_mask_rle, paste_mask
 
 # Classes interpolated at once (8 x 1080 x 1920 float32 logits: 66 MB).
 CLASSES_PER_CHUNK = 8
 # Detectron2's panoptic FPN: semantic class 0 stands for every thing class.
 THINGS_CLASS = 0
-# Detectron2's default SEM_SEG_HEAD.COMMON_STRIDE: the semantic logits' stride.
-SEM_SEG_STRIDE = 4
-
-
-@dataclass(frozen=True)
-class PanopticSettings:
-    """``cfg.MODEL.PANOPTIC_FPN.COMBINE`` (the model's ``combine_*`` attributes).
-
-    The defaults are Detectron2's.
-    """
-
-    overlap_threshold: float = 0.5
-    stuff_area: int = 4096
-    score_threshold: float = 0.5
 
 
 @dataclass

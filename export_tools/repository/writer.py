@@ -25,14 +25,15 @@ from pathlib import Path
 
 from d2_triton import names
 from d2_triton.model_config import (
+    SEM_SEG_STRIDE,
     DetectorParameters,
     EnsembleParameters,
+    PanopticSettings,
     PostprocessParameters,
     PreprocessParameters,
 )
 from d2_triton.names import EXPORT_INFO_FILE, PipelineNames
 from d2_triton.vision.labels import LabelMap
-from d2_triton.vision.segments import SEM_SEG_STRIDE, PanopticSettings
 from export_tools.errors import VersionMismatchError
 from export_tools.repository import configs
 from export_tools.settings import ExportSettings

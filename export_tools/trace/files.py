@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from d2_triton.names import Precision
 from d2_triton.serving import torchscript
 from d2_triton.serving.stages import PLAN_FILE, Stage, StagedModel, StagePlan, available_cores
 from d2_triton.vision import parity
@@ -27,7 +28,7 @@ def single_stage(traced: torch.jit.ScriptModule, image: torch.Tensor, fields) ->
 
 
 def write_stages(
-    stages: list[TracedStage], fields, folder: Path, precision: str = "f32"
+    stages: list[TracedStage], fields, folder: Path, precision: Precision = Precision.F32
 ) -> list[Path]:
     """Save every stage and ``stages.json`` into ``folder``; returns the files written.
 
@@ -71,7 +72,7 @@ def verify_stages(folder: Path, expected: dict[str, torch.Tensor], image: torch.
     Raises:
         TraceMismatchError: any other difference.
     """
-    model = StagedModel.load(folder, torch.device("cpu"), available_cores(), precision="f32")
+    model = StagedModel.load(folder, torch.device("cpu"), available_cores(), Precision.F32)
     with torch.no_grad():
         served = dict(zip(model.plan.outputs, model(image), strict=True))
     if "sem_seg" in expected:

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from d2_triton.model_config import PreprocessParameters
+from d2_triton.names import Precision
 from d2_triton.serving import steps
 from d2_triton.serving.stages import StagedModel, available_cores
 from d2_triton.vision.imaging import ACCEPTED, SIGNATURES, InvalidImageError
@@ -105,7 +106,7 @@ def quantize_stages(folder: Path, files: list[Path], parameters: PreprocessParam
     import nncf
     import openvino
 
-    model = StagedModel.load(folder, torch.device("cpu"), available_cores(), precision="f32")
+    model = StagedModel.load(folder, torch.device("cpu"), available_cores(), Precision.F32)
     recorded = record_stage_inputs(model, model_inputs(files, parameters), len(files))
     core = openvino.Core()
     for stage in model.plan.stages:

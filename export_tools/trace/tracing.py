@@ -16,14 +16,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from d2_triton import names
 from d2_triton.serving import torchscript
 from d2_triton.vision.imaging import resize_shortest_edge, to_model_layout
 from export_tools.errors import TraceMismatchError, UnsupportedModelError
 from export_tools.repository import configs
 from export_tools.trace.modules import Normalize
-
-# Instances fields exported, in this order, when the model produces them.
-EXPORTED_FIELDS = ("pred_boxes", "scores", "pred_classes", "pred_masks", "pred_keypoints")
 
 
 def synthetic_sample_image(height: int = 480, width: int = 640) -> np.ndarray:
@@ -125,7 +123,7 @@ def raw_outputs(model, image: torch.Tensor) -> RawOutputs:
 
 def describe_outputs(raw: RawOutputs) -> tuple[list[str], configs.ModelOutputs]:
     """Which fields the model produced (``raw_outputs``), and their shapes."""
-    fields = [field for field in (*EXPORTED_FIELDS, SEM_SEG) if raw.has(field)]
+    fields = [field for field in names.DETECTOR_OUTPUTS if raw.has(field)]
     instances = raw.instances
     outputs = configs.ModelOutputs(
         has_masks="pred_masks" in fields,

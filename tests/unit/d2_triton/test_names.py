@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from d2_triton import names
-from d2_triton.names import PipelineNames
+from d2_triton.errors import InvalidArgumentError, ModelConfigError
+from d2_triton.model_config import EnsembleParameters, from_parameters, to_parameters
+from d2_triton.names import PipelineNames, Precision
 
 
 def test_the_default_pipeline_keeps_the_plain_names_and_others_are_prefixed():
@@ -34,3 +36,21 @@ def test_ensembles_name_their_pipeline_and_nothing_else_does():
     )
     for model in others:
         assert PipelineNames.of_ensemble(model) is None
+
+
+def test_a_precision_is_parsed_refused_with_its_choices_and_written_as_its_value():
+    assert Precision.parse("int8") is Precision.INT8 == "int8"
+    with pytest.raises(InvalidArgumentError, match=r"'fp8' \(one of f32, bf16 or int8\)"):
+        Precision.parse("fp8")
+    parameters = EnsembleParameters(precision="bf16")
+    assert parameters.precision is Precision.BF16
+    assert to_parameters(parameters)["precision"] == "bf16" == f"{Precision.BF16}"
+    with pytest.raises(ModelConfigError, match="unknown precision"):
+        from_parameters(EnsembleParameters, {"precision": "fp16"})
+
+
+def test_what_each_precision_needs():
+    assert [p for p in Precision if p.needs_calibration] == [Precision.INT8]
+    assert [p for p in Precision if not p.staged_only] == [Precision.F32]
+    assert [p.cpu_capability for p in Precision] == [None, "BF16", None]
+    assert [p.float_arithmetic for p in Precision] == ["f32", "bf16", "f32"]

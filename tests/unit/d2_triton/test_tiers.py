@@ -1,4 +1,5 @@
-"""The rule the folders state: the client and the gateway run without torch.
+"""The rules the folders state: the contract stands on the standard library alone, and the
+client and the gateway run without torch.
 
 The gateway image installs ``requirements-client.txt`` only; these tests import every module
 of ``d2_triton.client`` and ``d2_triton.gateway`` (and the contract and ``vision`` they use)
@@ -8,6 +9,7 @@ module cannot be imported, and fail on the first that reaches for one.
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 
@@ -62,6 +64,33 @@ def test_the_folder_imports_without_torch_openvino_or_detectron2(folder):
 def test_the_contract_imports_without_torch():
     run = import_without_torch(list(TORCH_FREE_MODULES))
     assert run.returncode == 0, run.stderr[-2000:]
+
+
+def foreign_imports(module: str) -> set[str]:
+    """What ``module``'s source imports beyond the standard library and the contract."""
+    tree = ast.parse((CHECKOUT / (module.replace(".", "/") + ".py")).read_text())
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            assert node.level == 0, f"{module}: a relative import"
+            if node.module == "d2_triton":  # from d2_triton import names
+                found.update(f"d2_triton.{alias.name}" for alias in node.names)
+            else:
+                found.add(node.module)
+    standard = sys.stdlib_module_names | {"__future__"}
+    return {n for n in found if n not in TORCH_FREE_MODULES and n.split(".")[0] not in standard}
+
+
+@pytest.mark.parametrize("module", TORCH_FREE_MODULES)
+def test_the_contract_imports_the_standard_library_and_itself_only(module):
+    """The contract is the bottom: nothing of ours (vision, serving ...) nor numpy under it."""
+    assert foreign_imports(module) == set()
+
+
+def test_the_contract_check_sees_what_a_module_imports():
+    assert foreign_imports("d2_triton.vision.labels") == {"numpy"}
 
 
 def test_the_blocker_blocks():
