@@ -94,8 +94,7 @@ def schedule(rng: random.Random) -> list[Event]:
         Event("the same one twice in a row (first)", [twice]),
         Event("the same one twice in a row (second)", [twice]),
         Event("two at once", [last, others[3]]),
-        Event("alone", [others[4]]),
-        Event("alone", [others[5]]),
+        Event("two at once", others[4:6]),  # a kill alone: the same one twice, above
         Event("tritonserver itself", ["tritonserver"]),
     ]
 

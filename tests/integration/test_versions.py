@@ -4,11 +4,12 @@ The repository holds the test Faster R-CNN twice: detector version 1 (seed 0) an
 (seed 1), the second exported into the first's repository by the real CLI (both with the
 plumbing options, served at a short edge of 320: ``helpers.exports.PLUMBING_OPTIONS``).
 The server starts with version 2 held outside the repository; the launcher's watcher loads
-it when it is moved in (as the exporter's final rename does) and goes back to version 1
-when it is moved out (the documented rollback).  Four clients keep sending good and bad images
-throughout: none may fail, and every answer must be one whole version's answer.  Then a
-version with broken files appears: its load fails, version 1 answers on and the server stays
-ready.
+it when it is moved in (as the exporter's final rename does), which gives version 2's
+answers.  Then, under load, it goes back to version 1 when version 2 is moved out (the
+documented rollback) and on to version 2 when it is moved in again.  Four clients keep
+sending good and bad images throughout: none may fail, and every answer must be one whole
+version's answer.  Then a version with broken files appears: its load fails, version 2
+answers on and the server stays ready.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def repository(tmp_path_factory):
     return served
 
 
-STEPS = ("add", "remove")
+STEPS = ("remove", "add")  # version 2 is in when the load starts
 
 
 class Switcher:
@@ -114,15 +115,11 @@ def test_a_new_version_goes_live_and_back_under_load_losing_no_request(server_po
     version_2, held = repository / "detector" / "2", repository.parent / "held" / "2"
     try:
         cases = mixed_cases()
-        # Each version's answers, asked alone; the watcher's reloads switch between them.
+        # Each version's answers, asked alone; the watcher's reload switches between them.
         first = reference_answers(server.http_url, cases)
         held.rename(version_2)
         wait_for_reloads(server, 1)
         second = reference_answers(server.http_url, cases)
-        version_2.rename(held)
-        wait_for_reloads(server, 2)
-        rolled_back = reference_answers(server.http_url, cases)
-        assert all(same_answer(rolled_back[n], a) for n, a in first.items())  # version 1 again
         differing = [name for name in first if not same_answer(first[name], second[name])]
         assert len(differing) >= 3, "the two versions must answer differently to tell them apart"
 
@@ -157,28 +154,26 @@ def test_a_new_version_goes_live_and_back_under_load_losing_no_request(server_po
             )
         )
         assert len(switcher.switched_at) == len(STEPS), "version 2 did not go live and back"
-        added, removed = switcher.switched_at
+        removed, added = switcher.switched_at
         assert report.good_failed == 0 and report.bad_unexpected == 0, report.failures[:5]
         assert report.wrong_answers == 0, report.failures[:5]  # each answer one whole version's
         # Once a switch had finished, only its version answered (until the next move).
-        rollback_moved = switcher.moved_at[1]
-        between = [
-            r.answer for r in report.timeline if added < r.started and r.ended < rollback_moved
-        ]
-        after = [r.answer for r in report.timeline if r.started > removed]
-        assert 1 in between and 0 not in between, between
-        assert 0 in after and 1 not in after, after
+        moved_in = switcher.moved_at[1]
+        between = [r.answer for r in report.timeline if removed < r.started and r.ended < moved_in]
+        after = [r.answer for r in report.timeline if r.started > added]
+        assert 0 in between and 1 not in between, between  # version 1: rolled back
+        assert 1 in after and 0 not in after, after  # version 2 again
         assert stub_pids(server.process.pid)["preprocess"] == stubs_before["preprocess"]
         assert ready_again(server), "the server did not come back ready after the switches"
-        a_broken_version_is_refused_and_the_last_good_one_serves(server, repository, first)
+        a_broken_version_is_refused_and_the_last_good_one_serves(server, repository, second)
     finally:
         server_pool.retire(server)
 
 
-def a_broken_version_is_refused_and_the_last_good_one_serves(server, repository, first):
-    """A version whose files are broken (a copy that went wrong) appears beside version 1:
-    its load fails, and is said so (log, a failed reload), while version 1 answers on and
-    the server stays ready; removing it is a reload like any other."""
+def a_broken_version_is_refused_and_the_last_good_one_serves(server, repository, serving):
+    """A version whose files are broken (a copy that went wrong) appears beside versions 1
+    and 2: its load fails, and is said so (log, a failed reload), while version 2 answers on
+    (``serving``) and the server stays ready; removing it is a reload like any other."""
     broken = repository / "detector" / "3"
     partial = repository / "detector" / ".partial-3"
     shutil.copytree(repository / "detector" / "1", partial, copy_function=os.link)
@@ -194,7 +189,7 @@ def a_broken_version_is_refused_and_the_last_good_one_serves(server, repository,
     failed = server.watchdog.reloads[reloads]
     assert not failed.succeeded and "version 3" in failed.error, failed
     answers = reference_answers(server.http_url, mixed_cases())
-    assert all(same_answer(answers[name], answer) for name, answer in first.items())
+    assert all(same_answer(answers[name], answer) for name, answer in serving.items())
     assert server.is_ready()  # it serves: Triton's strict readiness alone would say no
     shutil.rmtree(broken)
     wait_for_reloads(server, len([r for r in server.watchdog.reloads if r.succeeded]) + 1)
