@@ -10,7 +10,7 @@ downloaded here) in its default mode, several exports per repository as pipeline
 own, each repository served by the real tritonserver.  Two photos go to each pipeline over
 HTTP; each answer is compared with Detectron2's own predictor on the same weights
 (``benchmarks.eager.predictor_for``) under the export's parity rule
-(``d2_triton.testing.parity.rule_for``), and both are timed on one image.  It is long (about
+(``d2_triton.parity.detections.rule_for``), and both are timed on one image.  It is long (about
 a minute per config on 2 cores): it is not in the default suite, which serves one model of
 each family (``tests/integration/test_families.py``).
 
@@ -205,7 +205,7 @@ class Answers:
 
     def judge(self, row: Row) -> None:
         """Compare each photo's pair under the export's rule; the figures into ``row``."""
-        from d2_triton.testing.parity import ParityFigures, compare, rule_for
+        from d2_triton.parity.detections import ParityFigures, compare, rule_for
 
         figures = ParityFigures()
         for result, reference in self.answers:
@@ -234,7 +234,7 @@ def eager_prediction(predictor, photo: Path, served):
     from detectron2.data.detection_utils import read_image
 
     from benchmarks.eager import heads_for_boxes
-    from d2_triton.testing.prediction import Prediction
+    from d2_triton.parity.prediction import Prediction
 
     image = read_image(str(photo), format="BGR")
     predictor(image)

@@ -39,7 +39,7 @@ class Row:
     meta_architecture: str = ""
     mode: str = ""  # staged or exact, once exported
     reason: str | None = None  # why it is not served
-    parity: dict | None = None  # d2_triton.testing.parity.ParityFigures.summary()
+    parity: dict | None = None  # d2_triton.parity.detections.ParityFigures.summary()
     problems: list[str] | None = None
     export_s: float | None = None
     served_ms: float | None = None

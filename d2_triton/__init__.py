@@ -10,6 +10,7 @@ The folders say where code runs and what it may import (a test keeps the torch-f
 - ``client``: Triton clients, results, rendering, the CLI (tritonclient; no torch).
 - ``gateway``: the REST gateway (FastAPI over ``client``; no torch).
 - ``server``: the launcher (tritonserver, its front, the reload watchdog) on the host.
+- ``parity``: what "the same answer as Detectron2" means (numpy; no torch).
 - ``testing``: what the tests and benchmarks share.
 """
 

@@ -2,7 +2,7 @@
 
 Used by the parity tests and by ``benchmarks.zoo``.
 
-Instances are paired as the exporter pairs them (``d2_triton.vision.parity``, which holds
+Instances are paired as the exporter pairs them (``d2_triton.parity.rule``, which holds
 the box, score and cut tolerances: 0.5 px, 1e-3, 1e-3); here masks (IoU >= 0.99) and
 keypoints (within 0.5 px) are compared too.
 
@@ -20,25 +20,25 @@ Detectron2's by rounding (each is counted in the figures; ``--exact`` gets neith
   (to 1e-3), i.e. the detection is there, once more or once less; or each side kept a
   different one of two overlapping copies, an unpaired instance on each side of one class
   and score (to 1e-3) with boxes overlapping by NMS's IoU of 0.5 or more, a swap
-  (``d2_triton.vision.parity.take_swapped_ties``): ``tied_copies``;
+  (``d2_triton.parity.rule.take_swapped_ties``): ``tied_copies``;
 * keypoint ties: a keypoint more than 0.5 px away whose heatmap logit equals Detectron2's
   within 1e-3 is the other location of a tied maximum: ``keypoint_ties``;
 * masks whose box moved them: a box off by rounding moves its mask's edge pixels; a mask
   under IoU 0.99 passes if it is small and differs only on its edge, or if Detectron2's mask
-  on the served box matches it (``d2_triton.testing.mask_parity``):
+  on the served box matches it (``d2_triton.parity.masks``):
   ``small_masks_with_flips``, ``masks_given_box``.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from d2_triton.client import DetectionResult
-from d2_triton.testing.mask_parity import compare_masks
-from d2_triton.testing.prediction import Prediction
-from d2_triton.vision.parity import (
+from d2_triton.parity.masks import compare_masks
+from d2_triton.parity.prediction import Prediction
+from d2_triton.parity.rule import (
     BOX_TOLERANCE_PX,
     SCORE_TOLERANCE,
     at_cut,
@@ -46,6 +46,9 @@ from d2_triton.vision.parity import (
     pair_instances,
     take_swapped_ties,
 )
+
+if TYPE_CHECKING:  # the served answer's type only: the exporter imports no client
+    from d2_triton.client import DetectionResult
 
 KEYPOINT_TOLERANCE_PX = 0.5
 # Scores this close are ties: identical copies of one instance (see _tie_swap).
@@ -203,7 +206,7 @@ def compare(
     for extra in pairing.unpaired_other:
         _account_unpaired(figures, extra, served, reference, reference, cut, "served")
     if reference.sem_seg is not None or reference.panoptic is not None:
-        from d2_triton.testing.segment_parity import compare_segments
+        from d2_triton.parity.segments import compare_segments
 
         compare_segments(figures, served.segments, reference, staged=cut is not None)
     return figures

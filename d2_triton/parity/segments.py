@@ -7,7 +7,7 @@ Staged exports compute the logits and the instances in float32 on other kernels,
 
 * semantic: a pixel may carry another class than Detectron2's only where Detectron2's logits
   for the two classes are a tie within the staged logits' tolerance
-  (``d2_triton.vision.parity.LOGITS_TOLERANCE`` of the image's largest logit, the export's
+  (``d2_triton.parity.rule.LOGITS_TOLERANCE`` of the image's largest logit, the export's
   own check):
   ``semantic_ties``;
 * panoptic: at least ``MIN_PANOPTIC_AGREEMENT`` of the pixels carry the same category (the
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from d2_triton.vision.parity import LOGITS_TOLERANCE
+from d2_triton.parity.rule import LOGITS_TOLERANCE
 
 MIN_PANOPTIC_AGREEMENT = 0.995
 # A stuff class's category is its class; a thing's is offset past every stuff class.

@@ -14,9 +14,9 @@ import numpy as np
 import torch
 
 from d2_triton.names import Precision
+from d2_triton.parity import rule
 from d2_triton.serving import torchscript
 from d2_triton.serving.stages import PLAN_FILE, Stage, StagedModel, StagePlan, available_cores
-from d2_triton.vision import parity
 from export_tools.errors import STAGES_MISMATCH, TraceMismatchError
 from export_tools.trace.split import TracedStage
 
@@ -65,9 +65,9 @@ def verify_stages(folder: Path, expected: dict[str, torch.Tensor], image: torch.
 
     ``expected`` is the eager model's answer; a reduced precision is the server's to apply,
     not the trace's, so the check is at float32.  Instances are paired as the parity tests
-    pair them (``d2_triton.vision.parity``: same class, box and score within tolerance); one
+    pair them (``d2_triton.parity.rule``: same class, box and score within tolerance); one
     may be unpaired on either side only if its score sits at the cut (the lowest score
-    kept), or a swapped tie (``parity.take_swapped_ties``).  Returns how many did.
+    kept), or a swapped tie (``rule.take_swapped_ties``).  Returns how many did.
 
     Raises:
         TraceMismatchError: any other difference.
@@ -81,15 +81,15 @@ def verify_stages(folder: Path, expected: dict[str, torch.Tensor], image: torch.
         return 0
     eager, staged = _instances(expected), _instances(served)
     cut = float(eager.scores.min()) if len(eager.scores) else 0.0
-    pairing = parity.pair_instances(eager, staged, within_tolerance=True)
-    swapped = parity.take_swapped_ties(pairing, eager, staged)
+    pairing = rule.pair_instances(eager, staged, within_tolerance=True)
+    swapped = rule.take_swapped_ties(pairing, eager, staged)
     for side, answer, unpaired in (
         ("eager", eager, pairing.unpaired_reference),
         ("staged", staged, pairing.unpaired_other),
     ):
         for index in unpaired:
             score = float(answer.scores[index])
-            if not parity.at_cut(score, cut):
+            if not rule.at_cut(score, cut):
                 raise TraceMismatchError(
                     f"{STAGES_MISMATCH}{side} instance {index} (score {score:.4f}) "
                     "has no counterpart within the box and score tolerances"
@@ -105,7 +105,7 @@ def _verify_logits(served: torch.Tensor, expected: torch.Tensor) -> None:
             f"{STAGES_MISMATCH}semantic logits {list(served.shape)}, eager {list(expected.shape)}"
         )
     error = float((served - expected).abs().max())
-    if error > parity.LOGITS_TOLERANCE * scale:
+    if error > rule.LOGITS_TOLERANCE * scale:
         raise TraceMismatchError(
             f"{STAGES_MISMATCH}semantic logits differ from eager by {error:.2e}"
         )
@@ -119,7 +119,7 @@ class _Answer:
 
 
 def _instances(fields: dict[str, torch.Tensor]) -> _Answer:
-    """The detector's output tensors as the arrays ``parity`` pairs."""
+    """The detector's output tensors as the arrays ``rule`` pairs."""
     return _Answer(
         fields["pred_classes"].numpy(), fields["pred_boxes"].numpy(), fields["scores"].numpy()
     )

@@ -1,8 +1,8 @@
-"""The parity figures the tests measured, and a test export's rule (d2_triton.testing.parity)."""
+"""The parity figures the tests measured, and a test export's rule (d2_triton.parity.detections)."""
 
 from __future__ import annotations
 
-from d2_triton.testing.parity import Cut, ParityFigures, rule_for
+from d2_triton.parity.detections import Cut, ParityFigures, rule_for
 
 # Figures the parity tests measured, by "architecture (mode)"; conftest prints them at the
 # end of the run and keeps them as JSON.

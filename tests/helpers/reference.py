@@ -14,7 +14,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from d2_triton.testing.parity import Prediction
+from d2_triton.parity.detections import Prediction
 from export_tools.detectron2_setup.shims import import_detectron2
 from helpers.exports import SCORE_THRESH_TEST, Architecture
 

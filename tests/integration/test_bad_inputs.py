@@ -17,9 +17,9 @@ from tritonclient.utils import InferenceServerException
 from d2_triton import names
 from d2_triton.client import DetectionClient
 from d2_triton.model_config import DecodeLimits
+from d2_triton.parity.detections import compare
 from d2_triton.server.processes import stub_pids
 from d2_triton.testing.corpus import bad_inputs, encode, odd_valid_images
-from d2_triton.testing.parity import compare
 from helpers.exports import ARCHITECTURES, PLUMBING_REFERENCE_OPTIONS, seeded_checkpoint
 from helpers.parity import parity_rule
 from helpers.reference import detectron2_prediction

@@ -6,7 +6,7 @@ exported by the real CLI at the plumbing size in its default mode (staged; Panop
 also ``--exact``), all served by one real tritonserver; two photos each go over HTTP as raw
 bytes and the answers are compared with Detectron2's own predictor (``DefaultPredictor``; for
 the LazyConfig model its equivalent, ``export_tools.predictors.LazyPredictor``) under the
-parity rule of the export's mode (``d2_triton.testing.parity``; segments:
+parity rule of the export's mode (``d2_triton.parity.detections``; segments:
 ``segment_parity``).  The panoptic answer also goes through the REST gateway (JSON and
 render) and the CLI.  The model-zoo coverage run (``benchmarks.zoo``) does this for every
 config; this keeps one of each family in the default suite.
@@ -26,8 +26,8 @@ from PIL import Image
 
 from d2_triton.client import DetectionClient
 from d2_triton.names import PipelineNames
+from d2_triton.parity.detections import Cut, ParityFigures, compare
 from d2_triton.serving.stages import PLAN_FILE, StagePlan
-from d2_triton.testing.parity import Cut, ParityFigures, compare
 from export_tools.repository.writer import read_export_info
 from helpers.exports import FAMILIES, SCORE_THRESH_TEST, families_repository, seeded_checkpoint
 from helpers.parity import MEASURED, parity_rule

@@ -19,8 +19,8 @@ import pytest
 
 from d2_triton.client import DetectionClient, DetectionResult
 from d2_triton.names import PipelineNames
+from d2_triton.parity.detections import ParityFigures, compare
 from d2_triton.serving.stages import PLAN_FILE, StagePlan
-from d2_triton.testing.parity import ParityFigures, compare
 from export_tools.repository.writer import read_export_info
 from helpers.exports import (
     ARCHITECTURES,

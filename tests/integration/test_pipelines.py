@@ -25,10 +25,10 @@ from tritonclient.utils import InferenceServerException
 from d2_triton.client import DetectionClient
 from d2_triton.client.results import DetectionResult
 from d2_triton.names import PipelineNames
+from d2_triton.parity.detections import compare
 from d2_triton.server.processes import stub_pids
 from d2_triton.testing.corpus import mixed_cases
 from d2_triton.testing.load import reference_answers, run_load, same_answer
-from d2_triton.testing.parity import compare
 from helpers.exports import (
     ARCHITECTURES,
     INT8_PIPELINE,

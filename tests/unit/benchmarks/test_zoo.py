@@ -11,7 +11,7 @@ import json
 import pytest
 
 from benchmarks.zoo_rows import DETECTOR, Row, classify, table, zoo_configs
-from d2_triton.testing.parity import ParityFigures
+from d2_triton.parity.detections import ParityFigures
 from export_tools.detectron2_setup.shims import import_detectron2
 
 

@@ -18,7 +18,7 @@ import pytest
 from d2_triton.cache import CHECKOUT
 
 FORBIDDEN = ("torch", "torchvision", "openvino", "detectron2", "triton_python_backend_utils")
-TORCH_FREE = ("d2_triton/client", "d2_triton/gateway", "d2_triton/vision")
+TORCH_FREE = ("d2_triton/client", "d2_triton/gateway", "d2_triton/vision", "d2_triton/parity")
 TORCH_FREE_MODULES = ("d2_triton.errors", "d2_triton.names", "d2_triton.model_config")
 
 BLOCKER = """

@@ -1,4 +1,4 @@
-"""The parity rules (d2_triton/testing/parity.py) on hand-made answers: what they allow, what not.
+"""The parity rules (d2_triton/parity/detections.py) on hand-made answers: allowed or not.
 
 The integration suite compares real answers with these rules; here each allowance is shown
 to admit exactly the case it names, and only for the staged (``cut`` given) comparison.
@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from d2_triton.client.results import DetectionResult
-from d2_triton.testing.mask_parity import mask_iou
-from d2_triton.testing.parity import Cut, Prediction, compare
+from d2_triton.parity.detections import Cut, Prediction, compare
+from d2_triton.parity.masks import mask_iou
 from helpers.parity import detections_per_image
 
 CUT = Cut(score_threshold=0.05)

@@ -1,4 +1,4 @@
-"""d2_triton.vision.parity: instances paired by class and closest box, not by position."""
+"""d2_triton.parity.rule: instances paired by class and closest box, not by position."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from d2_triton.vision.parity import at_cut, pair_instances
+from d2_triton.parity.rule import at_cut, pair_instances
 
 
 @dataclass

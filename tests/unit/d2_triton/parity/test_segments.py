@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from d2_triton.client.segment_results import SegmentsResult
-from d2_triton.testing.parity import ParityFigures
-from d2_triton.testing.prediction import Prediction
-from d2_triton.testing.segment_parity import compare_segments
+from d2_triton.parity.detections import ParityFigures
+from d2_triton.parity.prediction import Prediction
+from d2_triton.parity.segments import compare_segments
 
 SIZE = (10, 10)
 
