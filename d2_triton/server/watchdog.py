@@ -126,8 +126,7 @@ class ReloadWatchdog:
         self._watches: dict[str, _Watch] | None = None
         self._versions: dict[str, frozenset[str]] | None = None
         self._last_tick = clock()
-        self._reloads = threading.Condition()  # guards outcomes and _reloading; told of ends
-        self._reloading: set[str] = set()
+        self._reloads = threading.Condition()  # guards the outcomes; told when a reload ends
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="stub-watchdog", daemon=True)
 
@@ -148,9 +147,13 @@ class ReloadWatchdog:
         if self._thread.is_alive():
             self._thread.join()
         with self._reloads:
-            if self._reloading:
-                log(f"stopping: waiting for the reload of {', '.join(sorted(self._reloading))}")
-            self._reloads.wait_for(lambda: not self._reloading, reloads_timeout)
+            if in_flight := self._reloads_in_flight():
+                log(f"stopping: waiting for the reload of {', '.join(in_flight)}")
+            self._reloads.wait_for(lambda: not self._reloads_in_flight(), reloads_timeout)
+
+    def _reloads_in_flight(self) -> list[str]:
+        """Models whose reload has not ended (with ``_reloads`` held, the looker stopped)."""
+        return sorted(m for m, w in (self._watches or {}).items() if w.running and not w.outcome)
 
     def seconds_since_tick(self) -> float:
         """The heartbeat: seconds since the last look began."""
@@ -244,8 +247,6 @@ class ReloadWatchdog:
             if self._stop.is_set():
                 return
             watch.running = True
-            with self._reloads:
-                self._reloading.add(model)
             if watch.reason is Reason.DIED:
                 self.board.set(model, ModelState.RELOADING, "reloading after its stub died")
             self.run(lambda m=model, w=watch: self._reload(m, w), f"reload-{model}")
@@ -262,7 +263,6 @@ class ReloadWatchdog:
         outcome = Reload(model, not error, started, self.clock(), watch.reason.value, error)
         with self._reloads:
             watch.outcome = outcome
-            self._reloading.discard(model)
             self._reloads.notify_all()
 
     def _take_outcomes(self) -> None:
