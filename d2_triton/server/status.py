@@ -37,6 +37,8 @@ from d2_triton.server.settings import LOOPBACK
 MODEL_READY = re.compile(r"^/v2/models/([^/]+)(?:/versions/[^/]+)?/ready$")
 # Triton answers its health calls at once; a slower answer is a server that cannot answer.
 TRITON_TIMEOUT_S = 5.0
+# Why readiness is 503 when Triton does not answer at all.
+UNREACHABLE = "the model server is not reachable"
 
 
 class StatusSource:
@@ -95,7 +97,7 @@ class StatusSource:
         for path in paths:
             status = self.triton_status(path)
             if status != 200:
-                return "the model server is not reachable" if not status else f"{path}: {status}"
+                return UNREACHABLE if not status else f"{path}: {status}"
         return None
 
     def triton_status(self, path: str) -> int:
@@ -161,7 +163,7 @@ class _Handler(BaseHTTPRequestHandler):
             if reason is None:
                 self._send(200, b"")
             else:
-                self._send(503, json.dumps({"error": f"not ready: {reason}"}).encode())
+                self._not_ready(reason)
         elif match := MODEL_READY.match(path):
             self._ready(source.model_not_ready(urllib.parse.unquote(match.group(1))), path)
         elif path == PIPELINE_HEALTH_PATH:
@@ -173,13 +175,16 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _ready(self, reason: str | None, path: str) -> None:
         if reason is not None:
-            self._send(503, json.dumps({"error": f"not ready: {reason}"}).encode())
+            self._not_ready(reason)
             return
         status, body = self.server.source.triton_answer(path)
         if status:
             self._send(status, body)
         else:
-            self._send(503, b'{"error":"not ready: the model server is not reachable"}')
+            self._not_ready(UNREACHABLE)
+
+    def _not_ready(self, reason: str) -> None:
+        self._send(503, json.dumps({"error": f"not ready: {reason}"}).encode())
 
     def _send(self, status: int, body: bytes, content_type: str = "application/json") -> None:
         self.send_response(status)
