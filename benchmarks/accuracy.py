@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import io
 import json
 import shutil
@@ -56,8 +57,7 @@ SUITE_TRAINING = train.TrainingSpec(max_iter=600, threads=1)
 
 def model_folder(spec: train.TrainingSpec) -> Path:
     """Where ``spec``'s model is kept: TRAINED for TRAINING's, a folder of its own else."""
-    schedule = (spec.max_iter, spec.images_per_batch, spec.base_lr, spec.seed)
-    if schedule == (TRAINING.max_iter, TRAINING.images_per_batch, TRAINING.base_lr, TRAINING.seed):
+    if dataclasses.replace(spec, threads=TRAINING.threads) == TRAINING:
         return TRAINED  # the thread count is not part of the model (train.TrainingSpec)
     name = f"shapes-{spec.max_iter}it-{spec.images_per_batch}img-lr{spec.base_lr}-seed{spec.seed}"
     return TRAINED.with_name(name)
