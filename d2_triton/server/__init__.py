@@ -12,9 +12,10 @@ and ``cli`` (``python -m d2_triton.server``).
 
 from d2_triton.errors import ServerEnvironmentError
 from d2_triton.server.environment import ServerEnvironment
+from d2_triton.server.reloader import Reload
 from d2_triton.server.settings import ServerSettings
 from d2_triton.server.tritonserver import TritonServer
-from d2_triton.server.watchdog import Reload, ReloadWatchdog
+from d2_triton.server.watchdog import ReloadWatchdog
 
 __all__ = [
     "Reload",

@@ -2,13 +2,15 @@
 
 ``ModelReloader`` reloads one model without unloading it; ``version_folders`` lists the
 version folders Triton would load, so the watchdog notices an export's new version (or an
-operator's rollback) on disk.
+operator's rollback) on disk; a :class:`Reload` records one reload and its :class:`Reason`.
 """
 
 from __future__ import annotations
 
+import enum
 import json
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import tritonclient.grpc as grpcclient
@@ -19,6 +21,30 @@ from d2_triton.names import ADMIN_GRPC_METADATA, model_version
 
 # Config parameter whose new value makes Triton load an otherwise unchanged config again.
 RELOAD_GENERATION_PARAMETER = "d2t_reload_generation"
+
+
+class Reason(enum.Enum):
+    """Why a model is reloaded."""
+
+    DIED = "died"  # it has fewer live stubs than when healthy: it can only fail until reloaded
+    VERSIONS = "versions"  # its version folders changed: Triton should serve the latest
+
+
+@dataclass(frozen=True)
+class Reload:
+    """One reload by the watchdog; times are the watchdog's clock (``time.monotonic()``)."""
+
+    model: str
+    succeeded: bool
+    started_at: float
+    finished_at: float
+    reason: str = Reason.DIED.value
+    error: str = ""
+
+    @property
+    def seconds(self) -> float:
+        """How long the reload took."""
+        return self.finished_at - self.started_at
 
 
 class ModelReloader:

@@ -17,7 +17,6 @@ request, and the model stays ready on the board.
 
 from __future__ import annotations
 
-import enum
 import sys
 import threading
 import time
@@ -27,38 +26,18 @@ from dataclasses import dataclass
 
 from d2_triton.errors import D2TritonError
 from d2_triton.server.health import HealthBoard, ModelState
+from d2_triton.server.reloader import Reason, Reload
 
-# Seconds before retrying a failed reload: 5, 10, 20, 40, then 60 at most.
+# Seconds before retrying a failed reload after a death: 5, 10, 20, 40, then 60 at most.  A
+# version that failed to load is not retried on a timer: the same files fail the same way, and
+# a retry in flight while the operator removes the folder hangs Triton 2.51's load for ever
+# (the stub exits, "Python model file not found", and the load waits on it; seen in CI).
 FIRST_RETRY_S = 5.0
 LAST_RETRY_S = 60.0
 # A watchdog that has not looked for this long is stuck: the launcher exits rather than run
 # unwatched (its restart policy starts everything again).  A look takes milliseconds (reloads
 # run in threads of their own), so only a hung thread misses 30 of them.
 STALLED_AFTER_S = 30.0
-
-
-class Reason(enum.Enum):
-    """Why a model is reloaded."""
-
-    DIED = "died"  # it has fewer live stubs than when healthy: it can only fail until reloaded
-    VERSIONS = "versions"  # its version folders changed: Triton should serve the latest
-
-
-@dataclass(frozen=True)
-class Reload:
-    """One reload by the watchdog; times are the watchdog's clock (``time.monotonic()``)."""
-
-    model: str
-    succeeded: bool
-    started_at: float
-    finished_at: float
-    reason: str = Reason.DIED.value
-    error: str = ""
-
-    @property
-    def seconds(self) -> float:
-        """How long the reload took."""
-        return self.finished_at - self.started_at
 
 
 def start_thread(target: Callable[[], None], name: str) -> None:
@@ -76,6 +55,7 @@ class _Watch:
     due: float | None = None  # a reload is wanted from then on
     reason: Reason | None = None
     running: bool = False
+    disk_moved: bool = False  # its version folders changed while its reload ran
     outcome: Reload | None = None  # a finished reload, set by its thread, taken by a look
 
 
@@ -87,10 +67,11 @@ class ReloadWatchdog:
     The comparison is of states, not of changes between two looks, so nothing that dies
     between looks, during another model's reload or right after its own is missed, and a
     reused pid means nothing.  Reloads run in threads of their own (one per model at a
-    time), so a detector's 20 s load delays no other model's detection or reload; a failed
-    reload is retried with back-off.  Stubs a reload replaced exit on their own; while they
-    linger they only count towards the healthy number.  Stop the watchdog before stopping
-    the server, or the server's own shutdown looks like dying stubs.
+    time), so a detector's 20 s load delays no other model's detection or reload.  A failed
+    reload after a death is retried with back-off; a refused version is tried again when its
+    folders change.  Stubs a reload replaced exit on their own; while they linger they only
+    count towards the healthy number.  Stop the watchdog before stopping the server, or the
+    server's own shutdown looks like dying stubs.
 
     Args:
         list_stubs: model name -> pids of its live stubs (``processes.live_stubs``).
@@ -236,7 +217,9 @@ class ReloadWatchdog:
             )
             if watch is None:  # an ensemble: it has no stub to watch, only versions
                 watch = self._watches[model] = _Watch()
-            if watch.reason is not Reason.DIED:  # that reload loads what is on disk anyway
+            if watch.running:  # it may load what was there before: once more when it ends
+                watch.disk_moved = True
+            elif watch.reason is not Reason.DIED:  # that reload loads what is on disk anyway
                 # Now, and from a clean slate: the folders that failed may have been fixed.
                 watch.due, watch.reason, watch.failures = self.clock(), Reason.VERSIONS, 0
 
@@ -266,7 +249,7 @@ class ReloadWatchdog:
             self._reloads.notify_all()
 
     def _take_outcomes(self) -> None:
-        """Record each finished reload; a failed one is retried after a back-off."""
+        """Record each finished reload; one that ran while the folders changed runs again."""
         for model, watch in self._watches.items():
             with self._reloads:
                 outcome, watch.outcome = watch.outcome, None
@@ -274,17 +257,28 @@ class ReloadWatchdog:
                 continue
             watch.running = False
             self.reloads.append(outcome)
-            if outcome.succeeded:
-                log(f"model {model!r} reloaded in {outcome.seconds:.1f} s ({outcome.reason})")
-                watch.failures, watch.due, watch.reason = 0, None, None
-                continue
-            retry = min(LAST_RETRY_S, FIRST_RETRY_S * 2**watch.failures)
-            watch.failures += 1
-            watch.due = self.clock() + retry
-            log(f"reloading {model!r} failed ({outcome.error.strip()}); again in {retry:.0f} s")
-            if outcome.reason == Reason.DIED.value:
-                detail = f"reload failed {watch.failures}x, next try in {retry:.0f} s"
-                self.board.set(model, ModelState.BROKEN, detail)
+            self._follow_up(model, watch, outcome)
+            if watch.disk_moved:
+                watch.disk_moved, watch.failures = False, 0
+                watch.due, watch.reason = self.clock(), watch.reason or Reason.VERSIONS
+
+    def _follow_up(self, model: str, watch: _Watch, outcome: Reload) -> None:
+        """Done after a success or a refused version; a death's failed reload is retried."""
+        if outcome.succeeded:
+            log(f"model {model!r} reloaded in {outcome.seconds:.1f} s ({outcome.reason})")
+            watch.failures, watch.due, watch.reason = 0, None, None
+            return
+        error = outcome.error.strip()
+        if outcome.reason == Reason.VERSIONS.value:  # Triton serves the versions it had
+            watch.due = watch.reason = None
+            log(f"loading {model!r} failed ({error}); tried again when its folders change")
+            return
+        retry = min(LAST_RETRY_S, FIRST_RETRY_S * 2**watch.failures)
+        watch.failures += 1
+        watch.due = self.clock() + retry
+        log(f"reloading {model!r} failed ({error}); again in {retry:.0f} s")
+        detail = f"reload failed {watch.failures}x, next try in {retry:.0f} s"
+        self.board.set(model, ModelState.BROKEN, detail)
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):

@@ -387,21 +387,47 @@ def test_a_watchdog_whose_look_hangs_is_stalled():
     assert not watchdog.stalled()  # a stopped watchdog is not stuck
 
 
-def test_a_version_change_after_a_failed_load_is_tried_at_once():
-    """A broken version's load is retried with back-off; taking it out (or fixing it) is a
-    change of its own, loaded now rather than at the next retry."""
+def test_a_refused_version_is_not_retried_until_its_folders_change():
+    """A broken version's load is not tried again on a timer (the same files fail the same
+    way, and a retry in flight while the operator removes the folder hung Triton 2.51's load
+    for ever, in CI); taking it out (or putting a fixed one in) is loaded at once."""
     table = ProcessTable(failures=1)
     watchdog = table.watchdog(versions=True)
     watchdog.tick()
     table.versions["detector"] = {"1", "2"}  # version 2 is broken
     watchdog.tick()
     table.finish_reloads()
-    watchdog.tick()  # takes the failure: the retry is due 5 s later
+    watchdog.tick()  # takes the failure
     assert [r.succeeded for r in watchdog.reloads] == [False]
+    for _ in range(5):
+        table.now += LAST_RETRY_S
+        watchdog.tick()
+    assert started(table) == ["detector"], "the refused version was loaded again"
+    assert states(watchdog)["default"] == "ready"  # Triton serves version 1 on
     table.now += 1.0
     table.versions["detector"] = {"1"}  # the operator takes it out
     watchdog.tick()
-    assert table.started[-1] == (1.0, "detector")  # now, not at the retry
+    assert table.started[-1] == (table.now, "detector")  # at once
     table.finish_reloads()
     watchdog.tick()
     assert [r.succeeded for r in watchdog.reloads] == [False, True]
+
+
+@pytest.mark.parametrize("succeeds", [True, False])
+def test_folders_that_change_during_a_reload_are_loaded_once_it_ends(succeeds):
+    """Triton picks the versions when a load starts: a version moved in (or out) while one
+    ran must be loaded by another, whatever became of the first."""
+    table = ProcessTable(failures=0 if succeeds else 1)
+    watchdog = table.watchdog(versions=True)
+    watchdog.tick()
+    table.versions["detector"] = {"1", "2"}
+    watchdog.tick()  # loading version 2
+    table.versions["detector"] = {"1", "2", "3"}  # the next export lands meanwhile
+    watchdog.tick()
+    assert started(table) == ["detector"]  # one load of a model at a time
+    table.finish_reloads()
+    watchdog.tick()
+    assert started(table) == ["detector", "detector"], "version 3 was never loaded"
+    table.finish_reloads()
+    watchdog.tick()
+    assert [r.succeeded for r in watchdog.reloads] == [succeeds, True]
