@@ -75,11 +75,11 @@ class AsyncDetectionClient(EnsembleClient):
         return ensemble_result(response, self.protocol)
 
     async def readiness(self) -> dict[str, bool]:
-        """Server live/ready and model ready; False for whatever cannot be reached."""
+        """Server live/ready and ensemble ready; False for whatever cannot be reached."""
         checks = {
             "live": self._client.is_server_live,
             "ready": self._client.is_server_ready,
-            "model_ready": lambda **kw: self._client.is_model_ready(self.model_name, **kw),
+            "ensemble_ready": lambda **kw: self._client.is_model_ready(self.ensemble, **kw),
         }
         state = {}
         for name, check in checks.items():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import warnings
 from typing import Any, ClassVar
 
 import numpy as np
@@ -91,9 +92,24 @@ class EnsembleClient:
         return {} if self.protocol == "http" else {"client_timeout": self.timeout}
 
     @property
-    def model_name(self) -> str:
-        """The Triton model ``detect`` calls by default: the pipeline's ensemble."""
+    def ensemble(self) -> str:
+        """The Triton ensemble ``detect`` calls by default: the pipeline's."""
         return self.pipeline.ensemble
+
+    @property
+    def model_name(self) -> str:
+        """Deprecated: use ``ensemble``.
+
+        "Model" names a pipeline in this project's interfaces (``model=``, ``?model=``); this
+        property named the Triton model, which is the ensemble.
+        """
+        warnings.warn(
+            "DetectionClient.model_name is deprecated: use .ensemble (the Triton ensemble) or "
+            ".pipeline.name (the pipeline, what model= chose)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.ensemble
 
     def _infer_call(
         self,

@@ -83,14 +83,17 @@ class DetectionResponse(BaseModel):
 
 
 class TritonState(BaseModel):
-    """Where Triton is and whether it and the model are ready."""
+    """Where Triton is and whether it and the default pipeline's ensemble are ready."""
 
     url: str
     protocol: str
-    model: str
+    ensemble: str = Field(description="the default pipeline's Triton ensemble")
     live: bool
     ready: bool
-    model_ready: bool
+    ensemble_ready: bool
+    # "Model" means a pipeline in this interface (?model=); these two named the ensemble.
+    model: str = Field(deprecated="use `ensemble`; removed in 0.3")
+    model_ready: bool = Field(deprecated="use `ensemble_ready`; removed in 0.3")
 
 
 class PipelineHealth(BaseModel):
@@ -120,8 +123,8 @@ class HealthResponse(BaseModel):
     )
 
 
-class ModelEntry(BaseModel):
-    """One model Triton serves."""
+class TritonModelEntry(BaseModel):
+    """One entry of Triton's repository index: a Triton model (a pipeline has four)."""
 
     name: str
     version: str | None = None
@@ -156,7 +159,13 @@ class ModelsResponse(BaseModel):
     triton: str
     default_model: str = Field(description="the pipeline a request without ?model= gets")
     models: list[PipelineEntry]
-    triton_models: list[ModelEntry] = Field(description="every model Triton has loaded")
+    triton_index: list[TritonModelEntry] = Field(
+        description="Triton's repository index: every Triton model (a pipeline's ensemble, "
+        "preprocess, detector and postprocess) with its state"
+    )
+    triton_models: list[TritonModelEntry] = Field(
+        deprecated="use `triton_index` (the same entries); removed in 0.3"
+    )
 
 
 IMAGE_BODY: dict[str, Any] = {

@@ -23,10 +23,10 @@ from d2_triton.gateway.interface import (
     DetectionResponse,
     HealthResponse,
     JsonMaskFormat,
-    ModelEntry,
     ModelsResponse,
     PipelineEntry,
     PipelineHealth,
+    TritonModelEntry,
     TritonState,
 )
 from d2_triton.gateway.observe import GatewayMetrics
@@ -144,7 +144,7 @@ def health_router(gateway: Gateway) -> APIRouter:
                 HEALTH_TIMEOUT_S,
             )
         except TimeoutError:
-            state, pipelines = {"live": False, "ready": False, "model_ready": False}, []
+            state, pipelines = {"live": False, "ready": False, "ensemble_ready": False}, []
         ok = all(state.values())
         settings = gateway.settings
         body = HealthResponse(
@@ -153,8 +153,10 @@ def health_router(gateway: Gateway) -> APIRouter:
             triton=TritonState(
                 url=settings.triton_url,
                 protocol=settings.triton_protocol,
-                model=gateway.client.model_name,
+                ensemble=gateway.client.ensemble,
                 **state,
+                model=gateway.client.ensemble,  # deprecated names of the same two facts
+                model_ready=state["ensemble_ready"],
             ),
             pipelines=[PipelineHealth(**pipeline) for pipeline in pipelines],
         )
@@ -188,19 +190,22 @@ def models_router(gateway: Gateway, protected: list, errors: dict) -> APIRouter:
                 pipeline["classes"] = {
                     key: gateway.labels.name(int(key)) for key in pipeline["classes"]
                 }
+        entries = [triton_model_entry(entry) for entry in index]
         return ModelsResponse(
             triton=gateway.settings.triton_url,
             default_model=gateway.settings.default_model,
             models=[PipelineEntry(**pipeline) for pipeline in pipelines],
-            triton_models=[model_entry(entry) for entry in index],
+            triton_index=entries,
+            triton_models=entries,  # deprecated: the same entries
         )
 
     return router
 
 
-def model_entry(entry: dict[str, Any]) -> ModelEntry:
+def triton_model_entry(entry: dict[str, Any]) -> TritonModelEntry:
     """One model of Triton's index as ``/v1/models`` lists it (the fields it knows)."""
-    return ModelEntry(**{key: str(entry[key]) for key in ModelEntry.model_fields if key in entry})
+    fields = TritonModelEntry.model_fields
+    return TritonModelEntry(**{key: str(entry[key]) for key in fields if key in entry})
 
 
 def metrics_router(metrics: GatewayMetrics) -> APIRouter:

@@ -115,14 +115,17 @@ def test_health_and_models_report_what_triton_serves(gateway):
     assert health.json()["triton"] | {"url": None} == {
         "url": None,
         "protocol": "http",
-        "model": "ensemble",
+        "ensemble": "ensemble",
         "live": True,
         "ready": True,
+        "ensemble_ready": True,
+        "model": "ensemble",  # deprecated names, kept until 0.3
         "model_ready": True,
     }
     models = requests.get(f"{gateway.url}/v1/models", timeout=10).json()
-    states = {model["name"]: model["state"] for model in models["triton_models"]}
+    states = {model["name"]: model["state"] for model in models["triton_index"]}
     assert states == dict.fromkeys(("ensemble", "preprocess", "detector", "postprocess"), "READY")
+    assert models["triton_models"] == models["triton_index"]  # deprecated, kept until 0.3
     assert [(model["name"], model["state"]) for model in models["models"]] == [("default", "READY")]
     assert models["default_model"] == "default"
 

@@ -105,7 +105,7 @@ def test_the_gateway_lists_every_pipeline_with_its_classes_and_precision(gateway
     assert models["default"]["classes"]["0"] == "person"
     assert all(model["state"] == "READY" for model in models.values())
     assert {model["health"]["state"] for model in models.values()} == {"ready"}
-    triton_models = {entry["name"] for entry in document["triton_models"]}
+    triton_models = {entry["name"] for entry in document["triton_index"]}
     assert triton_models == {
         model for name in SERVED for model in PipelineNames(name).models().values()
     }

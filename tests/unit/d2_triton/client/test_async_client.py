@@ -67,3 +67,18 @@ def test_each_pipeline_says_whether_its_weights_are_random():
 @pytest.mark.parametrize(("model", "served"), [("quick_ensemble", True), ("other", False)])
 def test_a_model_is_served_when_triton_has_it_loaded(model, served):
     assert asyncio.run(client().is_served(model)) is served
+
+
+def test_the_ensemble_has_its_own_name_and_model_name_is_deprecated():
+    """``model`` means a pipeline in the client's interface; the Triton model it calls is
+    ``ensemble``; the old ``model_name`` still answers, with a DeprecationWarning."""
+
+    async def make() -> AsyncDetectionClient:
+        made = AsyncDetectionClient("localhost:8000", model="quick")
+        await made.close()
+        return made
+
+    quick = asyncio.run(make())
+    assert (quick.pipeline.name, quick.ensemble) == ("quick", "quick_ensemble")
+    with pytest.warns(DeprecationWarning, match="ensemble"):
+        assert quick.model_name == "quick_ensemble"
