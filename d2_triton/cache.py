@@ -16,3 +16,8 @@ CHECKOUT = Path(__file__).resolve().parents[1]
 def cache_dir() -> Path:
     """``D2T_CACHE``, else ``<checkout>/.cache`` (read at each call: tests may set it)."""
     return Path(os.environ.get("D2T_CACHE", CHECKOUT / ".cache"))
+
+
+def server_env() -> Path:
+    """The server environment ``scripts/setup.sh`` makes (tritonserver, numpy < 2)."""
+    return cache_dir() / "venv"

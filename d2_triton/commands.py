@@ -24,7 +24,14 @@ def one_line(error: BaseException) -> str:
 
 
 class Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose usage errors are one line: ``prog: error: message``."""
+    """An ArgumentParser whose usage errors are one line: ``prog: error: message``.
+
+    Its description keeps its line breaks (a module's docstring, with its command lines).
+    """
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):
         """Exit 2 with one line (argparse prints the whole usage first)."""

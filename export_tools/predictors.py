@@ -2,7 +2,7 @@
 
 ``DefaultPredictor`` for a yaml config; for a LazyConfig, for which Detectron2 has no
 predictor class, :class:`LazyPredictor` (``DefaultPredictor``'s steps, with the test
-loader's settings).  Used by ``benchmarks.eager`` and the parity tests.
+loader's settings).  Used by ``benchmarks.speed.eager`` and the parity tests.
 """
 
 from __future__ import annotations

@@ -11,7 +11,6 @@ masks (a ring has a hole, which polygons cannot express), so Detectron2's own
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import hashlib
 import json
@@ -268,7 +267,6 @@ def main(argv: list[str] | None = None) -> int:
     parser = Parser(
         prog="python -m training.shapes",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--seed", type=int, default=ShapesSpec.seed)

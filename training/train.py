@@ -15,7 +15,6 @@ under ``--out``; a second run with the same settings finds them and trains nothi
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import hashlib
 import json
@@ -120,7 +119,7 @@ def default_data_dir(out: Path) -> Path:
 
 
 def trainer_class():
-    """DefaultTrainer without evaluation (``benchmarks.accuracy``'s job) or TensorBoard.
+    """DefaultTrainer without evaluation (``benchmarks.accuracy.run``'s job) or TensorBoard.
 
     Its writers are the progress printer (losses, iteration time and ETA every 20 iterations)
     and metrics.json; TensorBoard is not a dependency of this project.
@@ -195,7 +194,6 @@ def main(argv: list[str] | None = None) -> int:
     parser = Parser(
         prog="python -m training.train",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--out", type=Path, required=True, help="checkpoint folder")
     parser.add_argument("--data", type=Path, help="dataset folder (default: OUT-data)")

@@ -7,7 +7,7 @@
   staged export's allowances counted (``compare``, ``ParityFigures``, ``Cut``).
 - ``masks``, ``segments``: the mask rule and the semantic/panoptic rule under it.
 
-numpy and the client's results only (no torch): the tests, ``benchmarks.zoo`` and the
+numpy and the client's results only (no torch): the tests, ``benchmarks.zoo.run`` and the
 exporter use it.  Import the modules themselves: the exporter's stage check needs ``rule``
 alone, and the export fingerprint (``d2_triton.testing.fingerprint``) follows imports.
 """

@@ -1,6 +1,6 @@
 """Compare a served answer with Detectron2's, instance by instance: the parity rule.
 
-Used by the parity tests and by ``benchmarks.zoo``.
+Used by the parity tests and by ``benchmarks.zoo.run``.
 
 Instances are paired as the exporter pairs them (``d2_triton.parity.rule``, which holds
 the box, score and cut tolerances: 0.5 px, 1e-3, 1e-3); here masks (IoU >= 0.99) and

@@ -10,7 +10,7 @@ A mask under IoU 0.99 still passes a staged comparison when:
   4-neighbour of the other value there) and at most 4 pixels + 1 % of the mask differ
   (``small_masks_with_flips``); or
 * the difference is its box's: Detectron2's own mask head, run on the served box
-  (``Prediction.masks_for_served``, which ``benchmarks.zoo`` records with Detectron2's
+  (``Prediction.masks_for_served``, which ``benchmarks.zoo.run`` records with Detectron2's
   ``forward_with_given_boxes``), gives the served mask within IoU 0.99
   (``masks_given_box``).  The box is compared on its own; this checks the mask head and the
   paste, apart from the box.

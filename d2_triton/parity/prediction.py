@@ -22,7 +22,7 @@ class Prediction:
     # ... or a panoptic model's segment map (H x W ids) and segments_info.
     panoptic: tuple[np.ndarray, list[dict]] | None = None
     # Detectron2's masks for the boxes of the answer it is compared with, one per served
-    # instance, when recorded (``benchmarks.eager.heads_for_boxes``): the mask rule's
+    # instance, when recorded (``benchmarks.speed.eager.heads_for_boxes``): the mask rule's
     # "same box" comparison.
     masks_for_served: np.ndarray | None = None
     keypoints_for_served: np.ndarray | None = None  # the same, for keypoints

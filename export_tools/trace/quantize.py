@@ -6,7 +6,7 @@ OpenVINO stage's inputs are recorded, and ``nncf.quantize`` rewrites that stage'
 int8 weights and activations (the operations NNCF leaves unquantized stay float32).  The
 TorchScript glue (proposal selection, ROI pooling, NMS) is untouched.
 
-Two choices for the backbone were measured on the model trained here (``benchmarks.accuracy``;
+Two choices for the backbone were measured on the model trained here (``benchmarks.accuracy.run``;
 the figures are in ``benchmarks/README.md``): NNCF's defaults lost 1.7 bbox AP.  Most of it
 came from the ResNet stem and first residual block, which see the image nearly raw, so they
 stay float32 (:data:`FLOAT_SCOPE`, a small share of the multiply-adds); and the backbone's

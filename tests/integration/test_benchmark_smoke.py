@@ -32,7 +32,7 @@ def test_benchmark_command_produces_a_report(tmp_path, server_pool, fast_reposit
         [
             sys.executable,
             "-m",
-            "benchmarks.run",
+            "benchmarks.speed.run",
             "--repository",
             str(repository),
             "--out",

@@ -8,7 +8,7 @@ bytes and the answers are compared with Detectron2's own predictor (``DefaultPre
 the LazyConfig model its equivalent, ``export_tools.predictors.LazyPredictor``) under the
 parity rule of the export's mode (``d2_triton.parity.detections``; segments:
 ``segment_parity``).  The panoptic answer also goes through the REST gateway (JSON and
-render) and the CLI.  The model-zoo coverage run (``benchmarks.zoo``) does this for every
+render) and the CLI.  The model-zoo coverage run (``benchmarks.zoo.run``) does this for every
 config; this keeps one of each family in the default suite.
 """
 

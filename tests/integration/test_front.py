@@ -21,8 +21,8 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from benchmarks.inputs import write_input_data
-from benchmarks.perf import run_perf_analyzer
+from benchmarks.speed.inputs import write_input_data
+from benchmarks.speed.perf import run_perf_analyzer
 from d2_triton import names
 from d2_triton.client import DetectionClient
 from d2_triton.testing.burst import (

@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from benchmarks.soak import CHECK_DURATION_S, FLOOR_RISE_LIMIT_MIB
+from benchmarks.load.soak import CHECK_DURATION_S, FLOOR_RISE_LIMIT_MIB
 from d2_triton.server.processes import stub_pids
 from d2_triton.testing.corpus import mixed_cases
 from d2_triton.testing.load import LoadReport, Request, reference_answers, run_load
@@ -152,7 +152,7 @@ def soak(repository, out, duration_s: float, clients: int, min_requests: int) ->
         [
             sys.executable,
             "-m",
-            "benchmarks.soak",
+            "benchmarks.load.soak",
             "--repository",
             str(repository),
             "--duration",
@@ -184,7 +184,7 @@ def soak(repository, out, duration_s: float, clients: int, min_requests: int) ->
 
 def test_soak_memory_stays_flat(tmp_path, server_pool):
     """A short soak on the plumbing export (the cost its limit was calibrated at:
-    benchmarks.soak.CHECK_DURATION_S); the long one on the full export is opt-in (-m slow)."""
+    benchmarks.load.soak.CHECK_DURATION_S); the long one on the full export is opt-in (-m slow)."""
     server_pool.stop()
     source = exported_repository(ARCHITECTURES["mask_rcnn"], *PLUMBING_OPTIONS)
     soak(source, tmp_path / "soak", CHECK_DURATION_S, clients=8, min_requests=250)
@@ -192,6 +192,6 @@ def test_soak_memory_stays_flat(tmp_path, server_pool):
 
 @pytest.mark.slow
 def test_long_soak_memory_stays_flat(tmp_path, server_pool, mask_rcnn_repository):
-    """Ten minutes, 16 clients (python -m benchmarks.soak --duration 600 does the same)."""
+    """Ten minutes, 16 clients (python -m benchmarks.load.soak --duration 600 does the same)."""
     server_pool.stop()
     soak(mask_rcnn_repository, tmp_path / "soak", duration_s=600, clients=16, min_requests=800)

@@ -1,8 +1,9 @@
 """The shipped code stays readable in one sitting: modules and functions of bounded length.
 
 ruff's complexity rule (C901, PLR0915 in pyproject.toml) bounds branches and statements;
-this bounds lines, which ruff does not: every module of ``d2_triton``, ``export_tools`` and
-``models`` under 300 lines, every function under 60.
+this bounds lines, which ruff does not: every module of ``d2_triton``, ``export_tools``,
+``models`` and ``benchmarks`` (whose figures the docs quote) under 300 lines, every function
+under 60.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import ast
 
 from d2_triton.cache import CHECKOUT
 
-SHIPPED = ("d2_triton", "export_tools", "models")
+SHIPPED = ("d2_triton", "export_tools", "models", "benchmarks")
 MAX_MODULE_LINES = 300
 MAX_FUNCTION_LINES = 60
 

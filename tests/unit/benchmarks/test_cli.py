@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks import report, soak_sensitivity
+from benchmarks.load import soak_sensitivity
+from benchmarks.speed import report
 
 
 def test_a_missing_results_folder_is_one_line(capsys, tmp_path):
