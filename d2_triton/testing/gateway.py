@@ -9,12 +9,12 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from d2_triton.cache import server_env
+from d2_triton.cache import CHECKOUT, server_env
 from d2_triton.errors import ProcessExitedError
 from d2_triton.server.processes import stop_process
 from d2_triton.testing.ports import free_ports
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = CHECKOUT
 SERVER_ENV = server_env()
 
 

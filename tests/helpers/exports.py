@@ -17,11 +17,11 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from d2_triton.cache import cache_dir
+from d2_triton.cache import CHECKOUT, cache_dir
 from d2_triton.testing.fingerprint import export_fingerprint
 from export_tools.repository.derive import Overrides, derive
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = CHECKOUT
 CACHE = cache_dir() / "test-exports"
 SEED = 0
 # Low enough that Detectron2's random initialisation still yields detections on photos.

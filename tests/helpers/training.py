@@ -19,10 +19,10 @@ import sys
 from pathlib import Path
 
 from benchmarks import accuracy
-from d2_triton.cache import cache_dir
+from d2_triton.cache import CHECKOUT, cache_dir
 from d2_triton.server.processes import stop_process
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = CHECKOUT
 LOG = cache_dir() / "reports" / "training.log"
 # A hang catcher only: the full 1500-iteration recipe took ~28 minutes alone on one thread of
 # 2 AVX2-only cores (41 beside the other tests; the suite's 600-iteration one takes 40 % of
