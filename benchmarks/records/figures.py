@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks.records.suite import run_table
+from benchmarks.speed.inputs import parse_size
 from d2_triton.cache import CHECKOUT
 from d2_triton.commands import Parser, command
 
@@ -99,7 +100,7 @@ RENDERERS: dict[str, Callable[[], str]] = {
 
 
 def _pixels(size: str) -> int:
-    width, height = (int(v) for v in size.split("x"))
+    width, height = parse_size(size)
     return width * height
 
 

@@ -194,7 +194,9 @@ def measure_size(repo: Repository, model, photos: list[Path], repeats: int, out:
 @command("python -m benchmarks.speed.components")
 def main(argv: list[str] | None = None) -> int:
     """Time the bare model, preprocess and postprocess; write components.json."""
-    parser = Parser(description=__doc__.splitlines()[0])
+    parser = Parser(
+        prog="python -m benchmarks.speed.components", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--repository", type=Path, required=True)
     parser.add_argument("--photos", type=Path, required=True, help="one folder per size")
     parser.add_argument("--out", type=Path, required=True)

@@ -95,7 +95,7 @@ def given_boxes(heads, boxes, classes, original_hw) -> Iterator[None]:
 @command("python -m benchmarks.speed.eager")
 def main(argv: list[str] | None = None) -> int:
     """Time DefaultPredictor on the photos; write eager.json."""
-    parser = Parser(description=__doc__.splitlines()[0])
+    parser = Parser(prog="python -m benchmarks.speed.eager", description=__doc__.splitlines()[0])
     parser.add_argument("--repository", type=Path, required=True)
     parser.add_argument("--photos", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)

@@ -22,6 +22,15 @@ from export_tools.repository.writer import export_info_path
 DEFAULT_CONFIG = "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml"
 
 
+def work_folder(name: str) -> Path:
+    """The speed benchmarks' working folder ``name``.
+
+    A run's (``run --variant``) holds its copy of the repository, photos, inputs and
+    ``eager.json``, which ``precision`` hands to its later runs.
+    """
+    return cache_dir() / "bench-work" / name
+
+
 def default_repository(*options: str) -> Path:
     """The default model exported with ``options`` (cached by them and the exporter's code)."""
     key = export_fingerprint(*options)

@@ -17,14 +17,14 @@ import time
 from pathlib import Path
 
 from benchmarks.speed import inputs
-from d2_triton.cache import cache_dir, server_env
+from benchmarks.speed.exports import default_repository, work_folder
+from d2_triton.cache import server_env
 from d2_triton.client import DetectionClient
 from d2_triton.commands import Parser, command
 from d2_triton.server import ServerEnvironment, TritonServer
 from d2_triton.testing.ports import loopback_server_settings
 from export_tools.repository import derive as repository_tools
 
-CACHE = cache_dir()
 VARIANTS = {"model_warmup": None, "no warmup": False}
 
 
@@ -51,9 +51,9 @@ def measure_variant(repository: Path, payload: bytes, requests: int, log: Path) 
 @command("python -m benchmarks.speed.first_request")
 def main(argv: list[str] | None = None) -> int:
     """Measure both variants and write first_request.json."""
-    from benchmarks.speed.exports import default_repository
-
-    parser = Parser(description=__doc__.splitlines()[0])
+    parser = Parser(
+        prog="python -m benchmarks.speed.first_request", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--repository", type=Path, help="exported repository (default: export one)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--size", default="1280x960")
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     results = {"size": args.size, "requests": args.requests, "variants": {}}
     for name, warmup in VARIANTS.items():
-        work = CACHE / "bench-work" / "first-request" / name.replace(" ", "-")
+        work = work_folder("first-request") / name.replace(" ", "-")
         overrides = repository_tools.Overrides(detector_warmup=warmup)
         repository = repository_tools.derive(source, work, overrides)
         log = args.out / f"tritonserver-{name.replace(' ', '-')}.log"

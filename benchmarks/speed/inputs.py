@@ -29,6 +29,11 @@ def size_label(size: tuple[int, int]) -> str:
     return f"{size[0]}x{size[1]}"
 
 
+def by_width(labels) -> list[str]:
+    """Size labels (``640x480``) from the narrowest."""
+    return sorted(labels, key=lambda label: parse_size(label)[0])
+
+
 def photo_jpegs(size: tuple[int, int], count: int = len(SAMPLES)) -> list[bytes]:
     """``count`` of the sample photos resized to ``size``, as JPEG bytes (quality 90)."""
     from skimage import data

@@ -55,7 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     import cv2
     from threadpoolctl import threadpool_limits
 
-    parser = Parser(description=__doc__.splitlines()[0])
+    parser = Parser(
+        prog="python -m benchmarks.speed.postprocess_threads", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args(argv)
     raw = detections()

@@ -26,9 +26,9 @@ from pathlib import Path
 
 from benchmarks import machine
 from benchmarks.speed import inputs, run
-from benchmarks.speed.exports import default_repository
-from benchmarks.speed.sections import by_width
-from d2_triton.cache import CHECKOUT, cache_dir
+from benchmarks.speed.exports import default_repository, work_folder
+from benchmarks.speed.inputs import by_width
+from d2_triton.cache import CHECKOUT
 from d2_triton.commands import Parser, command
 from d2_triton.names import Precision
 
@@ -177,9 +177,7 @@ def plot(summary: dict, path: Path) -> None:
     import numpy as np
 
     variants = summary["precisions"]
-    sizes = sorted(
-        next(iter(variants.values()))["against_eager"], key=lambda s: int(s.split("x")[0])
-    )
+    sizes = by_width(next(iter(variants.values()))["against_eager"])
     figure, axes = plt.subplots(1, 2, figsize=(11, 4))
     width = 0.8 / len(variants)
     for axis, metric in zip(axes, METRICS, strict=True):
@@ -202,14 +200,12 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out.absolute()
     precisions = [Precision.parse(p).value for p in args.precisions.split(",") if p]
     # named by the sizes: the export cache knows the folder by name, not by content
-    calibration = cache_dir() / "bench-work" / f"calibration-{args.sizes.replace(',', '-')}"
+    calibration = work_folder(f"calibration-{args.sizes.replace(',', '-')}")
     inputs.write_photos(calibration, [inputs.parse_size(s) for s in args.sizes.split(",")])
     repositories = {p: export(Precision(p), calibration) for p in precisions}
     summaries = {}
     for precision, repository in repositories.items():
-        eager_json = (
-            cache_dir() / "bench-work" / precisions[0] / "eager.json" if summaries else None
-        )
+        eager_json = work_folder(precisions[0]) / "eager.json" if summaries else None
         done = out / precision / "summary.json"
         if args.resume and done.is_file():
             print(f"== {precision}: kept from {done}", flush=True)

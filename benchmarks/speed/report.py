@@ -7,6 +7,7 @@ import dataclasses
 from pathlib import Path
 
 from benchmarks.speed import sections
+from benchmarks.speed.inputs import by_width
 from benchmarks.speed.perf import PerfRow
 from d2_triton.commands import Parser, command
 
@@ -29,7 +30,7 @@ def plot(rows: list[PerfRow], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     ensemble = [row for row in rows if row.model == "ensemble"]
-    sizes = sorted({row.size for row in ensemble}, key=lambda s: int(s.split("x")[0]))
+    sizes = by_width({row.size for row in ensemble})
     figure, (throughput_axis, latency_axis) = plt.subplots(1, 2, figsize=(12, 4.5))
     for size in sizes:
         points = sorted((r for r in ensemble if r.size == size), key=lambda r: r.concurrency)
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     """Rewrite report.md, results.csv and plot.png of a results folder from its summary.json."""
     import json
 
-    parser = Parser(description=main.__doc__)
+    parser = Parser(prog="python -m benchmarks.speed.report", description=main.__doc__)
     parser.add_argument("folder", type=Path)
     args = parser.parse_args(argv)
     summary = json.loads((args.folder / "summary.json").read_text())

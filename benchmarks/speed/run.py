@@ -30,9 +30,14 @@ import numpy as np
 
 from benchmarks import machine
 from benchmarks.speed import inputs, report, sections
-from benchmarks.speed.exports import default_repository, settings_of, variant_repository
+from benchmarks.speed.exports import (
+    default_repository,
+    settings_of,
+    variant_repository,
+    work_folder,
+)
 from benchmarks.speed.sweep import measure_served
-from d2_triton.cache import CHECKOUT, cache_dir, server_env
+from d2_triton.cache import CHECKOUT, server_env
 from d2_triton.commands import Parser, command
 from export_tools.repository.writer import read_export_info
 
@@ -115,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     out = args.out.absolute()
     out.mkdir(parents=True, exist_ok=True)
-    work = cache_dir() / "bench-work" / args.variant
+    work = work_folder(args.variant)
     source = (args.repository or default_repository()).absolute()
     repository = variant_repository(source, work / "repository", args)
     sizes = [inputs.parse_size(text) for text in args.sizes.split(",")]

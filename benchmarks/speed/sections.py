@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from benchmarks.speed.inputs import by_width
 from benchmarks.speed.perf import PerfRow
 
 MIB = 1024 * 1024
@@ -19,11 +20,6 @@ def table(header: list[str], rows: list[list[object]]) -> list[str]:
 
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return lines + ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
-
-
-def by_width(sizes) -> list[str]:
-    """Image sizes ("640x480") from the narrowest."""
-    return sorted(sizes, key=lambda size: int(size.split("x")[0]))
 
 
 def best(rows: list[PerfRow], model: str, size: str) -> PerfRow:

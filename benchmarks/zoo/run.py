@@ -117,7 +117,7 @@ def rejudge(summary: ZooSummary, work: Path, configs: list[str]) -> None:
 @command("python -m benchmarks.zoo.run")
 def main(argv: list[str] | None = None) -> int:
     """Classify, export, serve and compare each config; write the summary and the table."""
-    parser = Parser(description=__doc__.splitlines()[0])
+    parser = Parser(prog="python -m benchmarks.zoo.run", description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", default=[], help="configs matching these globs")
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--work", type=Path, default=cache_dir() / "zoo-work")
