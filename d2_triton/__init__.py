@@ -2,7 +2,8 @@
 
 The folders say where code runs and what it may import (a test keeps the torch-free rule):
 
-- ``errors``, ``names``, ``model_config``: the contract every tier shares (stdlib only).
+- ``errors``, ``names``, ``carried``, ``model_config``: the contract every tier shares (stdlib
+  only).
 - ``vision``: image decoding and resizing, detections, label maps (numpy, OpenCV, Pillow,
   pycocotools).
 - ``serving``: what runs inside a Triton Python-backend stub (``pb_utils``; torch and

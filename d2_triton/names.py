@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from d2_triton import carried
 from d2_triton.errors import InvalidArgumentError
 
 # The four models of a pipeline, by role.  The default pipeline's models carry these names.
@@ -95,13 +96,13 @@ SEM_SEG_LOGITS = "sem_seg_logits"
 
 # The TorchScript model's outputs (Detectron2 ``Instances`` fields, and ``sem_seg``, the
 # semantic head's logits) -> detector tensor names; the exporter exports those a model
-# produces, in this order.
+# produces, in this order.  The carried outputs (keypoints ...) are ``d2_triton.carried``'s.
 DETECTOR_OUTPUTS = {
     "pred_boxes": "boxes",
     "scores": "scores",
     "pred_classes": "classes",
     "pred_masks": MASK_PROBS,
-    "pred_keypoints": "keypoints",
+    **{kind.field: kind.name for kind in carried.CARRIED},
     "sem_seg": SEM_SEG_LOGITS,
 }
 
@@ -112,7 +113,6 @@ CLASSES = "classes"
 LABELS = "labels"
 MASKS_RLE = "masks_rle"
 MASKS = "masks"
-KEYPOINTS = "keypoints"
 IMAGE_SIZE = "image_size"
 # Segments of a semantic or panoptic model (one entry each, ``d2_triton.vision.segments``):
 # the id each has in the segment map, its class in its own label space (thing or stuff),

@@ -26,6 +26,7 @@ import torchvision  # noqa: F401  (registers the ops the traced graph calls)
 from tritonclient.grpc.model_config_pb2 import ModelInstanceGroup
 
 from benchmarks.speed.inputs import write_input_data
+from d2_triton.carried import CARRIED
 from d2_triton.commands import Parser, command
 from d2_triton.model_config import DetectorParameters, PostprocessParameters, PreprocessParameters
 from d2_triton.names import (
@@ -119,7 +120,7 @@ def raw_detections(fields: list[str], outputs) -> Detections:
         scores=named["scores"],
         classes=named["pred_classes"],
         mask_probs=None if masks is None else masks[:, 0],
-        keypoints=named.get("pred_keypoints"),
+        carried={kind.name: named[kind.field] for kind in CARRIED if kind.field in named},
     )
 
 

@@ -9,12 +9,12 @@ and exact for anyone who parses them into float32 again.
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from d2_triton import names
+from d2_triton import carried, names
 from d2_triton.client.segment_results import SegmentsResult
 from d2_triton.client.values import exact_float, text
 from d2_triton.errors import InvalidArgumentError
@@ -34,11 +34,17 @@ class DetectionResult:
     labels: list[str]
     masks_rle: list[bytes] | None = None  # COCO compressed RLE counts per instance
     masks: np.ndarray | None = None  # uint8 [N, H, W] when mask_format="dense"
-    keypoints: np.ndarray | None = None  # float32 [N, K, 3] x, y, score
     segments: SegmentsResult | None = None  # a semantic or panoptic model's
+    # The carried outputs the model has (``d2_triton.carried``), by name.
+    carried: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.scores)
+
+    @property
+    def keypoints(self) -> np.ndarray | None:
+        """A Keypoint R-CNN's keypoints: float32 [N, K, 3] x, y, logit (else None)."""
+        return self.carried.get(carried.KEYPOINTS.name)
 
     @classmethod
     def from_outputs(cls, outputs: dict[str, np.ndarray]) -> DetectionResult:
@@ -53,8 +59,8 @@ class DetectionResult:
             labels=[text(label) for label in outputs[names.LABELS]],
             masks_rle=None if rle is None else [bytes(item) for item in rle],
             masks=outputs.get(names.MASKS),
-            keypoints=outputs.get(names.KEYPOINTS),
             segments=SegmentsResult.from_outputs(outputs, image_size),
+            carried={name: outputs[name] for name in carried.BY_NAME if name in outputs},
         )
 
     @property
@@ -82,8 +88,8 @@ class DetectionResult:
             labels=[names.name(int(class_id)) for class_id in self.classes],
             masks_rle=self.masks_rle,
             masks=self.masks,
-            keypoints=self.keypoints,
             segments=self.segments,
+            carried=self.carried,
         )
 
     def to_json(self, mask_format: str = "rle") -> dict[str, Any]:
@@ -109,10 +115,8 @@ class DetectionResult:
             }
             if self.has_masks and mask_format != "none":
                 detection["mask"] = {"size": [height, width], **self._json_mask(index, mask_format)}
-            if self.keypoints is not None:
-                detection["keypoints"] = [
-                    [exact_float(v) for v in point] for point in self.keypoints[index]
-                ]
+            for name, array in self.carried.items():
+                detection[name] = _exact_floats(array[index])
             detections.append(detection)
         document = {"image_size": {"height": height, "width": width}, "detections": detections}
         if self.segments is not None:
@@ -137,7 +141,6 @@ class DetectionResult:
         masks = [d["mask"] for d in detections if "mask" in d]
         if masks and any("counts" not in mask for mask in masks):
             raise InvalidArgumentError("only RLE masks can be read back; ask for mask_format=rle")
-        keypoints = [d["keypoints"] for d in detections if "keypoints" in d]
         return cls(
             image_size=size,
             boxes=np.array([d["box"] for d in detections], dtype=np.float32).reshape(-1, 4),
@@ -145,10 +148,26 @@ class DetectionResult:
             classes=np.array([d["class_id"] for d in detections], dtype=np.int32),
             labels=[d["label"] for d in detections],
             masks_rle=[m["counts"].encode("ascii") for m in masks] if masks else None,
-            keypoints=np.array(keypoints, dtype=np.float32) if keypoints else None,
             segments=(
                 SegmentsResult.from_json(document["segments"], size)
                 if "segments" in document
                 else None
             ),
+            carried=_carried_from_json(detections),
         )
+
+
+def _exact_floats(value: np.ndarray) -> list:
+    """An array as nested lists of ``exact_float``s."""
+    if value.ndim == 0:
+        return exact_float(value)
+    return [_exact_floats(item) for item in value]
+
+
+def _carried_from_json(detections: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+    """The carried outputs of a JSON document's detections (those every detection has)."""
+    return {
+        kind.name: np.array([d[kind.name] for d in detections], dtype=kind.dtype)
+        for kind in carried.CARRIED
+        if detections and all(kind.name in d for d in detections)
+    }

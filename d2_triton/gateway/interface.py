@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, create_model
 
+from d2_triton.carried import CARRIED
 from d2_triton.names import JSON_MASK_FORMATS, Precision
 from d2_triton.vision.imaging import ACCEPTED, SIGNATURES
 
@@ -45,15 +46,35 @@ class Mask(BaseModel):
     )
 
 
-class Detection(BaseModel):
-    """One detected instance."""
+class InstanceFields(BaseModel):
+    """What every detected instance has: its box, score and class, and its mask if any."""
 
     box: list[float] = Field(description="x1, y1, x2, y2 in original-image pixels")
     score: float
     class_id: int
     label: str
     mask: Mask | None = None
-    keypoints: list[list[float]] | None = Field(None, description="[x, y, logit] per keypoint")
+
+
+def _nested_floats(rank: int) -> Any:
+    """``list[list[...[float]]]``, ``rank`` lists deep: one instance's carried value."""
+    value: Any = float
+    for _ in range(rank):
+        value = list[value]
+    return value
+
+
+# One detected instance: the fields above and each carried output (``d2_triton.carried``:
+# keypoints ...) its model has.
+Detection = create_model(
+    "Detection",
+    __base__=InstanceFields,
+    __doc__="One detected instance.",
+    **{
+        kind.name: (_nested_floats(kind.rank) | None, Field(None, description=kind.description))
+        for kind in CARRIED
+    },
+)
 
 
 class Segment(BaseModel):

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from d2_triton import names
+from d2_triton.carried import BY_NAME
 from d2_triton.model_config import SEM_SEG_STRIDE, PanopticSettings, PreprocessParameters
 from d2_triton.serving.options import PostprocessOptions
 from d2_triton.vision.detections import (
@@ -109,8 +110,7 @@ def postprocess(
         names.LABELS: labels.names_for(detections.classes),
         names.IMAGE_SIZE: np.array(original_hw),
     }
-    if detections.keypoints is not None:
-        outputs[names.KEYPOINTS] = detections.keypoints
+    outputs.update(detections.carried)
     if detections.mask_probs is not None and options.mask_format == "rle":
         outputs[names.MASKS_RLE] = np.array(
             encode_masks_rle(detections, original_hw), dtype=np.object_
@@ -166,12 +166,12 @@ def warm_up(
     parameters: PreprocessParameters | None = None,
     options: PostprocessOptions | None = None,
     labels: LabelMap | None = None,
-    keypoints: int = 0,
+    carried: dict[str, tuple[int, ...]] | None = None,
 ) -> None:
     """Run preprocess or postprocess once on a synthetic photo with one masked detection.
 
     Preprocess runs when ``parameters`` are given, postprocess when ``options`` and
-    ``labels`` are (with ``keypoints`` keypoints per instance if the model has them).
+    ``labels`` are (with the model's carried outputs, by name: each one's shape per instance).
     Called at load, so the first request does not pay for lazy imports and first calls
     (OpenCV's decoder, pycocotools' RLE encoder); the detector is warmed up by Triton's
     ``model_warmup`` in its config.
@@ -190,6 +190,9 @@ def warm_up(
             scores=np.ones(1, np.float32),
             classes=np.zeros(1, np.int64),
             mask_probs=mask,
-            keypoints=np.ones((1, keypoints, 3), np.float32) if keypoints else None,
+            carried={
+                name: np.ones((1, *shape), BY_NAME[name].dtype)
+                for name, shape in (carried or {}).items()
+            },
         )
         postprocess(detection, (800, 1067), (480, 640), options, labels)

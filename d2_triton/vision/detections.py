@@ -9,7 +9,8 @@ module does what Detectron2's ``detector_postprocess`` then does, so the server 
 * masks pasted with ``layers/mask_ops.py`` semantics: each box's region is sampled with
   bilinear interpolation at pixel centres (``grid_sample``, ``align_corners=False``, zero
   padding) and thresholded at 0.5 (``>=``);
-* keypoints scaled (x, y) and left unclipped.
+* the carried outputs' points (keypoints: ``d2_triton.carried``) scaled (x, y) and left
+  unclipped.
 
 Masks are encoded as COCO RLE without ever building an N x H x W array: each mask is only
 non-zero inside its box, so its run lengths are computed from the box's columns alone.
@@ -18,10 +19,12 @@ non-zero inside its box, so its run lengths are computed from the box's columns 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from pycocotools import mask as coco_mask
+
+from d2_triton.carried import BY_NAME
 
 MASK_THRESHOLD = 0.5
 
@@ -34,7 +37,9 @@ class Detections:
     scores: np.ndarray  # float32 [N]
     classes: np.ndarray  # int32 [N]
     mask_probs: np.ndarray | None = None  # float32 [N, M, M] in [0, 1]
-    keypoints: np.ndarray | None = None  # float32 [N, K, 3] x, y, score
+    # The carried outputs the model has (``d2_triton.carried``), by name: keypoints
+    # float32 [N, K, 3] x, y, score.
+    carried: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.scores)
@@ -46,7 +51,7 @@ class Detections:
             scores=self.scores[keep],
             classes=self.classes[keep],
             mask_probs=None if self.mask_probs is None else self.mask_probs[keep],
-            keypoints=None if self.keypoints is None else self.keypoints[keep],
+            carried={name: array[keep] for name, array in self.carried.items()},
         )
 
 
@@ -66,20 +71,26 @@ def rescale_to_original(
     height, width = original_hw
     np.clip(boxes[:, 0::2], 0, width, out=boxes[:, 0::2])
     np.clip(boxes[:, 1::2], 0, height, out=boxes[:, 1::2])
-    keypoints = detections.keypoints
-    if keypoints is not None:
-        keypoints = np.array(keypoints, dtype=np.float32, copy=True)
-        keypoints[:, :, 0] *= scale_x
-        keypoints[:, :, 1] *= scale_y
     rescaled = Detections(
         boxes=boxes,
         scores=np.asarray(detections.scores, dtype=np.float32),
         classes=np.asarray(detections.classes).astype(np.int32, copy=False),
         mask_probs=detections.mask_probs,
-        keypoints=keypoints,
+        carried={
+            name: _rescale_points(array, scale_x, scale_y) if BY_NAME[name].points else array
+            for name, array in detections.carried.items()
+        },
     )
     nonempty = (boxes[:, 2] - boxes[:, 0] > 0) & (boxes[:, 3] - boxes[:, 1] > 0)
     return rescaled.select(nonempty)
+
+
+def _rescale_points(array: np.ndarray, scale_x: np.float32, scale_y: np.float32) -> np.ndarray:
+    """A copy of ``array`` with the x and y that start its last axis scaled (not clipped)."""
+    points = np.array(array, dtype=np.float32, copy=True)
+    points[..., 0] *= scale_x
+    points[..., 1] *= scale_y
+    return points
 
 
 def _paste_region(box: np.ndarray, image_hw: tuple[int, int]) -> tuple[int, int, int, int]:

@@ -12,14 +12,14 @@ counts instead (see benchmarks/README.md).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
 
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from d2_triton import model_config, names
+from d2_triton import carried, model_config, names
 from d2_triton.model_config import (
     DetectorParameters,
     EnsembleParameters,
@@ -33,20 +33,28 @@ DEFAULT = PipelineNames()
 Parameters = TypeVar("Parameters")
 
 
+# Triton's type of each numpy type a carried output may have.
+_DATA_TYPES = {"float32": mc.TYPE_FP32, "int32": mc.TYPE_INT32, "int64": mc.TYPE_INT64}
+
+
 @dataclass(frozen=True)
 class ModelOutputs:
     """What the exported detector produces, which shapes every config downstream."""
 
     has_masks: bool
     mask_resolution: int = 28
-    num_keypoints: int = 0
     has_instances: bool = True
     sem_seg_classes: int = 0  # classes of the semantic head; 0: no semantic head
+    # The carried outputs the model returns (``d2_triton.carried``), by name: the shape of
+    # one instance's, e.g. ``{"keypoints": (17, 3)}``.
+    carried: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
-    @property
-    def has_keypoints(self) -> bool:
-        """Whether the model outputs keypoints."""
-        return self.num_keypoints > 0
+    def carried_dims(self) -> list[tuple[str, int, list[int]]]:
+        """The carried outputs' tensors, the same out of the detector and of the ensemble."""
+        return [
+            (name, _DATA_TYPES[carried.BY_NAME[name].dtype], [-1, *shape])
+            for name, shape in self.carried.items()
+        ]
 
     @property
     def segmentation(self) -> str:
@@ -111,9 +119,7 @@ def _detector_output_dims(outputs: ModelOutputs) -> list[tuple[str, int, list[in
     if outputs.has_masks:
         size = outputs.mask_resolution
         dims.append((names.MASK_PROBS, mc.TYPE_FP32, [-1, 1, size, size]))
-    if outputs.has_keypoints:
-        keypoints = DETECTOR_OUTPUTS["pred_keypoints"]
-        dims.append((keypoints, mc.TYPE_FP32, [-1, outputs.num_keypoints, 3]))
+    dims += outputs.carried_dims()
     if outputs.sem_seg_classes:
         dims.append((names.SEM_SEG_LOGITS, mc.TYPE_FP32, [outputs.sem_seg_classes, -1, -1]))
     return dims
@@ -218,8 +224,7 @@ def ensemble_output_dims(outputs: ModelOutputs) -> list[tuple[str, int, list[int
     if outputs.has_masks:
         dims.append((names.MASKS_RLE, mc.TYPE_STRING, [-1]))
         dims.append((names.MASKS, mc.TYPE_UINT8, [-1, -1, -1]))
-    if outputs.has_keypoints:
-        dims.append((names.KEYPOINTS, mc.TYPE_FP32, [-1, outputs.num_keypoints, 3]))
+    dims += outputs.carried_dims()
     if outputs.sem_seg_classes:
         dims += SEGMENT_OUTPUT_DIMS
     return dims

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from d2_triton import names
+from d2_triton import carried, names
 from d2_triton.serving import torchscript
 from d2_triton.vision.imaging import resize_shortest_edge, to_model_layout
 from export_tools.errors import TraceMismatchError, UnsupportedModelError
@@ -128,9 +128,13 @@ def describe_outputs(raw: RawOutputs) -> tuple[list[str], configs.ModelOutputs]:
     outputs = configs.ModelOutputs(
         has_masks="pred_masks" in fields,
         mask_resolution=instances.pred_masks.shape[-1] if "pred_masks" in fields else 0,
-        num_keypoints=instances.pred_keypoints.shape[1] if "pred_keypoints" in fields else 0,
         has_instances=instances is not None,
         sem_seg_classes=0 if raw.sem_seg is None else raw.sem_seg.shape[0],
+        carried={
+            kind.name: tuple(instances.get(kind.field).shape[1:])
+            for kind in carried.CARRIED
+            if kind.field in fields
+        },
     )
     return fields, outputs
 

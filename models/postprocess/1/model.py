@@ -10,14 +10,13 @@ semantic or panoptic model's logits become labelled segments (``d2_triton.vision
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from d2_triton import names
+from d2_triton import carried, names
 from d2_triton.model_config import PostprocessParameters
 from d2_triton.serving import backend, steps
 from d2_triton.serving.options import PostprocessOptions
 from d2_triton.vision.detections import Detections
 from d2_triton.vision.labels import LabelMap
 
-KEYPOINTS = names.DETECTOR_OUTPUTS["pred_keypoints"]
 NO_INSTANCES = Detections(
     boxes=np.zeros((0, 4), np.float32),
     scores=np.zeros(0, np.float32),
@@ -41,18 +40,18 @@ class TritonPythonModel:
         )
         self.dtypes = setup.output_dtypes
         self.has_masks = names.MASK_PROBS in setup.input_names
-        self.has_keypoints = KEYPOINTS in setup.input_names
+        # The carried outputs (keypoints ...) this model's detector has: their shapes.
+        self.carried = {
+            tensor["name"]: tuple(int(v) for v in tensor["dims"][1:])
+            for tensor in setup.config["input"]
+            if tensor["name"] in carried.BY_NAME
+        }
         self.has_instances = names.DETECTOR_OUTPUTS["scores"] in setup.input_names
         self.parameters = parameters
         self.stuff_labels = None
         if parameters.segmentation != "none":
             self.stuff_labels = LabelMap.from_file(setup.folder / parameters.stuff_label_map)
-        keypoints = [t["dims"][1] for t in setup.config["input"] if t["name"] == KEYPOINTS]
-        steps.warm_up(
-            options=self.defaults,
-            labels=self.labels,
-            keypoints=int(keypoints[0]) if keypoints else 0,
-        )
+        steps.warm_up(options=self.defaults, labels=self.labels, carried=self.carried)
 
     def execute(self, requests):
         """One response per request; a bad option fails only its own request."""
@@ -79,7 +78,7 @@ class TritonPythonModel:
             scores=backend.required_input(request, fields["scores"]),
             classes=backend.required_input(request, fields["pred_classes"]),
             mask_probs=self._mask_probs(request),
-            keypoints=backend.required_input(request, KEYPOINTS) if self.has_keypoints else None,
+            carried={name: backend.required_input(request, name) for name in self.carried},
         )
 
     def _segmentation(self, request):

@@ -19,7 +19,12 @@ from d2_triton.cache import CHECKOUT
 
 FORBIDDEN = ("torch", "torchvision", "openvino", "detectron2", "triton_python_backend_utils")
 TORCH_FREE = ("d2_triton/client", "d2_triton/gateway", "d2_triton/vision", "d2_triton/parity")
-TORCH_FREE_MODULES = ("d2_triton.errors", "d2_triton.names", "d2_triton.model_config")
+TORCH_FREE_MODULES = (
+    "d2_triton.errors",
+    "d2_triton.names",
+    "d2_triton.carried",
+    "d2_triton.model_config",
+)
 
 BLOCKER = """
 import importlib.abc, sys

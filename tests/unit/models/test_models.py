@@ -294,7 +294,9 @@ def test_postprocess_bad_parameters_fail_alone(tmp_path):
 
 
 def test_postprocess_boxes_only_and_keypoints(tmp_path):
-    model = postprocess_model(tmp_path, tc.ModelOutputs(has_masks=False, num_keypoints=2))
+    model = postprocess_model(
+        tmp_path, tc.ModelOutputs(has_masks=False, carried={"keypoints": (2, 3)})
+    )
     keypoints = np.array([[[200, 100, 1.0], [400, 300, 2.0]]], np.float32)
     req = request(
         boxes=np.array([[100, 100, 300, 200]], np.float32),

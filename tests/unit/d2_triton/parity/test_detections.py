@@ -45,7 +45,7 @@ def served(prediction: Prediction, keep=None, masks=None, keypoints=None) -> Det
         classes=prediction.classes[keep],
         labels=["a"] * len(keep),
         masks=None if masks is None else np.stack(masks).astype(np.uint8),
-        keypoints=keypoints,
+        carried={} if keypoints is None else {"keypoints": keypoints},
     )
 
 

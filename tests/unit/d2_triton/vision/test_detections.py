@@ -43,9 +43,9 @@ def random_detections(count: int, seed: int = 0, with_keypoints: bool = False) -
         scores=rng.uniform(0, 1, count).astype(np.float32),
         classes=rng.integers(0, 80, count),
         mask_probs=1 / (1 + np.exp(-logits)),
-        keypoints=rng.uniform(0, 800, (count, 17, 3)).astype(np.float32)
+        carried={"keypoints": rng.uniform(0, 800, (count, 17, 3)).astype(np.float32)}
         if with_keypoints
-        else None,
+        else {},
     )
 
 
@@ -55,8 +55,8 @@ def detectron2_postprocess(raw: Detections) -> Instances:
     instances.scores = torch.from_numpy(raw.scores)
     instances.pred_classes = torch.from_numpy(raw.classes)
     instances.pred_masks = torch.from_numpy(raw.mask_probs[:, None].copy())
-    if raw.keypoints is not None:
-        instances.pred_keypoints = torch.from_numpy(raw.keypoints.copy())
+    if "keypoints" in raw.carried:
+        instances.pred_keypoints = torch.from_numpy(raw.carried["keypoints"].copy())
     return detector_postprocess(instances, *ORIGINAL)
 
 
@@ -68,7 +68,7 @@ def test_rescaling_equals_detector_postprocess():
     np.testing.assert_array_equal(ours.boxes, theirs.pred_boxes.tensor.numpy())
     np.testing.assert_array_equal(ours.scores, theirs.scores.numpy())
     np.testing.assert_array_equal(ours.classes, theirs.pred_classes.numpy())
-    np.testing.assert_array_equal(ours.keypoints, theirs.pred_keypoints.numpy())
+    np.testing.assert_array_equal(ours.carried["keypoints"], theirs.pred_keypoints.numpy())
     assert ours.classes.dtype == np.int32
 
 

@@ -11,7 +11,7 @@ from export_tools.repository import configs as tc
 VARIANTS = {
     "mask": tc.ModelOutputs(has_masks=True),
     "boxes-only": tc.ModelOutputs(has_masks=False),
-    "keypoints": tc.ModelOutputs(has_masks=False, num_keypoints=17),
+    "keypoints": tc.ModelOutputs(has_masks=False, carried={"keypoints": (17, 3)}),
     "panoptic": tc.ModelOutputs(has_masks=True, sem_seg_classes=54),
     "semantic": tc.ModelOutputs(has_masks=False, has_instances=False, sem_seg_classes=19),
 }
@@ -74,9 +74,9 @@ def test_ensemble_steps_connect(variant):
 
 def test_outputs_follow_the_model():
     outputs = {o.name for o in all_configs(VARIANTS["keypoints"])["ensemble"].output}
-    assert names.KEYPOINTS in outputs and names.MASKS_RLE not in outputs
+    assert "keypoints" in outputs and names.MASKS_RLE not in outputs
     outputs = {o.name for o in all_configs(VARIANTS["mask"])["ensemble"].output}
-    assert {names.MASKS_RLE, names.MASKS} <= outputs and names.KEYPOINTS not in outputs
+    assert {names.MASKS_RLE, names.MASKS} <= outputs and "keypoints" not in outputs
     postprocess = all_configs(VARIANTS["boxes-only"])["postprocess"]
     assert postprocess.parameters["default_mask_format"].string_value == "none"
 
