@@ -37,29 +37,37 @@ def add_docs(app: FastAPI) -> None:
     app.mount(DOCS_ASSETS, StaticFiles(directory=DOCS_ASSETS_DIR), name="docs-assets")
     add_page_assets(app)
 
-    @app.get("/docs", include_in_schema=False)
-    async def swagger_ui(request: Request) -> HTMLResponse:
-        root = request.scope.get("root_path", "").rstrip("/")
-        html = get_swagger_ui_html(
-            openapi_url=f"{root}{app.openapi_url}",
-            title=f"{app.title} - Swagger UI",
-            swagger_js_url=f"{root}{DOCS_ASSETS}/swagger-ui-bundle.js",
-            swagger_css_url=f"{root}{DOCS_ASSETS}/swagger-ui.css",
+    def page(root: str, name: str) -> dict[str, str]:
+        return {"openapi_url": f"{root}{app.openapi_url}", "title": f"{app.title} - {name}"}
+
+    def swagger_ui(root: str) -> HTMLResponse:
+        assets = f"{root}{DOCS_ASSETS}"
+        return get_swagger_ui_html(
+            **page(root, "Swagger UI"),
+            swagger_js_url=f"{assets}/swagger-ui-bundle.js",
+            swagger_css_url=f"{assets}/swagger-ui.css",
             swagger_favicon_url=f"{root}{FAVICON}",
         )
-        return confined(html, DOCS_POLICY)
 
-    @app.get("/redoc", include_in_schema=False)
-    async def redoc(request: Request) -> HTMLResponse:
-        root = request.scope.get("root_path", "").rstrip("/")
-        html = get_redoc_html(
-            openapi_url=f"{root}{app.openapi_url}",
-            title=f"{app.title} - ReDoc",
+    def redoc(root: str) -> HTMLResponse:
+        return get_redoc_html(
+            **page(root, "ReDoc"),
             redoc_js_url=f"{root}{DOCS_ASSETS}/redoc.standalone.js",
             redoc_favicon_url=f"{root}{FAVICON}",
             with_google_fonts=False,
         )
-        return confined(html, DOCS_POLICY)
+
+    for path, render in (("/docs", swagger_ui), ("/redoc", redoc)):
+        _add_docs_page(app, path, render)
+
+
+def _add_docs_page(app: FastAPI, path: str, render) -> None:
+    """``GET path``: ``render(root path)``'s page, under the docs' content policy."""
+
+    @app.get(path, include_in_schema=False)
+    async def docs_page(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "").rstrip("/")
+        return confined(render(root), DOCS_POLICY)
 
 
 def add_page(app: FastAPI) -> None:
