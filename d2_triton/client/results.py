@@ -16,7 +16,7 @@ import numpy as np
 
 from d2_triton import carried, names
 from d2_triton.client.segment_results import SegmentsResult
-from d2_triton.client.values import exact_float, text
+from d2_triton.client.values import exact_float, json_mask, text
 from d2_triton.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
@@ -124,12 +124,11 @@ class DetectionResult:
         return document
 
     def _json_mask(self, index: int, mask_format: str) -> dict[str, Any]:
-        if mask_format == "polygon":
-            from d2_triton.vision.detections import mask_to_polygons
+        rle = None if self.masks_rle is None else self.masks_rle[index]
+        return json_mask(mask_format, rle, lambda: self.mask(index), lambda: self._packed(index))
 
-            return {"polygons": mask_to_polygons(self.mask(index))}
-        if self.masks_rle is not None:
-            return {"counts": self.masks_rle[index].decode("ascii")}
+    def _packed(self, index: int) -> dict[str, Any]:
+        """A dense mask as base64 of its packed bits (``np.packbits``, row-major)."""
         packed = np.packbits(self.masks[index].astype(bool), axis=None)
         return {"packbits": base64.b64encode(packed.tobytes()).decode("ascii")}
 

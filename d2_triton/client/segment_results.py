@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from d2_triton import names
-from d2_triton.client.values import exact_float, text
+from d2_triton.client.values import exact_float, json_mask, text
 
 
 @dataclass
@@ -99,12 +99,11 @@ class SegmentsResult:
         return segments
 
     def _json_mask(self, index: int, mask_format: str) -> dict[str, Any]:
-        if mask_format == "polygon":
-            from d2_triton.vision.detections import mask_to_polygons
+        rle = None if self.masks_rle is None else self.masks_rle[index]
+        return json_mask(mask_format, rle, lambda: self.mask(index), lambda: self._rle(index))
 
-            return {"polygons": mask_to_polygons(self.mask(index))}
-        if self.masks_rle is not None:
-            return {"counts": self.masks_rle[index].decode("ascii")}
+    def _rle(self, index: int) -> dict[str, Any]:
+        """A segment of the dense map, encoded as COCO RLE here."""
         from d2_triton.vision.detections import encode_mask_rle
 
         return {"counts": encode_mask_rle(self.mask(index)).decode("ascii")}
