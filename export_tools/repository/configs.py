@@ -16,8 +16,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
 
+import numpy as np
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
+from tritonclient.utils import np_to_triton_dtype
 
 from d2_triton import carried, model_config, names
 from d2_triton.model_config import (
@@ -31,10 +33,6 @@ from d2_triton.names import DETECTOR_OUTPUTS, PipelineNames
 DEFAULT = PipelineNames()
 
 Parameters = TypeVar("Parameters")
-
-
-# Triton's type of each numpy type a carried output may have.
-_DATA_TYPES = {"float32": mc.TYPE_FP32, "int32": mc.TYPE_INT32, "int64": mc.TYPE_INT64}
 
 
 @dataclass(frozen=True)
@@ -52,7 +50,7 @@ class ModelOutputs:
     def carried_dims(self) -> list[tuple[str, int, list[int]]]:
         """The carried outputs' tensors, the same out of the detector and of the ensemble."""
         return [
-            (name, _DATA_TYPES[carried.BY_NAME[name].dtype], [-1, *shape])
+            (name, _config_type(carried.BY_NAME[name].dtype), [-1, *shape])
             for name, shape in self.carried.items()
         ]
 
@@ -62,6 +60,11 @@ class ModelOutputs:
         if not self.sem_seg_classes:
             return "none"
         return "panoptic" if self.has_instances else "semantic"
+
+
+def _config_type(dtype: str) -> int:
+    """A config's data type (``TYPE_FP32``) for a numpy type's name, by tritonclient's map."""
+    return mc.DataType.Value("TYPE_" + np_to_triton_dtype(np.dtype(dtype)))
 
 
 @dataclass(frozen=True)
