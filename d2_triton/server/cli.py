@@ -233,10 +233,17 @@ def install_signal_handlers(stopping: threading.Event, running: list[TritonServe
     def forward(signum: int, _frame: object) -> None:
         stopping.set()
         for server in running:
-            if server.watchdog is not None:
-                server.watchdog.request_stop()
             # nginx stops gracefully on SIGQUIT (SIGTERM would drop requests in flight).
-            for process, sent in ((server.front_process, signal.SIGQUIT), (server.process, signum)):
+            signals = [(server.front_process, signal.SIGQUIT)]
+            if server.watchdog is None:  # starting: end tritonserver's wait for ready now
+                signals.append((server.process, signum))
+            else:
+                # Watched, ``server.stop()`` (the main loop's, within half a second) lets a
+                # reload in flight end before it signals tritonserver's group: a signal now
+                # kills the stub a load is starting, and Triton 2.51 then waits on that load
+                # for ever (the chaos test's stop, seen in a fresh-clone run).
+                server.watchdog.request_stop()
+            for process, sent in signals:
                 if process is not None and process.poll() is None:
                     os.killpg(process.pid, sent)
 

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import signal
 import threading
 
 import pytest
 
-from d2_triton.server.cli import WATCHDOG_STALLED_EXIT, main, serve_in_foreground
+from d2_triton.server import cli
+from d2_triton.server.cli import (
+    WATCHDOG_STALLED_EXIT,
+    install_signal_handlers,
+    main,
+    serve_in_foreground,
+)
 
 
 @pytest.mark.parametrize(
@@ -63,3 +70,47 @@ def test_a_stalled_watchdog_ends_the_launcher_with_its_own_status(capsys):
     assert serve_in_foreground(server, threading.Event()) == WATCHDOG_STALLED_EXIT
     assert server.stopped
     assert "the reload watchdog has stopped looking" in capsys.readouterr().err
+
+
+class Watchdog:
+    stop_requested = False
+
+    def request_stop(self) -> None:
+        self.stop_requested = True
+
+
+class Running:
+    """A process that has not exited."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+
+    def poll(self):
+        return None
+
+
+class SignalledServer:
+    def __init__(self, watchdog):
+        self.watchdog = watchdog
+        self.front_process, self.process = Running(100), Running(200)
+
+
+@pytest.mark.parametrize("watched", [True, False])
+def test_a_stop_signal_leaves_a_watched_tritonserver_to_the_ordered_stop(monkeypatch, watched):
+    """Watched, tritonserver is signalled by ``server.stop()`` after a reload in flight ends
+    (a signal to its group mid-load kills the loading stub: Triton 2.51 then hangs); still
+    starting (no watchdog yet), it is signalled at once, which ends its wait for ready."""
+    sent = []
+    monkeypatch.setattr(cli.os, "killpg", lambda pid, signum: sent.append((pid, signum)))
+    previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    stopping, server = threading.Event(), SignalledServer(Watchdog() if watched else None)
+    try:
+        install_signal_handlers(stopping, [server])
+        signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    assert stopping.is_set()
+    expected = [(100, signal.SIGQUIT)] + ([] if watched else [(200, signal.SIGTERM)])
+    assert sent == expected
+    assert not watched or server.watchdog.stop_requested
