@@ -22,10 +22,10 @@ from d2_triton import names
 from d2_triton.commands import Parser, command
 from d2_triton.errors import ServerEnvironmentError
 from d2_triton.server.environment import ServerEnvironment
+from d2_triton.server.logs import log
 from d2_triton.server.repository import repository_problems
 from d2_triton.server.settings import ServerSettings
 from d2_triton.server.tritonserver import TritonServer
-from d2_triton.server.watchdog import log
 
 # Seconds before starting a crashed server again; doubled while it keeps crashing (30 at most).
 FIRST_RESTART_DELAY_S = 1.0

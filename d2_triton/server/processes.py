@@ -10,6 +10,7 @@ training).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -89,6 +90,12 @@ def live_stubs(root_pid: int) -> dict[str, set[int]]:
 def stub_pids(root_pid: int) -> dict[str, int]:
     """Model name -> pid of its stub, for models of one instance each."""
     return {model: min(pids) for model, pids in live_stubs(root_pid).items()}
+
+
+def kill_stub(pid: int) -> None:
+    """SIGKILL a stub (how the watchdog ends one a reload replaced); one gone already is fine."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
 
 
 def rss_by_process(root_pid: int) -> dict[str, int]:

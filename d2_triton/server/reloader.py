@@ -2,7 +2,8 @@
 
 ``ModelReloader`` reloads one model without unloading it; ``version_folders`` lists the
 version folders Triton would load, so the watchdog notices an export's new version (or an
-operator's rollback) on disk; a :class:`Reload` records one reload and its :class:`Reason`.
+operator's rollback) on disk; a :class:`Reload` records one reload and its :class:`Reason`,
+and a :class:`WatchedModel` what the watchdog knows of one model between its looks.
 """
 
 from __future__ import annotations
@@ -45,6 +46,22 @@ class Reload:
     def seconds(self) -> float:
         """How long the reload took."""
         return self.finished_at - self.started_at
+
+
+@dataclass
+class WatchedModel:
+    """The watchdog's bookkeeping of one model (touched by its looking thread only)."""
+
+    expected: int = 1  # live stubs when healthy: the count at first sight, at least one
+    pids: frozenset[int] = frozenset()  # the live stubs at the last look, for the log
+    replaced: frozenset[int] = frozenset()  # a death's survivors, which its reload replaces
+    retire_at: float | None = None  # when they are ended (their reload succeeded)
+    failures: int = 0  # failed reloads in a row
+    due: float | None = None  # a reload is wanted from then on
+    reason: Reason | None = None
+    running: bool = False
+    disk_moved: bool = False  # its version folders changed while its reload ran
+    outcome: Reload | None = None  # a finished reload, set by its thread, taken by a look
 
 
 class ModelReloader:

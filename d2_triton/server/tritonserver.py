@@ -18,12 +18,13 @@ from d2_triton.errors import ProcessExitedError
 from d2_triton.server.environment import ServerEnvironment
 from d2_triton.server.front import Front, pipeline_limits
 from d2_triton.server.health import HealthBoard
+from d2_triton.server.logs import log
 from d2_triton.server.processes import live_stubs, stop_process
 from d2_triton.server.reloader import ModelReloader, version_folders
 from d2_triton.server.settings import LOOPBACK, ServerSettings
 from d2_triton.server.status import StatusServer, StatusSource
 from d2_triton.server.status_grpc import GrpcStatusServer
-from d2_triton.server.watchdog import ReloadWatchdog, log
+from d2_triton.server.watchdog import ReloadWatchdog
 
 # How long the server may take to load every model before it counts as failed to start.
 READY_TIMEOUT_S = 300.0

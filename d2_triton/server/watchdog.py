@@ -1,32 +1,27 @@
 """Reload a model whose Python-backend stub died, or whose versions changed on disk.
 
-Triton 2.51 does not restart a Python-backend stub that dies (a crash, the OOM killer): the
-model fails every request ("Stub process ... is not healthy") yet reports READY.  So the
-launcher runs tritonserver with explicit model control (the repository API behind a
-per-start secret header) and a :class:`ReloadWatchdog`: a model with fewer live stubs than
-when healthy is reloaded in place, which starts new stubs.  Requests in flight get errors,
-never hang; until the load ends (7-20 s for a detector on 2 cores) the model is broken or
-reloading on the health board (``d2_triton.server.health``), and readiness says so.
-
-The same watchdog loads new model versions: when a model's numbered version folders change
-(an export added ``detector/2``, or an operator removed it to roll back), the model is
-loaded again through the same restricted API, and Triton serves its latest version.  Triton
-keeps the previous version serving until the new one is ready, so the switch loses no
-request, and the model stays ready on the board.
+Triton 2.51 does not restart a stub that dies (a crash, the OOM killer): the model fails
+every request yet reports READY.  So the launcher runs tritonserver with explicit model
+control and a :class:`ReloadWatchdog`: a model with fewer live stubs than when healthy is
+reloaded in place, which starts new stubs; until the load ends the model is broken or
+reloading on the health board (``d2_triton.server.health``), and readiness says so.  The
+same watchdog loads a model again when its numbered version folders change (a new export,
+a rollback); Triton serves the previous version until the new one is ready.
+docs/failures.md tells the whole story.
 """
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from d2_triton.errors import D2TritonError
 from d2_triton.server.health import HealthBoard, ModelState
-from d2_triton.server.reloader import Reason, Reload
+from d2_triton.server.logs import log
+from d2_triton.server.processes import kill_stub
+from d2_triton.server.reloader import Reason, Reload, WatchedModel
 
 # Seconds before retrying a failed reload after a death: 5, 10, 20, 40, then 60 at most.  A
 # version that failed to load is not retried on a timer: the same files fail the same way, and
@@ -38,25 +33,16 @@ LAST_RETRY_S = 60.0
 # unwatched (its restart policy starts everything again).  A look takes milliseconds (reloads
 # run in threads of their own), so only a hung thread misses 30 of them.
 STALLED_AFTER_S = 30.0
+# A death's survivors (a model of several instances) stay beside its reload's new stubs:
+# Triton 2.51 never unloads a generation with a dead instance, so they would idle for ever,
+# each holding a detector's memory.  They get no new request once the reload swapped the
+# model; this long after, what they were answering has ended, and the watchdog ends them.
+RETIRE_AFTER_S = 30.0
 
 
 def start_thread(target: Callable[[], None], name: str) -> None:
     """Run ``target`` in a daemon thread (the watchdog's way of running a reload)."""
     threading.Thread(target=target, name=name, daemon=True).start()
-
-
-@dataclass
-class _Watch:
-    """The watchdog's bookkeeping of one model (touched by the looking thread only)."""
-
-    expected: int = 1  # live stubs when healthy: the count at first sight, at least one
-    pids: frozenset[int] = frozenset()  # the live stubs at the last look, for the log
-    failures: int = 0  # failed reloads in a row
-    due: float | None = None  # a reload is wanted from then on
-    reason: Reason | None = None
-    running: bool = False
-    disk_moved: bool = False  # its version folders changed while its reload ran
-    outcome: Reload | None = None  # a finished reload, set by its thread, taken by a look
 
 
 class ReloadWatchdog:
@@ -69,9 +55,9 @@ class ReloadWatchdog:
     reused pid means nothing.  Reloads run in threads of their own (one per model at a
     time), so a detector's 20 s load delays no other model's detection or reload.  A failed
     reload after a death is retried with back-off; a refused version is tried again when its
-    folders change.  Stubs a reload replaced exit on their own; while they linger they only
-    count towards the healthy number.  Stop the watchdog before stopping the server, or the
-    server's own shutdown looks like dying stubs.
+    folders change.  Stubs a reload replaced exit on their own, but for a death's survivors,
+    which it ends (``RETIRE_AFTER_S``).  Stop the watchdog before stopping the server, or
+    the server's own shutdown looks like dying stubs.
 
     Args:
         list_stubs: model name -> pids of its live stubs (``processes.live_stubs``).
@@ -82,6 +68,7 @@ class ReloadWatchdog:
         interval: seconds between two looks of the background thread.
         clock: the time source (``time.monotonic``; tests pass their own).
         run: how a reload is run (``start_thread``; tests run it when they choose).
+        end_stub: how a replaced survivor is ended (``kill_stub``; see ``RETIRE_AFTER_S``).
     """
 
     def __init__(
@@ -93,6 +80,7 @@ class ReloadWatchdog:
         interval: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
         run: Callable[[Callable[[], None], str], None] = start_thread,
+        end_stub: Callable[[int], None] = kill_stub,
     ):
         self.list_stubs = list_stubs
         self.reload_model = reload_model
@@ -101,10 +89,11 @@ class ReloadWatchdog:
         self.interval = interval
         self.clock = clock
         self.run = run
+        self.end_stub = end_stub
         self.reloads: list[Reload] = []
         self.tick_errors = 0
         self._died: set[str] = set()
-        self._watches: dict[str, _Watch] | None = None
+        self._watches: dict[str, WatchedModel] | None = None
         self._versions: dict[str, frozenset[str]] | None = None
         self._last_tick = clock()
         self._reloads = threading.Condition()  # guards the outcomes; told when a reload ends
@@ -172,7 +161,7 @@ class ReloadWatchdog:
         """The healthy number of stubs of each watched model (the server is ready now)."""
         stubs = self.list_stubs()
         self._watches = {
-            model: _Watch(
+            model: WatchedModel(
                 expected=max(1, len(stubs.get(model, ()))), pids=frozenset(stubs.get(model, ()))
             )
             for model in self.board.models
@@ -180,12 +169,13 @@ class ReloadWatchdog:
         if self.list_versions is not None:
             self._versions = self.list_versions()
 
-    def _look_at(self, model: str, watch: _Watch, live: frozenset[int]) -> None:
+    def _look_at(self, model: str, watch: WatchedModel, live: frozenset[int]) -> None:
         """Compare a model's live stubs with its healthy count; a reload's own look waits."""
         lost, watch.pids = watch.pids - live, live
         if watch.running:
             return
-        if len(live) >= watch.expected:
+        self._retire(model, watch, live)
+        if len(live - watch.replaced) >= watch.expected:
             if watch.reason is Reason.DIED:  # back (its reload's stubs came up): nothing to do
                 watch.due = watch.reason = None
             self.board.set(model, ModelState.READY)
@@ -200,6 +190,16 @@ class ReloadWatchdog:
             self._died.add(model)
         if watch.due is None or watch.reason is not Reason.DIED:
             watch.due, watch.reason = self.clock(), Reason.DIED
+
+    def _retire(self, model: str, watch: WatchedModel, live: frozenset[int]) -> None:
+        """End the survivors a successful reload replaced, once ``RETIRE_AFTER_S`` passed."""
+        if watch.retire_at is None or self.clock() < watch.retire_at:
+            return
+        ending = sorted(watch.replaced & live)
+        watch.replaced, watch.retire_at = frozenset(), None
+        for pid in ending:
+            log(f"model {model!r}: ending stub {pid}, a survivor its reload replaced")
+            self.end_stub(pid)
 
     def _schedule_version_changes(self) -> None:
         """Schedule a reload of each model whose version folders changed (none left: no)."""
@@ -216,7 +216,7 @@ class ReloadWatchdog:
                 f"{sorted(on_disk, key=int)} on disk; loading the latest"
             )
             if watch is None:  # an ensemble: it has no stub to watch, only versions
-                watch = self._watches[model] = _Watch()
+                watch = self._watches[model] = WatchedModel()
             if watch.running:  # it may load what was there before: once more when it ends
                 watch.disk_moved = True
             elif watch.reason is not Reason.DIED:  # that reload loads what is on disk anyway
@@ -231,10 +231,11 @@ class ReloadWatchdog:
                 return
             watch.running = True
             if watch.reason is Reason.DIED:
+                watch.replaced, watch.retire_at = watch.pids, None  # what is live: survivors
                 self.board.set(model, ModelState.RELOADING, "reloading after its stub died")
             self.run(lambda m=model, w=watch: self._reload(m, w), f"reload-{model}")
 
-    def _reload(self, model: str, watch: _Watch) -> None:
+    def _reload(self, model: str, watch: WatchedModel) -> None:
         """Run one reload (in its own thread) and leave its outcome for the next look."""
         started, error = self.clock(), ""
         try:
@@ -262,11 +263,13 @@ class ReloadWatchdog:
                 watch.disk_moved, watch.failures = False, 0
                 watch.due, watch.reason = self.clock(), watch.reason or Reason.VERSIONS
 
-    def _follow_up(self, model: str, watch: _Watch, outcome: Reload) -> None:
+    def _follow_up(self, model: str, watch: WatchedModel, outcome: Reload) -> None:
         """Done after a success or a refused version; a death's failed reload is retried."""
         if outcome.succeeded:
             log(f"model {model!r} reloaded in {outcome.seconds:.1f} s ({outcome.reason})")
             watch.failures, watch.due, watch.reason = 0, None, None
+            if watch.replaced:
+                watch.retire_at = self.clock() + RETIRE_AFTER_S
             return
         error = outcome.error.strip()
         if outcome.reason == Reason.VERSIONS.value:  # Triton serves the versions it had
@@ -287,8 +290,3 @@ class ReloadWatchdog:
             except Exception:  # logged whole; the next look runs (a stuck one: ``stalled``)
                 self.tick_errors += 1
                 log(f"the watchdog's look failed; it goes on:\n{traceback.format_exc()}")
-
-
-def log(message: str) -> None:
-    """A launcher message on stderr, beside tritonserver's own log."""
-    print(f"[d2_triton.server] {message}", file=sys.stderr, flush=True)

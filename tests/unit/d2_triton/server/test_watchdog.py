@@ -18,6 +18,7 @@ from d2_triton.server.health import HealthBoard, ModelState
 from d2_triton.server.watchdog import (
     FIRST_RETRY_S,
     LAST_RETRY_S,
+    RETIRE_AFTER_S,
     STALLED_AFTER_S,
     ReloadWatchdog,
 )
@@ -39,6 +40,7 @@ class ProcessTable:
         self.queued: list = []  # reloads started, not finished
         self.reads = 0
         self.kill_on_read: dict[int, str] = {}  # the model whose stubs die as read n ends
+        self.ended: list[int] = []  # stubs the watchdog ended
 
     def list_stubs(self) -> dict[str, set[int]]:
         self.reads += 1
@@ -78,6 +80,7 @@ class ProcessTable:
             (lambda: {m: frozenset(v) for m, v in self.versions.items()}) if versions else None,
             clock=lambda: self.now,
             run=self.run,
+            end_stub=self.ended.append,
         )
 
 
@@ -219,6 +222,44 @@ def test_a_model_of_two_instances_losing_one_is_reloaded():
     table.stubs["detector"] = {2}
     watchdog.tick()
     assert started(table) == ["detector"]
+
+
+def two_instances_one_reloaded(table: ProcessTable, watchdog: ReloadWatchdog) -> None:
+    """int8_detector runs stubs 1 and 2; 1 dies; the reload starts 10 and 11 beside 2."""
+    table.stubs["int8_detector"] = {1, 2}
+    watchdog.tick()
+    table.stubs["int8_detector"] = {2}
+    watchdog.tick()
+    table.finish_reloads()
+    table.stubs["int8_detector"] = {2, 10, 11}  # Triton keeps the survivor's generation
+    watchdog.tick()
+
+
+def test_a_deaths_survivor_is_ended_once_the_reload_replaced_it_and_its_requests_ended():
+    table = ProcessTable()
+    watchdog = table.watchdog()
+    two_instances_one_reloaded(table, watchdog)
+    assert set(states(watchdog).values()) == {"ready"} and table.ended == []
+    table.now += RETIRE_AFTER_S - 1
+    watchdog.tick()
+    assert table.ended == []  # it may still be answering what it had before the swap
+    table.now += 1
+    watchdog.tick()
+    assert table.ended == [2]
+    table.stubs["int8_detector"] = {10, 11}
+    watchdog.tick()
+    assert set(states(watchdog).values()) == {"ready"}
+    assert started(table) == ["int8_detector"]  # its end was no death
+
+
+def test_a_survivor_does_not_hide_a_death_of_the_stubs_that_replaced_it():
+    table = ProcessTable()
+    watchdog = table.watchdog()
+    two_instances_one_reloaded(table, watchdog)
+    table.stubs["int8_detector"] = {2, 11}  # 10 dies: 2 live stubs, but 1 of the 2 serving
+    watchdog.tick()
+    assert started(table) == ["int8_detector", "int8_detector"]
+    assert watchdog.board.model("int8_detector").state is RELOADING
 
 
 def test_stubs_that_appear_after_start_are_never_mistaken_for_deaths():
