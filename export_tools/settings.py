@@ -120,11 +120,13 @@ class ExportSettings:
         100, help="int8: calibrate on at most this many images of --calibration"
     )
     device: str = option("cpu", help="instance kind of the detector", choices=DEVICES)
-    detector_instances: int = option(1, help="detector instances")
+    detector_instances: int = option(
+        0, help="detector instances (0: two at --precision bf16 and int8, one at f32)"
+    )
     detector_threads: int = option(
         0,
         help="threads per detector instance, torch's and OpenVINO's (0: the cores the server "
-        "may use when it loads the model, shared out among the instances)",
+        "may use when it loads the model, each core shared by at most two instances)",
     )
     preprocess_instances: int = option(1, help="preprocess instances")
     postprocess_instances: int = option(1, help="postprocess instances")
@@ -149,6 +151,11 @@ class ExportSettings:
     def __post_init__(self) -> None:
         """A precision given by name (``"int8"``) becomes a :class:`Precision`."""
         object.__setattr__(self, "precision", Precision.parse(self.precision, ConfigError))
+
+    @property
+    def detector_count(self) -> int:
+        """The detector's instances: ``--detector-instances``, or the precision's default."""
+        return self.detector_instances or self.precision.detector_instances
 
     @property
     def pipeline(self) -> PipelineNames:

@@ -134,10 +134,16 @@ def available_cores() -> int:
 
 
 def threads_per_instance(configured: int, instances: int) -> int:
-    """Threads for one detector instance: ``configured``, or the cores shared out if 0."""
+    """Threads for one detector instance: ``configured``, or if 0 the cores, two instances a core.
+
+    One or two instances get every core: two instances' threads on the same cores keep them
+    busy through each other's single-threaded glue (``names.Precision.detector_instances``),
+    which two instances of half the threads would not, at twice the latency alone.
+    """
     if configured > 0:
         return configured
-    return max(1, available_cores() // max(1, instances))
+    cores = available_cores()
+    return max(1, min(cores, 2 * cores // max(1, instances)))
 
 
 class StagedModel:

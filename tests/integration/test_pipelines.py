@@ -26,7 +26,7 @@ from d2_triton.client import DetectionClient
 from d2_triton.client.results import DetectionResult
 from d2_triton.names import PipelineNames
 from d2_triton.parity.detections import compare
-from d2_triton.server.processes import stub_pids
+from d2_triton.server.processes import live_stubs
 from d2_triton.testing.corpus import mixed_cases
 from d2_triton.testing.load import reference_answers, run_load, same_answer
 from helpers.exports import (
@@ -205,16 +205,19 @@ def readiness(server) -> dict[str, int]:
 
 
 def test_the_watchdog_brings_back_the_int8_pipelines_detector(server, gateway, photos):
-    """Kill int8_detector's stub: that pipeline fails and says so (not ready, through the
-    front; the others stay ready, the server stays live), then answers again as before; the
-    other pipelines' stubs are never touched."""
+    """Kill one of int8_detector's stubs (an int8 export runs two instances): that pipeline
+    fails and says so (not ready, through the front; the others stay ready, the server stays
+    live), then answers again as before from a reload's new stubs; the survivor the reload
+    replaced is ended (Triton would keep it for ever) and the pipeline answers on; the other
+    pipelines' stubs are never touched."""
     payload = photos["coffee.jpg"].read_bytes()
     int8 = PipelineNames(INT8_PIPELINE)
     assert set(readiness(server).values()) == {200}
     with DetectionClient(server.http_url, model=INT8_PIPELINE, timeout=TIMEOUT_S) as client:
         before_kill = client.detect(payload)
-        stubs = stub_pids(server.process.pid)
-        os.kill(stubs[int8.detector], signal.SIGKILL)
+        stubs = live_stubs(server.process.pid)
+        assert len(stubs[int8.detector]) == 2  # the int8 default (Precision.detector_instances)
+        os.kill(min(stubs[int8.detector]), signal.SIGKILL)
         deadline = time.monotonic() + RELOAD_LIMIT_S
         seen, told = [], []
         while True:
@@ -224,8 +227,8 @@ def test_the_watchdog_brings_back_the_int8_pipelines_detector(server, gateway, p
                 told.append(requests.get(f"{gateway.url}/v1/models", timeout=TIMEOUT_S).json())
             try:
                 answer = client.detect(payload)
-                new_stub = stub_pids(server.process.pid).get(int8.detector)
-                if new_stub not in (None, stubs[int8.detector]):
+                new = live_stubs(server.process.pid)[int8.detector] - stubs[int8.detector]
+                if len(new) == 2:  # the reload's two
                     break
             except InferenceServerException:
                 pass
@@ -246,7 +249,12 @@ def test_the_watchdog_brings_back_the_int8_pipelines_detector(server, gateway, p
     assert listed[INT8_PIPELINE]["health"]["model"] == int8.detector
     assert listed["default"]["health"]["state"] == "ready"
     wait_until(lambda: set(readiness(server).values()) == {200}, "ready again after the reload")
-    after = stub_pids(server.process.pid)
+    # The survivor of the old generation idles beside the new stubs until the watchdog ends it.
+    wait_until(lambda: live_stubs(server.process.pid)[int8.detector] == new, "survivor ended")
+    assert set(readiness(server).values()) == {200}
+    with DetectionClient(server.http_url, model=INT8_PIPELINE, timeout=TIMEOUT_S) as client:
+        assert same_answer(client.detect(payload), before_kill)
+    after = live_stubs(server.process.pid)
     assert {m: p for m, p in after.items() if m != int8.detector} == {
         m: p for m, p in stubs.items() if m != int8.detector
     }

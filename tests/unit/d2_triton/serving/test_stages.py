@@ -119,10 +119,11 @@ def test_a_stage_giving_the_wrong_number_of_outputs_fails_loudly(tmp_path):
         model(torch.zeros((3, 4, 4), dtype=torch.uint8))
 
 
-def test_threads_share_out_the_cores_this_process_may_use(monkeypatch):
+def test_threads_share_out_the_cores_two_instances_to_a_core(monkeypatch):
     monkeypatch.setattr(stages, "available_cores", lambda: 16)
     assert stages.threads_per_instance(0, 1) == 16
-    assert stages.threads_per_instance(0, 4) == 4
+    assert stages.threads_per_instance(0, 2) == 16  # the two overlap each other's glue
+    assert stages.threads_per_instance(0, 4) == 8
     assert stages.threads_per_instance(0, 32) == 1
     assert stages.threads_per_instance(3, 4) == 3  # configured wins
 

@@ -19,6 +19,7 @@ from export_tools.repository.writer import (
     ExportedModel,
     InputSettings,
     detector_versions,
+    model_configs,
     read_export_info,
     write_repository,
 )
@@ -121,3 +122,20 @@ def test_a_new_version_with_other_settings_is_refused_and_writes_nothing(tmp_pat
     with pytest.raises(VersionMismatchError, match="another --name"):
         export_into(repository, tmp_path, "labels", ["cat"], has_masks=True, name="default")
     assert sorted(repository.rglob("*")) == before
+
+
+@pytest.mark.parametrize(
+    ("options", "instances"),
+    [
+        ({}, 1),
+        ({"precision": "bf16"}, 2),
+        ({"precision": "int8"}, 2),
+        ({"precision": "int8", "detector_instances": 1}, 1),
+        ({"detector_instances": 3}, 3),
+    ],
+)
+def test_the_detector_runs_two_instances_at_bf16_and_int8_unless_told(options, instances):
+    """Two overlap each other's TorchScript glue where it is a large share (int8, bf16)."""
+    settings = ExportSettings(config="x", **options)
+    detector = model_configs(exported(["a"], has_masks=False), settings)["detector"]
+    assert [group.count for group in detector.instance_group] == [instances]
