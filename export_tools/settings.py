@@ -172,6 +172,7 @@ class ExportSettings:
                 f"--precision {self.precision} is for the staged export's OpenVINO stages; "
                 "--exact (and a GPU detector) is one TorchScript file at float32"
             )
+        self._check_counts()
         if self.precision.needs_calibration and self.calibration_folder is None:
             raise ConfigError(
                 "--precision int8 needs calibration images: --calibration DIR, a folder of "
@@ -191,6 +192,17 @@ class ExportSettings:
             raise ConfigError(f"--sample-image {self.sample_image}: no such file")
         for dataset in self.datasets:
             check_dataset(dataset)
+
+    def _check_counts(self) -> None:
+        """Instance and thread counts Triton and the detector can take (0: chosen for you)."""
+        for flag, value, least in (
+            ("--detector-instances", self.detector_instances, 0),
+            ("--detector-threads", self.detector_threads, 0),
+            ("--preprocess-instances", self.preprocess_instances, 1),
+            ("--postprocess-instances", self.postprocess_instances, 1),
+        ):
+            if value < least:
+                raise ConfigError(f"{flag} {value}: {least} or more expected")
 
     @property
     def calibration_folder(self) -> Path | None:

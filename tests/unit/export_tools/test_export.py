@@ -94,6 +94,14 @@ def cases(tmp):
             ["--precision", "int8", "--coco-dataset", "d", str(good_json), str(empty_folder)],
             f"calibration folder {empty_folder}: no image files",
         ),
+        "detector instances negative": (
+            ["--detector-instances", "-1"],
+            "--detector-instances -1: 0 or more expected",
+        ),
+        "no postprocess instance": (
+            ["--postprocess-instances", "0"],
+            "--postprocess-instances 0: 1 or more expected",
+        ),
     }
 
 
@@ -119,6 +127,8 @@ def cases(tmp):
         "int8 without calibration",
         "int8 calibration folder missing",
         "int8 dataset without images",
+        "detector instances negative",
+        "no postprocess instance",
     ],
 )
 def test_bad_input_ends_the_export_in_one_line(capsys, tmp_path, case):
