@@ -36,7 +36,8 @@ STALLED_AFTER_S = 30.0
 # A death's survivors (a model of several instances) stay beside its reload's new stubs:
 # Triton 2.51 never unloads a generation with a dead instance, so they would idle for ever,
 # each holding a detector's memory.  They get no new request once the reload swapped the
-# model; this long after, what they were answering has ended, and the watchdog ends them.
+# model, only the old generation's queue: at most what the front admitted, which it sizes
+# at ~22 s of work (names.ADMITTED_PER_INSTANCE).  This long after, the watchdog ends them.
 RETIRE_AFTER_S = 30.0
 
 
