@@ -82,10 +82,9 @@ class Precision(str, enum.Enum):
 
         Two at bf16 and int8: there the TorchScript glue (proposals, ROI pooling, box
         selection) is about half of the detector's time and runs partly on one core, and a
-        second instance, on the same cores, fills those gaps with its OpenVINO stages
-        (+12-14 % images a second, the same latency alone).  One at f32, where OpenVINO's
-        stages dominate: no gain was measured, and each instance holds ~1.5 GiB more
-        (benchmarks/README.md, "Levers").
+        second instance, on the same cores, fills those gaps with its OpenVINO stages.  One
+        at f32, where OpenVINO's stages dominate and a second instance gained nothing for
+        its memory (benchmarks/results/cpu-2core-instances-amx).
         """
         return 1 if self is Precision.F32 else 2
 
