@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from benchmarks.load.soak import CHECK_DURATION_S, FLOOR_RISE_LIMIT_MIB
+from benchmarks.load.soak import CHECK_DURATION_S, CHECK_MIN_REQUESTS, FLOOR_RISE_LIMIT_MIB
 from d2_triton.server.processes import stub_pids
 from d2_triton.testing.corpus import mixed_cases
 from d2_triton.testing.load import LoadReport, Request, reference_answers, run_load
@@ -144,8 +144,8 @@ def soak(repository, out, duration_s: float, clients: int, min_requests: int) ->
     """Run the soak script (its own server) and check what it measured.
 
     The soak lasts at least ``duration_s`` and at least ``min_requests``: a slower machine
-    soaks longer rather than failing.  Its time limit (ten times ``duration_s``; 300 s at 8
-    clients answered ~1600 requests of the plumbing export here) is reached only by a server
+    soaks longer rather than failing.  Its time limit (ten times ``duration_s``; 100 s at 8
+    clients answered ~540 requests of the plumbing export here) is reached only by a server
     that is stuck.
     """
     result = subprocess.run(
@@ -176,7 +176,8 @@ def soak(repository, out, duration_s: float, clients: int, min_requests: int) ->
     # tensors add spikes above it) rises by less than the limit from the first third to the
     # last.  benchmarks/results/soak/report.md: what that catches, why the soak is this long.
     memory = {key: figures[key] for key in ("rss_floors_mib", "floor_rise_mib_by_process")}
-    assert len(figures["rss_floors_mib"]) >= 9, memory
+    # At least two 10 s floors in each third (100 s of load less a quarter of warm-up: 7-8).
+    assert len(figures["rss_floors_mib"]) >= 6, memory
     assert figures["floor_rise_mib"] < FLOOR_RISE_LIMIT_MIB, memory
     assert (out / "memory.png").read_bytes()[:4] == b"\x89PNG"
     return figures
@@ -187,7 +188,7 @@ def test_soak_memory_stays_flat(tmp_path, server_pool):
     benchmarks.load.soak.CHECK_DURATION_S); the long one on the full export is opt-in (-m slow)."""
     server_pool.stop()
     source = exported_repository(ARCHITECTURES["mask_rcnn"], *PLUMBING_OPTIONS)
-    soak(source, tmp_path / "soak", CHECK_DURATION_S, clients=8, min_requests=250)
+    soak(source, tmp_path / "soak", CHECK_DURATION_S, clients=8, min_requests=CHECK_MIN_REQUESTS)
 
 
 @pytest.mark.slow
