@@ -9,6 +9,7 @@ import pytest
 
 from d2_triton.cache import cache_dir
 from export_tools.repository.derive import derive
+from helpers import background
 from helpers.exports import (
     ARCHITECTURES,
     CACHE,
@@ -20,7 +21,6 @@ from helpers.exports import (
 from helpers.parity import MEASURED
 from helpers.photos import write_photos
 from helpers.servers import GatewayProcess, ServerPool
-from helpers.training import BackgroundTraining
 
 REPORT_DIR = cache_dir() / "reports"
 
@@ -99,18 +99,19 @@ MODULE_ORDER = (
     "test_gateway_openapi",
     "test_load_and_faults",
 )
-# The modules that need the model trained here run after everything else: its training
-# starts with the session, in the background (helpers.training), and has until then.
-TRAINED_MODEL_MODULES = ("test_accuracy", "test_page")
-_training: list[BackgroundTraining] = []
+# The modules whose models are made in the background (helpers.background: the trained
+# model, its exports, the families' exports) run after everything else, in this order: the
+# work starts with the session and has until then.
+LAST_MODULES = tuple(background.NEEDED_BY)
+_background: list[background.BackgroundWork] = []
 
 
 def _rank(item) -> int:
     name = item.path.stem
     if item.path.parent.name != "integration":
         return len(MODULE_ORDER)
-    if name in TRAINED_MODEL_MODULES:
-        return len(MODULE_ORDER) + 1 + TRAINED_MODEL_MODULES.index(name)
+    if name in LAST_MODULES:
+        return len(MODULE_ORDER) + 1 + LAST_MODULES.index(name)
     return MODULE_ORDER.index(name) if name in MODULE_ORDER else len(MODULE_ORDER)
 
 
@@ -119,22 +120,28 @@ def pytest_collection_modifyitems(items) -> None:
 
 
 def pytest_collection_finish(session) -> None:
-    needs_model = any(item.path.stem in TRAINED_MODEL_MODULES for item in session.items)
-    if needs_model and not session.config.option.collectonly:
-        _training.append(BackgroundTraining())
+    steps = background.steps_for({item.path.stem for item in session.items})
+    if steps and not session.config.option.collectonly:
+        _background.append(background.BackgroundWork(steps))
 
 
-def pytest_sessionfinish() -> None:
-    for training in _training:
-        training.stop()
+def pytest_sessionfinish(session) -> None:
+    """End the background work; a step that failed fails the run, even where the test that
+    needed its result made it itself."""
+    for work in _background:
+        status = work.stop()
+        if status and session.exitstatus == 0:
+            print(f"\nbackground work failed (status {status}): {background.LOG}")
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(scope="session")
 def trained_model() -> Path:
-    """The shapes model's folder, once its background training (started with the session)
-    has ended."""
-    assert _training, "the session started no training (conftest.TRAINED_MODEL_MODULES)"
-    return _training[0].wait()
+    """The shapes model's folder, once the background work (started with the session) has
+    ended: it trained the model and exported it."""
+    assert _background, "the session started no background work (helpers.background.NEEDED_BY)"
+    _background[0].wait()
+    return background.trained_model()
 
 
 def pytest_terminal_summary(terminalreporter) -> None:

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from d2_triton.cache import CHECKOUT, cache_dir
+from d2_triton.testing.building import building
 from d2_triton.testing.fingerprint import export_fingerprint
 from training import shapes, train
 
@@ -103,14 +104,15 @@ def export_variants(model: Path, variants: dict[str, tuple[str, ...]], work: Pat
     One server answers for all; the repository is cached by training and export.
     """
     repository = variants_repository(model, variants, work)
-    if repository.is_dir():
+    with building(repository):  # the test suite makes it in the background too
+        if repository.is_dir():
+            return repository
+        partial = repository.with_name(repository.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        val = shapes.splits(DATA)["val"]
+        dataset = ("--coco-dataset", val.name, str(val.json_file), str(val.image_root))
+        for name, options in variants.items():
+            command = export_command(model, partial, "--name", name, *dataset, *options)
+            subprocess.run(command, cwd=CHECKOUT, check=True)
+        partial.rename(repository)  # only a repository with every variant has the final name
         return repository
-    partial = repository.with_name(repository.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    val = shapes.splits(DATA)["val"]
-    dataset = ("--coco-dataset", val.name, str(val.json_file), str(val.image_root))
-    for name, options in variants.items():
-        command = export_command(model, partial, "--name", name, *dataset, *options)
-        subprocess.run(command, cwd=CHECKOUT, check=True)
-    partial.rename(repository)  # only a repository with every variant goes by the final name
-    return repository

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from d2_triton.cache import CHECKOUT, cache_dir
+from d2_triton.testing.building import building
 from d2_triton.testing.fingerprint import export_fingerprint
 from export_tools.repository.derive import Overrides, derive
 
@@ -67,22 +68,22 @@ def seeded_checkpoint(arch: Architecture, seed: int = SEED) -> Path:
     # Named by config, not by key: an architecture and its variants share the weights.
     name = Path(arch.config).stem
     path = CACHE / "weights" / f"{name}-seed{seed}-{init_code.hexdigest()[:12]}.pth"
-    if path.is_file():
+    with building(path):
+        if path.is_file():
+            return path
+        import torch
+
+        from export_tools.detectron2_setup.shims import import_detectron2
+
+        import_detectron2()
+        from export_tools.detector_config import load_config
+        from export_tools.random_init import build_random_model
+
+        model = build_random_model(load_config(arch.config, [], None), seed)
+        partial = path.with_suffix(".partial")
+        torch.save({"model": model.state_dict()}, partial)
+        partial.rename(path)
         return path
-    import torch
-
-    from export_tools.detectron2_setup.shims import import_detectron2
-
-    import_detectron2()
-    from export_tools.detector_config import load_config
-    from export_tools.random_init import build_random_model
-
-    model = build_random_model(load_config(arch.config, [], None), seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial")
-    torch.save({"model": model.state_dict()}, partial)
-    partial.rename(path)
-    return path
 
 
 def export_args(arch: Architecture, weights: Path, repository: Path, *extra: str) -> list[str]:
@@ -295,17 +296,18 @@ def _cached_export(
     entries of the same prefix under an older key are removed.
     """
     repository = CACHE / f"{prefix}{key}"
-    if repository.is_dir():
-        return repository
-    for stale in CACHE.glob(prefix + "?" * len(key)):
-        shutil.rmtree(stale, ignore_errors=True)
-    partial = repository.with_name(repository.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    if base is not None:
-        shutil.copytree(base, partial, copy_function=os.link)
-    from export_tools import export as export_command
+    with building(repository):
+        if repository.is_dir():
+            return repository
+        for stale in CACHE.glob(prefix + "?" * len(key)):
+            shutil.rmtree(stale, ignore_errors=True)
+        partial = repository.with_name(repository.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        if base is not None:
+            shutil.copytree(base, partial, copy_function=os.link)
+        from export_tools import export as export_command
 
-    status = export_command.main(export_args(arch, weights, partial, *extra))
-    assert status == 0, f"export of {arch.config} {' '.join(extra)} failed (status {status})"
-    partial.rename(repository)
-    return repository
+        status = export_command.main(export_args(arch, weights, partial, *extra))
+        assert status == 0, f"export of {arch.config} {' '.join(extra)} failed (status {status})"
+        partial.rename(repository)
+        return repository

@@ -1,11 +1,11 @@
-"""The suite's background training yields the CPU to every other session (helpers.training)."""
+"""The suite's background work yields the CPU to every other session (helpers.background)."""
 
 from __future__ import annotations
 
 import subprocess
 from pathlib import Path
 
-from helpers.training import lowest_session_priority
+from helpers.background import Step, lowest_session_priority, steps_for
 
 
 def test_a_process_in_its_own_session_gets_a_nice_19_autogroup():
@@ -23,3 +23,14 @@ def test_a_process_in_its_own_session_gets_a_nice_19_autogroup():
     finally:
         process.kill()
         process.wait()
+
+
+def test_the_steps_are_those_the_collected_modules_need_in_the_process_order():
+    assert steps_for({"test_front", "test_parity"}) == []
+    assert steps_for({"test_families"}) == [Step.FAMILIES]
+    assert steps_for({"test_page", "test_families"}) == [
+        Step.TRAINED_MODEL,
+        Step.FAMILIES,
+        Step.TRAINED_MODEL_EXPORTS,
+    ]
+    assert steps_for({"test_accuracy"}) == [Step.TRAINED_MODEL, Step.TRAINED_MODEL_EXPORTS]
