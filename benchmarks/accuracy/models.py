@@ -24,7 +24,7 @@ TRAINED = CACHE / "trained" / "shapes"
 EXPORTS = CACHE / "accuracy-exports"
 DATA = train.default_data_dir(TRAINED)
 # How the measured model is trained: on one thread, so that the test suite can train it in
-# the background beside its other tests (tests/helpers/training.py).  Two threads that
+# the background beside its other tests (tests/helpers/background.py).  Two threads that
 # share two cores with the suite stall at every parallel region (each waits for the other,
 # which the scheduler gave to a test): 7 s an iteration instead of 1.1 s on one thread.
 # A model trained on torch's default threads (docs/your-own-model.md's command) has the same

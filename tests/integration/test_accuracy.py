@@ -1,8 +1,8 @@
 """The model trained here, served: accuracy equal to Detectron2's, labels from the dataset.
 
 On a fresh machine the suite trains its model (``benchmarks.accuracy.SUITE_TRAINING``, cached
-under ``.cache/trained``) in the background from its start (``helpers.training``), and runs
-these tests last; later runs reuse it.
+under ``.cache/trained``) and exports it in the background from its start
+(``helpers.background``), and runs these tests last; later runs reuse both.
 """
 
 from __future__ import annotations
