@@ -43,14 +43,18 @@ def listed_flags() -> list[str]:
     return [flag for flag, present in cpu_flags().items() if present]
 
 
-def cpu_class() -> str:
-    """``amx``, ``avx512`` or ``avx2`` (``other`` below that): the classes the docs compare."""
-    flags = cpu_flags()
-    if flags["amx_int8"] or flags["amx_bf16"]:
+def class_of(flags: list[str]) -> str:
+    """``amx``, ``avx512`` or ``avx2`` (``other`` below that) for a CPU with ``flags``."""
+    if "amx_int8" in flags or "amx_bf16" in flags:
         return "amx"
-    if flags["avx512f"]:
+    if "avx512f" in flags:
         return "avx512"
-    return "avx2" if flags["avx2"] else "other"
+    return "avx2" if "avx2" in flags else "other"
+
+
+def cpu_class() -> str:
+    """This CPU's class (:func:`class_of`): the classes the docs compare."""
+    return class_of(listed_flags())
 
 
 def description() -> str:

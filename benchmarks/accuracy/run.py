@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks import machine
 from benchmarks.accuracy.models import (
     DATA,
     EXPORTS,
@@ -46,6 +47,9 @@ def write_report(summary: dict, out: Path) -> None:
         "",
         f"Model: {summary['model']}; weights: {summary['weights']}; trained in "
         f"{summary['train_seconds']:.0f} s on the CPU; {summary['val_images']} val images.",
+        "",
+        f"Machine: {summary['machine']['cpu']}, {summary['machine']['cores']} cores, class "
+        f"{summary['machine']['class']} ({', '.join(summary['machine']['flags'])}).",
         "",
         "| | " + " | ".join(METRICS) + " |",
         "|---" * (len(METRICS) + 1) + "|",
@@ -86,6 +90,7 @@ def measure(
             f"on {info['torch_threads']} CPU thread(s)"
         ),
         "val_images": len(images),
+        "machine": machine.record(),  # where it was scored (and trained, unless cached)
         "train_seconds": info["train_seconds"],
         "detectron2": score(val.json_file, detectron2_detections(model, images, val.image_root)),
     }

@@ -50,8 +50,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def cpu() -> dict[str, object]:
-    """The machine and its relevant CPU flags, for the summary."""
-    return {"machine": machine.description(), "flags": machine.listed_flags()}
+    """The machine, its relevant CPU flags and its class, for the summary."""
+    return {
+        "machine": machine.description(),
+        "flags": machine.listed_flags(),
+        "class": machine.cpu_class(),
+    }
 
 
 def test_image() -> bytes:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks import machine
 from benchmarks.load.soak import (
     CHECK_DURATION_S,
     FLOOR_RISE_LIMIT_MIB,
@@ -57,6 +58,18 @@ def window_rises(
         first, last, _ = floor_growth(warm_floors(window, WARMUP_FRACTION, FLOOR_WINDOW_S))
         rises.append(float(last - first))
     return rises
+
+
+def recorded_on(soaks: list[Path]) -> dict[str, dict]:
+    """Each soak's machine (CPU, cores, flags and class) as its ``soak.json`` recorded it."""
+    machines = {}
+    for folder in soaks:
+        recorded = json.loads((folder / "soak.json").read_text()).get("machine")
+        if recorded is None:  # soaks recorded before soak.json named the machine
+            machines[folder.name] = {"class": "not recorded"}
+        else:
+            machines[folder.name] = {**recorded, "class": machine.class_of(recorded["flags"])}
+    return machines
 
 
 def replay(soaks: list[Path], length_s: float) -> dict[float, list[float]]:
@@ -126,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     summary = {
         "soaks": [folder.name for folder in soaks],
+        "machines": recorded_on(soaks),
         "window_s": args.length,
         "limit_mib": args.limit,
         "leaks": rows,

@@ -100,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         "when": time.strftime("%Y-%m-%d %H:%M", time.localtime(started)),
         "commit": args.commit,
         "machine": f"{cpu['cores']} cores of {cpu['cpu']} ({', '.join(cpu['flags'])})",
+        "cpu_class": cpu["class"],
         "wall_seconds": args.wall_seconds,
         "passed": parsed["passed"],
         "failed": parsed["failed"],
