@@ -130,11 +130,10 @@ def trained_model() -> Path:
 def run(step: Step) -> None:
     """Do one step (in this process; the exports of the trained model in their own)."""
     if step is Step.TRAINED_MODEL:
-        import torch
+        from helpers.thread_pools import thread_pools_kept
 
-        threads = torch.get_num_threads()
-        trained_model()  # on SUITE_TRAINING's one thread
-        torch.set_num_threads(threads)  # the exports after it take torch's default again
+        with thread_pools_kept():  # the exports after it take torch's default threads again
+            trained_model()  # on SUITE_TRAINING's one thread
     elif step is Step.FAMILIES:
         from helpers.exports import families_repository
 
