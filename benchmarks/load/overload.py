@@ -27,6 +27,7 @@ from d2_triton import names
 from d2_triton.commands import Parser, command
 from d2_triton.server import ServerEnvironment, TritonServer
 from d2_triton.testing.burst import (
+    Request,
     binary_infer_request,
     send_all,
     settled_executions,
@@ -64,12 +65,12 @@ def test_image() -> bytes:
     return cv2.imencode(".jpg", pixels)[1].tobytes()
 
 
-def run_burst(server: TritonServer, send, count: int) -> dict[str, object]:
+def run_burst(server: TritonServer, request: Request, count: int) -> dict[str, object]:
     """One burst: statuses, seconds, the detector's executions (during and settled)."""
     executions = partial(server.executions, names.DETECTOR_MODEL)
     before = executions()
     started = time.monotonic()
-    answers = send_all(send, count)
+    answers = send_all(request, count)
     answered = time.monotonic() - started
     at_answers = executions() - before
     settled = settled_executions(executions) - before
@@ -96,17 +97,16 @@ def scenario(server: TritonServer, log: Path, admission: bool, bursts: list[int]
     settings = {} if admission else {"MAX_IN_FLIGHT": "1000000"}
     results = {}
     with GatewayProcess(server.http_url, log, server.settings.admin_key, **settings) as gateway:
-        detect = f"{gateway.url}/v1/detect"
-        send = partial(requests.post, detect, data=image, timeout=600)
-        assert send().status_code == 200  # warm: the first request pays for profiling
+        detect = Request(f"{gateway.url}/v1/detect", image)
+        warm = requests.post(detect.url, data=image, timeout=GATEWAY_TIMEOUT_S)
+        assert warm.status_code == 200  # the first request pays for profiling
         for count in bursts:
-            results[f"gateway-{count}"] = run_burst(server, send, count)
+            results[f"gateway-{count}"] = run_burst(server, detect, count)
             print(json.dumps({f"gateway-{count}": results[f"gateway-{count}"]}), flush=True)
     if admission:
         infer = f"http://{server.http_url}/v2/models/ensemble/infer"
-        body, headers = binary_infer_request(image)
-        send = partial(requests.post, infer, data=body, headers=headers, timeout=GATEWAY_TIMEOUT_S)
-        results[f"front-{bursts[0]}"] = run_burst(server, send, bursts[0])
+        infer = Request(infer, *binary_infer_request(image))
+        results[f"front-{bursts[0]}"] = run_burst(server, infer, bursts[0])
         print(json.dumps({f"front-{bursts[0]}": results[f"front-{bursts[0]}"]}), flush=True)
     return results
 

@@ -26,6 +26,7 @@ from benchmarks.speed.perf import run_perf_analyzer
 from d2_triton import names
 from d2_triton.client import DetectionClient
 from d2_triton.testing.burst import (
+    Request,
     binary_infer_request,
     send_all,
     settled_executions,
@@ -154,13 +155,13 @@ def test_a_burst_is_answered_200_or_503_and_no_admitted_work_is_wasted(
     limit = fast_server.front.limits[0].max_in_flight
     assert limit == names.ADMITTED_PER_INSTANCE  # the test export has one detector instance
     senders = {
-        "front": lambda: requests.post(infer_url, data=body, headers=headers, timeout=600),
-        "gateway": lambda: requests.post(f"{gateway.url}/v1/detect", data=image, timeout=600),
+        "front": Request(infer_url, body, headers),
+        "gateway": Request(f"{gateway.url}/v1/detect", image),
     }
     executions = partial(fast_server.executions, names.DETECTOR_MODEL)
-    for where, send in senders.items():
+    for where, request in senders.items():
         before = executions()
-        answers = send_all(send, BURST)
+        answers = send_all(request, BURST)
         counts = statuses(answers)
         ran = settled_executions(executions) - before
         print(where, dict(counts), "detector ran", ran)
