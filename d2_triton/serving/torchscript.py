@@ -2,7 +2,7 @@
 
 This torch deprecates ``torch.jit`` (a ``FutureWarning`` at every trace, script, save and
 load).  The project writes and runs TorchScript deliberately: it is the format that keeps
-Detectron2's dynamic glue (proposal selection, NMS, ROI pooling) bit-identical, and
+Detectron2's dynamic glue (proposal selection, NMS, ROI pooling) as Detectron2 runs it, and
 ``torch.export`` cannot yet capture it (docs/export.md).  So the warning is filtered only
 around those calls, by its own message; every other warning, TorchScript's others included,
 still shows.

@@ -6,15 +6,10 @@ submodules and Detectron2's own functions; tensor shapes are for one image.
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 from torch import nn
 
-from export_tools.trace.modules import unflatten, without
-
-# ROI pooling runs torchvision's single-threaded CPU roi_align; this many forked chunks.
-ROI_ALIGN_PARTS = 4
+from export_tools.trace.modules import feature_maps, unflatten, without
 
 
 def propose(rpn, image, features, logits, deltas):
@@ -107,7 +102,7 @@ class CascadeRefine(nn.Module):
         self.box_in_features = heads.box_in_features
         self.feature_names = feature_names
 
-    def forward(self, image, proposal_boxes, class_logits, box_deltas, *feature_maps):
+    def forward(self, image, proposal_boxes, class_logits, box_deltas, *maps):
         """The next stage's proposal boxes (R x 4) and their pooled features.
 
         Arguments as :class:`BoxSelect`'s.
@@ -118,7 +113,7 @@ class CascadeRefine(nn.Module):
         predicted = predict_boxes(self.box_predictor, box_deltas, proposal_boxes)
         boxes = Boxes(predicted.detach())
         boxes.clip(size)
-        features = dict(zip(self.feature_names, feature_maps, strict=True))
+        features = feature_maps(self.feature_names, maps)
         pooled = pool_boxes(self.box_pooler, self.box_in_features, features, [boxes])
         return boxes.tensor, pooled
 
@@ -150,7 +145,7 @@ class BoxSelect(nn.Module):
         self.roi_heads = without(model.roi_heads, "box_head", "mask_head", "keypoint_head")
         self.feature_names = feature_names
 
-    def forward(self, image, proposal_boxes, class_logits, box_deltas, *feature_maps):
+    def forward(self, image, proposal_boxes, class_logits, box_deltas, *maps):
         """Boxes (N x 4), scores (N), classes (N), then the pooled mask/keypoint features.
 
         Args:
@@ -158,7 +153,7 @@ class BoxSelect(nn.Module):
             proposal_boxes: ``Proposals``' boxes (R x 4).
             class_logits: ``BoxHead``'s class logits (R x K+1).
             box_deltas: ``BoxHead``'s box deltas (R x 4K).
-            feature_maps: the features named ``feature_names``, in that order.
+            maps: the features (channels-last) named ``feature_names``, in that order.
         """
         from detectron2.modeling.roi_heads.fast_rcnn import fast_rcnn_inference
 
@@ -173,12 +168,12 @@ class BoxSelect(nn.Module):
             predictor.test_topk_per_image,
         )
         instances = fast_rcnn_inference([boxes], [scores], [size], *thresholds)[0][0]
-        return self.roi_heads_outputs(instances, feature_maps)
+        return self.roi_heads_outputs(instances, maps)
 
-    def roi_heads_outputs(self, instances, feature_maps) -> tuple[torch.Tensor, ...]:
+    def roi_heads_outputs(self, instances, maps) -> tuple[torch.Tensor, ...]:
         """The kept instances' fields, then their mask and keypoint poolings."""
         heads = self.roi_heads
-        features = dict(zip(self.feature_names, feature_maps, strict=True))
+        features = feature_maps(self.feature_names, maps)
         boxes = [instances.pred_boxes]
         outputs = [instances.pred_boxes.tensor, instances.scores, instances.pred_classes]
         if heads.mask_on:
@@ -213,14 +208,14 @@ class CascadeSelect(BoxSelect):
 
         count = self.stages
         size = (image.shape[-2], image.shape[-1])
-        logits, deltas, feature_maps = tensors[:count], tensors[count], tensors[count + 1 :]
+        logits, deltas, maps = tensors[:count], tensors[count], tensors[count + 1 :]
         probabilities = [predict_probs(stage_logits) for stage_logits in logits]
         scores = sum(probabilities) * (1.0 / count)  # as Detectron2 sums and scales them
         last = self.roi_heads.box_predictor[count - 1]
         boxes = predict_boxes(last, deltas, proposal_boxes)
         thresholds = (last.test_score_thresh, last.test_nms_thresh, last.test_topk_per_image)
         instances = fast_rcnn_inference([boxes], [scores], [size], *thresholds)[0][0]
-        return self.roi_heads_outputs(instances, feature_maps)
+        return self.roi_heads_outputs(instances, maps)
 
 
 class HeadLayers(nn.Module):
@@ -258,43 +253,3 @@ class Keypoints(nn.Module):
         from detectron2.structures.keypoints import heatmaps_to_keypoints
 
         return heatmaps_to_keypoints(keypoint_logits.detach(), boxes.detach())[:, :, [0, 1, 3]]
-
-
-class SplitRoiAlign(nn.Module):
-    """ROIAlign over chunks of the boxes forked to torch's inter-op threads.
-
-    Each box is pooled independently, so the result is bit-identical to one call; traced,
-    the forks run in parallel (eager runs them inline).
-    """
-
-    def __init__(self, inner, parts):
-        super().__init__()
-        self.inner = inner
-        self.parts = parts
-
-    def forward(self, features, rois):
-        """Args: features (1 x C x h x w), rois (R x 5).  Returns R x C x S x S."""
-        chunks = torch.tensor_split(rois, self.parts)
-        futures = [torch.jit.fork(self.inner, features, chunk) for chunk in chunks[1:]]
-        first = self.inner(features, chunks[0])
-        return torch.cat([first, *[torch.jit.wait(future) for future in futures]])
-
-
-@contextlib.contextmanager
-def roi_align_split(roi_heads, parts: int = ROI_ALIGN_PARTS):
-    """Within the block, every ROI pooler of ``roi_heads`` pools in ``parts`` forked chunks."""
-    poolers = [
-        getattr(roi_heads, name)
-        for name in ("box_pooler", "mask_pooler", "keypoint_pooler")
-        if getattr(roi_heads, name, None) is not None
-    ]
-    originals = [list(pooler.level_poolers) for pooler in poolers]
-    for pooler, inners in zip(poolers, originals, strict=True):
-        for index, inner in enumerate(inners):
-            pooler.level_poolers[index] = SplitRoiAlign(inner, parts)
-    try:
-        yield
-    finally:
-        for pooler, inners in zip(poolers, originals, strict=True):
-            for index, inner in enumerate(inners):
-                pooler.level_poolers[index] = inner

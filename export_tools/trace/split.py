@@ -45,6 +45,7 @@ import torch
 from d2_triton.serving.stages import Stage
 from export_tools.errors import UnsupportedModelError
 from export_tools.trace.modules import Backbone, Normalize, RetinaNetDecode, SemSegHead
+from export_tools.trace.roi_align import bag_roi_pooling
 from export_tools.trace.roi_heads import (
     BoxHead,
     BoxSelect,
@@ -54,7 +55,6 @@ from export_tools.trace.roi_heads import (
     Keypoints,
     MaskSelect,
     Proposals,
-    roi_align_split,
 )
 from export_tools.trace.tracing import traceable
 
@@ -163,7 +163,7 @@ def trace_roi_heads(tracer, model, feature_names, inputs, dense_names) -> None:
     """
     heads = model.roi_heads
     image, features = inputs[0], inputs[1 : 1 + len(feature_names)]
-    with roi_align_split(heads):
+    with bag_roi_pooling(heads):
         levels = (len(dense_names) - len(feature_names)) // 2  # logits_i and deltas_i
         proposal_boxes, box_pooled = tracer.add(
             "proposals",
