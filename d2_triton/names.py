@@ -76,18 +76,6 @@ class Precision(str, enum.Enum):
         """What its unquantized layers compute in (an int8 model's float layers run f32)."""
         return Precision.F32.value if self is Precision.INT8 else self.value
 
-    @property
-    def detector_instances(self) -> int:
-        """How many detector instances an export at this precision gets by default.
-
-        Two at bf16 and int8: there the TorchScript glue (proposals, ROI pooling, box
-        selection) is about half of the detector's time and runs partly on one core, and a
-        second instance, on the same cores, fills those gaps with its OpenVINO stages.  One
-        at f32, where OpenVINO's stages dominate and a second instance gained nothing for
-        its memory (benchmarks/results/cpu-2core-instances-amx).
-        """
-        return 1 if self is Precision.F32 else 2
-
 
 # The layout of a model repository the exporter writes and the server reads (recorded in
 # each detector version's export_info.json): a server refuses to serve another layout.

@@ -136,8 +136,8 @@ def available_cores() -> int:
 def threads_per_instance(configured: int, instances: int) -> int:
     """Threads for one detector instance: ``configured``, or if 0 the cores, two instances a core.
 
-    One or two instances get every core: two instances' threads on the same cores keep them
-    busy through each other's single-threaded glue (``names.Precision.detector_instances``),
+    One or two instances get every core (``--detector-instances 2`` is a user's choice: it
+    once filled the gaps a single-threaded ROI pooling left, before that ran on every core),
     which two instances of half the threads would not, at twice the latency alone.
     """
     if configured > 0:

@@ -88,7 +88,7 @@ def model_configs(model: ExportedModel, settings: ExportSettings) -> dict[str, o
     pipeline = settings.pipeline
     instances = configs.InstanceSettings(
         detector_kind=settings.device,
-        detector_count=settings.detector_count,
+        detector_count=settings.detector_instances,
         preprocess_count=settings.preprocess_instances,
         postprocess_count=settings.postprocess_instances,
     )

@@ -218,8 +218,10 @@ def several_pipelines_repository() -> Path:
     two = _cached_export("two-pipelines-", key, arch, seeded_checkpoint(arch), extra, source)
     arch = ARCHITECTURES["mask_rcnn"]
     calibration = calibration_photos()
-    key = _export_key(arch, str(SEED), two.name, *PLUMBING_OPTIONS, "int8")
+    # Two detector instances: the watchdog test kills one and checks the survivor's end.
     extra = ("--name", INT8_PIPELINE, "--precision", "int8", "--calibration", str(calibration))
+    extra += ("--detector-instances", "2")
+    key = _export_key(arch, str(SEED), two.name, *PLUMBING_OPTIONS, *extra[2:4], *extra[-2:])
     three = _cached_export(
         "three-pipelines-", key, arch, seeded_checkpoint(arch), (*extra, *PLUMBING_OPTIONS), two
     )

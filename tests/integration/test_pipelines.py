@@ -205,7 +205,7 @@ def readiness(server) -> dict[str, int]:
 
 
 def test_the_watchdog_brings_back_the_int8_pipelines_detector(server, gateway, photos):
-    """Kill one of int8_detector's stubs (an int8 export runs two instances): that pipeline
+    """Kill one of int8_detector's stubs (exported with two instances): that pipeline
     fails and says so (not ready, through the front; the others stay ready, the server stays
     live), then answers again as before from a reload's new stubs; the survivor the reload
     replaced is ended (Triton would keep it for ever) and the pipeline answers on; the other
@@ -216,7 +216,7 @@ def test_the_watchdog_brings_back_the_int8_pipelines_detector(server, gateway, p
     with DetectionClient(server.http_url, model=INT8_PIPELINE, timeout=TIMEOUT_S) as client:
         before_kill = client.detect(payload)
         stubs = live_stubs(server.process.pid)
-        assert len(stubs[int8.detector]) == 2  # the int8 default (Precision.detector_instances)
+        assert len(stubs[int8.detector]) == 2  # helpers.exports.several_pipelines_repository
         os.kill(min(stubs[int8.detector]), signal.SIGKILL)
         deadline = time.monotonic() + RELOAD_LIMIT_S
         seen, told = [], []

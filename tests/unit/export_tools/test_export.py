@@ -96,7 +96,7 @@ def cases(tmp):
         ),
         "detector instances negative": (
             ["--detector-instances", "-1"],
-            "--detector-instances -1: 0 or more expected",
+            "--detector-instances -1: 1 or more expected",
         ),
         "no postprocess instance": (
             ["--postprocess-instances", "0"],

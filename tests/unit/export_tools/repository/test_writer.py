@@ -128,14 +128,15 @@ def test_a_new_version_with_other_settings_is_refused_and_writes_nothing(tmp_pat
     ("options", "instances"),
     [
         ({}, 1),
-        ({"precision": "bf16"}, 2),
-        ({"precision": "int8"}, 2),
-        ({"precision": "int8", "detector_instances": 1}, 1),
+        ({"precision": "bf16"}, 1),
+        ({"precision": "int8"}, 1),
+        ({"precision": "int8", "detector_instances": 2}, 2),
         ({"detector_instances": 3}, 3),
     ],
 )
-def test_the_detector_runs_two_instances_at_bf16_and_int8_unless_told(options, instances):
-    """Two overlap each other's TorchScript glue where it is a large share (int8, bf16)."""
+def test_the_detector_runs_one_instance_at_every_precision_unless_told(options, instances):
+    """A second instance on the same cores cost int8 a quarter of its images a second once
+    the glue ran on every core (AVX-512 EPYC, 2026-12-07); a user may still ask for one."""
     settings = ExportSettings(config="x", **options)
     detector = model_configs(exported(["a"], has_masks=False), settings)["detector"]
     assert [group.count for group in detector.instance_group] == [instances]
