@@ -104,8 +104,8 @@ def scenario(server: TritonServer, log: Path, admission: bool, bursts: list[int]
             results[f"gateway-{count}"] = run_burst(server, detect, count)
             print(json.dumps({f"gateway-{count}": results[f"gateway-{count}"]}), flush=True)
     if admission:
-        infer = f"http://{server.http_url}/v2/models/ensemble/infer"
-        infer = Request(infer, *binary_infer_request(image))
+        url = f"http://{server.http_url}/v2/models/ensemble/infer"
+        infer = Request(url, *binary_infer_request(image))
         results[f"front-{bursts[0]}"] = run_burst(server, infer, bursts[0])
         print(json.dumps({f"front-{bursts[0]}": results[f"front-{bursts[0]}"]}), flush=True)
     return results

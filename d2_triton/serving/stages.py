@@ -136,9 +136,9 @@ def available_cores() -> int:
 def threads_per_instance(configured: int, instances: int) -> int:
     """Threads for one detector instance: ``configured``, or if 0 the cores, two instances a core.
 
-    One or two instances get every core (``--detector-instances 2`` is a user's choice: it
-    once filled the gaps a single-threaded ROI pooling left, before that ran on every core),
-    which two instances of half the threads would not, at twice the latency alone.
+    One or two instances get every core: two instances of half the threads each would double
+    the latency of a request alone.  One is the export's default; a second
+    (``--detector-instances 2``) once filled the gaps a single-threaded ROI pooling left.
     """
     if configured > 0:
         return configured

@@ -95,13 +95,14 @@ class BagRoiAlign(nn.Module):
         box_of_bin = torch.arange(boxes, device=rois.device).repeat_interleave(bins)
         bin_in_box = torch.arange(boxes * bins, device=rois.device) - box_of_bin * bins
         bin_row = torch.div(bin_in_box, self.bins_w, rounding_mode="floor")
-        row_base = row_first[box_of_bin] + bin_row * grid_h[box_of_bin]
-        col_base = col_first[box_of_bin] + (bin_in_box - bin_row * self.bins_w) * grid_w[box_of_bin]
-        per_bin = (grid_h * grid_w)[box_of_bin]
+        bin_grid_h, bin_grid_w = grid_h[box_of_bin], grid_w[box_of_bin]
+        row_base = row_first[box_of_bin] + bin_row * bin_grid_h
+        col_base = col_first[box_of_bin] + (bin_in_box - bin_row * self.bins_w) * bin_grid_w
+        per_bin = bin_grid_h * bin_grid_w
         bag = torch.repeat_interleave(torch.arange(boxes * bins, device=rois.device), per_bin)
         bag_first = torch.cumsum(per_bin, 0) - per_bin
         within = torch.arange(bag.shape[0], device=rois.device) - bag_first[bag]
-        sample_w = grid_w[box_of_bin][bag]
+        sample_w = bin_grid_w[bag]
         sample_row = torch.div(within, sample_w, rounding_mode="floor")
         row = row_base[bag] + sample_row
         col = col_base[bag] + within - sample_row * sample_w

@@ -219,9 +219,9 @@ def several_pipelines_repository() -> Path:
     arch = ARCHITECTURES["mask_rcnn"]
     calibration = calibration_photos()
     # Two detector instances: the watchdog test kills one and checks the survivor's end.
-    extra = ("--name", INT8_PIPELINE, "--precision", "int8", "--calibration", str(calibration))
-    extra += ("--detector-instances", "2")
-    key = _export_key(arch, str(SEED), two.name, *PLUMBING_OPTIONS, *extra[2:4], *extra[-2:])
+    options = ("--precision", "int8", "--detector-instances", "2")
+    key = _export_key(arch, str(SEED), two.name, *PLUMBING_OPTIONS, *options)
+    extra = ("--name", INT8_PIPELINE, *options, "--calibration", str(calibration))
     three = _cached_export(
         "three-pipelines-", key, arch, seeded_checkpoint(arch), (*extra, *PLUMBING_OPTIONS), two
     )
