@@ -31,12 +31,14 @@ DATA = train.default_data_dir(TRAINED)
 # key and is used as it is.
 TRAINING = train.TrainingSpec(threads=1)
 # The test suite's model (tests/integration/test_accuracy.py, test_page.py): the same model,
-# data and schedule shape, 600 iterations instead of 1500, which is 40 % of the training.
-# What the suite checks is that the served variants score as Detectron2 does and that the
-# model learned (AP50 ~54 against ~93: on an Intel Xeon with AMX, default and exact exports
-# equal to the digit, bf16 within 0.22 AP, int8 within 0.12), not how well it learned;
-# TRAINING's model, measured by this benchmark, is what the docs quote.
-SUITE_TRAINING = train.TrainingSpec(max_iter=600, threads=1)
+# data and schedule shape, 300 iterations instead of 1500 (a fifth of the training: ~180 s of
+# one core on the AVX-512 EPYC, where 600 were the suite's critical path).  What the suite
+# checks is that the served variants score as Detectron2 does and that the model learned
+# (AP50 ~30 against a random model's ~0 and the full recipe's ~93; on the AMD EPYC with
+# AVX-512, default and exact exports equal to the digit, bf16 within 0.08 AP, int8 within
+# 0.3), not how well it learned; TRAINING's model, measured by this benchmark, is what the
+# docs quote.
+SUITE_TRAINING = train.TrainingSpec(max_iter=300, threads=1)
 
 
 def model_folder(spec: train.TrainingSpec) -> Path:

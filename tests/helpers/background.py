@@ -1,8 +1,8 @@
 """What the suite prepares beside its tests instead of before them: the trained model, its
 exports and the families' exports, which only the last modules serve.
 
-On a fresh machine the suite's trained model (``benchmarks.accuracy.SUITE_TRAINING``, 600
-iterations) is the single longest piece of the suite: about 5 to 12 minutes of one core,
+On a fresh machine the suite's trained model (``benchmarks.accuracy.SUITE_TRAINING``, 300
+iterations) is the single longest piece of the suite: about 2.5 to 6 minutes of one core,
 depending on the CPU; its four exports and the five families' exports take another two or
 three.  Many of the other tests leave a core idle part of the time (unit tests,
 single-threaded Python, servers starting, clients waiting for answers), so as soon as the
@@ -40,8 +40,8 @@ from d2_triton.server.processes import stop_process
 REPO_ROOT = CHECKOUT
 LOG = cache_dir() / "reports" / "background.log"
 # A hang catcher only: the full 1500-iteration recipe took ~28 minutes alone on one thread of
-# 2 AVX2-only cores (41 beside the other tests; the suite's 600-iteration one takes 40 % of
-# that), and the whole suite runs under 90.
+# 2 AVX2-only cores (41 beside the other tests; the suite's 300-iteration one takes a fifth
+# of that), and the whole suite runs under 90.
 WAIT_S = 3 * 3600
 
 

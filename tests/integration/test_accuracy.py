@@ -20,11 +20,12 @@ from training import shapes
 # Served within this many AP points of Detectron2 on every metric: the default (staged,
 # float32 OpenVINO) and bf16 exports within 0.3, int8 within 0.5, the exact export within 0.1.
 AP_TOLERANCE = {"default": 0.3, "exact": 0.1, "bf16": 0.3, "int8": 0.5}
-# "A model that learned": AP50 of boxes and masks on val, for the suite's 600-iteration
-# recipe (benchmarks.accuracy.SUITE_TRAINING), which reached 54.3 / 53.1 on an Intel Xeon with
-# AMX (a random model scores ~0).  Far below it: training on another CPU moves AP50 by a
-# point or two; the 1500-iteration model the docs quote reaches ~93 (benchmarks.accuracy.run).
-MIN_AP50 = 40.0
+# "A model that learned": AP50 of boxes and masks on val, for the suite's 300-iteration
+# recipe (benchmarks.accuracy.SUITE_TRAINING), which reached 31.4 / 29.2 on the AMD EPYC with
+# AVX-512 and 30.5 / 27.6 on the Intel Xeon with AMX (a random model scores ~0).  Ten points
+# below: training on another CPU moved AP50 by one or two; the 1500-iteration model the docs
+# quote reaches ~93 (benchmarks.accuracy.run).
+MIN_AP50 = 20.0
 
 
 @pytest.fixture(scope="module")
