@@ -88,6 +88,7 @@ def test_server_command_line():
         "--grpc-address=127.0.0.1",
         "--metrics-address=127.0.0.1",
         "--backend-directory=/backends",
+        "--disable-auto-complete-config",  # configs are whole: no extra stub per model load
     ):
         assert flag in command
     # The reload watchdog reloads models, so the model-repository API is on, behind a secret,
