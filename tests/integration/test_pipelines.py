@@ -217,6 +217,7 @@ def test_the_watchdog_brings_back_the_int8_pipelines_detector(server, gateway, p
         before_kill = client.detect(payload)
         stubs = live_stubs(server.process.pid)
         assert len(stubs[int8.detector]) == 2  # helpers.exports.several_pipelines_repository
+        reloads_before = len(server.watchdog.reloads)
         os.kill(min(stubs[int8.detector]), signal.SIGKILL)
         deadline = time.monotonic() + RELOAD_LIMIT_S
         seen, told = [], []
@@ -227,13 +228,20 @@ def test_the_watchdog_brings_back_the_int8_pipelines_detector(server, gateway, p
                 told.append(requests.get(f"{gateway.url}/v1/models", timeout=TIMEOUT_S).json())
             try:
                 answer = client.detect(payload)
-                new = live_stubs(server.process.pid)[int8.detector] - stubs[int8.detector]
-                if len(new) == 2:  # the reload's two
+                # Back: its reload done and readiness 200 again.  Not "two new stubs": the
+                # reload starts both at once, seconds before they serve, and the survivor
+                # answers meanwhile (the loop once ended there before any probe saw it down).
+                if (
+                    reloaded(server, reloads_before, int8.detector)
+                    and seen[-1][INT8_PIPELINE] == 200
+                ):
                     break
             except InferenceServerException:
                 pass
             assert time.monotonic() < deadline, "int8_detector was not brought back"
             time.sleep(0.5)
+    new = live_stubs(server.process.pid)[int8.detector] - stubs[int8.detector]
+    assert len(new) == 2, new  # the reload's two
     down = [probe for probe in seen if probe[INT8_PIPELINE] != 200]
     assert down, f"readiness never said the int8 pipeline was down: {seen}"
     assert all(probe[INT8_PIPELINE] == 503 for probe in down)
@@ -261,6 +269,11 @@ def test_the_watchdog_brings_back_the_int8_pipelines_detector(server, gateway, p
     reloads = [(reload.model, reload.succeeded) for reload in server.watchdog.reloads]
     assert reloads[-1] == (int8.detector, True)
     assert same_answer(answer, before_kill)
+
+
+def reloaded(server, since: int, model: str) -> bool:
+    """Whether the watchdog reloaded ``model`` successfully after its first ``since`` reloads."""
+    return any(r.model == model and r.succeeded for r in server.watchdog.reloads[since:])
 
 
 def wait_until(condition, what: str) -> None:
