@@ -2,7 +2,7 @@
 exports and the families' exports, which only the last modules serve.
 
 On a fresh machine the suite's trained model (``benchmarks.accuracy.SUITE_TRAINING``, 300
-iterations) is the single longest piece of the suite: about 2.5 to 6 minutes of one core,
+iterations) is the single longest piece of the suite: about 2 to 5 minutes of one core,
 depending on the CPU; its four exports and the five families' exports take another two or
 three.  Many of the other tests leave a core idle part of the time (unit tests,
 single-threaded Python, servers starting, clients waiting for answers), so as soon as the
