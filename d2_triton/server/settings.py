@@ -98,7 +98,7 @@ class ServerSettings:
             "--exit-on-error=true",
             "--strict-readiness=true",
             # The exporter writes every config whole.  Auto-completion (on by default) has
-            # the Python backend start an extra stub per model load only to ask model.py
+            # the Python backend start one more stub per model load only to ask model.py
             # for a config, importing torch and OpenVINO each time: the several-pipelines
             # repository (12 models) was ready after 18 s (34 s of CPU) with it, 11 s
             # (22 s) without, on 2 cores of an AMD EPYC with AVX-512.

@@ -22,8 +22,8 @@ from training import shapes
 AP_TOLERANCE = {"default": 0.3, "exact": 0.1, "bf16": 0.3, "int8": 0.5}
 # "A model that learned": AP50 of boxes and masks on val, for the suite's 300-iteration
 # recipe (benchmarks.accuracy.SUITE_TRAINING), which reached 31.4 / 29.2 on the AMD EPYC with
-# AVX-512 and 30.5 / 27.6 on the Intel Xeon with AMX (a random model scores ~0).  Ten points
-# below: training on another CPU moved AP50 by one or two; the 1500-iteration model the docs
+# AVX-512 and 30.5 / 27.6 on the Intel Xeon with AMX (a random model scores ~0).  7 to 11 points
+# below those: training on another CPU moved AP50 by one or two; the 1500-iteration model the docs
 # quote reaches ~93 (benchmarks.accuracy.run).
 MIN_AP50 = 20.0
 
