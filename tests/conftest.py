@@ -54,7 +54,7 @@ def mask_rcnn_server(server_pool):
 
 @pytest.fixture(scope="session")
 def fast_repository() -> Path:
-    """The test Mask R-CNN with fewer proposals and detections, at a short edge of 320.
+    """The test Mask R-CNN with fewer proposals and detections, at the plumbing size.
 
     For the tests of the plumbing around the model (bad and odd inputs, the front, the
     gateway, load, faults, the benchmark smoke): what they check depends neither on the

@@ -113,21 +113,35 @@ def exported_repository(arch: Architecture, *extra: str) -> Path:
     return _cached_export(f"{arch.key}-{variant}", key, arch, seeded_checkpoint(arch), extra)
 
 
-# The plumbing export (conftest's ``fast_repository``): the Mask R-CNN exported with these
-# Detectron2 options and served at a short edge of 320.  With random weights nearly every
-# proposal passes the 0.01 score cut: Detectron2's defaults run the box head on 1000
-# proposals and the mask head, the paste and the RLE encoding on 100 detections per image,
-# whatever the input size.  Fewer of both took an image at 320 px from 1.2 s to 0.45 s
-# here; 25 detections still leave more than the gateway tests need (> 20).
-PLUMBING_OPTIONS = ("MODEL.RPN.POST_NMS_TOPK_TEST", "100", "TEST.DETECTIONS_PER_IMAGE", "25")
-PLUMBING_SIZE = (320, 533)  # min_size_test, max_size_test
-# What DefaultPredictor is given to answer as the plumbing export does.
-PLUMBING_REFERENCE_OPTIONS = (
-    *PLUMBING_OPTIONS,
+# The plumbing export (conftest's ``fast_repository``): the Mask R-CNN exported with
+# PLUMBING_OPTIONS, fewer proposals and detections at a smaller input size, and so served.
+# With random weights nearly every proposal passes the 0.01 score cut: Detectron2's defaults
+# run the box head on 1000 proposals and the mask head, the paste and the RLE encoding on 100
+# detections per image, whatever the input size.  Fewer of both took an image at 320 px from
+# 1.2 s to 0.45 s here; 25 detections still leave more than the gateway tests need (> 20).
+#
+# min_size_test, max_size_test.  What the plumbing tests check depends on no input size (the
+# images go through the same resize, stages and paste at any); the size sets what an image
+# costs, and with it most of those tests' CPU: the detector took 863 ms for a 320x512 input
+# and 478 ms for 192x288 on one core of the AMD EPYC with AVX-512 (the rest is the heads'
+# cost at 100 proposals and 25 detections).  The exports are made at that size too, so their
+# tracing checks and an int8 export's calibration run at it: the int8 export of the several
+# pipelines took 19.5 s instead of 57 s at Detectron2's 800, a float32 Mask R-CNN 8 s instead
+# of 18.  320x533, and exports at 800, until 2026-12-07.
+PLUMBING_SIZE = (192, 320)
+PLUMBING_SIZE_OPTIONS = (
     "INPUT.MIN_SIZE_TEST",
     str(PLUMBING_SIZE[0]),
     "INPUT.MAX_SIZE_TEST",
     str(PLUMBING_SIZE[1]),
+)
+# What every plumbing export is made with, and DefaultPredictor given to answer as it does.
+PLUMBING_OPTIONS = (
+    "MODEL.RPN.POST_NMS_TOPK_TEST",
+    "100",
+    "TEST.DETECTIONS_PER_IMAGE",
+    "25",
+    *PLUMBING_SIZE_OPTIONS,
 )
 
 
@@ -143,7 +157,7 @@ FAMILIES = {
             "cascade-mask-rcnn",
             "Misc/cascade_mask_rcnn_R_50_FPN_1x.yaml",
             True,
-            options=PLUMBING_REFERENCE_OPTIONS,
+            options=PLUMBING_OPTIONS,
         ),
         Architecture(
             "lazy-mask-rcnn-lsj",
@@ -160,21 +174,21 @@ FAMILIES = {
             "panoptic-fpn",
             PANOPTIC_CONFIG,
             True,
-            options=PLUMBING_REFERENCE_OPTIONS,
+            options=PLUMBING_OPTIONS,
             segmentation="panoptic",
         ),
         Architecture(
             "panoptic-fpn-exact",
             PANOPTIC_CONFIG,
             True,
-            options=PLUMBING_REFERENCE_OPTIONS,
+            options=PLUMBING_OPTIONS,
             export_options=("--exact",),
             segmentation="panoptic",
         ),
         Architecture(
             "semantic-fpn",
             "Misc/semantic_R_50_FPN_1x.yaml",
-            options=PLUMBING_REFERENCE_OPTIONS[len(PLUMBING_OPTIONS) :],
+            options=PLUMBING_SIZE_OPTIONS,
             segmentation="semantic",
         ),
     )
@@ -238,15 +252,18 @@ def calibration_photos() -> Path:
 
 
 def at_plumbing_size(arch: Architecture) -> Architecture:
-    """``arch`` exported and predicted as the plumbing export is: a short edge of 320, fewer
+    """``arch`` exported and predicted as the plumbing export is: at PLUMBING_SIZE, fewer
     proposals and detections (Detectron2 config options, in the export and the reference)."""
     return dataclasses.replace(
-        arch, key=f"{arch.key}-320", options=(*PLUMBING_REFERENCE_OPTIONS, *arch.options)
+        arch,
+        key=f"{arch.key}-{PLUMBING_SIZE[0]}",
+        options=(*PLUMBING_OPTIONS, *arch.options),
     )
 
 
 def plumbing_overrides() -> Overrides:
-    """The plumbing export's input size, as ``derive`` overrides."""
+    """PLUMBING_SIZE as ``derive`` overrides: the size the plumbing exports are made at, for
+    the served copies the tests derive from them (which they may change)."""
     return Overrides(min_size_test=PLUMBING_SIZE[0], max_size_test=PLUMBING_SIZE[1])
 
 

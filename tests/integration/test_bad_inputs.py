@@ -2,8 +2,8 @@
 server, its models and its stub processes are unharmed afterwards.
 
 On the plumbing export (conftest's ``fast_server``): decoding does not depend on the model's
-size, and Detectron2's reference answers with the same options (``PLUMBING_OPTIONS``, short
-edge 320), so each odd image costs about a second instead of ~7 s.
+size, and Detectron2's reference answers with the same options and size
+(``PLUMBING_OPTIONS``), so each odd image costs well under a second instead of ~7 s.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from d2_triton.model_config import DecodeLimits
 from d2_triton.parity.detections import compare
 from d2_triton.server.processes import stub_pids
 from d2_triton.testing.corpus import bad_inputs, encode, odd_valid_images
-from helpers.exports import ARCHITECTURES, PLUMBING_REFERENCE_OPTIONS, seeded_checkpoint
+from helpers.exports import ARCHITECTURES, PLUMBING_OPTIONS, seeded_checkpoint
 from helpers.parity import parity_rule
 from helpers.reference import detectron2_prediction
 
@@ -88,9 +88,7 @@ def test_odd_but_valid_images_get_detectron2s_answer(
             return
     arch = ARCHITECTURES["mask_rcnn"]
     image = _write(tmp_path, case.payload)
-    reference = detectron2_prediction(
-        arch, seeded_checkpoint(arch), image, PLUMBING_REFERENCE_OPTIONS
-    )
+    reference = detectron2_prediction(arch, seeded_checkpoint(arch), image, PLUMBING_OPTIONS)
     figures = compare(result, reference, parity_rule(fast_repository))
     assert not figures.problems, "; ".join(figures.problems)
 

@@ -1,8 +1,9 @@
 """What a client asks of the served ensemble: request options travel through it, a bad one
 is a 400, the thin client CLI prints labelled detections (over HTTP and gRPC).
 
-On conftest's ``fast_server`` (the test Mask R-CNN at a short edge of 320, 25 detections):
-none of it depends on the input size, and a request costs ~0.5 s instead of ~2.2 s.
+On conftest's ``fast_server`` (the test Mask R-CNN at ``helpers.exports.PLUMBING_SIZE``, 25
+detections): none of it depends on the input size, and a request costs a fraction of the
+~2.2 s it costs at Detectron2's size.
 """
 
 from __future__ import annotations

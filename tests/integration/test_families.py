@@ -29,7 +29,13 @@ from d2_triton.names import PipelineNames
 from d2_triton.parity.detections import Cut, ParityFigures, compare
 from d2_triton.serving.stages import PLAN_FILE, StagePlan
 from export_tools.repository.writer import read_export_info
-from helpers.exports import FAMILIES, SCORE_THRESH_TEST, families_repository, seeded_checkpoint
+from helpers.exports import (
+    FAMILIES,
+    PLUMBING_SIZE,
+    SCORE_THRESH_TEST,
+    families_repository,
+    seeded_checkpoint,
+)
 from helpers.parity import MEASURED, parity_rule
 from helpers.reference import detectron2_prediction
 from helpers.servers import GatewayProcess
@@ -143,4 +149,4 @@ def test_cascade_runs_each_stage_head_on_openvino_and_the_lsj_model_is_lazy(fami
     assert {"backbone", "box_head", "box_head_1", "box_head_2", "mask_head"} <= on_openvino
     lazy = read_export_info(repository, PipelineNames("lazy-mask-rcnn-lsj"))
     assert lazy["config_system"] == "lazy" and lazy["detector_mode"] == "staged"
-    assert (lazy["min_size_test"], lazy["max_size_test"]) == (320, 533)
+    assert (lazy["min_size_test"], lazy["max_size_test"]) == PLUMBING_SIZE

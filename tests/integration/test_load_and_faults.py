@@ -1,9 +1,10 @@
 """Sustained, mixed load: no failed or wrong answers, flat memory, and what happens when a
 Python-backend stub dies under load.
 
-The server here serves the test Mask R-CNN at a reduced input resolution (short edge 320,
-conftest's ``fast_server``), so each image costs a fraction of a second on 2 cores and the
-tests can send many.
+The server here serves the test Mask R-CNN at a reduced input resolution (conftest's
+``fast_server``), so each image costs a fraction of a second on 2 cores and the tests can
+send many.  The soak serves the same export at its own size (``benchmarks.load.soak``'s
+320, the cost its leak limit was calibrated at).
 """
 
 from __future__ import annotations
@@ -184,8 +185,9 @@ def soak(repository, out, duration_s: float, clients: int, min_requests: int) ->
 
 
 def test_soak_memory_stays_flat(tmp_path, server_pool):
-    """A short soak on the plumbing export (the cost its limit was calibrated at:
-    benchmarks.load.soak.CHECK_DURATION_S); the long one on the full export is opt-in (-m slow)."""
+    """A short soak on the plumbing export at the soak's own 320 px (the cost its limit was
+    calibrated at: benchmarks.load.soak.CHECK_DURATION_S, not ``PLUMBING_SIZE``); the long one
+    on the full export is opt-in (-m slow)."""
     server_pool.stop()
     source = exported_repository(ARCHITECTURES["mask_rcnn"], *PLUMBING_OPTIONS)
     soak(source, tmp_path / "soak", CHECK_DURATION_S, clients=8, min_requests=CHECK_MIN_REQUESTS)

@@ -51,11 +51,11 @@ HTTP_ANSWERS: dict[tuple[str, str, str], DetectionResult] = {}
 # Mask R-CNN, the default model, at Detectron2's size first (the server the modules before
 # this one left running); the others at the plumbing size, the same code paths at a fraction
 # of the cost; at Detectron2's size too with `pytest -m full` (docs/testing.md).
-OTHERS = sorted(key for key in ARCHITECTURES if key != "mask_rcnn")
+OTHERS = [ARCHITECTURES[key] for key in sorted(ARCHITECTURES) if key != "mask_rcnn"]
 PARITY = [
     pytest.param(ARCHITECTURES["mask_rcnn"], id="mask_rcnn"),
-    *(pytest.param(at_plumbing_size(ARCHITECTURES[key]), id=f"{key}-320") for key in OTHERS),
-    *(pytest.param(ARCHITECTURES[key], id=key, marks=pytest.mark.full) for key in OTHERS),
+    *(pytest.param(arch, id=arch.key) for arch in map(at_plumbing_size, OTHERS)),
+    *(pytest.param(arch, id=arch.key, marks=pytest.mark.full) for arch in OTHERS),
 ]
 
 

@@ -1,7 +1,7 @@
 """Three pipelines in one tritonserver: a Mask R-CNN (the default), a Keypoint R-CNN
 exported beside it with ``export --name keypoints`` and the same Mask R-CNN exported again
-with ``--precision int8 --name int8`` (all with the plumbing options, at a short edge of 320:
-``helpers.exports.PLUMBING_OPTIONS``).
+with ``--precision int8 --name int8`` (all with the plumbing options, at the plumbing size:
+``helpers.exports.PLUMBING_OPTIONS``, ``PLUMBING_SIZE``).
 
 The float32 two answer as their own Detectron2 ``DefaultPredictor`` does; the client, the
 CLI and the gateway pick one by name; ``/v1/models`` lists all with their classes and
@@ -32,7 +32,7 @@ from d2_triton.testing.load import reference_answers, run_load, same_answer
 from helpers.exports import (
     ARCHITECTURES,
     INT8_PIPELINE,
-    PLUMBING_REFERENCE_OPTIONS,
+    PLUMBING_OPTIONS,
     REPO_ROOT,
     SECOND_PIPELINE,
     seeded_checkpoint,
@@ -77,7 +77,7 @@ def test_each_pipeline_answers_as_its_own_detectron2_model(server, repository, p
         for photo in PHOTOS:
             result = client.detect(photos[photo].read_bytes())
             reference = detectron2_prediction(
-                arch, seeded_checkpoint(arch), photos[photo], PLUMBING_REFERENCE_OPTIONS
+                arch, seeded_checkpoint(arch), photos[photo], PLUMBING_OPTIONS
             )
             figures = compare(result, reference, rule)
             assert not figures.problems, f"{model} / {photo}: " + "; ".join(figures.problems)

@@ -2,7 +2,8 @@
 
 The repository holds the test Faster R-CNN twice: detector version 1 (seed 0) and version 2
 (seed 1), the second exported into the first's repository by the real CLI (both with the
-plumbing options, served at a short edge of 320: ``helpers.exports.PLUMBING_OPTIONS``).
+plumbing options, served at the plumbing size: ``helpers.exports.PLUMBING_OPTIONS``,
+``PLUMBING_SIZE``).
 The server starts with version 2 held outside the repository; the launcher's watcher loads
 it when it is moved in (as the exporter's final rename does), which gives version 2's
 answers.  Then, under load, it goes back to version 1 when version 2 is moved out (the
