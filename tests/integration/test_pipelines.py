@@ -77,7 +77,7 @@ def test_each_pipeline_answers_as_its_own_detectron2_model(server, repository, p
         for photo in PHOTOS:
             result = client.detect(photos[photo].read_bytes())
             reference = detectron2_prediction(
-                arch, seeded_checkpoint(arch), photos[photo], PLUMBING_OPTIONS
+                arch, seeded_checkpoint(arch), photos[photo], PLUMBING_OPTIONS, served=result
             )
             figures = compare(result, reference, rule)
             assert not figures.problems, f"{model} / {photo}: " + "; ".join(figures.problems)
