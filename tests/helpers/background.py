@@ -7,10 +7,9 @@ depending on the CPU; its four exports and the five families' exports take anoth
 three.  Many of the other tests leave a core idle part of the time (unit tests,
 single-threaded Python, servers starting, clients waiting for answers), so as soon as the
 suite knows which of those modules it runs it starts ``python -m helpers.background STEP...``,
-one process that does the steps they need (the families' exports in a child beside the
-training: :data:`CHAINS`), and runs those modules last (``conftest.LAST_MODULES``).  The
-process gets only what the other tests leave: nice 19, in a session of its own whose
-autogroup is at nice 19 too.  Linux shares CPU between sessions'
+one process that does the steps they need in order, and runs those modules last
+(``conftest.LAST_MODULES``).  The process gets only what the other tests leave: nice 19, in
+a session of its own whose autogroup is at nice 19 too.  Linux shares CPU between sessions'
 autogroups first (``sched_autogroup_enabled``, on in these machines' kernels) and applies
 nice only inside one, so a nice-19 process in pytest's session took a whole core from
 tritonserver (a session of its own) whenever the test waited for an answer: a 2-thread
@@ -62,23 +61,10 @@ NEEDED_BY = {
 }
 
 
-# The steps of a chain run one after the other, the chains side by side: the families'
-# exports need nothing of the training, whose one thread leaves the other core to them
-# whenever the tests leave both.  One after the other, test_families and test_accuracy
-# waited ~60 s for them at the end of a run (2026-12-07, AMD EPYC with AVX-512).
-CHAINS = ((Step.TRAINED_MODEL, Step.TRAINED_MODEL_EXPORTS), (Step.FAMILIES,))
-
-
 def steps_for(modules: set[str]) -> list[Step]:
     """The steps the named test modules need, in the process's order."""
     needed = {step for module in modules for step in NEEDED_BY.get(module, ())}
     return [step for step in Step if step in needed]
-
-
-def chains_of(steps: list[Step]) -> list[list[Step]]:
-    """``steps`` split as :data:`CHAINS` splits them, without the chains left empty."""
-    chains = [[step for step in chain if step in steps] for chain in CHAINS]
-    return [chain for chain in chains if chain]
 
 
 def lowest_session_priority(pid: int) -> str:
@@ -129,10 +115,10 @@ class BackgroundWork:
             raise AssertionError(f"background work failed (status {status}), {LOG}:\n{tail}")
 
     def stop(self) -> int | None:
-        """End the process and its children if it still runs (the session ends early, or a
-        test made what it was making).  Its exit status if it had ended by itself, else None."""
+        """End the process if it still runs (the session ends early, or a test made what it
+        was making).  Its exit status if it had ended by itself, else None."""
         ended = self.process.poll()
-        stop_process(self.process, 30, group=True)
+        stop_process(self.process, 30)
         self._log.close()
         return ended
 
@@ -157,18 +143,12 @@ def run(step: Step) -> None:
 
 
 def main(names: list[str]) -> int:
-    """Do the named steps, saying when each ended: the first chain in this process, each
-    other one in a child beside it (its session, priority and log); 1 if a child failed."""
-    chains = chains_of([Step(name) for name in names])
-    children = [
-        subprocess.Popen([sys.executable, "-m", "helpers.background", *(s.value for s in chain)])
-        for chain in chains[1:]
-    ]
-    for step in chains[0] if chains else []:
+    """Do the named steps in order, saying when each ended."""
+    for name in names:
         started = time.monotonic()
-        run(step)
-        print(f"[background] {step.value}: done in {time.monotonic() - started:.0f} s", flush=True)
-    return 1 if any(child.wait() != 0 for child in children) else 0
+        run(Step(name))
+        print(f"[background] {name}: done in {time.monotonic() - started:.0f} s", flush=True)
+    return 0
 
 
 if __name__ == "__main__":

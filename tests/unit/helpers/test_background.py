@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from helpers.background import Step, chains_of, lowest_session_priority, steps_for
+from helpers.background import Step, lowest_session_priority, steps_for
 
 
 def test_a_process_in_its_own_session_gets_a_nice_19_autogroup():
@@ -37,13 +37,3 @@ def test_the_steps_are_those_the_collected_modules_need_in_the_process_order():
         Step.TRAINED_MODEL_EXPORTS,
     ]
     assert steps_for({"test_accuracy"}) == [Step.TRAINED_MODEL, Step.TRAINED_MODEL_EXPORTS]
-
-
-def test_the_families_exports_run_beside_the_training_not_after_it():
-    everything = steps_for({"test_page", "test_families"})
-    assert chains_of(everything) == [
-        [Step.TRAINED_MODEL, Step.TRAINED_MODEL_EXPORTS],
-        [Step.FAMILIES],
-    ]
-    assert chains_of([Step.FAMILIES]) == [[Step.FAMILIES]]
-    assert chains_of([]) == []
