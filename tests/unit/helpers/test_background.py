@@ -33,7 +33,7 @@ def test_the_steps_are_those_the_collected_modules_need_in_the_process_order():
     assert steps_for({"test_families"}) == [Step.FAMILIES]
     assert steps_for({"test_page", "test_families"}) == [
         Step.TRAINED_MODEL,
-        Step.FAMILIES,
         Step.TRAINED_MODEL_EXPORTS,
+        Step.FAMILIES,
     ]
     assert steps_for({"test_accuracy"}) == [Step.TRAINED_MODEL, Step.TRAINED_MODEL_EXPORTS]
