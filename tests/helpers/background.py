@@ -58,7 +58,7 @@ class Step(enum.Enum):
 # the trained model's, test_families and then test_accuracy waited ~25 and ~50 s for them at
 # the end of a run on the AMD EPYC with AVX-512 (the training ended after 657 s, the tests
 # before these modules after 943); a child making the families' exports beside the training
-# took its CPU (equal shares in one autogroup) and ended it after ~1100 s instead.
+# took its CPU (equal shares in one autogroup): the training ended after 1003 s instead.
 NEEDED_BY = {
     "test_accuracy": (Step.TRAINED_MODEL, Step.TRAINED_MODEL_EXPORTS),
     "test_page": (Step.TRAINED_MODEL, Step.TRAINED_MODEL_EXPORTS),
