@@ -120,14 +120,14 @@ def exported_repository(arch: Architecture, *extra: str) -> Path:
 # detections per image, whatever the input size.  Fewer of both took an image at 320 px from
 # 1.2 s to 0.45 s here; 25 detections still leave more than the gateway tests need (> 20).
 #
-# min_size_test, max_size_test.  What the plumbing tests check depends on no input size (the
-# images go through the same resize, stages and paste at any); the size sets what an image
-# costs, and with it most of those tests' CPU: the detector took 863 ms for a 320x512 input
-# and 478 ms for 192x288 on one core of the AMD EPYC with AVX-512 (the rest is the heads'
-# cost at 100 proposals and 25 detections).  The exports are made at that size too, so their
-# tracing checks and an int8 export's calibration run at it: the int8 export of the several
-# pipelines took 19.5 s instead of 57 s at Detectron2's 800, a float32 Mask R-CNN 8 s instead
-# of 18.  320x533, and exports at 800, until 2026-12-07.
+# PLUMBING_SIZE: (min_size_test, max_size_test).  What the plumbing tests check depends on no
+# input size (the images go through the same resize, stages and paste at any); the size sets
+# what an image costs, and with it most of those tests' CPU: the detector took 863 ms for a
+# 320x512 input and 478 ms for 192x288 on one core of the AMD EPYC with AVX-512 (the rest is
+# the heads' cost at 100 proposals and 25 detections).  The exports are made at that size
+# too, so their tracing checks and an int8 export's calibration run at it: the int8 export of
+# the several pipelines took 19.5 s instead of 57 s at Detectron2's 800, a float32 Mask R-CNN
+# 8 s instead of 18.  320x533, and exports at 800, until 2026-12-07.
 PLUMBING_SIZE = (192, 320)
 PLUMBING_SIZE_OPTIONS = (
     "INPUT.MIN_SIZE_TEST",
