@@ -10,6 +10,7 @@ resize, eager model, ``detector_postprocess`` with pasted masks.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import statistics
 import time
@@ -66,6 +67,20 @@ def heads_for_boxes(predictor, image, boxes, classes) -> dict[str, np.ndarray]:
     if len(instances) != len(boxes):
         return {}
     return {field: instances.get(field).numpy() for field in fields}
+
+
+def with_served_heads(prediction, predictor, image, served):
+    """A copy of ``prediction`` (a ``Prediction``) with Detectron2's masks for the served boxes.
+
+    Its masks and keypoints for the ``served`` answer's boxes (``heads_for_boxes``), the parity
+    rule's same-box comparison; the given prediction stays as it is.
+    """
+    found = heads_for_boxes(predictor, image, served.boxes, served.classes)
+    return dataclasses.replace(
+        prediction,
+        masks_for_served=found.get("pred_masks"),
+        keypoints_for_served=found.get("pred_keypoints"),
+    )
 
 
 @contextmanager

@@ -160,7 +160,7 @@ def eager_prediction(predictor, photo: Path, served):
     """
     from detectron2.data.detection_utils import read_image
 
-    from benchmarks.speed.eager import heads_for_boxes
+    from benchmarks.speed.eager import with_served_heads
     from d2_triton.parity.prediction import Prediction
 
     image = read_image(str(photo), format="BGR")
@@ -169,7 +169,4 @@ def eager_prediction(predictor, photo: Path, served):
     output = predictor(image)
     took = 1000 * (time.perf_counter() - started)
     prediction = Prediction.from_output(output, image.shape[:2])
-    on_served = heads_for_boxes(predictor, image, served.boxes, served.classes)
-    prediction.masks_for_served = on_served.get("pred_masks")
-    prediction.keypoints_for_served = on_served.get("pred_keypoints")
-    return prediction, took
+    return with_served_heads(prediction, predictor, image, served), took

@@ -11,7 +11,6 @@ the server.
 
 from __future__ import annotations
 
-import dataclasses
 from functools import lru_cache
 from pathlib import Path
 
@@ -74,23 +73,13 @@ def detectron2_prediction(
     prediction = _prediction(arch.config, str(weights), str(image_path), options)
     if served is None:
         return prediction
-    return dataclasses.replace(
-        prediction, **_heads_for_served(arch.config, str(weights), str(image_path), options, served)
-    )
-
-
-def _heads_for_served(config, weights, image_path, options, served: DetectionResult) -> dict:
     from detectron2.data.detection_utils import read_image
 
-    from benchmarks.speed.eager import heads_for_boxes
+    from benchmarks.speed.eager import with_served_heads
 
-    predictor = _predictor(config, weights, options)
-    image = read_image(image_path, format="BGR")
-    found = heads_for_boxes(predictor, image, served.boxes, served.classes)
-    return {
-        "masks_for_served": found.get("pred_masks"),
-        "keypoints_for_served": found.get("pred_keypoints"),
-    }
+    image = read_image(str(image_path), format="BGR")
+    predictor = _predictor(arch.config, str(weights), options)
+    return with_served_heads(prediction, predictor, image, served)
 
 
 @lru_cache(maxsize=8)
