@@ -40,20 +40,22 @@ from export_tools.repository import derive as repository_tools
 CACHE = cache_dir()
 MIB = 1024 * 1024
 # The default suite's soak (tests/integration/test_load_and_faults.py), on the plumbing
-# export (fewer proposals and detections): its least seconds of load and requests, and how far
-# the RSS floor may rise from the first third to the last after warm-up.  At that cost (~5
-# requests a second on 2 cores of an Intel Xeon with AMX) the check, replayed on two 300 s
-# recordings without a leak, read rises of -17 to 29 MiB in 100 s windows (-6 to 10 in 150 s
-# ones), and a leak of 0.5 MiB per good request failed 81 of 82 windows at 64 MiB, as the
-# 150 s check at 96 MiB failed every one; at Mask R-CNN's full proposals the floors wandered
-# between plateaus ~110 MiB apart and the check needed 240 s.  What a leak per request adds to
-# the rise grows with the requests in the window, so a machine that answers fewer a second
-# soaks until it answered CHECK_MIN_REQUESTS (this one answers ~540 in 100 s).
+# export at its own size (fewer proposals and detections, 192 px): its least seconds of load
+# and requests, and how far the RSS floor may rise from the first third to the last after
+# warm-up.  At that cost (~5.2 requests a second, ~3.1 of them good, on 2 cores of the AMD
+# EPYC with AVX-512) the check, replayed on two 300 s recordings without a leak, read rises
+# of -11 to 12 MiB in 60 s windows, and a leak of 0.5 MiB per good request failed all 98
+# windows at 32 MiB (0.25 MiB: 18 of 98).  What a leak per request adds to the rise grows
+# with the requests in the window, so a machine that answers fewer a second soaks until it
+# answered CHECK_MIN_REQUESTS (this one answers ~310 in 60 s).  Until the evening of
+# 2026-12-07 the check served the same export at 320 px for 100 s and 400 requests at 64 MiB
+# (floors within 29 MiB over 100 s there, on an Intel Xeon with AMX; at Mask R-CNN's full
+# proposals they wandered between plateaus ~110 MiB apart and the check needed 240 s).
 # ``python -m benchmarks.load.soak_sensitivity`` replays recorded soaks to show what this pair
 # catches and how often it would fail with no leak (benchmarks/results/soak/report.md).
-CHECK_DURATION_S = 100.0
-CHECK_MIN_REQUESTS = 400
-FLOOR_RISE_LIMIT_MIB = 64.0
+CHECK_DURATION_S = 60.0
+CHECK_MIN_REQUESTS = 300
+FLOOR_RISE_LIMIT_MIB = 32.0
 # Defaults of --warmup-fraction (share of a soak's seconds excluded from the floor
 # statistics) and --floor-window (seconds per window whose lowest RSS is a floor).
 WARMUP_FRACTION = 0.25
