@@ -9,6 +9,7 @@ import pytest
 
 from d2_triton.cache import cache_dir
 from export_tools.repository.derive import derive
+from export_tools.usage_telemetry import turn_off_openvino_telemetry
 from helpers import background
 from helpers.exports import (
     ARCHITECTURES,
@@ -23,6 +24,9 @@ from helpers.photos import write_photos
 from helpers.servers import GatewayProcess, ServerPool
 
 REPORT_DIR = cache_dir() / "reports"
+# This process exports in-process (helpers.exports) and its unit tests import OpenVINO before
+# the first export does; the export CLI and the background process turn it off in export().
+turn_off_openvino_telemetry()
 
 
 @pytest.fixture(scope="session")
