@@ -5,7 +5,6 @@
   is imported).
 - ``trace``: tracing the model and splitting it into TorchScript and OpenVINO stages (torch).
 - ``repository``: Triton configs, writing a pipeline, deriving repositories (no torch).
-- ``usage_telemetry``: OpenVINO's and NNCF's usage telemetry, off in an exporting process.
 
 Importing this package imports nothing: the Docker image runs ``detectron2_setup.install``
 before the rest of the code is there.

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from d2_triton.model_config import PanopticSettings, PreprocessParameters
+from d2_triton.serving.usage_telemetry import turn_off_openvino_telemetry
 from d2_triton.vision.labels import LabelMap
 from export_tools.detector_config import (
     DetectorConfig,
@@ -36,7 +37,6 @@ from export_tools.random_init import announce_random_weights, build_random_model
 from export_tools.repository import writer
 from export_tools.settings import CocoDataset, ExportSettings, check_dataset, one_line
 from export_tools.trace import files, quantize, split, tracing
-from export_tools.usage_telemetry import turn_off_openvino_telemetry
 
 LOGGER = logging.getLogger("export_tools.api")
 
@@ -185,7 +185,7 @@ def segment_settings(model, config: DetectorConfig, outputs) -> dict:
 def export(settings: ExportSettings) -> ExportResult:
     """Build, trace, check and write one model repository (ExportError if it cannot)."""
     started = time.perf_counter()
-    turn_off_openvino_telemetry()  # before OpenVINO's import; export_tools.usage_telemetry
+    turn_off_openvino_telemetry()  # before OpenVINO's import (d2_triton.serving.usage_telemetry)
     settings.check()  # every file, before anything costly
     labels = settings.read_label_map()
     calibration = calibration_files(settings)

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from d2_triton.cache import cache_dir
+from d2_triton.serving.usage_telemetry import turn_off_openvino_telemetry
 from export_tools.repository.derive import derive
-from export_tools.usage_telemetry import turn_off_openvino_telemetry
 from helpers import background
 from helpers.exports import (
     ARCHITECTURES,
@@ -25,7 +25,8 @@ from helpers.servers import GatewayProcess, ServerPool
 
 REPORT_DIR = cache_dir() / "reports"
 # This process exports in-process (helpers.exports) and its unit tests import OpenVINO before
-# the first export does; the export CLI and the background process turn it off in export().
+# the first export does; the export CLI and the background process turn it off in export(),
+# the stubs in d2_triton.serving.backend.initialize.
 turn_off_openvino_telemetry()
 
 

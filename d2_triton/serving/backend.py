@@ -19,6 +19,7 @@ import triton_python_backend_utils as pb_utils
 from d2_triton import model_config
 from d2_triton.errors import InvalidRequestError
 from d2_triton.serving.numpy_version import check_numpy_version
+from d2_triton.serving.usage_telemetry import turn_off_openvino_telemetry
 
 Parameters = TypeVar("Parameters")
 
@@ -49,6 +50,7 @@ class ModelSetup(Generic[Parameters]):
 def initialize(args: dict[str, str], parameters: type[Parameters]) -> ModelSetup[Parameters]:
     """Check the environment and read the model's config; shared by every ``initialize``."""
     check_numpy_version(np.__version__)
+    turn_off_openvino_telemetry()  # before the detector imports OpenVINO (usage_telemetry)
     config = json.loads(args["model_config"])
     folder = Path(args["model_repository"])
     return ModelSetup(
