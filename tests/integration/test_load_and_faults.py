@@ -193,8 +193,8 @@ def soak(
     # first third to the last.  benchmarks/results/soak/report.md: what that catches, why the
     # soak is this long.
     memory = {key: figures[key] for key in ("rss_floors_mib", "floor_rise_mib_by_process")}
-    # At least four whole 10 s floors (60 s of load less a quarter of warm-up: 4-5), so that
-    # the first third's lowest floor and the last third's are different windows.
+    # At least four whole 10 s floors: what 60 s of load less a quarter of warm-up always
+    # leaves (the windows from 20 s to 60 s; a slower machine soaks longer and has more).
     assert len(figures["rss_floors_mib"]) >= 4, memory
     assert figures["floor_rise_mib"] < FLOOR_RISE_LIMIT_MIB, memory
     assert (out / "memory.png").read_bytes()[:4] == b"\x89PNG"

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
+from d2_triton.cache import CHECKOUT
 from helpers import pb_utils_stub
-from helpers.exports import REPO_ROOT
 
 sys.modules.setdefault("triton_python_backend_utils", pb_utils_stub)
 
@@ -34,7 +34,7 @@ assert turn_off_openvino_telemetry()  # again: still off
 
 def test_a_process_that_turned_it_off_converts_with_the_stubs():
     result = subprocess.run(
-        [sys.executable, "-c", CHECK], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", CHECK], cwd=CHECKOUT, capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.split() == ["openvino.tools.ovc.telemetry_stub", "True", "1"]
@@ -47,7 +47,7 @@ def test_a_process_that_imported_it_already_is_told_so():
         "print(turn_off_openvino_telemetry())"
     )
     result = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", code], cwd=CHECKOUT, capture_output=True, text=True, timeout=60
     )
     assert result.stdout.split() == ["False"], result.stderr[-3000:]
 
