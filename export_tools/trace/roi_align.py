@@ -24,7 +24,7 @@ from torch import nn
 
 def _axis_samples(
     start: torch.Tensor, size: torch.Tensor, grid: torch.Tensor, bins: int, limit: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """The samples along one axis, for every box, bin and sample of that axis in turn.
 
     Args:
@@ -35,18 +35,20 @@ def _axis_samples(
         limit: the feature map's extent on this axis.
 
     Returns:
-        corners (E x 2: the lower and upper pixel), weights (E x 2, zero for a sample outside
-        the map), and each box's first entry (B).
+        the lower and the upper pixel (E each), their weights (E each, zero for a sample
+        outside the map), and each box's first entry (B).  Kept as separate flat tensors:
+        torch's elementwise kernels on E x 2 operands broadcast against each other run ~50x
+        slower than on flat ones.
     """
     entries = grid * bins
     box = torch.repeat_interleave(torch.arange(start.shape[0], device=start.device), entries)
     first = torch.cumsum(entries, 0) - entries
-    local = torch.arange(box.shape[0], device=start.device) - first[box]
-    box_grid = grid[box]
+    local = torch.arange(box.shape[0], device=start.device) - first.index_select(0, box)
+    box_grid = grid.index_select(0, box)
     bin_index = torch.div(local, box_grid, rounding_mode="floor")
     sample = (local - bin_index * box_grid).to(start.dtype)
-    step = (size / bins)[box]
-    position = start[box] + bin_index.to(start.dtype) * step
+    step = (size / bins).index_select(0, box)
+    position = start.index_select(0, box) + bin_index.to(start.dtype) * step
     position = position + (sample + 0.5) * step / box_grid.to(start.dtype)
     inside = (position >= -1.0) & (position <= limit)
     position = position.clamp(min=0.0)
@@ -54,8 +56,8 @@ def _axis_samples(
     position = torch.where(low >= limit - 1, low.to(position.dtype), position)
     high = (low + 1).clamp(max=limit - 1)
     upper = position - low
-    weights = torch.stack((1.0 - upper, upper), 1) * inside.to(position.dtype)[:, None]
-    return torch.stack((low, high), 1), weights, first
+    inside = inside.to(position.dtype)
+    return low, high, (1.0 - upper) * inside, upper * inside, first
 
 
 class BagRoiAlign(nn.Module):
@@ -87,31 +89,50 @@ class BagRoiAlign(nn.Module):
         if not self.aligned:
             size_w, size_h = size_w.clamp(min=1.0), size_h.clamp(min=1.0)
         grid_h, grid_w = self._grid(size_h, self.bins_h), self._grid(size_w, self.bins_w)
-        rows, row_weights, row_first = _axis_samples(start_h, size_h, grid_h, self.bins_h, height)
-        cols, col_weights, col_first = _axis_samples(start_w, size_w, grid_w, self.bins_w, width)
+        row_low, row_high, row_low_w, row_high_w, row_first = _axis_samples(
+            start_h, size_h, grid_h, self.bins_h, height
+        )
+        col_low, col_high, col_low_w, col_high_w, col_first = _axis_samples(
+            start_w, size_w, grid_w, self.bins_w, width
+        )
 
-        # Bin b of box r holds grid_h[r] x grid_w[r] samples, rows varying slowest.
+        # Bin b of box r holds grid_h[r] x grid_w[r] samples, rows varying slowest.  Every
+        # gather is index_select: on these 1-D tensors ~3x faster than indexing (aten::index).
         bins = self.bins_h * self.bins_w
         box_of_bin = torch.arange(boxes, device=rois.device).repeat_interleave(bins)
         bin_in_box = torch.arange(boxes * bins, device=rois.device) - box_of_bin * bins
         bin_row = torch.div(bin_in_box, self.bins_w, rounding_mode="floor")
-        bin_grid_h, bin_grid_w = grid_h[box_of_bin], grid_w[box_of_bin]
-        row_base = row_first[box_of_bin] + bin_row * bin_grid_h
-        col_base = col_first[box_of_bin] + (bin_in_box - bin_row * self.bins_w) * bin_grid_w
+        bin_grid_h, bin_grid_w = (
+            grid_h.index_select(0, box_of_bin),
+            grid_w.index_select(0, box_of_bin),
+        )
+        row_base = row_first.index_select(0, box_of_bin) + bin_row * bin_grid_h
+        col_base = (
+            col_first.index_select(0, box_of_bin)
+            + (bin_in_box - bin_row * self.bins_w) * bin_grid_w
+        )
         per_bin = bin_grid_h * bin_grid_w
         bag = torch.repeat_interleave(torch.arange(boxes * bins, device=rois.device), per_bin)
         bag_first = torch.cumsum(per_bin, 0) - per_bin
-        within = torch.arange(bag.shape[0], device=rois.device) - bag_first[bag]
-        sample_w = bin_grid_w[bag]
+        within = torch.arange(bag.shape[0], device=rois.device) - bag_first.index_select(0, bag)
+        sample_w = bin_grid_w.index_select(0, bag)
         sample_row = torch.div(within, sample_w, rounding_mode="floor")
-        row = row_base[bag] + sample_row
-        col = col_base[bag] + within - sample_row * sample_w
+        row = row_base.index_select(0, bag) + sample_row
+        col = col_base.index_select(0, bag) + within - sample_row * sample_w
 
         # Four corners per sample: (low, low), (low, high), (high, low), (high, high).
-        indices = (rows[row] * width)[:, :, None] + cols[col][:, None, :]
-        share = 1.0 / per_bin.clamp(min=1).to(features.dtype)
-        row_share = row_weights[row] * share[bag][:, None]
-        weights = row_share[:, :, None] * col_weights[col][:, None, :]
+        top, bottom = row_low.index_select(0, row) * width, row_high.index_select(0, row) * width
+        left, right = col_low.index_select(0, col), col_high.index_select(0, col)
+        indices = torch.stack((top + left, top + right, bottom + left, bottom + right), 1)
+        share = (1.0 / per_bin.clamp(min=1).to(features.dtype)).index_select(0, bag)
+        top_w, bottom_w = (
+            row_low_w.index_select(0, row) * share,
+            row_high_w.index_select(0, row) * share,
+        )
+        left_w, right_w = col_low_w.index_select(0, col), col_high_w.index_select(0, col)
+        weights = torch.stack(
+            (top_w * left_w, top_w * right_w, bottom_w * left_w, bottom_w * right_w), 1
+        )
         table = features[0].permute(1, 2, 0).reshape(height * width, channels).contiguous()
         pooled = nn.functional.embedding_bag(
             indices.flatten(),
