@@ -38,7 +38,7 @@ from d2_triton.names import (
     PREPROCESS_MODEL,
     RESIZED_SIZE,
 )
-from d2_triton.serving import steps
+from d2_triton.serving import allocator, steps
 from d2_triton.serving.options import PostprocessOptions
 from d2_triton.serving.stages import StagedModel, threads_per_instance
 from d2_triton.vision.detections import Detections
@@ -204,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
     repo = Repository(args.repository)
+    allocator.keep_freed_memory()  # as the detector's stub does
     torch.set_num_threads(repo.threads)
     model = StagedModel.load(repo.detector_folder, repo.device, repo.threads)
     results = {"threads": torch.get_num_threads(), "device": str(repo.device), "sizes": {}}

@@ -17,7 +17,7 @@ import triton_python_backend_utils as pb_utils
 from d2_triton import names
 from d2_triton.errors import InvalidRequestError
 from d2_triton.model_config import DetectorParameters
-from d2_triton.serving import backend
+from d2_triton.serving import allocator, backend
 from d2_triton.serving.stages import StagedModel, threads_per_instance
 
 
@@ -28,6 +28,7 @@ class TritonPythonModel:
         """Load the stages onto the instance's device with threads for its share of cores."""
         setup = backend.initialize(args, DetectorParameters)
         parameters = setup.parameters
+        reusing = allocator.keep_freed_memory()
         self.model_name = setup.name
         self.device = self._select_device(args)
         instances = sum(group.get("count", 1) for group in setup.config["instance_group"])
@@ -46,6 +47,11 @@ class TritonPythonModel:
             f"{self.model_name}: loaded {stages} on {self.device}, {threads} threads "
             f"for each of {instances} instance(s), OpenVINO stages in {self.model.precision}"
         )
+        if not reusing:
+            pb_utils.Logger.log_warn(
+                f"{self.model_name}: no glibc mallopt here: large tensors are mapped anew on "
+                "every request (d2_triton.serving.allocator)"
+            )
         if self.model.precision != self.model.plan.precision:
             pb_utils.Logger.log_warn(
                 f"{self.model_name}: exported for {self.model.plan.precision}, which this CPU "
