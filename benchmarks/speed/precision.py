@@ -50,8 +50,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--resume",
         action="store_true",
-        help="keep the precisions OUT already has a summary of (a run cut short); the rest "
-        "take Detectron2's figures from the first precision's run",
+        help="keep the precisions OUT already has a summary of, measured on this code's "
+        "exports (a run cut short); the rest take Detectron2's figures from the first "
+        "precision's run",
     )
     return parser.parse_args(argv)
 
@@ -64,6 +65,18 @@ def export(precision: Precision, calibration: Path) -> Path:
     if precision.needs_calibration:
         options += ["--calibration", str(calibration)]
     return default_repository(*options)
+
+
+def measured(summary: Path, repository: Path) -> dict | None:
+    """A run's summary if it measured ``repository`` (this code's export), else ``None``.
+
+    An earlier run's summary in the same folder (older code, another export) is measured again.
+    """
+    if not summary.is_file():
+        return None
+    kept = json.loads(summary.read_text())
+    words = shlex.split(kept["command"])
+    return kept if words[words.index("--repository") + 1] == str(repository) else None
 
 
 def runs_in(precision: str) -> str:
@@ -207,9 +220,10 @@ def main(argv: list[str] | None = None) -> int:
     for precision, repository in repositories.items():
         eager_json = work_folder(precisions[0]) / "eager.json" if summaries else None
         done = out / precision / "summary.json"
-        if args.resume and done.is_file():
+        kept = measured(done, repository) if args.resume else None
+        if kept is not None:
             print(f"== {precision}: kept from {done}", flush=True)
-            summaries[precision] = json.loads(done.read_text())
+            summaries[precision] = kept
             continue
         print(f"== {precision}: {repository}", flush=True)
         options = [
