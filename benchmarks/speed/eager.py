@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from d2_triton.commands import Parser, command
+from d2_triton.serving import allocator
 from export_tools.detectron2_setup.shims import import_detectron2
 from export_tools.repository.writer import read_export_info
 
@@ -116,7 +117,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument(
+        "--keep-freed-memory",
+        action="store_true",
+        help="the detector stub's allocator policy (d2_triton.serving.allocator) in this "
+        "process too: what Detectron2 gains from it alone (not the baseline's default)",
+    )
     args = parser.parse_args(argv)
+    if args.keep_freed_memory and not allocator.keep_freed_memory():
+        raise SystemExit("--keep-freed-memory: this C library has no mallopt")
     predictor = predictor_for(args.repository, args.threads)
     from detectron2.data.detection_utils import read_image
 
