@@ -6,6 +6,8 @@ the report on figures whose ratios are known.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from benchmarks.speed import precision
@@ -71,3 +73,15 @@ def test_the_report_lists_sizes_by_width_with_each_ratio(compared, tmp_path):
     assert "avx512_vnni yes, amx_int8 no" in text
     precision.plot(summary, tmp_path / "plot.png")
     assert (tmp_path / "plot.png").stat().st_size > 0
+
+
+def test_resume_keeps_only_a_summary_of_this_runs_export(tmp_path):
+    summary = tmp_path / "int8" / "summary.json"
+    summary.parent.mkdir()
+    this_export, older_export = tmp_path / "export-new", tmp_path / "export-old"
+    command = "python -m benchmarks.speed.run --repository {} --variant int8 --out x"
+    summary.write_text(json.dumps({"command": command.format(older_export)}))
+    assert precision.measured(summary, this_export) is None
+    summary.write_text(json.dumps({"command": command.format(this_export)}))
+    assert precision.measured(summary, this_export) == {"command": command.format(this_export)}
+    assert precision.measured(tmp_path / "none.json", this_export) is None
