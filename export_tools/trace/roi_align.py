@@ -24,7 +24,7 @@ from torch import nn
 
 def _axis_samples(
     start: torch.Tensor, size: torch.Tensor, grid: torch.Tensor, bins: int, limit: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> tuple[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
     """The samples along one axis, for every box, bin and sample of that axis in turn.
 
     Args:
@@ -35,8 +35,8 @@ def _axis_samples(
         limit: the feature map's extent on this axis.
 
     Returns:
-        the lower and the upper pixel (E each), their weights (E each, zero for a sample
-        outside the map), and each box's first entry (B).  Kept as separate flat tensors:
+        (the lower and the upper pixel, their weights: E each, zero for a sample outside the
+        map), and each box's first entry (B).  Kept as separate flat tensors:
         torch's elementwise kernels on E x 2 operands broadcast against each other run ~50x
         slower than on flat ones.
     """
@@ -57,7 +57,37 @@ def _axis_samples(
     high = (low + 1).clamp(max=limit - 1)
     upper = position - low
     inside = inside.to(position.dtype)
-    return low, high, (1.0 - upper) * inside, upper * inside, first
+    return (low, high, (1.0 - upper) * inside, upper * inside), first
+
+
+def _corners(
+    rows: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+    cols: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+    row: torch.Tensor,
+    col: torch.Tensor,
+    share: torch.Tensor,
+    width: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each sample's four bilinear corners: rows of the H*W table (S x 4) and weights (S x 4).
+
+    Corners in the order (low, low), (low, high), (high, low), (high, high); ``rows`` and
+    ``cols`` are ``_axis_samples``' per axis, ``row`` and ``col`` each sample's entry in them,
+    ``share`` each sample's share of its bin.
+    """
+    row_low, row_high, row_low_w, row_high_w = rows
+    col_low, col_high, col_low_w, col_high_w = cols
+    top, bottom = row_low.index_select(0, row) * width, row_high.index_select(0, row) * width
+    left, right = col_low.index_select(0, col), col_high.index_select(0, col)
+    indices = torch.stack((top + left, top + right, bottom + left, bottom + right), 1)
+    top_w, bottom_w = (
+        row_low_w.index_select(0, row) * share,
+        row_high_w.index_select(0, row) * share,
+    )
+    left_w, right_w = col_low_w.index_select(0, col), col_high_w.index_select(0, col)
+    weights = torch.stack(
+        (top_w * left_w, top_w * right_w, bottom_w * left_w, bottom_w * right_w), 1
+    )
+    return indices, weights
 
 
 class BagRoiAlign(nn.Module):
@@ -89,12 +119,8 @@ class BagRoiAlign(nn.Module):
         if not self.aligned:
             size_w, size_h = size_w.clamp(min=1.0), size_h.clamp(min=1.0)
         grid_h, grid_w = self._grid(size_h, self.bins_h), self._grid(size_w, self.bins_w)
-        row_low, row_high, row_low_w, row_high_w, row_first = _axis_samples(
-            start_h, size_h, grid_h, self.bins_h, height
-        )
-        col_low, col_high, col_low_w, col_high_w, col_first = _axis_samples(
-            start_w, size_w, grid_w, self.bins_w, width
-        )
+        rows, row_first = _axis_samples(start_h, size_h, grid_h, self.bins_h, height)
+        cols, col_first = _axis_samples(start_w, size_w, grid_w, self.bins_w, width)
 
         # Bin b of box r holds grid_h[r] x grid_w[r] samples, rows varying slowest.  Every
         # gather is index_select: on these 1-D tensors ~3x faster than indexing (aten::index).
@@ -120,19 +146,8 @@ class BagRoiAlign(nn.Module):
         row = row_base.index_select(0, bag) + sample_row
         col = col_base.index_select(0, bag) + within - sample_row * sample_w
 
-        # Four corners per sample: (low, low), (low, high), (high, low), (high, high).
-        top, bottom = row_low.index_select(0, row) * width, row_high.index_select(0, row) * width
-        left, right = col_low.index_select(0, col), col_high.index_select(0, col)
-        indices = torch.stack((top + left, top + right, bottom + left, bottom + right), 1)
         share = (1.0 / per_bin.clamp(min=1).to(features.dtype)).index_select(0, bag)
-        top_w, bottom_w = (
-            row_low_w.index_select(0, row) * share,
-            row_high_w.index_select(0, row) * share,
-        )
-        left_w, right_w = col_low_w.index_select(0, col), col_high_w.index_select(0, col)
-        weights = torch.stack(
-            (top_w * left_w, top_w * right_w, bottom_w * left_w, bottom_w * right_w), 1
-        )
+        indices, weights = _corners(rows, cols, row, col, share, width)
         table = features[0].permute(1, 2, 0).reshape(height * width, channels).contiguous()
         pooled = nn.functional.embedding_bag(
             indices.flatten(),
