@@ -9,8 +9,10 @@ size here, against 1 ms once the memory is reused, a quarter of the int8 detecto
 ``proposals`` stage (benchmarks/README.md).  With ``mmap`` off for blocks and the heap's top
 trimmed only past 1 GiB, the same memory serves every request; the process keeps its
 largest request's working set (it is measured, with the server's memory, by
-``benchmarks.speed.run``).  Set per process with ``mallopt``: nothing else changes, and on a
-C library other than glibc (no ``mallopt``) it does nothing.
+``benchmarks.speed.run``).  Where the heap cannot grow, glibc still maps memory for it
+whatever ``M_MMAP_MAX`` says, so no allocation fails for the policy.  Set per process with
+``mallopt``: nothing else changes, and on a C library other than glibc (no ``mallopt``) it
+does nothing.
 """
 
 from __future__ import annotations
