@@ -75,6 +75,14 @@ class PerfRow:
     server_breakdown: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
+class UnstableMeasurementError(RuntimeError):
+    """perf_analyzer found no three windows within the stability percentage."""
+
+
+# What perf_analyzer prints when it gives up on settling (its advice: longer windows).
+UNSTABLE = "Failed to obtain stable measurement"
+
+
 def run_perf_analyzer(
     binary: Path,
     url: str,
@@ -129,7 +137,8 @@ def run_perf_analyzer(
             shown = " ".join(command).replace(admin_key or "\0", "***")
             log.write(shown + "\n" + result.stdout + result.stderr + "\n")
     if result.returncode != 0 or not csv_path.exists():
-        raise RuntimeError(
+        failure = UnstableMeasurementError if UNSTABLE in result.stdout else RuntimeError
+        raise failure(
             f"perf_analyzer failed for {model} at concurrency {concurrency}:\n"
             f"{result.stdout[-3000:]}{result.stderr[-3000:]}"
         )
