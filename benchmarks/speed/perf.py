@@ -137,13 +137,15 @@ def run_perf_analyzer(
             shown = " ".join(command).replace(admin_key or "\0", "***")
             log.write(shown + "\n" + result.stdout + result.stderr + "\n")
     if result.returncode != 0 or not csv_path.exists():
-        failure = UnstableMeasurementError if UNSTABLE in result.stdout else RuntimeError
-        raise failure(
-            f"perf_analyzer failed for {model} at concurrency {concurrency}:\n"
-            f"{result.stdout[-3000:]}{result.stderr[-3000:]}"
-        )
+        raise _failure(result, f"perf_analyzer failed for {model} at concurrency {concurrency}")
     with open(csv_path) as handle:
         return next(csv.DictReader(handle))
+
+
+def _failure(result: subprocess.CompletedProcess, what: str) -> RuntimeError:
+    """The error for a failed run, with the end of its output; unsettled ones are their own."""
+    kind = UnstableMeasurementError if UNSTABLE in result.stdout else RuntimeError
+    return kind(f"{what}:\n{result.stdout[-3000:]}{result.stderr[-3000:]}")
 
 
 def to_perf_row(row: dict[str, str], model: str, size: str, variant: str) -> PerfRow:
