@@ -76,7 +76,8 @@ def measured(summary: Path, repository: Path) -> dict | None:
         return None
     kept = json.loads(summary.read_text())
     words = shlex.split(kept["command"])
-    return kept if words[words.index("--repository") + 1] == str(repository) else None
+    named = words[words.index("--repository") + 1] if "--repository" in words else None
+    return kept if named == str(repository) else None
 
 
 def runs_in(precision: str) -> str:

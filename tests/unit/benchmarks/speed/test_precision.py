@@ -85,3 +85,6 @@ def test_resume_keeps_only_a_summary_of_this_runs_export(tmp_path):
     summary.write_text(json.dumps({"command": command.format(this_export)}))
     assert precision.measured(summary, this_export) == {"command": command.format(this_export)}
     assert precision.measured(tmp_path / "none.json", this_export) is None
+    # a run that exported its own model names no repository: measured again, not a crash
+    summary.write_text(json.dumps({"command": "python -m benchmarks.speed.run --variant f32"}))
+    assert precision.measured(summary, this_export) is None
